@@ -1,0 +1,1 @@
+"""aebench: a benchmark harness for autoencoder research (library package)."""

@@ -1,0 +1,57 @@
+"""Checkpoints: everything needed to continue a run bit for bit, or rebuild its model.
+
+`last.pt` holds model, optimiser, the epoch history and every RNG state at the end of
+the last finished epoch; `best.pt` holds the weights of the best epoch. Both are
+written to a temporary file and moved into place, so a kill never leaves a torn file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from bench.errors import UsageError
+
+
+def save(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UsageError(f"cannot read checkpoint {path} ({type(e).__name__})") from None
+
+
+def rng_state(shuffle: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_run_model(ref: str, runs_dir: str = "runs", which: str = "best"):
+    """(model in eval mode on CPU, resolved config dict) of a finished or stopped run."""
+    from registry import create_model
+    from bench.store import find_run
+
+    run = find_run(ref, runs_dir)
+    cfg = run.read_config()
+    path = run.ckpt(which) if run.ckpt(which).exists() else run.ckpt("last")
+    if not path.exists():
+        raise UsageError(f"run {run.id} has no checkpoint yet ({run.path})")
+    state = load(path)
+    model = create_model(cfg["model"], tuple(state["in_shape"]), state["num_classes"], **cfg)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg

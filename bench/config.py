@@ -1,0 +1,269 @@
+"""The flat, typed run configuration and its command-line parser.
+
+One dataclass holds every key a run, a sweep YAML or a config file may set. Flags
+accept both `--key value` and `--key=value`, with dashes or underscores (W&B agents
+pass `--noise_std=0.1`). Model-specific keys default to None, meaning "the model's
+own default"; the registry drops them for models that do not take them.
+Precedence: defaults < `--config FILE` < flags.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from bench.errors import UsageError
+
+
+def _opt(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi_open=False):
+    return field(default=default, metadata=dict(help=help, choices=choices, lo=lo, hi=hi,
+                                                lo_open=lo_open, hi_open=hi_open))
+
+
+def _list(default, help="", **kw):
+    return field(default_factory=lambda: list(default), metadata=dict(help=help, **kw))
+
+
+@dataclass
+class RunConfig:
+    # --- what to run
+    model: str = _opt("ae", "registry name of the model (see `python registry.py`)")
+    dataset: str = _opt("fashion_mnist", "registry name of the dataset")
+    task: Optional[str] = _opt(None, "implied by the model; set only to check it",
+                               choices=["reconstruct", "denoise", "classify", "segment"])
+    # --- data
+    data_root: str = _opt("./data", "torchvision-layout data folder")
+    image_size: Optional[int] = _opt(None, "resize images to this size (default: dataset's own)", lo=16, hi=512)
+    val_fraction: float = _opt(0.1, "fraction of the training set held out for validation",
+                               lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    limit_train: Optional[int] = _opt(None, "use at most N training images", lo=1)
+    limit_test: Optional[int] = _opt(None, "use at most N test images", lo=1)
+    color_mode: str = _opt("class", "colored_mnist colouring", choices=["class", "random"])
+    label_attr: str = _opt("Smiling", "celeba attribute used as the label")
+    train_split: Optional[str] = _opt(None, "dataset split to train on (stl10: train|unlabeled)")
+    # --- optimisation
+    epochs: int = _opt(10, "training epochs", lo=1, hi=100000)
+    batch_size: int = _opt(128, "batch size", lo=1, hi=65536)
+    lr: float = _opt(1e-3, "Adam learning rate", lo=0.0, lo_open=True)
+    weight_decay: float = _opt(0.0, "Adam weight decay", lo=0.0)
+    seed: int = _opt(0, "random seed (runs are deterministic on CPU)", lo=0)
+    device: str = _opt("auto", "where to train", choices=["auto", "cpu", "cuda"])
+    amp: str = _opt("off", "mixed precision on CUDA", choices=["off", "bf16", "fp16"])
+    compile: bool = _opt(False, "torch.compile the model")
+    channels_last: bool = _opt(False, "channels_last memory format for conv models")
+    num_threads: Optional[int] = _opt(None, "torch CPU threads (default: all cores)", lo=1)
+    max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
+    # --- model keys (None = the model's default)
+    latent_dim: Optional[int] = _opt(None, "size of the latent code z", lo=1, hi=65536)
+    channels: Optional[list[int]] = _opt(None, "conv widths per stage, e.g. 32,64,128")
+    hidden_dims: Optional[list[int]] = _opt(None, "MLP hidden widths, e.g. 400 or 400,100")
+    noise_std: Optional[float] = _opt(None, "input corruption level sigma (denoising)", lo=0.0, hi=1.0)
+    noise_type: Optional[str] = _opt(None, "input corruption", choices=["gaussian", "dropout", "salt_pepper"])
+    l1_lambda: Optional[float] = _opt(None, "weight of mean |z| in the loss (sparse AE)", lo=0.0, hi=10.0)
+    dropout: Optional[float] = _opt(None, "dropout after every conv/deconv layer", lo=0.0, hi=1.0, hi_open=True)
+    batchnorm: Optional[bool] = _opt(None, "BatchNorm after every conv/deconv layer")
+    beta: Optional[float] = _opt(None, "VAE KL weight (beta-VAE)", lo=0.0, hi=1000.0)
+    kl_weight: Optional[float] = _opt(None, "MLP VAE KL weight (0 turns it into a plain AE)", lo=0.0, hi=1000.0)
+    kl_warmup_epochs: Optional[int] = _opt(None, "linear KL annealing over this many epochs", lo=0)
+    recon_loss: Optional[str] = _opt(None, "VAE reconstruction loss", choices=["mse", "bce"])
+    mask_ratio: Optional[float] = _opt(None, "fraction of feature-map patches masked (mcae)",
+                                       lo=0.0, hi=1.0, hi_open=True)
+    mask_patch: Optional[int] = _opt(None, "mask patch size in feature cells (mcae)", lo=1, hi=64)
+    masked_loss_weight: Optional[float] = _opt(None, "loss weight of masked regions (mcae)", lo=0.0, hi=100.0)
+    loss: Optional[str] = _opt(None, "segmentation loss", choices=["dice", "bce", "dice_bce"])
+    pretrained: Optional[bool] = _opt(None, "load ImageNet weights (resnet18_probe)")
+    encoder: Optional[str] = _opt(None, "frozen backbone for resnet18_probe, e.g. timm:resnet18")
+    probe_from: Optional[str] = _opt(None, "train a linear head on this finished run's frozen encoder")
+    # --- evaluation
+    eval: list[str] = _list([], "extra evaluations after training: probe,embed,denoise,interp,arith,"
+                            "sample,occlusion,collapse or all")
+    eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix")
+    # --- tracking
+    runs_dir: str = _opt("runs", "local run store")
+    name: Optional[str] = _opt(None, "run name (default: generated)")
+    wandb: Optional[str] = _opt(None, "W&B mode (default: online when logged in, else offline)",
+                                choices=["online", "offline", "disabled"])
+    project: str = _opt("aebench", "W&B project")
+    entity: Optional[str] = _opt(None, "W&B entity")
+    group: Optional[str] = _opt(None, "W&B group (sweeps use the sweep name)")
+    tags: list[str] = _list([], "W&B tags, comma separated")
+    sweep: Optional[str] = _opt(None, "local sweep this run belongs to (set by bench.sweep)")
+    resume: Optional[str] = _opt(None, "run directory or id to continue")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+# Keys that may differ between a run and its resumption: where it runs, not what it computes.
+RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
+                    "eval", "compile"}
+
+
+def _base_type(tp):
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0])
+    return tp
+
+
+def _parse_bool(text):
+    if isinstance(text, bool):
+        return text
+    low = str(text).strip().lower()
+    if low in ("1", "true", "yes", "y", "on"):
+        return True
+    if low in ("0", "false", "no", "n", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _parse_list(text, item):
+    if isinstance(text, (list, tuple)):
+        return [item(v) for v in text]
+    text = str(text).strip().strip("[]()")
+    parts = [p for p in text.replace(",", " ").split() if p]
+    return [item(p.strip("'\"")) for p in parts]
+
+
+def coerce(key: str, value):
+    """Convert a raw value (flag text, YAML/JSON value) to the key's declared type."""
+    tp = _base_type(FIELDS[key].type if not isinstance(FIELDS[key].type, str)
+                    else typing.get_type_hints(RunConfig)[key])
+    if value is None:
+        return None
+    try:
+        if typing.get_origin(tp) is list:
+            return _parse_list(value, typing.get_args(tp)[0])
+        if tp is bool:
+            return _parse_bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+                return None
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if tp is float:
+            if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+                return None
+            return float(value)
+        if isinstance(value, str) and value.strip().lower() in ("none", "null") and FIELDS[key].default is None:
+            return None
+        return str(value)
+    except (TypeError, ValueError):
+        name = getattr(tp, "__name__", str(tp))
+        raise UsageError(f"--{key.replace('_', '-')}: expected {name}, got {value!r}") from None
+
+
+def validate_value(key: str, value):
+    """Range and choice checks declared on the field; one-line UsageError on failure."""
+    meta = FIELDS[key].metadata
+    flag = "--" + key.replace("_", "-")
+    if value is None:
+        return
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if meta.get("choices") and v not in meta["choices"]:
+            raise UsageError(f"{flag}: unknown value {v!r}; valid: {', '.join(meta['choices'])}")
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if v != v:  # NaN
+                raise UsageError(f"{flag}: got NaN")
+            bad_lo = lo is not None and (v <= lo if meta.get("lo_open") else v < lo)
+            bad_hi = hi is not None and (v >= hi if meta.get("hi_open") else v > hi)
+            if bad_lo or bad_hi:
+                left = "(" if meta.get("lo_open") else "["
+                right = ")" if meta.get("hi_open") else "]"
+                lo_s = "-inf" if lo is None else f"{lo:g}"
+                hi_s = "inf" if hi is None else f"{hi:g}"
+                raise UsageError(f"{flag}: {v!r} is out of range; valid: {left}{lo_s}, {hi_s}{right}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser(prog="run.py") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Train, evaluate and log one autoencoder run.",
+                     argument_default=argparse.SUPPRESS, allow_abbrev=False)
+    parser.add_argument("--config", help="YAML or JSON file of keys; flags override it")
+    parser.add_argument("--list", action="store_true", help="list models and datasets and exit")
+    for key, f in FIELDS.items():
+        flags = ["--" + key.replace("_", "-")]
+        if "_" in key:
+            flags.append("--" + key)
+        tp = _base_type(typing.get_type_hints(RunConfig)[key])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kwargs = dict(dest=key, help=f"{f.metadata.get('help', '')} (default: {default})")
+        if tp is bool:
+            # `--batchnorm` alone means true; `--batchnorm=False` from an agent means false.
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        parser.add_argument(*flags, **kwargs)
+    return parser
+
+
+def _unknown_flag_message(args):
+    names = ["--" + k.replace("_", "-") for k in FIELDS] + ["--config", "--list"]
+    flags = [a.split("=")[0] for a in args if a.startswith("-")]
+    bad = flags[0] if flags else args[0]
+    close = difflib.get_close_matches(bad.replace("_", "-"), names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `python run.py --help`"
+    return f"unknown argument {bad}{hint}"
+
+
+def load_config_file(path: str) -> dict:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise UsageError(f"--config: cannot read {path}: {e.strerror or e}") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"--config: {path} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"--config: {path} must hold a mapping of keys to values, got {type(data).__name__}")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(FIELDS), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"--config: unknown key {unknown[0]!r} in {path}{hint}")
+    return data
+
+
+def parse_args(argv: list[str], prog="run.py") -> tuple[dict, bool]:
+    """Parse flags into raw overrides. Returns (overrides, list_requested)."""
+    parser = build_parser(prog)
+    ns, rest = parser.parse_known_args(argv)
+    if rest:
+        raise UsageError(_unknown_flag_message(rest))
+    raw = vars(ns)
+    list_requested = bool(raw.pop("list", False))
+    merged = {}
+    if "config" in raw:
+        merged.update(load_config_file(raw.pop("config")))
+    merged.update(raw)
+    return merged, list_requested
+
+
+def resolve(overrides: dict) -> RunConfig:
+    """Defaults < overrides, every value coerced and range-checked."""
+    cfg = RunConfig()
+    for key, raw in overrides.items():
+        value = coerce(key, raw)
+        validate_value(key, value)
+        setattr(cfg, key, value)
+    return cfg

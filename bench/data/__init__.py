@@ -1,0 +1,128 @@
+"""Datasets held in memory as uint8 tensors, split, limited, resized, and batched.
+
+Every source (torchvision classes, image folders, generators) returns uint8 tensors of
+shape (N, C, H, W); conversion to float in [0, 1] happens per batch. The train/val split
+comes from the training set with the run's seed. Importing this package registers every
+dataset with the registry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+from bench.errors import UsageError
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # uint8 (N, C, H, W)
+    y: Optional[torch.Tensor] = None  # int64 (N,) labels, or uint8 (N, 1, H, W) masks
+    attrs: Optional[torch.Tensor] = None  # int64 (N, A) binary attributes (celeba)
+
+    def __len__(self):
+        return self.x.shape[0]
+
+    def take(self, idx: torch.Tensor) -> "Split":
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        return Split(self.x[idx], pick(self.y), pick(self.attrs))
+
+    def to(self, device) -> "Split":
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Split(self.x.to(device), mv(self.y), mv(self.attrs))
+
+
+@dataclass
+class Source:
+    """What a dataset loader returns before splitting."""
+    train: Split
+    test: Split
+    classes: list = field(default_factory=list)
+    attr_names: list = field(default_factory=list)
+
+
+@dataclass
+class DataBundle:
+    name: str
+    kind: str  # labels | masks | unlabeled
+    train: Split
+    val: Split
+    test: Split
+    classes: list
+    attr_names: list
+
+    @property
+    def shape(self):
+        return tuple(self.train.x.shape[1:])
+
+    @property
+    def num_classes(self):
+        return max(len(self.classes), 1)
+
+    def to(self, device) -> "DataBundle":
+        return DataBundle(self.name, self.kind, self.train.to(device), self.val.to(device),
+                          self.test.to(device), self.classes, self.attr_names)
+
+
+def resize(split: Split, size: int, kind: str) -> Split:
+    if split.x.shape[-1] == size and split.x.shape[-2] == size:
+        return split
+    x = F.interpolate(split.x.float(), size=(size, size), mode="bilinear", antialias=True,
+                      align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+    y = split.y
+    if kind == "masks" and y is not None:
+        y = F.interpolate(y.float(), size=(size, size), mode="nearest").to(torch.uint8)
+    return Split(x, y, split.attrs)
+
+
+def load_data(cfg, task: str = "reconstruct") -> DataBundle:
+    """Load, limit, split and resize the configured dataset."""
+    from registry import dataset_entry
+
+    entry = dataset_entry(cfg.dataset)
+    src: Source = entry.fn(cfg, task)
+    g = torch.Generator().manual_seed(cfg.seed)
+    train, test = src.train, src.test
+    if len(train) == 0 or len(test) == 0:
+        raise UsageError(f"{cfg.dataset}: the dataset is empty (train {len(train)}, test {len(test)} images)")
+    perm = torch.randperm(len(train), generator=g)
+    if cfg.limit_train is not None:
+        perm = perm[: cfg.limit_train]
+    if cfg.limit_test is not None:
+        test = test.take(torch.arange(min(cfg.limit_test, len(test))))
+    n_val = max(1, int(round(cfg.val_fraction * len(perm))))
+    if len(perm) - n_val < 1:
+        raise UsageError(f"{cfg.dataset}: {len(perm)} training images leave none for training after "
+                         f"holding out {n_val} for validation; raise --limit-train (valid: >= 2)")
+    train_split, val_split = train.take(perm[n_val:]), train.take(perm[:n_val])
+    if cfg.image_size is not None:
+        train_split, val_split, test = (resize(s, cfg.image_size, entry.kind)
+                                        for s in (train_split, val_split, test))
+    return DataBundle(cfg.dataset, entry.kind, train_split, val_split, test, src.classes, src.attr_names)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255.0)
+
+
+def batches(split: Split, batch_size: int, shuffle: bool = False,
+            generator: Optional[torch.Generator] = None,
+            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """Yield (x float in [0,1], y) batches; shuffling is a permutation of indices."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if shuffle else None
+    if order is not None and split.x.device.type != "cpu":
+        order = order.to(split.x.device)
+    stop = n - (n % batch_size) if drop_last and n >= batch_size else n
+    for i in range(0, stop, batch_size):
+        if order is None:
+            xb, yb = split.x[i:i + batch_size], None if split.y is None else split.y[i:i + batch_size]
+        else:
+            idx = order[i:i + batch_size]
+            xb, yb = split.x[idx], None if split.y is None else split.y[idx]
+        yield to_float(xb), yb
+
+
+from bench.data import folders, synthetic, vision  # noqa: E402,F401  (registration)

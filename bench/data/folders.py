@@ -1,0 +1,66 @@
+"""Image + mask folders: the brain-tumour segmentation set of seed 002.
+
+Expected layout under --data-root:
+
+    brain_tumor/
+      images/  NAME.png|jpg|tif ...      (MRI slices, any size, read as grayscale)
+      masks/   NAME.png  or NAME_mask.png (binary masks, non-zero = tumour)
+
+Images are resized to 240x240 (bilinear), masks with nearest neighbour; the last 20%
+of names in sorted order form the test split.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.data import Source, Split
+from bench.errors import UsageError
+from registry import register_dataset
+
+EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+SIZE = 240
+
+
+def _find_mask(masks: Path, stem: str):
+    for cand in (stem, f"{stem}_mask", f"{stem}-mask"):
+        for ext in EXTS:
+            p = masks / f"{cand}{ext}"
+            if p.exists():
+                return p
+    return None
+
+
+def _read(path: Path, size: int, nearest: bool) -> np.ndarray:
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L").resize((size, size), Image.NEAREST if nearest else Image.BILINEAR)
+            return np.asarray(im)
+    except Exception as e:
+        raise UsageError(f"brain_tumor: cannot read {path} ({type(e).__name__})") from None
+
+
+@register_dataset(shape=(1, SIZE, SIZE), kind="masks", num_classes=1)
+def brain_tumor(cfg, task):
+    """Brain MRI slices + binary tumour masks (brain_tumor/images, brain_tumor/masks), 240x240."""
+    root = Path(cfg.data_root) / "brain_tumor"
+    images, masks = root / "images", root / "masks"
+    if not images.is_dir() or not masks.is_dir():
+        raise UsageError(f"brain_tumor: expected folders {images} and {masks} "
+                         f"(same file names, masks non-zero on the tumour)")
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in EXTS)
+    pairs = [(p, _find_mask(masks, p.stem)) for p in files]
+    missing = [p.name for p, m in pairs if m is None]
+    if missing:
+        raise UsageError(f"brain_tumor: no mask in {masks} for {missing[0]} (and {len(missing) - 1} more)")
+    if len(pairs) < 2:
+        raise UsageError(f"brain_tumor: need at least 2 image/mask pairs in {root}, found {len(pairs)}")
+    if cfg.limit_train is not None:
+        pairs = pairs[: cfg.limit_train + max(1, len(pairs) // 5)]
+    x = torch.from_numpy(np.stack([_read(p, SIZE, False) for p, _ in pairs])).unsqueeze(1)
+    y = torch.from_numpy(np.stack([_read(m, SIZE, True) for _, m in pairs]) > 0).unsqueeze(1).to(torch.uint8)
+    n_test = max(1, len(pairs) // 5)
+    return Source(Split(x[:-n_test], y[:-n_test]), Split(x[-n_test:], y[-n_test:]))

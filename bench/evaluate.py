@@ -1,0 +1,147 @@
+"""Test-set evaluation of a trained model, its figures, and the standalone evaluator.
+
+    python -m bench.evaluate RUN --what probe,embed,denoise,interp,arith,sample,occlusion,collapse
+
+After training, `run.py` calls `test_evaluation` (metrics by task, then figures);
+`--eval` and the CLI above run the latent-space tools of `bench.latent` on a run.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from bench import figures, metrics
+from bench.errors import UsageError, exit_usage
+
+
+def _recon_eval(model, data, cfg, device):
+    kw = dict(amp=cfg.amp, channels_last=cfg.channels_last)
+    res = {f"test/{k}": v for k, v in metrics.reconstruction(model, data.test, device, **kw).items()}
+    if getattr(model, "noise_std", 0) > 0:
+        noisy = metrics.reconstruction(model, data.test, device, sigma=model.noise_std,
+                                       noise_type=model.noise_type, seed=cfg.seed, with_input=True, **kw)
+        res.update({f"test_noisy/{k}": v for k, v in noisy.items()})
+    return res
+
+
+def _classify_eval(model, data, cfg, device):
+    res = metrics.classification(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
+    return {f"test/{k}": v for k, v in res.items()}
+
+
+def _segment_eval(model, data, cfg, device):
+    res = metrics.segmentation(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
+    return {f"test/{k}": v for k, v in res.items()}
+
+
+EVALUATORS = {"reconstruct": _recon_eval, "denoise": _recon_eval,
+              "classify": _classify_eval, "segment": _segment_eval}
+
+
+@torch.no_grad()
+def _recon_figure(model, data, cfg, device, path):
+    model.eval()
+    x = data.test.x[:8].to(device).float() / 255
+    rows = [("original", x)]
+    if getattr(model, "noise_std", 0) > 0:
+        g = torch.Generator(device=device).manual_seed(cfg.seed)
+        noisy = model.corrupt(x, g)
+        rows += [(f"noisy s={model.noise_std:g}", noisy), ("denoised", model(noisy)["recon"])]
+    rows.append(("reconstruction", model(x)["recon"]))
+    return figures.image_rows(rows, path, f"{cfg.model} on {cfg.dataset}")
+
+
+@torch.no_grad()
+def _segment_figure(model, data, cfg, device, path):
+    model.eval()
+    x = data.test.x[:8].to(device).float() / 255
+    pred = (model(x)["recon"] > 0.5).float()
+    return figures.image_rows([("image", x), ("mask", data.test.y[:8].float()), ("predicted", pred)],
+                              path, f"{cfg.model} on {cfg.dataset}")
+
+
+FIGURES = {"reconstruct": _recon_figure, "denoise": _recon_figure, "segment": _segment_figure}
+
+
+def test_evaluation(model, data, cfg, run, device, history) -> tuple[dict, dict]:
+    """(test metrics, {figure name: path}) for the model's task."""
+    t0 = time.perf_counter()
+    results = EVALUATORS[model.task](model, data, cfg, device)
+    results["time/test_eval_seconds"] = time.perf_counter() - t0
+    figs = {"curves": figures.curves(history, run.figures / "curves.png", f"{cfg.model} on {cfg.dataset}")}
+    if model.task in FIGURES:
+        figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
+    return results, figs
+
+
+def run_extra(names: list[str], model, data, cfg, run, device, tracking) -> dict:
+    """Latent-space tools by name; each returns summary numbers and writes its figures."""
+    from bench import latent
+
+    names = latent.expand(names)
+    summary = {}
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"eval {name} ...", flush=True)
+        out = latent.TOOLS[name](model, data, cfg, run, device)
+        summary.update(out.get("numbers", {}))
+        if out.get("figures"):
+            tracking.log_images(out["figures"])
+        for tname, (cols, rows) in out.get("tables", {}).items():
+            tracking.log_table(tname, cols, rows)
+        print(f"eval {name} done in {time.perf_counter() - t0:.1f}s "
+              + " ".join(f"{k}={v:.4g}" for k, v in out.get("numbers", {}).items()
+                         if isinstance(v, (int, float))), flush=True)
+    return summary
+
+
+def main(argv=None) -> int:
+    from bench import latent
+
+    p = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("run", help="run directory or id")
+    p.add_argument("--what", default="all", help=f"comma list of {','.join(latent.TOOLS)} or all")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--data-root", default=None, help="override the run's data root")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--wandb", default="disabled", choices=["online", "offline", "disabled"])
+    p.error = lambda msg: exit_usage(p.prog, UsageError(msg))  # one line, exit 2
+    args = p.parse_args(argv)
+    try:
+        return _standalone(args)
+    except UsageError as e:
+        exit_usage(p.prog, e)
+
+
+def _standalone(args) -> int:
+    from bench import latent
+    from bench.checkpoint import load_run_model
+    from bench.config import resolve
+    from bench.data import load_data
+    from bench.store import find_run
+    from bench.track import Tracking
+
+    names = latent.expand([w for w in args.what.split(",") if w])
+    run = find_run(args.run, args.runs_dir)
+    model, saved = load_run_model(str(run.path), args.runs_dir)
+    overrides = {k: v for k, v in saved.items() if k in resolve({}).to_dict()}
+    if args.data_root:
+        overrides["data_root"] = args.data_root
+    cfg = resolve(overrides)
+    device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+    data = load_data(cfg, model.task).to(device)
+    model.to(device)
+    tracking = Tracking(dict(saved, wandb=args.wandb), run) if args.wandb != "disabled" else Tracking(
+        dict(saved, wandb="disabled"), run)
+    summary = run_extra(names, model, data, cfg, run, device, tracking)
+    tracking.log_summary(summary)
+    tracking.finish(0)
+    print(f"wrote {len(summary)} numbers to {run.path / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""PNG figures of a run: image grids and per-epoch curves (matplotlib, Agg backend)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def to_hwc(img: torch.Tensor) -> np.ndarray:
+    a = img.detach().float().clamp(0, 1).cpu().numpy()
+    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+
+
+def image_rows(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = "",
+               col_titles: list[str] | None = None) -> Path:
+    """A grid with one labelled row per (name, (N,C,H,W) tensor)."""
+    n = max(r[1].shape[0] for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1, 1.4 * len(rows) + 0.4), squeeze=False)
+    for i, (name, imgs) in enumerate(rows):
+        for j in range(n):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if j < imgs.shape[0]:
+                im = to_hwc(imgs[j])
+                ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=9)
+            if i == 0 and col_titles and j < len(col_titles):
+                ax.set_title(col_titles[j], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """train/ and val/ curves vs epoch, one panel per term (loss, recon_loss, kl, l1, acc...)."""
+    skip = ("kl_weight", "mask_frac")
+    terms = []
+    for row in history:
+        for k in row:
+            if k.startswith(("train/", "val/")):
+                t = k.split("/", 1)[1]
+                if t not in terms and t not in skip:
+                    terms.append(t)
+    terms = terms or ["loss"]
+    cols = min(3, len(terms))
+    rows = (len(terms) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    epochs = [r["epoch"] for r in history]
+    for ax, t in zip(axes.flat, terms):
+        for split, style in (("train", "-o"), ("val", "--s")):
+            ys = [r.get(f"{split}/{t}") for r in history]
+            if any(y is not None for y in ys):
+                ax.plot(epochs, [np.nan if y is None else y for y in ys], style, ms=3, label=split)
+        ax.set_title(t)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(terms):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

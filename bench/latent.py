@@ -1,0 +1,6 @@
+"""Latent-space tools (filled in below)."""
+TOOLS = {}
+
+
+def expand(names):
+    return names

@@ -1,0 +1,100 @@
+"""Batched test-set metrics: reconstruction (MSE, MAE, PSNR, SSIM, SNR), accuracy, Dice/IoU.
+
+Every image metric is computed per image on whole batches with torchmetrics and
+averaged over the split. PSNR and SSIM use data_range 1.0; SNR follows seed 001:
+10 log10(sum x^2 / sum (x - x_hat)^2) per image, in dB (torchmetrics' signal_noise_ratio
+over the flattened image with zero_mean=False).
+"""
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.audio import signal_noise_ratio
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from bench.data import batches
+from bench.models.base import corrupt
+from bench.train import autocast, prepare
+
+RECON_KEYS = ("mse", "mae", "psnr", "ssim", "snr")
+
+
+def image_metrics(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image metrics, each a (B,) tensor."""
+    recon, target = recon.float().clamp(0, 1), target.float()
+    err = recon - target
+    mse = err.pow(2).flatten(1).mean(1)
+    out = {"mse": mse, "mae": err.abs().flatten(1).mean(1)}
+    out["psnr"] = peak_signal_noise_ratio(recon, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    out["psnr"] = torch.where(mse > 0, out["psnr"], torch.full_like(mse, 100.0))  # perfect copy: cap
+    if min(target.shape[-2:]) >= 11:
+        out["ssim"] = structural_similarity_index_measure(recon, target, data_range=1.0, reduction="none")
+    out["snr"] = signal_noise_ratio(recon.flatten(1), target.flatten(1), zero_mean=False)
+    return out
+
+
+class Mean:
+    """Running means of per-image tensors, kept on the device until read."""
+
+    def __init__(self):
+        self.sums, self.n = {}, 0
+
+    def add(self, values: dict[str, torch.Tensor]):
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v.detach().float().sum()
+        self.n += next(iter(values.values())).shape[0]
+
+    def result(self, prefix="") -> dict[str, float]:
+        return {f"{prefix}{k}": (v / max(self.n, 1)).item() for k, v in self.sums.items()}
+
+
+@torch.no_grad()
+def reconstruction(model, split, device, batch_size=500, sigma=0.0, noise_type="gaussian", seed=0,
+                   amp="off", channels_last=False, with_input=False) -> dict[str, float]:
+    """Metrics of model(corrupt(x)) against clean x; noise is fixed by seed.
+
+    with_input also scores the corrupted input itself (`input_psnr` ...), the
+    do-nothing baseline a denoiser must beat.
+    """
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(seed)
+    rec, inp = Mean(), Mean()
+    for x, _ in batches(split, batch_size):
+        x = x.to(device)
+        noisy = corrupt(x, sigma, noise_type, g) if sigma > 0 else x
+        with autocast(device, amp):
+            out = model(prepare(noisy, channels_last))
+        rec.add(image_metrics(out["recon"], x))
+        if with_input:
+            inp.add(image_metrics(noisy, x))
+    res = rec.result()
+    if with_input:
+        res.update(inp.result("input_"))
+    return res
+
+
+@torch.no_grad()
+def classification(model, split, device, batch_size=500, amp="off", channels_last=False) -> dict[str, float]:
+    model.eval()
+    m = Mean()
+    for x, y in batches(split, batch_size):
+        x, y = prepare(x.to(device), channels_last), y.to(device)
+        with autocast(device, amp):
+            out = model(x, y)
+        m.add({"acc": (out["logits"].argmax(1) == y).float(),
+               "loss": torch.nn.functional.cross_entropy(out["logits"].float(), y, reduction="none")})
+    return m.result()
+
+
+@torch.no_grad()
+def segmentation(model, split, device, batch_size=64, amp="off", channels_last=False) -> dict[str, float]:
+    from bench.models.seg import dice_iou
+
+    model.eval()
+    m = Mean()
+    for x, y in batches(split, batch_size):
+        x, y = prepare(x.to(device), channels_last), y.to(device)
+        with autocast(device, amp):
+            out = model(x, y)
+        dice, iou = dice_iou(out["logits"].float(), y.float())
+        m.add({"dice": dice, "iou": iou})
+    return m.result()

@@ -1,0 +1,108 @@
+"""What every model shares: the output contract, input corruption, conv stacks.
+
+`forward(x, y=None)` returns a dict with `loss` (scalar to minimise), `recon` (or
+`logits`), `z`, and named 0-dim terms (`recon_loss`, `kl`, `l1`, ...). The trainer
+logs every 0-dim entry and never asks which model it trains.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.errors import UsageError
+
+
+class BenchModel(nn.Module):
+    task = "reconstruct"
+    best_metric = ("val/loss", "min")  # how the best checkpoint is chosen
+    noise_std = 0.0
+    noise_type = "gaussian"
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before each training epoch (KL annealing and the like)."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                sigma: float | None = None) -> torch.Tensor:
+        return corrupt(x, self.noise_std if sigma is None else sigma, self.noise_type, generator)
+
+
+def corrupt(x, sigma, noise_type="gaussian", generator=None):
+    """Corrupt images in [0, 1]; the result is clamped to [0, 1]."""
+    if sigma <= 0:
+        return x
+    if noise_type == "gaussian":
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + sigma * noise).clamp_(0.0, 1.0)
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if noise_type == "dropout":
+        return x * (u >= sigma)
+    if noise_type == "salt_pepper":
+        out = x.clone()
+        out[u < sigma / 2] = 0.0
+        out[(u >= sigma / 2) & (u < sigma)] = 1.0
+        return out
+    raise UsageError(f"unknown noise type {noise_type!r}; valid: gaussian, dropout, salt_pepper")
+
+
+def down_sizes(size: int, n: int, name: str, kernel=3, stride=2, padding=1, min_size=2) -> list[int]:
+    """Spatial sizes through n stride-2 convs; refuses stacks that shrink the image below min_size."""
+    sizes = [size]
+    for _ in range(n):
+        nxt = (sizes[-1] + 2 * padding - kernel) // stride + 1
+        if nxt < min_size:
+            max_ok = len(sizes) - 1
+            raise UsageError(f"{name}: {n} stride-2 conv layers shrink a {size}x{size} image below "
+                             f"{min_size}x{min_size}; use at most {max_ok} channel stages for this image size")
+        sizes.append(nxt)
+    return sizes
+
+
+def conv_block(cin, cout, batchnorm=False, dropout=0.0, transpose=False, output_padding=0,
+               kernel=3, stride=2, padding=1):
+    conv = (nn.ConvTranspose2d(cin, cout, kernel, stride, padding, output_padding=output_padding)
+            if transpose else nn.Conv2d(cin, cout, kernel, stride, padding))
+    layers = [conv]
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU(inplace=True))
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return layers
+
+
+def conv_encoder(in_channels, channels, batchnorm=False, dropout=0.0) -> nn.Sequential:
+    """One nn.Sequential per stride-2 stage, so models can act between stages."""
+    stages, cin = [], in_channels
+    for c in channels:
+        stages.append(nn.Sequential(*conv_block(cin, c, batchnorm, dropout)))
+        cin = c
+    return nn.Sequential(*stages)
+
+
+def conv_decoder(channels, out_channels, sizes, batchnorm=False, dropout=0.0) -> nn.Sequential:
+    """Mirror of conv_encoder: ConvTranspose2d stages that land exactly on the encoder's sizes.
+
+    `channels` are the encoder widths, `sizes` the encoder's spatial sizes (input first).
+    The last stage maps to out_channels with no activation (the model adds sigmoid or not).
+    """
+    rev = list(reversed(channels))
+    targets = list(reversed(sizes[:-1]))
+    stages = []
+    for i, cin in enumerate(rev):
+        cout = rev[i + 1] if i + 1 < len(rev) else out_channels
+        in_size = sizes[len(sizes) - 1 - i]
+        op = targets[i] - (2 * in_size - 1)  # ConvT(k3,s2,p1): out = 2*in - 1 + output_padding
+        last = i == len(rev) - 1
+        if last:
+            stages.append(nn.ConvTranspose2d(cin, cout, 3, 2, 1, output_padding=op))
+        else:
+            stages.append(nn.Sequential(*conv_block(cin, cout, batchnorm, dropout, transpose=True,
+                                                    output_padding=op)))
+    return nn.Sequential(*stages)
+
+
+def flat_mse(recon, x):
+    return torch.mean((recon - x) ** 2)

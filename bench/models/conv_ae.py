@@ -1,0 +1,160 @@
+"""Convolutional autoencoders: plain, denoising, sparse, dropout, masked, STL-10.
+
+One class covers the family because the variants differ only in what happens to the
+input (corruption), to the feature maps (masking) and to the loss (L1 on z):
+- `ae`: conv encoder, ConvTranspose decoder, sigmoid output, MSE (seeds 000, 001, 003).
+- `dae`: trained on corrupted inputs, loss against the clean image (Vincent et al. 2008).
+- `sparse_ae`: MSE + lambda * mean |z| (seed 003).
+- `dropout_ae`: dropout (and optional BatchNorm) after every conv/deconv layer (seed 001).
+- `mcae`: random patches of the encoder's first feature maps are zeroed during training
+  (masked convolutional AE, seed 000; cf. ConvMAE, arXiv 2205.03892).
+- `stl_ae`: fully convolutional, BatchNorm + ReLU, ~200k parameters at 3x96x96 (seed 002).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import UsageError
+from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
+from registry import register_model
+
+
+@dataclass
+class ConvAEConfig:
+    in_channels: int = 1
+    image_size: int = 28
+    channels: tuple = (32, 64, 128)
+    latent_dim: int = 64
+    bottleneck: str = "linear"  # "linear": flat z of latent_dim; "conv": z is the last feature map
+    batchnorm: bool = False
+    dropout: float = 0.0
+    noise_std: float = 0.0
+    noise_type: str = "gaussian"
+    l1_lambda: float = 0.0
+    mask_ratio: float = 0.0
+    mask_patch: int = 1
+    masked_loss_weight: float = 1.0
+    near_zero: float = 1e-2  # |z| below this counts as an inactive unit
+
+
+class ConvAE(BenchModel):
+    def __init__(self, cfg: ConvAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.noise_std, self.noise_type = cfg.noise_std, cfg.noise_type
+        if cfg.noise_std > 0:
+            self.task = "denoise"
+        channels = list(cfg.channels)
+        if not channels:
+            raise UsageError("channels: give at least one conv width, e.g. 32,64,128")
+        self.sizes = down_sizes(cfg.image_size, len(channels), "conv autoencoder")
+        self.encoder = conv_encoder(cfg.in_channels, channels, cfg.batchnorm, cfg.dropout)
+        self.decoder = conv_decoder(channels, cfg.in_channels, self.sizes, cfg.batchnorm, cfg.dropout)
+        s = self.sizes[-1]
+        self.feat_shape = (channels[-1], s, s)
+        flat = channels[-1] * s * s
+        if cfg.bottleneck == "linear":
+            self.to_z = nn.Linear(flat, cfg.latent_dim)
+            self.from_z = nn.Sequential(nn.Linear(cfg.latent_dim, flat), nn.ReLU(inplace=True))
+        else:
+            self.to_z = self.from_z = nn.Identity()
+        self.last_mask = None
+
+    # -- masking of feature maps (mcae)
+    def feature_mask(self, feat: torch.Tensor) -> torch.Tensor:
+        """A (B, 1, h, w) 0/1 mask with round(ratio * patches) patches set, per sample."""
+        b, _, h, w = feat.shape
+        p = self.cfg.mask_patch
+        gh, gw = math.ceil(h / p), math.ceil(w / p)
+        n = gh * gw
+        k = int(round(self.cfg.mask_ratio * n))
+        ranks = torch.rand(b, n, device=feat.device).argsort(dim=1).argsort(dim=1)
+        grid = (ranks < k).to(feat.dtype).view(b, 1, gh, gw)
+        return grid.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :h, :w]
+
+    def features(self, x):
+        feat = x
+        for i, stage in enumerate(self.encoder):
+            feat = stage(feat)
+            if i == 0 and self.training and self.cfg.mask_ratio > 0:
+                self.last_mask = self.feature_mask(feat)
+                feat = feat * (1 - self.last_mask)
+        return feat
+
+    def encode(self, x):
+        return self.to_z(self.features(x).flatten(1)) if self.cfg.bottleneck == "linear" \
+            else self.features(x)
+
+    def decode(self, z):
+        if self.cfg.bottleneck == "linear":
+            z = self.from_z(z).view(-1, *self.feat_shape)
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x, y=None):
+        inp = self.corrupt(x) if self.training else x
+        self.last_mask = None
+        z = self.encode(inp)
+        recon = self.decode(z)
+        err = (recon - x) ** 2
+        mse = err.mean()
+        if self.last_mask is not None and self.cfg.masked_loss_weight != 1.0:
+            m = F.interpolate(self.last_mask, size=x.shape[-2:], mode="nearest")
+            w = 1 + (self.cfg.masked_loss_weight - 1) * m
+            recon_loss = (w * err).mean() / w.mean()
+        else:
+            recon_loss = mse
+        l1 = z.abs().mean()
+        loss = recon_loss + self.cfg.l1_lambda * l1 if self.cfg.l1_lambda > 0 else recon_loss
+        out = {"loss": loss, "recon": recon, "z": z, "mse": mse.detach(), "l1": l1.detach(),
+               "near_zero": (z.abs() < self.cfg.near_zero).float().mean().detach()}
+        if self.last_mask is not None:
+            out["mask_frac"] = self.last_mask.mean().detach()
+        return out
+
+
+def _build(defaults: dict, kw: dict) -> ConvAE:
+    cfg = {**defaults, **kw}
+    if "channels" in cfg:
+        cfg["channels"] = tuple(cfg["channels"])
+    return ConvAE(ConvAEConfig(**cfg))
+
+
+@register_model(config=ConvAEConfig)
+def ae(**kw):
+    """Conv encoder / ConvTranspose decoder, sigmoid output, MSE (undercomplete AE)."""
+    return _build({}, kw)
+
+
+@register_model(config=ConvAEConfig, task="denoise")
+def dae(**kw):
+    """Denoising AE: ae trained on noisy inputs (sigma 0.3 default), loss vs the clean image."""
+    return _build({"noise_std": 0.3}, kw)
+
+
+@register_model(config=ConvAEConfig)
+def sparse_ae(**kw):
+    """Sparse AE: MSE + l1_lambda * mean|z|; L1 norm and near-zero fraction logged."""
+    return _build({"l1_lambda": 1e-3}, kw)
+
+
+@register_model(config=ConvAEConfig)
+def dropout_ae(**kw):
+    """ae with dropout (p=0.2) after every conv/deconv layer; --batchnorm adds BN (seed 001)."""
+    return _build({"dropout": 0.2}, kw)
+
+
+@register_model(config=ConvAEConfig)
+def mcae(**kw):
+    """Masked conv AE: random patches of the first feature maps masked while training."""
+    return _build({"mask_ratio": 0.5, "mask_patch": 2}, kw)
+
+
+@register_model(config=ConvAEConfig, input=(3, 96, 96))
+def stl_ae(**kw):
+    """Fully conv AE, 4 conv/deconv stages with BN + ReLU, ~200k params at 3x96x96 (seed 002)."""
+    return _build({"channels": (32, 48, 64, 96), "bottleneck": "conv", "batchnorm": True}, kw)

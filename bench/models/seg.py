@@ -1,0 +1,81 @@
+"""Segmentation autoencoder of seed 002 (brain-tumour MRI): 1x240x240 in, mask logits out.
+
+Symmetric conv / ConvTranspose stacks whose output paddings are derived from the
+encoder's sizes, so any square input comes back at its own size. The Dice loss is the
+seed's formula verbatim: 1 - (2 sum(p t) + eps) / (sum(p^2) + sum(t^2) + eps), eps 1e-6.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
+from registry import register_model
+
+EPS = 1e-6
+
+
+def dice_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    inter = (probs * target).sum()
+    return 1 - (2 * inter + eps) / (probs.pow(2).sum() + target.pow(2).sum() + eps)
+
+
+def dice_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5):
+    """Per-image Dice coefficient and IoU of thresholded masks; empty vs empty scores 1."""
+    pred = (torch.sigmoid(logits) > threshold).flatten(1).float()
+    t = (target > 0.5).flatten(1).float()
+    inter = (pred * t).sum(1)
+    total = pred.sum(1) + t.sum(1)
+    union = total - inter
+    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    return dice, iou
+
+
+@dataclass
+class SegAEConfig:
+    in_channels: int = 1
+    image_size: int = 240
+    channels: tuple = (16, 32, 64, 64)
+    loss: str = "dice"
+    batchnorm: bool = True
+
+
+class SegAE(BenchModel):
+    task = "segment"
+    best_metric = ("val/dice", "max")
+
+    def __init__(self, cfg: SegAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        channels = list(cfg.channels)
+        self.sizes = down_sizes(cfg.image_size, len(channels), "seg_ae")
+        self.encoder = conv_encoder(cfg.in_channels, channels, cfg.batchnorm)
+        self.decoder = conv_decoder(channels, 1, self.sizes, cfg.batchnorm)
+
+    def encode(self, x):
+        return self.encoder(x).flatten(1)
+
+    def forward(self, x, y=None):
+        logits = self.decoder(self.encoder(x))
+        out = {"logits": logits, "recon": torch.sigmoid(logits), "z": None}
+        if y is None:
+            return out
+        target = y.float()
+        dice_l = dice_loss(torch.sigmoid(logits), target)
+        bce = F.binary_cross_entropy_with_logits(logits, target)
+        loss = {"dice": dice_l, "bce": bce, "dice_bce": dice_l + bce}[self.cfg.loss]
+        dice, iou = dice_iou(logits.detach(), target)
+        out.update(loss=loss, dice_loss=dice_l.detach(), bce=bce.detach(),
+                   dice=dice.mean(), iou=iou.mean())
+        return out
+
+
+@register_model(config=SegAEConfig, input=(1, 240, 240), task="segment")
+def seg_ae(**kw):
+    """Symmetric encoder-decoder, 240x240 image -> mask logits, Dice/BCE loss (seed 002)."""
+    if "channels" in kw:
+        kw["channels"] = tuple(kw["channels"])
+    return SegAE(SegAEConfig(**kw))

@@ -1,0 +1,180 @@
+"""Variational autoencoders (Kingma & Welling, arXiv 1312.6114).
+
+- `vae`: conv encoder with linear mu / logvar heads, reparameterisation, recon + beta*KL
+  with optional linear KL warm-up (seeds 000, 001, 003; 64x64 / latent 128 for CelebA).
+- `mlp_vae`: the classic PyTorch-example MLP VAE with a list of hidden widths
+  (seed 004: 784-400-20 and 784-400-100-20), BCE summed over pixels + KL.
+- `mlp_ae`: its deterministic twin (one z layer, no KL), the seed's "AE conversion".
+
+Losses are per image (summed over pixels / latent dims, averaged over the batch), so
+recon and KL are on the scale of the ELBO. In eval mode z = mu.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import UsageError
+from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
+from registry import register_model
+
+
+def kl_per_dim(mu, logvar):
+    """KL(q(z|x) || N(0, I)) per latent dim, averaged over the batch: shape (latent_dim,)."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean(0)
+
+
+def recon_term(recon, x, kind):
+    if kind == "bce":
+        return F.binary_cross_entropy(recon, x, reduction="sum") / x.shape[0]
+    return F.mse_loss(recon, x, reduction="sum") / x.shape[0]
+
+
+class VAEMixin(BenchModel):
+    beta: float = 1.0
+    warmup: int = 0
+    _kl_scale: float = 1.0
+
+    def set_epoch(self, epoch, epochs):
+        self._kl_scale = min(1.0, (epoch + 1) / self.warmup) if self.warmup > 0 else 1.0
+
+    def reparameterise(self, mu, logvar):
+        if not self.training:
+            return mu
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def encode(self, x):
+        return self.posterior(x)[0]
+
+    def elbo_terms(self, x, recon, mu, logvar, recon_kind):
+        rec = recon_term(recon, x, recon_kind)
+        kl_dims = kl_per_dim(mu, logvar)
+        kl = kl_dims.sum()
+        weight = self.beta * self._kl_scale
+        loss = rec + weight * kl if weight > 0 else rec
+        return {"loss": loss, "recon_loss": rec.detach(), "kl": kl.detach(),
+                "kl_weight": torch.tensor(weight), "mse": F.mse_loss(recon.detach(), x)}
+
+
+@dataclass
+class ConvVAEConfig:
+    in_channels: int = 1
+    image_size: int = 28
+    channels: tuple = (32, 64, 128)
+    latent_dim: int = 32
+    beta: float = 1.0
+    recon_loss: str = "mse"
+    kl_warmup_epochs: int = 0
+    batchnorm: bool = False
+
+
+class ConvVAE(VAEMixin):
+    def __init__(self, cfg: ConvVAEConfig):
+        super().__init__()
+        self.cfg, self.beta, self.warmup = cfg, cfg.beta, cfg.kl_warmup_epochs
+        channels = list(cfg.channels)
+        self.sizes = down_sizes(cfg.image_size, len(channels), "vae")
+        self.encoder = conv_encoder(cfg.in_channels, channels, cfg.batchnorm)
+        self.decoder = conv_decoder(channels, cfg.in_channels, self.sizes, cfg.batchnorm)
+        s = self.sizes[-1]
+        self.feat_shape = (channels[-1], s, s)
+        flat = channels[-1] * s * s
+        self.mu = nn.Linear(flat, cfg.latent_dim)
+        self.logvar = nn.Linear(flat, cfg.latent_dim)
+        self.from_z = nn.Sequential(nn.Linear(cfg.latent_dim, flat), nn.ReLU(inplace=True))
+
+    def posterior(self, x):
+        h = self.encoder(x).flatten(1)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z):
+        return torch.sigmoid(self.decoder(self.from_z(z).view(-1, *self.feat_shape)))
+
+    def forward(self, x, y=None):
+        mu, logvar = self.posterior(x)
+        z = self.reparameterise(mu, logvar)
+        recon = self.decode(z)
+        out = self.elbo_terms(x, recon, mu, logvar, self.cfg.recon_loss)
+        out.update(recon=recon, z=z, mu=mu, logvar=logvar)
+        return out
+
+
+@dataclass
+class MLPVAEConfig:
+    in_channels: int = 1
+    image_size: int = 28
+    hidden_dims: tuple = (400,)
+    latent_dim: int = 20
+    kl_weight: float = 1.0
+    kl_warmup_epochs: int = 0
+    recon_loss: str = "bce"
+
+
+def mlp(dims):
+    layers = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class MLPVAE(VAEMixin):
+    def __init__(self, cfg: MLPVAEConfig, variational: bool = True):
+        super().__init__()
+        self.cfg, self.variational = cfg, variational
+        self.beta, self.warmup = cfg.kl_weight, cfg.kl_warmup_epochs
+        if not cfg.hidden_dims:
+            raise UsageError("hidden_dims: give at least one hidden width, e.g. 400 or 400,100")
+        self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+        d = cfg.in_channels * cfg.image_size ** 2
+        hidden = list(cfg.hidden_dims)
+        self.body = mlp([d] + hidden)
+        self.mu = nn.Linear(hidden[-1], cfg.latent_dim)
+        self.logvar = nn.Linear(hidden[-1], cfg.latent_dim) if variational else None
+        self.dec = nn.Sequential(mlp([cfg.latent_dim] + hidden[::-1]), nn.Linear(hidden[0], d))
+
+    def posterior(self, x):
+        h = self.body(x.flatten(1))
+        return self.mu(h), (self.logvar(h) if self.variational else None)
+
+    def decode(self, z):
+        return torch.sigmoid(self.dec(z)).view(-1, *self.shape)
+
+    def forward(self, x, y=None):
+        mu, logvar = self.posterior(x)
+        if not self.variational:
+            recon = self.decode(mu)
+            rec = recon_term(recon, x, self.cfg.recon_loss)
+            return {"loss": rec, "recon": recon, "z": mu, "recon_loss": rec.detach(),
+                    "mse": F.mse_loss(recon.detach(), x)}
+        z = self.reparameterise(mu, logvar)
+        recon = self.decode(z)
+        out = self.elbo_terms(x, recon, mu, logvar, self.cfg.recon_loss)
+        out.update(recon=recon, z=z, mu=mu, logvar=logvar)
+        return out
+
+
+def _tuple_dims(kw, key):
+    if key in kw:
+        kw[key] = tuple(kw[key])
+    return kw
+
+
+@register_model(config=ConvVAEConfig)
+def vae(**kw):
+    """Conv VAE: mu/logvar heads, reparameterisation, recon + beta*KL, KL warm-up."""
+    return ConvVAE(ConvVAEConfig(**_tuple_dims(kw, "channels")))
+
+
+@register_model(config=MLPVAEConfig)
+def mlp_vae(**kw):
+    """MLP VAE 784-400-20 (hidden_dims list, e.g. 400,100), BCE-sum + KL (seed 004)."""
+    return MLPVAE(MLPVAEConfig(**_tuple_dims(kw, "hidden_dims")))
+
+
+@register_model(config=MLPVAEConfig)
+def mlp_ae(**kw):
+    """Deterministic twin of mlp_vae: single z layer, BCE-sum, no KL (seed 004 AE conversion)."""
+    return MLPVAE(MLPVAEConfig(**_tuple_dims(kw, "hidden_dims")), variational=False)

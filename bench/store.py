@@ -1,0 +1,208 @@
+"""The local run store: one directory per run, safe to read while runs are writing.
+
+    runs/<run_id>/
+      config.json     resolved config (written once, atomically)
+      metrics.jsonl   one JSON row per finished epoch, appended and fsynced
+      summary.json    status, test metrics, timings (rewritten atomically)
+      heartbeat       touched while the process lives
+      last.pt best.pt checkpoints (atomic replace)
+      figures/*.png
+
+A reader never sees a half-written row: whole-file writes go through a temporary file
+and os.replace, and a metrics line without its newline is ignored with a warning.
+A run whose summary says `running` but whose process is gone reads as `crashed`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import psutil
+
+from bench.errors import UsageError
+
+HEARTBEAT_SECONDS = 10
+STALE_SECONDS = 120  # a remote run silent this long is considered crashed
+FINAL_STATUSES = ("finished", "failed", "interrupted", "crashed")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
+
+
+def _jsonable(v):
+    if hasattr(v, "item"):
+        return v.item()
+    if isinstance(v, (set, tuple)):
+        return list(v)
+    return str(v)
+
+
+def new_run_id(model: str, dataset: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{model}-{dataset}-{secrets.token_hex(3)}"
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.id = self.path.name
+        self._beat: Optional[threading.Thread] = None
+        self._stop_beat = threading.Event()
+
+    # -- creation
+    @classmethod
+    def create(cls, runs_dir: str, model: str, dataset: str) -> "RunDir":
+        root = Path(runs_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            path = root / new_run_id(model, dataset)
+            try:
+                path.mkdir()  # atomic: two processes can never own the same id
+                (path / "figures").mkdir()
+                return cls(path)
+            except FileExistsError:
+                continue
+        raise RuntimeError("could not allocate a run id")
+
+    # -- files
+    @property
+    def figures(self) -> Path:
+        (self.path / "figures").mkdir(exist_ok=True)
+        return self.path / "figures"
+
+    def ckpt(self, which: str) -> Path:
+        return self.path / f"{which}.pt"
+
+    def write_config(self, cfg: dict) -> None:
+        atomic_write_json(self.path / "config.json", cfg)
+
+    def read_config(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    def append_metrics(self, row: dict) -> None:
+        line = json.dumps(row, sort_keys=True, default=_jsonable) + "\n"
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def rewrite_metrics(self, rows: list[dict]) -> None:
+        atomic_write_text(self.path / "metrics.jsonl",
+                          "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows))
+
+    def read_metrics(self) -> list[dict]:
+        return read_jsonl(self.path / "metrics.jsonl")
+
+    def read_summary(self) -> dict:
+        p = self.path / "summary.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def update_summary(self, **fields) -> dict:
+        summary = self.read_summary()
+        summary.update(fields)
+        summary["updated_at"] = time.time()
+        atomic_write_json(self.path / "summary.json", summary)
+        return summary
+
+    # -- liveness
+    def mark_running(self) -> None:
+        proc = psutil.Process()
+        self.update_summary(status="running", pid=os.getpid(), host=socket.gethostname(),
+                            pid_started=proc.create_time(), started_at=time.time())
+        self._touch()
+        self._stop_beat.clear()
+        self._beat = threading.Thread(target=self._beat_loop, daemon=True)
+        self._beat.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stop_beat.set()
+
+    def _touch(self):
+        (self.path / "heartbeat").write_text(f"{time.time()}\n")
+
+    def _beat_loop(self):
+        while not self._stop_beat.wait(HEARTBEAT_SECONDS):
+            try:
+                self._touch()
+            except OSError:
+                pass
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file; a last line cut short is skipped with a warning."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    rows, lines = [], text.split("\n")
+    complete, tail = lines[:-1], lines[-1]
+    for i, line in enumerate(complete):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}: skipping unreadable line {i + 1}")
+    if tail.strip():
+        warnings.warn(f"{path}: last line is incomplete (truncated write); read {len(rows)} complete rows")
+    return rows
+
+
+def effective_status(summary: dict, run_path: Path) -> str:
+    """The recorded status, except that a `running` run whose process is gone is `crashed`."""
+    status = summary.get("status", "unknown")
+    if status != "running":
+        return status
+    if summary.get("host") == socket.gethostname():
+        try:
+            proc = psutil.Process(summary.get("pid", -1))
+            if abs(proc.create_time() - summary.get("pid_started", 0)) < 1.0:
+                return "running"
+        except (psutil.Error, ValueError):
+            pass
+        return "crashed"
+    beat = run_path / "heartbeat"
+    age = time.time() - (beat.stat().st_mtime if beat.exists() else 0)
+    return "running" if age < STALE_SECONDS else "crashed"
+
+
+def find_run(ref: str, runs_dir: str = "runs") -> RunDir:
+    """A run by directory path or by id inside runs_dir."""
+    for cand in (Path(ref), Path(runs_dir) / ref):
+        if (cand / "config.json").exists():
+            return RunDir(cand)
+    matches = sorted(Path(runs_dir).glob(f"*{ref}*")) if Path(runs_dir).is_dir() and ref else []
+    matches = [m for m in matches if (m / "config.json").exists()]
+    if len(matches) == 1:
+        return RunDir(matches[0])
+    raise UsageError(f"no run {ref!r}: not a run directory and not an id in {runs_dir}/ "
+                     f"({len(matches)} partial matches)")
+
+
+def list_runs(runs_dir: str) -> list[RunDir]:
+    """Every run directory under runs_dir (sweep folders included), oldest first."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    return [RunDir(p.parent) for p in sorted(root.rglob("config.json"))]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,147 @@
+"""Experiment tracking: the local run store and W&B behind one small interface.
+
+`Tracking` fans every call out to its trackers. The W&B tracker imports wandb lazily,
+logs per-epoch rows with `epoch` as the x axis, and never stops a run: if W&B cannot
+start or upload, one warning says how to sync later and the local record carries on.
+"""
+from __future__ import annotations
+
+import netrc
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from bench.store import RunDir
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+class Tracker:
+    def log_epoch(self, row: dict) -> None: ...
+    def log_images(self, images: dict[str, Path]) -> None: ...
+    def log_table(self, name: str, columns: list[str], rows: list[list]) -> None: ...
+    def log_summary(self, summary: dict) -> None: ...
+    def finish(self, exit_code: int = 0) -> None: ...
+
+
+class LocalTracker(Tracker):
+    def __init__(self, run: RunDir):
+        self.run = run
+
+    def log_epoch(self, row):
+        self.run.append_metrics(row)
+
+    def log_table(self, name, columns, rows):
+        import csv
+        with open(self.run.path / f"{name.replace('/', '_')}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(columns)
+            w.writerows(rows)
+
+    def log_summary(self, summary):
+        self.run.update_summary(**summary)
+
+
+def wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai")
+                                            .replace("https://", ""))
+        return bool(auth and auth[2])
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_wandb_mode(mode: Optional[str]) -> str:
+    if mode:
+        return mode
+    return "online" if wandb_logged_in() else "offline"
+
+
+SYNC_HINT = "the local record is complete; upload later with `wandb sync wandb/offline-run-*` " \
+            "(or re-run with --wandb offline)"
+
+
+class WandbTracker(Tracker):
+    def __init__(self, cfg: dict, run: RunDir, mode: str):
+        import wandb  # lazy: only tracking code imports wandb
+
+        self.wandb = wandb
+        self.mode = mode
+        settings = wandb.Settings(init_timeout=float(os.environ.get("AEBENCH_WANDB_INIT_TIMEOUT", 90)),
+                                  silent=True, console="off", x_disable_stats=True)
+        self.run = wandb.init(project=cfg.get("project"), entity=cfg.get("entity"), group=cfg.get("group"),
+                              tags=list(cfg.get("tags") or []) or None, name=cfg.get("name") or run.id,
+                              id=run.id, resume="allow", config=cfg, mode=mode, settings=settings,
+                              job_type=cfg.get("task") or "train")
+        wandb.define_metric("epoch")
+        for prefix in ("train/*", "val/*", "time/*"):
+            wandb.define_metric(prefix, step_metric="epoch")
+        self.failed = False
+
+    def _safe(self, fn, *a, **kw):
+        if self.failed:
+            return
+        try:
+            fn(*a, **kw)
+        except Exception as e:  # an upload fault must never end a run
+            self.failed = True
+            warn(f"W&B logging failed ({type(e).__name__}: {e}); {SYNC_HINT}")
+
+    def log_epoch(self, row):
+        self._safe(self.run.log, dict(row))
+
+    def log_images(self, images):
+        self._safe(self.run.log, {f"figures/{k}": self.wandb.Image(str(p)) for k, p in images.items()})
+
+    def log_table(self, name, columns, rows):
+        self._safe(self.run.log, {name: self.wandb.Table(columns=columns, data=rows)})
+
+    def log_summary(self, summary):
+        def put():
+            for k, v in summary.items():
+                if isinstance(v, (int, float, str, bool)) or v is None:
+                    self.run.summary[k] = v
+        self._safe(put)
+
+    def finish(self, exit_code=0):
+        self._safe(self.run.finish, exit_code=exit_code)
+
+
+class Tracking(Tracker):
+    """Every tracker of a run; W&B joins only if it starts."""
+
+    def __init__(self, cfg: dict, run: RunDir):
+        self.trackers: list[Tracker] = [LocalTracker(run)]
+        self.wandb_mode = resolve_wandb_mode(cfg.get("wandb"))
+        if self.wandb_mode != "disabled":
+            try:
+                self.trackers.append(WandbTracker(cfg, run, self.wandb_mode))
+            except Exception as e:
+                first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+                warn(f"W&B could not start in {self.wandb_mode} mode ({type(e).__name__}: {first}); {SYNC_HINT}")
+                self.wandb_mode = "failed"
+
+    def log_epoch(self, row):
+        for t in self.trackers:
+            t.log_epoch(row)
+
+    def log_images(self, images):
+        for t in self.trackers:
+            t.log_images(images)
+
+    def log_table(self, name, columns, rows):
+        for t in self.trackers:
+            t.log_table(name, columns, rows)
+
+    def log_summary(self, summary):
+        for t in self.trackers:
+            t.log_summary(summary)
+
+    def finish(self, exit_code=0):
+        for t in self.trackers:
+            t.finish(exit_code)

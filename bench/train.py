@@ -1,0 +1,231 @@
+"""The model-agnostic training loop.
+
+Adam over preloaded uint8 tensors, per-batch conversion, one metrics row per epoch,
+checkpoints (last and best) after every epoch. Scalars are summed on the device and
+read once per epoch, so the step has no host syncs apart from the cheap finiteness
+check (every step on CPU, every 50 steps on CUDA). The loop knows nothing about the
+model beyond its output dict: every 0-dim tensor in it becomes a `train/` metric.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from bench import checkpoint
+from bench.data import DataBundle, batches
+
+
+class Diverged(Exception):
+    def __init__(self, epoch, step, value):
+        super().__init__(f"non-finite loss ({value}) at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+class Interrupted(Exception):
+    def __init__(self, signum, epoch):
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} received during epoch {epoch}")
+        self.signum, self.epoch = signum, epoch
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs finished
+    history: list = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int | None = None
+    train_seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+
+class StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop stops between steps."""
+
+    def __init__(self):
+        self.signum = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        old = {}
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+
+def autocast(device: torch.device, amp: str):
+    if device.type != "cuda" or amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def scalar_terms(out: dict) -> dict:
+    return {k: v for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}
+
+
+def prepare(x, channels_last):
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+@torch.no_grad()
+def evaluate_loss(model, split, batch_size, device, amp="off", channels_last=False) -> dict:
+    """Mean of every scalar term over a split (eval mode), weighted by batch size."""
+    model.eval()
+    sums, n = {}, 0
+    for x, y in batches(split, batch_size):
+        x = prepare(x.to(device, non_blocking=True), channels_last)
+        y = None if y is None else y.to(device, non_blocking=True)
+        with autocast(device, amp):
+            out = model(x, y)
+        b = x.shape[0]
+        for k, v in scalar_terms(out).items():
+            sums[k] = sums.get(k, 0.0) + v.detach().float() * b
+        n += b
+    return {k: (v / n).item() for k, v in sums.items()}
+
+
+def better(value, best, mode):
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+class Trainer:
+    def __init__(self, model, data: DataBundle, cfg, run, tracking, device, log=print):
+        self.model, self.data, self.cfg, self.run = model, data, cfg, run
+        self.tracking, self.device, self.log = tracking, device, log
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.amp == "fp16" else None
+        self.state = TrainState()
+        self.step_fn = model
+        self.check_every = 1 if device.type == "cpu" else 50
+        self.ckpt_meta = {"in_shape": list(data.shape), "num_classes": data.num_classes}
+
+    # -- checkpoints
+    def save(self):
+        meta = dict(self.ckpt_meta, config=self.cfg.to_dict())
+        checkpoint.save(self.run.ckpt("last"), dict(
+            meta, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler else None,
+            state=vars(self.state), rng=checkpoint.rng_state(self.shuffle)))
+
+    def save_best(self):
+        checkpoint.save(self.run.ckpt("best"), dict(self.ckpt_meta, config=self.cfg.to_dict(),
+                                                     model=self.model.state_dict(),
+                                                     epoch=self.state.epoch))
+
+    def restore(self):
+        ck = checkpoint.load(self.run.ckpt("last"))
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        if self.scaler and ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        self.state = TrainState(**ck["state"])
+        checkpoint.set_rng_state(ck["rng"], self.shuffle)
+        # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
+        self.run.rewrite_metrics(self.state.history)
+
+    # -- one epoch
+    def train_epoch(self, epoch: int, stop: StopFlag) -> dict:
+        model, cfg, dev = self.model, self.cfg, self.device
+        model.train()
+        model.set_epoch(epoch, cfg.epochs)
+        sums, n, t0 = {}, 0, time.perf_counter()
+        bar = _progress(len(self.data.train), cfg.batch_size, f"epoch {epoch + 1}/{cfg.epochs}")
+        for step, (x, y) in enumerate(batches(self.data.train, cfg.batch_size, shuffle=True,
+                                              generator=self.shuffle)):
+            if stop.signum is not None:
+                raise Interrupted(stop.signum, epoch + 1)
+            x = prepare(x.to(dev, non_blocking=True), cfg.channels_last)
+            y = None if y is None else y.to(dev, non_blocking=True)
+            t_step = time.perf_counter()
+            with autocast(dev, cfg.amp):
+                out = self.step_fn(x, y)
+            loss = out["loss"]
+            self.opt.zero_grad(set_to_none=True)
+            if self.scaler:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.opt)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.opt.step()
+            if epoch == self.state.epoch and step == 0 and cfg.compile:
+                self.state.compile_seconds = time.perf_counter() - t_step
+            if step % self.check_every == 0 and not math.isfinite(loss.item()):
+                raise Diverged(epoch + 1, step, loss.item())
+            b = x.shape[0]
+            for k, v in scalar_terms(out).items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * b
+            n += b
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+        metrics = {k: (v / n).item() for k, v in sums.items()}
+        if not math.isfinite(metrics["loss"]):
+            raise Diverged(epoch + 1, "end", metrics["loss"])
+        seconds = time.perf_counter() - t0
+        return {"metrics": metrics, "seconds": seconds, "images": n}
+
+    def fit(self) -> TrainState:
+        cfg, st = self.cfg, self.state
+        key, mode = self.model.best_metric
+        stop = StopFlag()
+        with stop.installed():
+            for epoch in range(st.epoch, cfg.epochs):
+                tr = self.train_epoch(epoch, stop)
+                val = evaluate_loss(self.model, self.data.val, max(cfg.batch_size, 256), self.device,
+                                    cfg.amp, cfg.channels_last)
+                row = {"epoch": epoch + 1}
+                row.update({f"train/{k}": v for k, v in tr["metrics"].items()})
+                row.update({f"val/{k}": v for k, v in val.items()})
+                row.update({"time/epoch_seconds": tr["seconds"],
+                            "time/images_per_sec": tr["images"] / tr["seconds"]})
+                if not math.isfinite(row.get("val/loss", 0.0)):
+                    raise Diverged(epoch + 1, "validation", row.get("val/loss"))
+                st.epoch = epoch + 1
+                st.train_seconds += tr["seconds"]
+                st.history.append(row)
+                if better(row.get(key, row["val/loss"]), st.best_value, mode):
+                    st.best_value, st.best_epoch = row.get(key, row["val/loss"]), epoch + 1
+                    self.save_best()
+                self.save()
+                self.tracking.log_epoch(row)
+                self.run.update_summary(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value)
+                self.log(format_row(row, cfg.epochs))
+                if stop.signum is not None:
+                    raise Interrupted(stop.signum, epoch + 1)
+        return st
+
+
+def format_row(row: dict, epochs: int) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    for k, v in row.items():
+        if k.startswith(("train/", "val/")) and not k.endswith(("kl_weight", "mask_frac")):
+            parts.append(f"{k} {v:.4g}")
+    parts.append(f"{row['time/epoch_seconds']:.1f}s {row['time/images_per_sec']:.0f} img/s")
+    return "  ".join(parts)
+
+
+def _progress(n, batch_size, desc):
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(total=math.ceil(n / batch_size), desc=desc, leave=False, unit="batch")

@@ -1,0 +1,141 @@
+"""Names -> constructors for every model and dataset.
+
+Importing a model module registers it (`@register_model`), as in timm; adding a model
+never touches a central table and duplicate names are errors. `python registry.py`
+lists everything with a one-line description and the parameter count at the default
+configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+from bench.errors import UsageError
+
+MODELS: dict[str, "ModelEntry"] = {}
+DATASETS: dict[str, "DatasetEntry"] = {}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    fn: Callable
+    config_cls: type
+    default_input: tuple[int, int, int]  # (C, H, W) used for the default build
+    task: str
+    hidden: bool = False
+
+    @property
+    def description(self) -> str:
+        return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else ""
+
+    def config_keys(self) -> set[str]:
+        return {f.name for f in dataclasses.fields(self.config_cls)}
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    fn: Callable
+    shape: tuple[int, int, int]
+    kind: str  # "labels", "masks" or "unlabeled"
+    num_classes: int
+
+    @property
+    def description(self) -> str:
+        return (self.fn.__doc__ or "").strip().splitlines()[0]
+
+
+def register_model(*, config: type, input: tuple[int, int, int] = (1, 28, 28),
+                   task: str = "reconstruct", hidden: bool = False):
+    def deco(fn):
+        if fn.__name__ in MODELS:
+            raise ValueError(f"model {fn.__name__!r} registered twice")
+        MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, config, tuple(input), task, hidden)
+        return fn
+    return deco
+
+
+def register_dataset(*, shape: tuple[int, int, int], kind: str = "labels", num_classes: int = 10):
+    def deco(fn):
+        if fn.__name__ in DATASETS:
+            raise ValueError(f"dataset {fn.__name__!r} registered twice")
+        DATASETS[fn.__name__] = DatasetEntry(fn.__name__, fn, tuple(shape), kind, num_classes)
+        return fn
+    return deco
+
+
+def _unknown(kind: str, name: str, table: dict) -> UsageError:
+    valid = sorted(k for k, v in table.items() if not getattr(v, "hidden", False))
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UsageError(f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid)}")
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        raise _unknown("model", name, MODELS)
+    return MODELS[name]
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    if name not in DATASETS:
+        raise _unknown("dataset", name, DATASETS)
+    return DATASETS[name]
+
+
+def model_kwargs(name: str, cfg: dict) -> dict:
+    """The keys of a flat run config that this model takes, None values dropped (timm-style)."""
+    keys = model_entry(name).config_keys()
+    return {k: v for k, v in cfg.items() if k in keys and v is not None}
+
+
+def create_model(name: str, in_shape=None, num_classes: int = 10, /, **kwargs):
+    """Build a registered model for inputs of shape (C, H, W); unknown/None kwargs are dropped."""
+    entry = model_entry(name)
+    c, h, w = in_shape or entry.default_input
+    keys = entry.config_keys()
+    kw = {k: v for k, v in kwargs.items() if k in keys and v is not None}
+    for k, v in (("in_channels", c), ("image_size", h), ("num_classes", num_classes)):
+        if k in keys:
+            kw[k] = v
+    if h != w:
+        raise UsageError(f"{name}: only square images are supported, got {h}x{w}")
+    return entry.fn(**kw)
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe() -> str:
+    lines = ["Models", "------"]
+    for name, e in sorted(MODELS.items()):
+        if e.hidden:
+            continue
+        # Counting never needs downloaded weights.
+        extra = {"pretrained": False} if "pretrained" in e.config_keys() else {}
+        n = count_params(create_model(name, None, 10, **extra))
+        c, h, w = e.default_input
+        lines.append(f"  {name:<16} {n:>11,} params  {c}x{h}x{w:<4} {e.task:<11} {e.description}")
+    lines += ["", "Datasets", "--------"]
+    for name, d in sorted(DATASETS.items()):
+        c, h, w = d.shape
+        lines.append(f"  {name:<16} {c}x{h}x{w:<8} {d.kind:<9} {d.description}")
+    return "\n".join(lines)
+
+
+def main():
+    print(describe())
+
+
+# Registration on import: these modules call register_model / register_dataset.
+import bench.models  # noqa: E402,F401
+import bench.data  # noqa: E402,F401
+
+if __name__ == "__main__":
+    import registry as _self  # the importable module holds the tables, not __main__
+
+    _self.main()
