@@ -42,7 +42,7 @@ def _open(name, make, root, url, where):
         return make(False)
     except RuntimeError as e:
         if "not found" not in str(e).lower() and "corrupted" not in str(e).lower():
-            raise UsageError(f"{name}: cannot read files under {where}: {e}") from None
+            raise  # a torn file: the caller names it
     if _host_answers(url):
         try:
             return make(True)

@@ -1,0 +1,129 @@
+"""Dataset loaders on tiny files in the real on-disk formats, and one real-data smoke run."""
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import resolve
+from bench.data import load_data
+from bench.errors import UsageError
+from formats import (trust_files, write_brain_tumor, write_celeba, write_cifar10, write_mnist,
+                     write_stl10)
+
+
+def cfg_for(dataset, root, **kw):
+    return resolve({"dataset": dataset, "data_root": str(root), **kw})
+
+
+def test_mnist_idx_files(tmp_path):
+    write_mnist(tmp_path, "MNIST", n_train=60, n_test=20)
+    data = load_data(cfg_for("mnist", tmp_path))
+    assert data.train.x.dtype == torch.uint8 and data.train.x.shape[1:] == (1, 28, 28)
+    assert len(data.train) + len(data.val) == 60 and len(data.test) == 20
+    assert data.test.y.tolist() == [i % 10 for i in range(20)]
+
+
+def test_split_is_seeded_and_limits_apply(tmp_path):
+    write_mnist(tmp_path, "FashionMNIST", n_train=100, n_test=30)
+    a = load_data(cfg_for("fashion_mnist", tmp_path, seed=1, limit_train=50, limit_test=10))
+    b = load_data(cfg_for("fashion_mnist", tmp_path, seed=1, limit_train=50, limit_test=10))
+    c = load_data(cfg_for("fashion_mnist", tmp_path, seed=2, limit_train=50, limit_test=10))
+    assert len(a.train) == 45 and len(a.val) == 5 and len(a.test) == 10
+    assert torch.equal(a.train.x, b.train.x)
+    assert not torch.equal(a.train.x, c.train.x)
+
+
+def test_colored_mnist_is_rgb_and_deterministic(tmp_path):
+    write_mnist(tmp_path, "MNIST")
+    a = load_data(cfg_for("colored_mnist", tmp_path, color_mode="class"))
+    assert a.train.x.shape[1:] == (3, 28, 28)
+    r = load_data(cfg_for("colored_mnist", tmp_path, color_mode="random"))
+    r2 = load_data(cfg_for("colored_mnist", tmp_path, color_mode="random"))
+    assert torch.equal(r.train.x, r2.train.x) and not torch.equal(a.train.x, r.train.x)
+
+
+def test_debian_fashion_files_are_accepted(tmp_path, monkeypatch):
+    raw = write_mnist(tmp_path / "src", "FashionMNIST", n_train=40, n_test=10)
+    deb = tmp_path / "debian"
+    deb.mkdir()
+    for f in raw.iterdir():
+        with open(f, "rb") as fin, gzip.open(deb / f"{f.name}.gz", "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    monkeypatch.setenv("AEBENCH_DEBIAN_FASHION_DIR", str(deb))
+    data = load_data(cfg_for("fashion_mnist", tmp_path / "empty_root"))
+    assert len(data.test) == 10
+
+
+def test_cifar10_pickles_through_torchvision(tmp_path, monkeypatch):
+    from torchvision.datasets import CIFAR10
+
+    base = write_cifar10(tmp_path, n_per_batch=8)
+    trust_files(monkeypatch, CIFAR10, base)
+    data = load_data(cfg_for("cifar10", tmp_path))
+    assert data.train.x.shape[1:] == (3, 32, 32) and len(data.train) + len(data.val) == 40
+    assert data.classes[3] == "cat"
+
+
+def test_cifar10_unverified_files_are_refused(tmp_path):
+    write_cifar10(tmp_path, n_per_batch=4)  # md5 sums do not match the real ones
+    with pytest.raises(UsageError, match="cifar10"):
+        load_data(cfg_for("cifar10", tmp_path))
+
+
+def test_stl10_binary_splits(tmp_path, monkeypatch):
+    from torchvision.datasets import STL10
+
+    base = write_stl10(tmp_path)
+    trust_files(monkeypatch, STL10, base)
+    unl = load_data(cfg_for("stl10", tmp_path), task="reconstruct")
+    assert len(unl.train) + len(unl.val) == 30 and unl.shape == (3, 96, 96)
+    lab = load_data(cfg_for("stl10", tmp_path), task="classify")
+    assert len(lab.train) + len(lab.val) == 20 and lab.test.y.max() <= 9
+
+
+def test_celeba_attributes_and_resize(tmp_path, monkeypatch):
+    from torchvision.datasets import CelebA
+
+    base, attrs = write_celeba(tmp_path, n=12)
+    trust_files(monkeypatch, CelebA, base)
+    data = load_data(cfg_for("celeba", tmp_path, label_attr="Smiling"))
+    assert data.shape == (3, 64, 64)
+    assert "Eyeglasses" in data.attr_names and len(data.test) == 4
+    k = data.attr_names.index("Smiling")
+    assert data.test.y.tolist() == ((attrs[8:, k] + 1) // 2).tolist()
+    with pytest.raises(UsageError, match="label-attr"):
+        load_data(cfg_for("celeba", tmp_path, label_attr="Sunglasses"))
+
+
+def test_brain_tumor_folders(tmp_path):
+    write_brain_tumor(tmp_path, n=10)
+    data = load_data(cfg_for("brain_tumor", tmp_path))
+    assert data.shape == (1, 240, 240) and data.test.y.shape[1:] == (1, 240, 240)
+    assert set(data.test.y.unique().tolist()) <= {0, 1}
+
+
+def test_missing_data_offline_names_the_folder(tmp_path):
+    with pytest.raises(UsageError, match=str(tmp_path / "MNIST" / "raw")):
+        load_data(cfg_for("mnist", tmp_path))
+
+
+def test_truncated_idx_file_is_named(tmp_path):
+    raw = write_mnist(tmp_path, "MNIST")
+    f = raw / "t10k-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:1000])
+    with pytest.raises(UsageError, match="t10k-images-idx3-ubyte"):
+        load_data(cfg_for("mnist", tmp_path))
+
+
+def test_real_fashion_mnist_smoke(tmp_path, fashion_root):
+    """1 epoch of ae on 5,000 real images reaches PSNR above 15 dB."""
+    from conftest import only_run, run_inproc
+
+    code = run_inproc(["--model", "ae", "--dataset", "fashion_mnist", "--data-root", fashion_root,
+                       "--epochs", 1, "--limit-train", 5000, "--limit-test", 1000, "--batch-size", 32,
+                       "--runs-dir", tmp_path / "runs", "--wandb", "disabled"])
+    assert code == 0
+    summary = only_run(tmp_path).read_summary()
+    assert summary["test/psnr"] > 15.0, summary["test/psnr"]

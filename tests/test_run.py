@@ -1,0 +1,78 @@
+"""run.py end to end on synthetic data: the local record, determinism, learning, W&B offline."""
+import json
+
+import pytest
+
+from conftest import only_run, quick, run_cli, run_inproc
+
+
+def test_finished_run_record_is_complete(tmp_path):
+    assert run_inproc(quick(tmp_path, epochs=3)) == 0
+    run = only_run(tmp_path)
+    cfg = json.loads((run.path / "config.json").read_text())
+    assert cfg["model"] == "ae" and cfg["latent_dim"] == 64  # model defaults are resolved
+    rows = run.read_metrics()
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    summary = run.read_summary()
+    for key in ("test/mse", "test/mae", "test/psnr", "test/ssim", "test/snr", "epochs", "train_seconds", "params"):
+        assert key in summary, key
+    assert summary["status"] == "finished" and summary["epochs"] == 3
+    assert (run.path / "figures" / "reconstructions.png").stat().st_size > 1000
+    assert (run.path / "figures" / "curves.png").stat().st_size > 1000
+    assert run.ckpt("last").exists() and run.ckpt("best").exists()
+
+
+def test_three_epochs_lower_the_validation_loss(tmp_path):
+    assert run_inproc(quick(tmp_path, "--limit-train", 1500, "--batch-size", 32, epochs=3)) == 0
+    rows = only_run(tmp_path).read_metrics()
+    assert rows[-1]["val/loss"] < rows[0]["val/loss"] * 0.9
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        assert run_inproc(quick(d, "--seed", 3, model="vae")) == 0
+    ra, rb = only_run(a), only_run(b)
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # noqa: E731
+    assert strip(ra.read_metrics()) == strip(rb.read_metrics())
+    assert ra.read_summary()["test/psnr"] == rb.read_summary()["test/psnr"]
+
+
+def test_flag_forms_and_config_file(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: linear_ae\nlatent_dim: 7\nepochs: 1\nlr: 1.0e-3\n")
+    args = ["--config", cfg, "--latent_dim=9", "--dataset=synthetic", "--runs-dir", tmp_path / "runs",
+            "--wandb", "disabled", "--limit-train", "200", "--batchnorm=False"]
+    assert run_inproc(args) == 0
+    saved = only_run(tmp_path).read_config()
+    assert saved["model"] == "linear_ae" and saved["latent_dim"] == 9 and saved["epochs"] == 1
+
+
+def test_list_shows_models_and_datasets(tmp_path):
+    p = run_cli(["--list"], cwd=tmp_path)
+    assert p.returncode == 0
+    for name in ("ae", "linear_ae", "vae", "pool_ae", "fashion_mnist", "cifar10", "synthetic"):
+        assert name in p.stdout
+
+
+def test_wandb_offline_creates_offline_run(tmp_path):
+    p = run_cli(["--model", "linear_ae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 200,
+                 "--runs-dir", "runs", "--wandb", "offline"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    run = only_run(tmp_path)
+    offline = list((tmp_path / "wandb").glob(f"offline-run-*-{run.id}"))
+    assert len(offline) == 1
+    assert list(offline[0].glob("*.wandb"))
+    assert run.read_summary()["wandb_mode"] == "offline"
+
+
+@pytest.mark.parametrize("model,dataset,key", [
+    ("cnn_classifier", "synthetic_rgb", "test/acc"),
+    ("seg_ae", "synthetic_seg", "test/dice"),
+    ("dae", "synthetic", "test_noisy/psnr"),
+    ("mlp_vae", "synthetic", "test/psnr"),
+])
+def test_each_task_trains_from_run_py(tmp_path, model, dataset, key):
+    assert run_inproc(quick(tmp_path, model=model, dataset=dataset, epochs=1)) == 0
+    summary = only_run(tmp_path).read_summary()
+    assert summary["status"] == "finished" and key in summary
