@@ -54,7 +54,12 @@ def resolve_run_config(overrides: dict):
         if mine != saved[key]:
             raise UsageError(f"--resume {run.id}: --{key.replace('_', '-')} {mine!r} differs from the run's "
                              f"{saved[key]!r}; resume with the same config (only {', '.join(sorted(RESUME_FREE_KEYS - {'resume', 'config'}))} may change)")
-    status = run.read_summary().get("status")
+    from bench.store import effective_status
+
+    status = effective_status(run.read_summary(), run.path)
+    if status == "running":
+        raise UsageError(f"--resume {run.id}: the run is still running (pid {run.read_summary().get('pid')}); "
+                         f"stop it first")
     if status == "finished":
         raise UsageError(f"--resume {run.id}: the run already finished; start a new run instead")
     merged = {k: v for k, v in saved.items() if k in resolve({}).to_dict()}
@@ -163,7 +168,9 @@ def execute(argv: list[str], log=print) -> int:
         exit_code, status = 1, "failed"
         extra = {"reason": str(e), "failed_epoch": e.epoch, "failed_step": e.step,
                  "epochs": trainer.state.epoch}
-        log(f"run {run.id} failed: {e}; last good checkpoint kept at {run.ckpt('last')}")
+        kept = (f"last good checkpoint (epoch {trainer.state.epoch}) kept at {run.ckpt('last')}"
+                if run.ckpt("last").exists() else "no epoch finished, so no checkpoint")
+        log(f"run {run.id} failed: {e}; {kept}")
     except Interrupted as e:
         exit_code, status = 128 + e.signum, "interrupted"
         extra = {"reason": str(e), "epochs": trainer.state.epoch}

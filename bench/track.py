@@ -118,13 +118,24 @@ class Tracking(Tracker):
     def __init__(self, cfg: dict, run: RunDir):
         self.trackers: list[Tracker] = [LocalTracker(run)]
         self.wandb_mode = resolve_wandb_mode(cfg.get("wandb"))
-        if self.wandb_mode != "disabled":
-            try:
-                self.trackers.append(WandbTracker(cfg, run, self.wandb_mode))
-            except Exception as e:
-                first = (str(e).splitlines() or [type(e).__name__])[0][:160]
-                warn(f"W&B could not start in {self.wandb_mode} mode ({type(e).__name__}: {first}); {SYNC_HINT}")
-                self.wandb_mode = "failed"
+        if self.wandb_mode == "disabled":
+            return
+        try:
+            self.trackers.append(WandbTracker(cfg, run, self.wandb_mode))
+            return
+        except Exception as e:
+            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
+        if self.wandb_mode == "online":
+            try:  # keep a W&B record anyway, to upload when the server is back
+                self.trackers.append(WandbTracker(cfg, run, "offline"))
+                warn(f"W&B could not start online ({reason}); logging offline instead: the local record is "
+                     f"complete; upload later with `wandb sync wandb/offline-run-*-{run.id}`")
+                self.wandb_mode = "offline"
+                return
+            except Exception:
+                pass
+        warn(f"W&B could not start in {self.wandb_mode} mode ({reason}); {SYNC_HINT}")
+        self.wandb_mode = "failed"
 
     def log_epoch(self, row):
         for t in self.trackers:

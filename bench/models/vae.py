@@ -27,10 +27,12 @@ def kl_per_dim(mu, logvar):
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean(0)
 
 
-def recon_term(recon, x, kind):
+def recon_term(logits, x, kind):
+    """Per-image reconstruction loss from decoder logits (BCE on logits is stable, and a
+    diverged decoder shows up as a non-finite loss rather than a range error)."""
     if kind == "bce":
-        return F.binary_cross_entropy(recon, x, reduction="sum") / x.shape[0]
-    return F.mse_loss(recon, x, reduction="sum") / x.shape[0]
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+    return F.mse_loss(torch.sigmoid(logits), x, reduction="sum") / x.shape[0]
 
 
 class VAEMixin(BenchModel):
@@ -49,8 +51,8 @@ class VAEMixin(BenchModel):
     def encode(self, x):
         return self.posterior(x)[0]
 
-    def elbo_terms(self, x, recon, mu, logvar, recon_kind):
-        rec = recon_term(recon, x, recon_kind)
+    def elbo_terms(self, x, logits, recon, mu, logvar, recon_kind):
+        rec = recon_term(logits, x, recon_kind)
         kl_dims = kl_per_dim(mu, logvar)
         kl = kl_dims.sum()
         weight = self.beta * self._kl_scale
@@ -90,14 +92,18 @@ class ConvVAE(VAEMixin):
         h = self.encoder(x).flatten(1)
         return self.mu(h), self.logvar(h)
 
+    def decode_logits(self, z):
+        return self.decoder(self.from_z(z).view(-1, *self.feat_shape))
+
     def decode(self, z):
-        return torch.sigmoid(self.decoder(self.from_z(z).view(-1, *self.feat_shape)))
+        return torch.sigmoid(self.decode_logits(z))
 
     def forward(self, x, y=None):
         mu, logvar = self.posterior(x)
         z = self.reparameterise(mu, logvar)
-        recon = self.decode(z)
-        out = self.elbo_terms(x, recon, mu, logvar, self.cfg.recon_loss)
+        logits = self.decode_logits(z)
+        recon = torch.sigmoid(logits)
+        out = self.elbo_terms(x, logits, recon, mu, logvar, self.cfg.recon_loss)
         out.update(recon=recon, z=z, mu=mu, logvar=logvar)
         return out
 
@@ -139,19 +145,24 @@ class MLPVAE(VAEMixin):
         h = self.body(x.flatten(1))
         return self.mu(h), (self.logvar(h) if self.variational else None)
 
+    def decode_logits(self, z):
+        return self.dec(z).view(-1, *self.shape)
+
     def decode(self, z):
-        return torch.sigmoid(self.dec(z)).view(-1, *self.shape)
+        return torch.sigmoid(self.decode_logits(z))
 
     def forward(self, x, y=None):
         mu, logvar = self.posterior(x)
         if not self.variational:
-            recon = self.decode(mu)
-            rec = recon_term(recon, x, self.cfg.recon_loss)
+            logits = self.decode_logits(mu)
+            recon = torch.sigmoid(logits)
+            rec = recon_term(logits, x, self.cfg.recon_loss)
             return {"loss": rec, "recon": recon, "z": mu, "recon_loss": rec.detach(),
                     "mse": F.mse_loss(recon.detach(), x)}
         z = self.reparameterise(mu, logvar)
-        recon = self.decode(z)
-        out = self.elbo_terms(x, recon, mu, logvar, self.cfg.recon_loss)
+        logits = self.decode_logits(z)
+        recon = torch.sigmoid(logits)
+        out = self.elbo_terms(x, logits, recon, mu, logvar, self.cfg.recon_loss)
         out.update(recon=recon, z=z, mu=mu, logvar=logvar)
         return out
 

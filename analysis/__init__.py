@@ -1,0 +1,1 @@
+"""Analysis: recorded runs -> tables, figures and reports (never retrains)."""

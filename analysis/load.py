@@ -1,0 +1,106 @@
+"""Recorded runs -> one pandas frame, from the local store or from the W&B API.
+
+One row per run: `run_id`, `status` (a `running` run whose process is gone reads as
+`crashed`), `source`, every config key under its own name, every summary number under
+its recorded key (`test/psnr`, `probe/linear_acc`, ...), `epochs_done`, and `history`
+(the list of per-epoch rows). Analysis never recomputes a metric: it only reads these.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import UsageError
+from bench.store import effective_status, list_runs
+
+# Config keys that never define a configuration (where and how a run was recorded).
+BOOKKEEPING = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "resume", "device",
+               "num_threads", "group", "sweep", "eval", "compile", "amp", "channels_last", "task", "config"}
+SUMMARY_RENAME = {"epochs": "epochs_done", "model": "_model", "dataset": "_dataset", "group": "_group",
+                  "sweep": "_sweep"}
+
+
+def _row(run_id, source, path, status, config: dict, summary: dict, history: list) -> dict:
+    row = {"run_id": run_id, "source": source, "path": path, "status": status}
+    for k, v in config.items():
+        row[k] = tuple(v) if isinstance(v, list) else v
+    for k, v in summary.items():
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            row[SUMMARY_RENAME.get(k, k)] = v
+    row["history"] = history
+    return row
+
+
+def load_local(runs_dir: str, sweep: str | None = None) -> pd.DataFrame:
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torn trailing lines are skipped; the run is still shown
+        for run in list_runs(runs_dir):
+            try:
+                config = run.read_config()
+                summary = run.read_summary()
+            except (OSError, ValueError):
+                continue  # being created right now: config or summary not yet in place
+            if sweep and config.get("sweep") != sweep and config.get("group") != sweep:
+                continue
+            status = effective_status(summary, run.path)
+            rows.append(_row(run.id, "local", str(run.path), status, config, summary, run.read_metrics()))
+    return pd.DataFrame(rows)
+
+
+def load_wandb(path: str, sweep: str | None = None, api=None) -> pd.DataFrame:
+    """Runs of ENTITY/PROJECT through wandb.Api(); `api` may be any object of that shape."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api(timeout=30)
+    filters = {"group": sweep} if sweep else None
+    try:
+        runs = list(api.runs(path, filters=filters) if filters else api.runs(path))
+    except Exception as e:
+        raise UsageError(f"--wandb {path}: cannot list runs ({type(e).__name__}: {str(e)[:120]})") from None
+    rows = []
+    for r in runs:
+        summary = dict(getattr(r.summary, "_json_dict", r.summary))
+        summary = {k: v for k, v in summary.items() if not k.startswith("_")}
+        history = [dict(h) for h in r.scan_history()]
+        history = [h for h in history if "epoch" in h]
+        config = {k: v for k, v in dict(r.config).items() if not k.startswith("_")}
+        rows.append(_row(r.id, "wandb", getattr(r, "url", ""), r.state, config, summary, history))
+    return pd.DataFrame(rows)
+
+
+def load_runs(runs_dir: str = "runs", wandb_path: str | None = None, sweep: str | None = None,
+              api=None) -> pd.DataFrame:
+    return load_wandb(wandb_path, sweep, api) if wandb_path else load_local(runs_dir, sweep)
+
+
+def require_runs(frame: pd.DataFrame, runs_dir: str, sweep: str | None, wandb_path: str | None = None):
+    """Exit-2 errors for an empty selection, naming what exists."""
+    if len(frame):
+        return frame
+    where = f"W&B project {wandb_path}" if wandb_path else f"{runs_dir}/"
+    if sweep:
+        available = sorted({s for s in load_runs(runs_dir, wandb_path)["sweep"].dropna()}) \
+            if not wandb_path and Path(runs_dir).is_dir() and len(load_runs(runs_dir)) else []
+        raise UsageError(f"no runs of sweep {sweep!r} in {where}; sweeps there: {', '.join(available) or 'none'}")
+    raise UsageError(f"no runs found in {where}; run `python run.py ...` or `python -m bench.sweep ...` first")
+
+
+def varying_keys(frame: pd.DataFrame, exclude=("seed",)) -> list[str]:
+    """What distinguishes configurations: model and dataset when they differ, plus config
+    keys that take several values for the same model (a key that differs only because
+    models have different defaults is implied by the model)."""
+    from bench.config import FIELDS
+
+    keys = [k for k in ("model", "dataset") if k in frame and frame[k].nunique(dropna=False) > 1]
+    for k in FIELDS:
+        if k in BOOKKEEPING or k in exclude or k in keys or k not in frame:
+            continue
+        per_model = frame.groupby("model")[k].agg(lambda s: s.map(repr).nunique(dropna=False)) \
+            if "model" in frame else pd.Series([frame[k].map(repr).nunique(dropna=False)])
+        if (per_model > 1).any():
+            keys.append(k)
+    return keys or ["model"]

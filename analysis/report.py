@@ -1,0 +1,118 @@
+"""A report of recorded runs: a self-contained HTML page and an image-free markdown file.
+
+    python -m analysis.report [--runs DIR | --wandb ENTITY/PROJECT] [--sweep NAME]
+        [--group-by KEYS] [--metrics M] [--max-chars 7500] --out DIR
+
+The HTML embeds every image as base64 (it opens from disk, no server): the comparison
+table, the comparison plots, and each run's own figures (reconstructions, curves,
+latent plots). The markdown holds the tables only and is cut to --max-chars.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import sys
+import time
+from pathlib import Path
+
+from analysis import plots
+from analysis.load import load_runs, require_runs
+from analysis.tables import add_common, build_table, display, to_markdown
+from bench.errors import UsageError, exit_usage
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px}
+th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:4px 0}
+.run{border-top:1px solid #ddd;padding-top:.5em}.grid{display:flex;flex-wrap:wrap;gap:8px}
+.grid figure{margin:0;max-width:48%}figcaption{font-size:12px;color:#555}"""
+
+
+def img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def status_table(frame) -> str:
+    counts = frame["status"].value_counts().to_dict()
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
+def markdown(title, table_md, runs_md, status, max_chars) -> str:
+    head = f"# {title}\n\nRuns: {status}.\n\n## Comparison\n\n{table_md}\n"
+    body = f"\n## Runs\n\n{runs_md}\n"
+    text = head + body
+    if len(text) <= max_chars:
+        return text
+    text = head + "\n## Runs\n\n(per-run table omitted to respect the length limit)\n"
+    if len(text) <= max_chars:
+        return text
+    lines = head.splitlines()
+    keep = []
+    for line in lines:  # drop table rows from the end until it fits
+        keep.append(line)
+    while keep and len("\n".join(keep)) + 40 > max_chars:
+        keep.pop()
+    return "\n".join(keep) + "\n\n(table truncated to respect the length limit)\n"
+
+
+def build_report(args, out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    frame = load_runs(args.runs, args.wandb, args.sweep)
+    require_runs(frame, args.runs, args.sweep, args.wandb)
+    summary, group_by, metrics = build_table(args)
+    table = display(summary, group_by, metrics)
+    figs = plots.make_plots(args, out / "figures")
+    title = f"aebench report: {args.sweep or args.wandb or args.runs}"
+    cols = ["run_id", "status", "model", "dataset", "seed"] + [m for m in metrics if m in frame]
+    runs_tbl = frame[[c for c in cols if c in frame]].copy()
+    for m in metrics:
+        if m in runs_tbl:
+            runs_tbl[m] = runs_tbl[m].map(lambda v: "-" if v != v else f"{v:.4g}")
+    md = markdown(title, to_markdown(table), to_markdown(runs_tbl), status_table(frame), args.max_chars)
+    md_path = out / "report.md"
+    md_path.write_text(md)
+
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p>Runs: {html.escape(status_table(frame))}. Generated {time.strftime('%Y-%m-%d %H:%M')}. "
+             f"Mean ± 95% CI over seeds where a configuration has several.</p>",
+             "<h2>Comparison</h2>", table.to_html(index=False, border=0),
+             "<h2>Plots</h2><div class='grid'>"]
+    for name, p in figs.items():
+        parts.append(f"<figure>{img_tag(p, name)}<figcaption>{html.escape(name)}</figcaption></figure>")
+    parts.append("</div><h2>Runs</h2>")
+    parts.append(runs_tbl.to_html(index=False, border=0))
+    for _, r in frame.iterrows():
+        fig_dir = Path(str(r.get("path", ""))) / "figures"
+        pngs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+        if not pngs:
+            continue
+        parts.append(f"<div class='run'><h3>{html.escape(str(r['run_id']))} ({html.escape(str(r['status']))})</h3>"
+                     "<div class='grid'>")
+        for p in pngs:
+            parts.append(f"<figure>{img_tag(p, p.stem)}<figcaption>{html.escape(p.stem)}</figcaption></figure>")
+        parts.append("</div></div>")
+    parts.append("</body></html>")
+    html_path = out / "report.html"
+    html_path.write_text("\n".join(parts))
+    return html_path, md_path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
+    add_common(p)
+    p.add_argument("--x", default=None, help="hyperparameter for metric-vs-x plots")
+    p.add_argument("--max-chars", type=int, default=7500, help="length cap of the markdown report")
+    p.add_argument("--out", default="report", help="output folder")
+    args = p.parse_args(argv)
+    try:
+        html_path, md_path = build_report(args, Path(args.out))
+    except UsageError as e:
+        exit_usage(p.prog, e)
+    print(f"wrote {html_path} and {md_path} ({md_path.stat().st_size} chars)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Comparison tables: one row per configuration, mean and 95% CI over seeds.
+
+    python -m analysis.tables [--runs runs/ | --wandb ENTITY/PROJECT] [--sweep NAME]
+        [--group-by model,noise_std] [--metrics psnr,ssim,probe_acc]
+        [--format md|csv|latex|json] [--out FILE]
+
+The CI is the Student-t interval of the mean over seeds (t_{0.975, n-1} s / sqrt(n));
+with one seed the single value is shown and no CI. Numbers are the recorded ones.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.load import load_runs, require_runs, varying_keys
+from bench.errors import UsageError, exit_usage
+
+ALIASES = {"probe_acc": "probe/linear_acc", "logreg_acc": "probe/logreg_acc", "acc": "test/acc",
+           "fd": "sample/ex_post_fd"}
+DEFAULT_METRICS = ["test/mse", "test/psnr", "test/ssim", "test/acc", "test/dice", "test/iou",
+                   "probe/linear_acc", "sample/prior_fd", "sample/ex_post_fd", "best_value"]
+INFO = [("params", "params"), ("epochs_done", "epochs"), ("best_epoch", "best epoch"),
+        ("train_seconds", "train s"), ("images_per_sec", "img/s")]
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    return sorted(c for c in frame.columns if "/" in c and pd.api.types.is_numeric_dtype(frame[c]))
+
+
+def resolve_metrics(frame: pd.DataFrame, names: list[str] | None) -> list[str]:
+    available = metric_columns(frame)
+    if not names:
+        picked = [m for m in DEFAULT_METRICS if m in available and frame[m].notna().any()]
+        return picked or available[:6]
+    out = []
+    for name in names:
+        cands = [name, ALIASES.get(name, ""), f"test/{name}"] + [c for c in available if c.endswith(f"/{name}")]
+        hit = next((c for c in cands if c in available), None)
+        if hit is None:
+            close = difflib.get_close_matches(name, available, n=3)
+            raise UsageError(f"unknown metric {name!r}; recorded: {', '.join(available) or 'none'}"
+                             + (f" (closest: {', '.join(close)})" if close else ""))
+        out.append(hit)
+    return out
+
+
+def resolve_group(frame: pd.DataFrame, keys: list[str] | None) -> list[str]:
+    if not keys:
+        return varying_keys(frame)
+    bad = [k for k in keys if k not in frame.columns or k == "history"]
+    if bad:
+        from bench.config import FIELDS
+        valid = sorted(k for k in FIELDS if k in frame.columns)
+        raise UsageError(f"unknown group key {bad[0]!r}; valid: {', '.join(valid)}")
+    return keys
+
+
+def ci95(values: np.ndarray) -> float | None:
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return None
+    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """One row per configuration: `<metric>` mean, `<metric>_ci` (NaN with one seed), run count."""
+    frame = frame[frame["status"] == "finished"] if "status" in frame else frame
+    rows = []
+    keyed = frame.assign(**{k: frame[k].map(lambda v: v if not isinstance(v, list) else tuple(v)) for k in group_by})
+    for key, g in keyed.groupby(group_by, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(group_by, key))
+        row["runs"] = len(g)
+        for m in metrics:
+            vals = g[m].to_numpy(dtype=float) if m in g else np.array([np.nan])
+            row[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+            row[f"{m}_ci"] = ci95(vals)
+        for col, _ in INFO:
+            if col in g:
+                row[col] = float(pd.to_numeric(g[col], errors="coerce").mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(v, ci=None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        digits = 4 if abs(v) < 10 else 2 if abs(v) < 1000 else 0
+        s = f"{v:.{digits}f}"
+        return s if ci is None or math.isnan(ci) else f"{s} ± {ci:.{digits}f}"
+    if isinstance(v, tuple):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Human-readable table: 'mean ± ci' strings, info columns renamed."""
+    out = pd.DataFrame()
+    for k in group_by:
+        out[k] = summary[k].map(_fmt)
+    out["runs"] = summary["runs"]
+    for m in metrics:
+        out[m] = [_fmt(v, c if c is not None else float("nan")) for v, c in zip(summary[m], summary[f"{m}_ci"])]
+    for col, label in INFO:
+        if col in summary:
+            out[label] = summary[col].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
+    return out
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def render(summary, group_by, metrics, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(json.loads(summary.to_json(orient="records")), indent=2)
+    if fmt == "csv":
+        return summary.to_csv(index=False)
+    table = display(summary, group_by, metrics)
+    if fmt == "latex":
+        return table.to_latex(index=False, escape=True)
+    return to_markdown(table)
+
+
+def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
+    frame = load_runs(args.runs, args.wandb, args.sweep)
+    require_runs(frame, args.runs, args.sweep, args.wandb)
+    group_by = resolve_group(frame, _split(args.group_by))
+    metrics = resolve_metrics(frame, _split(args.metrics))
+    return summarise(frame, group_by, metrics), group_by, metrics
+
+
+def _split(text):
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def add_common(p: argparse.ArgumentParser):
+    p.add_argument("--runs", default="runs", help="local run store (default runs/)")
+    p.add_argument("--wandb", default=None, metavar="ENTITY/PROJECT", help="read runs from W&B instead")
+    p.add_argument("--sweep", default=None, help="only runs of this sweep")
+    p.add_argument("--group-by", default=None, help="config keys defining a configuration")
+    p.add_argument("--metrics", default=None, help="metrics, e.g. psnr,ssim,probe_acc")
+    p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.splitlines()[0])
+    add_common(p)
+    p.add_argument("--format", default="md", choices=["md", "csv", "latex", "json"])
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    try:
+        summary, group_by, metrics = build_table(args)
+    except UsageError as e:
+        exit_usage(p.prog, e)
+    text = render(summary, group_by, metrics, args.format)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+        print(f"wrote {args.out} ({len(summary)} configurations)")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
