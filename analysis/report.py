@@ -93,6 +93,13 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
         for p in pngs:
             parts.append(f"<figure>{img_tag(p, p.stem)}<figcaption>{html.escape(p.stem)}</figcaption></figure>")
         parts.append("</div></div>")
+    # The page checks itself once loaded: how many images decoded and table rows rendered
+    # (read by the headless-browser test, handy in devtools too).
+    parts.append("<script>window.addEventListener('load',function(){var b=document.body;"
+                 "b.dataset.imagesTotal=document.images.length;"
+                 "b.dataset.imagesDecoded=Array.from(document.images).filter(function(i){"
+                 "return i.complete&&i.naturalWidth>0}).length;"
+                 "b.dataset.tableRows=document.querySelectorAll('table tbody tr').length;});</script>")
     parts.append("</body></html>")
     html_path = out / "report.html"
     html_path.write_text("\n".join(parts))

@@ -64,6 +64,8 @@ class RunConfig:
     latent_dim: Optional[int] = _opt(None, "size of the latent code z", lo=1, hi=65536)
     channels: Optional[list[int]] = _opt(None, "conv widths per stage, e.g. 32,64,128")
     hidden_dims: Optional[list[int]] = _opt(None, "MLP hidden widths, e.g. 400 or 400,100")
+    mlp_dims: Optional[list[int]] = _opt(None, "hidden widths then latent size in one list, e.g. 400,50 "
+                                         "(sets hidden_dims and latent_dim; a sweep grid over pairs)")
     noise_std: Optional[float] = _opt(None, "input corruption level sigma (denoising)", lo=0.0, hi=1.0)
     noise_type: Optional[str] = _opt(None, "input corruption", choices=["gaussian", "dropout", "salt_pepper"])
     l1_lambda: Optional[float] = _opt(None, "weight of mean |z| in the loss (sparse AE)", lo=0.0, hi=10.0)
@@ -266,4 +268,8 @@ def resolve(overrides: dict) -> RunConfig:
         value = coerce(key, raw)
         validate_value(key, value)
         setattr(cfg, key, value)
+    if cfg.mlp_dims is not None:
+        if len(cfg.mlp_dims) < 2 or min(cfg.mlp_dims) < 1:
+            raise UsageError(f"--mlp-dims: give hidden widths then the latent size, e.g. 400,50; got {cfg.mlp_dims}")
+        cfg.hidden_dims, cfg.latent_dim = list(cfg.mlp_dims[:-1]), cfg.mlp_dims[-1]
     return cfg

@@ -133,7 +133,7 @@ def execute(argv: list[str], log=print) -> int:
         f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {device}")
     run.mark_running()
     run.update_summary(params=n_params, model=cfg.model, dataset=cfg.dataset, run_id=run.id,
-                       sweep=cfg.sweep, group=cfg.group)
+                       sweep=cfg.sweep, group=cfg.group, sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"))
     tracking = Tracking(resolved, run)
     run.update_summary(wandb_mode=tracking.wandb_mode)
 
@@ -159,7 +159,8 @@ def execute(argv: list[str], log=print) -> int:
         tracking.log_images(figs)
         if cfg.eval:
             results.update(run_extra(cfg.eval, model, data, cfg, run, device, tracking))
-        extra = dict(results, epochs=state.epoch, best_epoch=state.best_epoch,
+        last = {k: v for k, v in state.history[-1].items() if k.startswith(("train/", "val/"))}
+        extra = dict(last, **results, epochs=state.epoch, best_epoch=state.best_epoch,
                      train_seconds=state.train_seconds, compile_seconds=state.compile_seconds,
                      images_per_sec=_mean_rate(state.history), params=n_params)
         log("summary " + "  ".join(f"{k} {v:.4f}" for k, v in results.items()

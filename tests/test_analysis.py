@@ -1,0 +1,136 @@
+"""Runs -> tables, plots and reports; the report is opened in a real headless browser."""
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.load import load_runs, load_wandb
+from analysis.tables import main as tables_main
+from analysis.tables import summarise
+from conftest import ROOT, run_cli, run_inproc
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two configurations: ae on 3 seeds, linear_ae on 1 seed."""
+    d = tmp_path_factory.mktemp("store")
+    for seed in (0, 1, 2):
+        assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 2, "--seed", seed,
+                           "--limit-train", 300, "--runs-dir", d / "runs", "--wandb", "disabled",
+                           "--group", "g1", "--sweep", "demo"]) == 0
+    assert run_inproc(["--model", "linear_ae", "--dataset", "synthetic", "--epochs", 2, "--limit-train", 300,
+                       "--runs-dir", d / "runs", "--wandb", "disabled", "--sweep", "demo"]) == 0
+    return d
+
+
+def test_table_means_and_ci_come_from_recorded_runs(store, capsys):
+    assert tables_main(["--runs", str(store / "runs"), "--metrics", "psnr,ssim", "--format", "json"]) == 0
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
+    frame = load_runs(str(store / "runs"))
+    ae = frame[frame["model"] == "ae"]["test/psnr"].to_numpy()
+    assert rows["ae"]["runs"] == 3 and rows["ae"]["test/psnr"] == pytest.approx(ae.mean())
+    assert rows["ae"]["test/psnr_ci"] > 0
+    assert rows["linear_ae"]["runs"] == 1 and rows["linear_ae"]["test/psnr_ci"] is None
+
+
+def test_markdown_table_shows_ci_only_with_seeds(store, capsys):
+    assert tables_main(["--runs", str(store / "runs"), "--sweep", "demo", "--metrics", "psnr"]) == 0
+    out = capsys.readouterr().out
+    ae_line = next(l for l in out.splitlines() if l.startswith("| ae "))
+    lin_line = next(l for l in out.splitlines() if l.startswith("| linear_ae "))
+    assert "±" in ae_line and "±" not in lin_line
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--metrics", "psnrr"], "unknown metric 'psnrr'"),
+    (["--group-by", "modle"], "unknown group key 'modle'"),
+    (["--sweep", "nope"], "no runs of sweep 'nope'"),
+])
+def test_bad_analysis_input_exits_2(store, tmp_path, args, needle):
+    p = run_cli(["--runs", store / "runs", *args], cwd=tmp_path, script="analysis.tables")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, p.stderr
+
+
+def test_no_runs_exits_2(tmp_path):
+    p = run_cli(["--runs", tmp_path / "empty"], cwd=tmp_path, script="analysis.tables")
+    assert p.returncode == 2 and "no runs found" in p.stderr
+
+
+class FakeRun:  # the attributes of wandb.apis.public.Run that analysis reads
+    def __init__(self, i, model, seed, psnr):
+        self.id, self.state, self.url = f"r{i}", "finished", f"https://wandb.ai/e/p/runs/r{i}"
+        self.config = {"model": model, "dataset": "synthetic", "seed": seed, "_wandb": {}}
+        self.summary = {"test/psnr": psnr, "params": 100, "_step": 3}
+        self._hist = [{"epoch": 1, "val/loss": 0.2, "_step": 0}, {"epoch": 2, "val/loss": 0.1, "_step": 1}]
+
+    def scan_history(self):
+        return iter(self._hist)
+
+
+class FakeApi:
+    def __init__(self, runs):
+        self._runs = runs
+
+    def runs(self, path, filters=None):
+        assert path == "ent/proj"
+        return [r for r in self._runs if not filters or r.config.get("group") == filters.get("group")]
+
+
+def test_wandb_api_runs_become_the_same_frame():
+    api = FakeApi([FakeRun(0, "ae", 0, 20.0), FakeRun(1, "ae", 1, 22.0), FakeRun(2, "vae", 0, 18.0)])
+    frame = load_wandb("ent/proj", api=api)
+    assert "_wandb" not in frame and len(frame) == 3
+    s = summarise(frame, ["model"], ["test/psnr"])
+    ae = s[s["model"] == "ae"].iloc[0]
+    assert ae["test/psnr"] == 21.0 and ae["runs"] == 2 and ae["test/psnr_ci"] > 0
+    assert frame.iloc[0]["history"][1]["val/loss"] == 0.1
+
+
+def test_plots_are_pngs(store, tmp_path):
+    p = run_cli(["--runs", store / "runs", "--out", tmp_path / "figs"], cwd=tmp_path, script="analysis.plots")
+    assert p.returncode == 0, p.stderr
+    pngs = list((tmp_path / "figs").glob("*.png"))
+    assert (tmp_path / "figs" / "curves.png") in pngs and any("pareto" in p.name for p in pngs)
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_renders_in_headless_chromium(store, tmp_path):
+    out = tmp_path / "rep"
+    p = run_cli(["--runs", store / "runs", "--out", out, "--max-chars", 2500], cwd=tmp_path, script="analysis.report")
+    assert p.returncode == 0, p.stderr
+    md = (out / "report.md").read_text()
+    assert len(md) <= 2500 and "![" not in md and "| ae |" in md
+    page = (out / "report.html").read_text()
+    n_imgs = page.count("<img ")
+    assert n_imgs >= 4 and "src=\"data:image/png;base64," in page and "http" not in page.split("<body>")[1][:0] + ""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (CI installs Debian's chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+             f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=10000"]
+    url = (out / "report.html").resolve().as_uri()
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    attrs = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body))
+    assert int(attrs["images-total"]) == n_imgs
+    assert int(attrs["images-decoded"]) == n_imgs  # every image decoded: naturalWidth > 0
+    assert int(attrs["table-rows"]) >= 2 + 4  # comparison rows + one per run
+    shot = ROOT / "artifacts" / "report.png"
+    shot.parent.mkdir(exist_ok=True)
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1280,2400", url],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000
