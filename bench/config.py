@@ -161,7 +161,8 @@ def coerce(key: str, value):
             return None
         return str(value)
     except (TypeError, ValueError):
-        name = getattr(tp, "__name__", str(tp))
+        name = {"bool": "true/false", "list": "a comma-separated list"}.get(
+            getattr(tp, "__name__", ""), getattr(tp, "__name__", str(tp)))
         raise UsageError(f"--{key.replace('_', '-')}: expected {name}, got {value!r}") from None
 
 

@@ -66,7 +66,7 @@ def _segment_figure(model, data, cfg, device, path):
 FIGURES = {"reconstruct": _recon_figure, "denoise": _recon_figure, "segment": _segment_figure}
 
 
-def test_evaluation(model, data, cfg, run, device, history) -> tuple[dict, dict]:
+def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> tuple[dict, dict]:
     """(test metrics, {figure name: path}) for the model's task."""
     t0 = time.perf_counter()
     results = EVALUATORS[model.task](model, data, cfg, device)
@@ -74,6 +74,11 @@ def test_evaluation(model, data, cfg, run, device, history) -> tuple[dict, dict]
     figs = {"curves": figures.curves(history, run.figures / "curves.png", f"{cfg.model} on {cfg.dataset}")}
     if model.task in FIGURES:
         figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
+    if snapshots:
+        rows = [("original", data.test.x[:8].float() / 255)]
+        rows += [(f"epoch {e}", s.float() / 255) for e, s in sorted(snapshots.items())]
+        figs["recon_epochs"] = figures.image_rows(rows, run.figures / "recon_epochs.png",
+                                                  "the same test images after selected epochs")
     return results, figs
 
 
@@ -86,7 +91,12 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking) -> dict
     for name in names:
         t0 = time.perf_counter()
         print(f"eval {name} ...", flush=True)
-        out = latent.TOOLS[name](model, data, cfg, run, device)
+        try:
+            out = latent.TOOLS[name](model, data, cfg, run, device)
+        except UsageError as e:  # not applicable to this model or data: say so, go on
+            print(f"eval {name} skipped: {e}", flush=True)
+            summary[f"{name}/skipped"] = str(e)
+            continue
         summary.update(out.get("numbers", {}))
         if out.get("figures"):
             tracking.log_images(out["figures"])

@@ -1,6 +1,216 @@
-"""Latent-space tools (filled in below)."""
-TOOLS = {}
+"""Latent-space tools that work on any registered autoencoder through `encode` (and, for
+VAEs, `posterior` -> mu, logvar): linear probes, embeddings and decision regions,
+posterior-collapse signals. The generative tools live in `bench.latent_gen`.
+
+Each tool is `tool(model, data, cfg, run, device) -> {"numbers", "figures", "tables"}`;
+numbers land in summary.json under `tool/name` keys.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.data import batches
+from bench.errors import UsageError
+from bench.figures import plt
+
+PROBE_MAX_TRAIN = 20000  # probes and projections use at most this many training latents
+EMBED_MAX_POINTS = 2000  # t-SNE and UMAP are quadratic-ish; test latents are capped here
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E[z|x]) > 0.01
 
 
-def expand(names):
+@torch.no_grad()
+def latents(model, split, device, limit=None, sigma=0.0, seed=0, batch_size=500):
+    """(z as float32 numpy (N, D), labels numpy or None) of up to `limit` images of a split."""
+    from bench.models.base import corrupt
+
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(seed)
+    n = len(split) if limit is None else min(limit, len(split))
+    sub = split.take(torch.arange(n, device=split.x.device))
+    zs = []
+    for x, _ in batches(sub, batch_size):
+        x = x.to(device)
+        if sigma > 0:
+            x = corrupt(x, sigma, "gaussian", g)
+        zs.append(model.encode(x).flatten(1).float().cpu())
+    y = None if sub.y is None or sub.y.dim() != 1 else sub.y.cpu().numpy()
+    return torch.cat(zs).numpy(), y
+
+
+def _labels_required(data, tool):
+    if data.kind != "labels":
+        raise UsageError(f"eval {tool}: needs a labelled dataset; {data.name} has {data.kind}")
+
+
+def probe(model, data, cfg, run, device, epochs=100):
+    """Frozen encoder + nn.Linear (cross-entropy) and scikit-learn LogisticRegression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    _labels_required(data, "probe")
+    before = copy.deepcopy(model.state_dict())
+    ztr, ytr = latents(model, data.train, device, PROBE_MAX_TRAIN)
+    zte, yte = latents(model, data.test, device)
+    scaler = StandardScaler().fit(ztr)
+    ztr_s, zte_s = scaler.transform(ztr).astype(np.float32), scaler.transform(zte).astype(np.float32)
+    n_classes = int(max(ytr.max(), yte.max())) + 1
+    g = torch.Generator().manual_seed(cfg.seed)
+    head = nn.Linear(ztr.shape[1], n_classes)
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        head.reset_parameters()
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-4)
+    xt, yt = torch.from_numpy(ztr_s), torch.from_numpy(ytr).long()
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(xt), 512):
+            idx = perm[i:i + 512]
+            loss = nn.functional.cross_entropy(head(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        linear_acc = (head(torch.from_numpy(zte_s)).argmax(1).numpy() == yte).mean()
+    logreg = LogisticRegression(max_iter=2000).fit(ztr_s, ytr)
+    after = model.state_dict()
+    unchanged = all(torch.equal(before[k], after[k]) for k in before)
+    if not unchanged:
+        raise RuntimeError("probe changed the frozen encoder")
+    numbers = {"probe/linear_acc": float(linear_acc), "probe/logreg_acc": float(logreg.score(zte_s, yte)),
+               "probe/train_size": int(len(ztr)), "probe/latent_dim": int(ztr.shape[1]),
+               "probe/encoder_unchanged": unchanged}
+    return {"numbers": numbers}
+
+
+def _scatter(ax, xy, y, title, s=6):
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=s, alpha=0.8, vmin=0, vmax=9)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return sc
+
+
+def projections(z: np.ndarray, seed: int, dims=2) -> dict[str, np.ndarray]:
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+    import umap
+
+    out = {"pca": PCA(n_components=dims, random_state=seed).fit_transform(z)}
+    perplexity = float(min(30, max(2, (len(z) - 1) / 3)))
+    out["tsne"] = TSNE(n_components=dims, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+    out["umap"] = umap.UMAP(n_components=dims, n_neighbors=min(15, len(z) - 1), random_state=seed,
+                            n_jobs=1).fit_transform(z)
+    return out
+
+
+def embed(model, data, cfg, run, device):
+    """PCA / t-SNE / UMAP of test latents, 3-D view, clean vs noisy, decision regions."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KNeighborsClassifier
+
+    _labels_required(data, "embed")
+    z, y = latents(model, data.test, device, EMBED_MAX_POINTS)
+    proj = projections(z, cfg.seed)
+    figs = {}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (name, xy) in zip(axes, proj.items()):
+        sc = _scatter(ax, xy, y, f"{name.upper()} of test latents (n={len(z)})")
+    _legend(fig, sc, data.classes)
+    figs["embed_2d"] = _save(fig, run.figures / "embed_2d.png")
+
+    xyz = PCA(n_components=3, random_state=cfg.seed).fit_transform(z)
+    fig = plt.figure(figsize=(6, 5))
+    ax = fig.add_subplot(projection="3d")
+    ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=y, cmap="tab10", s=5, vmin=0, vmax=9)
+    ax.set_title("3-D PCA of test latents", fontsize=9)
+    figs["embed_3d"] = _save(fig, run.figures / "embed_3d.png")
+
+    sigma = model.noise_std if getattr(model, "noise_std", 0) > 0 else 0.3
+    zn, _ = latents(model, data.test, device, EMBED_MAX_POINTS, sigma=sigma, seed=cfg.seed)
+    both = projections(np.concatenate([z, zn]), cfg.seed)["tsne"]  # one projection fitted on both
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
+    _scatter(axes[0], both[: len(z)], y, "clean inputs (t-SNE fitted on both)")
+    _scatter(axes[1], both[len(z):], y, f"noisy inputs, sigma={sigma:g}")
+    figs["embed_clean_vs_noisy"] = _save(fig, run.figures / "embed_clean_vs_noisy.png")
+
+    xy = proj["umap"]
+    knn = KNeighborsClassifier(n_neighbors=15).fit(xy, y)
+    pad = 0.05 * (xy.max(0) - xy.min(0))
+    gx, gy = np.meshgrid(np.linspace(xy[:, 0].min() - pad[0], xy[:, 0].max() + pad[0], 200),
+                         np.linspace(xy[:, 1].min() - pad[1], xy[:, 1].max() + pad[1], 200))
+    regions = knn.predict(np.c_[gx.ravel(), gy.ravel()]).reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.contourf(gx, gy, regions, levels=np.arange(11) - 0.5, cmap="tab10", alpha=0.25, vmin=0, vmax=9)
+    sc = _scatter(ax, xy, y, "decision regions of a 15-NN classifier on the 2-D UMAP embedding")
+    _legend(fig, sc, data.classes)
+    figs["decision_regions"] = _save(fig, run.figures / "decision_regions.png")
+
+    cols = ["label", "pca_x", "pca_y", "tsne_x", "tsne_y", "umap_x", "umap_y"]
+    rows = [[int(y[i])] + [float(proj[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1)]
+            for i in range(len(z))]
+    numbers = {"embed/points": len(z), "embed/knn2d_acc": float(knn.score(xy, y))}
+    return {"numbers": numbers, "figures": figs, "tables": {"embeddings": (cols, rows)}, "arrays": proj}
+
+
+@torch.no_grad()
+def collapse(model, data, cfg, run, device):
+    """KL per latent dim and active units (Burda et al.): posterior-collapse signals."""
+    if not hasattr(model, "posterior") or getattr(model, "variational", True) is False:
+        raise UsageError(f"eval collapse: {cfg.model} is not a VAE (needs mu/logvar)")
+    from bench.models.vae import kl_per_dim
+
+    model.eval()
+    mus, kls, n = [], 0.0, 0
+    for x, _ in batches(data.test, 500):
+        mu, logvar = model.posterior(x.to(device))
+        mus.append(mu.float().cpu())
+        kls = kls + kl_per_dim(mu, logvar).cpu() * x.shape[0]
+        n += x.shape[0]
+    kl = (kls / n).numpy()
+    var = torch.cat(mus).var(0).numpy()
+    active = int((var > ACTIVE_UNIT_THRESHOLD).sum())
+    collapsed_dims = int((kl < ACTIVE_UNIT_THRESHOLD).sum())
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(np.arange(len(kl)), kl, color=["tab:blue" if v > ACTIVE_UNIT_THRESHOLD else "tab:red" for v in var])
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("KL (nats)")
+    ax.set_title(f"KL per dimension; {active}/{len(kl)} active units (red: inactive)", fontsize=9)
+    numbers = {"collapse/active_units": active, "collapse/latent_dim": len(kl),
+               "collapse/kl_total": float(kl.sum()), "collapse/kl_min_dim": float(kl.min()),
+               "collapse/collapsed_dims": collapsed_dims,
+               "collapse/posterior_collapse": bool(active == 0 or kl.mean() < ACTIVE_UNIT_THRESHOLD)}
+    return {"numbers": numbers, "figures": {"kl_per_dim": _save(fig, run.figures / "kl_per_dim.png")}}
+
+
+def _legend(fig, sc, classes):
+    handles, _ = sc.legend_elements()
+    names = [str(c) for c in classes][: len(handles)] or None
+    if names:
+        fig.legend(handles, names, loc="center right", fontsize=7)
+        fig.subplots_adjust(right=0.86)
+
+
+def _save(fig, path):
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+from bench.latent_gen import arith, denoise, interp, occlusion, sample  # noqa: E402
+
+TOOLS = {"probe": probe, "embed": embed, "denoise": denoise, "interp": interp, "arith": arith,
+         "sample": sample, "occlusion": occlusion, "collapse": collapse}
+
+
+def expand(names) -> list[str]:
+    names = [n.strip() for n in names if n and n.strip()]
+    if "all" in names:
+        return list(TOOLS)
+    for n in names:
+        if n not in TOOLS:
+            raise UsageError(f"unknown evaluation {n!r}; valid: {', '.join(TOOLS)}, all")
     return names

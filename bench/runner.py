@@ -155,7 +155,7 @@ def execute(argv: list[str], log=print) -> int:
         state = trainer.fit()
         best = torch.load(run.ckpt("best"), map_location=device, weights_only=False)
         model.load_state_dict(best["model"])
-        results, figs = test_evaluation(model, data, cfg, run, device, state.history)
+        results, figs = test_evaluation(model, data, cfg, run, device, state.history, state.snapshots)
         tracking.log_images(figs)
         if cfg.eval:
             results.update(run_extra(cfg.eval, model, data, cfg, run, device, tracking))

@@ -42,6 +42,12 @@ class TrainState:
     best_epoch: int | None = None
     train_seconds: float = 0.0
     compile_seconds: float = 0.0
+    snapshots: dict = field(default_factory=dict)  # epoch -> uint8 reconstructions of fixed test images
+
+
+def snapshot_epochs(epochs: int, n: int = 5) -> set[int]:
+    """Epochs whose reconstructions are kept: the first, the last, and evenly between."""
+    return {int(round(1 + i * (epochs - 1) / (n - 1))) for i in range(n)} if epochs > 1 else {1}
 
 
 class StopFlag:
@@ -184,6 +190,15 @@ class Trainer:
         seconds = time.perf_counter() - t0
         return {"metrics": metrics, "seconds": seconds, "images": n}
 
+    @torch.no_grad()
+    def snapshot(self, epoch: int, n_images: int = 8):
+        if self.model.task not in ("reconstruct", "denoise") or epoch not in snapshot_epochs(self.cfg.epochs):
+            return
+        self.model.eval()
+        x = self.data.test.x[:n_images].float() / 255
+        recon = self.model(prepare(x, self.cfg.channels_last))["recon"]
+        self.state.snapshots[epoch] = (recon.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
     def fit(self) -> TrainState:
         cfg, st = self.cfg, self.state
         key, mode = self.model.best_metric
@@ -206,6 +221,7 @@ class Trainer:
                 if better(row.get(key, row["val/loss"]), st.best_value, mode):
                     st.best_value, st.best_epoch = row.get(key, row["val/loss"]), epoch + 1
                     self.save_best()
+                self.snapshot(epoch + 1)
                 self.save()
                 self.tracking.log_epoch(row)
                 self.run.update_summary(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value)

@@ -64,6 +64,7 @@ class ConvAE(BenchModel):
         else:
             self.to_z = self.from_z = nn.Identity()
         self.last_mask = None
+        self.mask_at_eval = False  # the occlusion tool masks at test time to trace error vs ratio
 
     # -- masking of feature maps (mcae)
     def feature_mask(self, feat: torch.Tensor) -> torch.Tensor:
@@ -81,7 +82,7 @@ class ConvAE(BenchModel):
         feat = x
         for i, stage in enumerate(self.encoder):
             feat = stage(feat)
-            if i == 0 and self.training and self.cfg.mask_ratio > 0:
+            if i == 0 and (self.training or self.mask_at_eval) and self.cfg.mask_ratio > 0:
                 self.last_mask = self.feature_mask(feat)
                 feat = feat * (1 - self.last_mask)
         return feat
@@ -92,8 +93,8 @@ class ConvAE(BenchModel):
 
     def decode(self, z):
         if self.cfg.bottleneck == "linear":
-            z = self.from_z(z).view(-1, *self.feat_shape)
-        return torch.sigmoid(self.decoder(z))
+            z = self.from_z(z)
+        return torch.sigmoid(self.decoder(z.reshape(-1, *self.feat_shape)))
 
     def forward(self, x, y=None):
         inp = self.corrupt(x) if self.training else x

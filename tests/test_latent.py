@@ -1,0 +1,102 @@
+"""Latent-space tools on briefly trained models: outputs, shapes, and properties that could fail."""
+import pytest
+import torch
+
+import registry
+from bench.config import resolve
+from bench.data import load_data
+from bench.latent import TOOLS, embed, probe
+from bench.latent_gen import interp, sample
+from bench.store import RunDir
+from bench.train import Trainer
+from conftest import only_run, quick, run_inproc
+
+
+class _NoTrack:
+    def log_epoch(self, row):
+        pass
+
+
+def trained(tmp_path, model_name, dataset="synthetic", epochs=3, data_root="./data", **kw):
+    cfg = resolve({"model": model_name, "dataset": dataset, "epochs": max(epochs, 1), "data_root": data_root,
+                   "batch_size": 64, "seed": 0} | kw)
+    data = load_data(cfg)
+    torch.manual_seed(0)
+    model = registry.create_model(model_name, data.shape, data.num_classes, **cfg.to_dict())
+    run = RunDir.create(str(tmp_path / "runs"), model_name, dataset)
+    if epochs:
+        Trainer(model, data, cfg, run, _NoTrack(), torch.device("cpu"), log=lambda s: None).fit()
+    return model.eval(), data, cfg, run
+
+
+def test_probe_trained_beats_random_and_encoder_is_untouched(tmp_path, fashion_root):
+    # Random conv features are a strong probe baseline; the MLP VAE's are not, so it shows learning.
+    kw = dict(dataset="fashion_mnist", data_root=fashion_root, limit_train=6000, limit_test=2000)
+    model, data, cfg, run = trained(tmp_path, "mlp_vae", epochs=3, **kw)
+    rand, *_ = trained(tmp_path, "mlp_vae", epochs=0, **kw)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    good = probe(model, data, cfg, run, torch.device("cpu"))["numbers"]
+    bad = probe(rand, data, cfg, run, torch.device("cpu"))["numbers"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # bit-identical
+    assert good["probe/encoder_unchanged"] is True
+    assert good["probe/linear_acc"] > bad["probe/linear_acc"] + 0.03
+    assert 0 <= good["probe/logreg_acc"] <= 1
+
+
+def test_embeddings_have_one_point_per_test_image(tmp_path):
+    model, data, cfg, run = trained(tmp_path, "ae", epochs=1, limit_train=500, limit_test=150)
+    out = embed(model, data, cfg, run, torch.device("cpu"))
+    for name in ("pca", "tsne", "umap"):
+        assert out["arrays"][name].shape == (150, 2)
+    cols, rows = out["tables"]["embeddings"]
+    assert len(rows) == 150 and len(cols) == 7
+    for f in ("embed_2d", "embed_3d", "embed_clean_vs_noisy", "decision_regions"):
+        assert out["figures"][f].stat().st_size > 5000
+
+
+def test_interpolation_endpoints_match_reconstructions(tmp_path):
+    model, data, cfg, run = trained(tmp_path, "ae", epochs=3, limit_train=1500, batch_size=32)
+    out = interp(model, data, cfg, run, torch.device("cpu"))
+    path, recon = out["arrays"]["path"], out["arrays"]["recon"]
+    assert path.shape == (10, 1, 28, 28)
+    assert torch.allclose(path[0], recon[0], atol=1e-5) and torch.allclose(path[-1], recon[1], atol=1e-5)
+    assert (path[0] - path[-1]).abs().mean() > 0.01  # two different images at the ends
+    mid = path[5]
+    assert (mid - path[0]).abs().mean() > 1e-3 and (mid - path[-1]).abs().mean() > 1e-3
+
+
+def test_ex_post_sampling_beats_the_prior_on_real_fashion(tmp_path, fashion_root):
+    model, data, cfg, run = trained(tmp_path, "mlp_vae", "fashion_mnist", epochs=3, data_root=fashion_root,
+                                    limit_train=12000, limit_test=2000)
+    n = sample(model, data, cfg, run, torch.device("cpu"))["numbers"]
+    assert n["sample/ex_post_fd"] < n["sample/prior_fd"], n
+    assert (run.figures / "samples.png").exists()
+
+
+def test_eval_all_through_run_py_records_every_tool(tmp_path):
+    assert run_inproc(quick(tmp_path, "--eval", "all", "--limit-test", 300, model="vae", epochs=2)) == 0
+    run = only_run(tmp_path)
+    s = run.read_summary()
+    for key in ("probe/linear_acc", "probe/logreg_acc", "sample/prior_fd", "sample/ex_post_fd", "sample/gmm_fd",
+                "collapse/active_units", "denoise/psnr@0.3", "interp/endpoint_mse", "occlusion/max_rise"):
+        assert key in s, key
+    figs = {p.stem for p in (run.path / "figures").glob("*.png")}
+    assert {"embed_2d", "decision_regions", "samples", "interpolation", "arithmetic", "attribute_direction",
+            "denoise_matrix", "occlusion", "kl_per_dim", "recon_epochs"} <= figs
+    assert (run.path / "embeddings.csv").exists()
+
+
+def test_tools_skip_what_does_not_apply(tmp_path):
+    assert run_inproc(quick(tmp_path, "--eval", "sample,collapse,occlusion", model="mcae", epochs=1)) == 0
+    s = only_run(tmp_path).read_summary()
+    assert "sample/skipped" in s and "collapse/skipped" in s
+    assert "occlusion/mse@mask0.5" in s  # masked model: error vs mask ratio
+
+
+def test_standalone_evaluate_on_a_finished_run(tmp_path):
+    from bench.evaluate import main
+    assert run_inproc(quick(tmp_path, model="ae", epochs=1)) == 0
+    run = only_run(tmp_path)
+    assert main([str(run.path), "--what", "probe,denoise"]) == 0
+    s = run.read_summary()
+    assert "probe/linear_acc" in s and "denoise/psnr@0.5" in s and s["status"] == "finished"
