@@ -1,7 +1,7 @@
 """Batched test-set metrics: reconstruction (MSE, MAE, PSNR, SSIM, SNR), accuracy, Dice/IoU.
 
-Every image metric is computed per image on whole batches with torchmetrics and
-averaged over the split. PSNR and SSIM use data_range 1.0; SNR follows seed 001:
+Every image metric is computed per image on whole batches (torchmetrics, and SSIM with
+the same definition as torchmetrics but a separable window) and averaged over the split. PSNR and SSIM use data_range 1.0; SNR follows seed 001:
 10 log10(sum x^2 / sum (x - x_hat)^2) per image, in dB (torchmetrics' signal_noise_ratio
 over the flattened image with zero_mean=False).
 """
@@ -9,13 +9,49 @@ from __future__ import annotations
 
 import torch
 from torchmetrics.functional.audio import signal_noise_ratio
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+import torch.nn.functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from bench.data import batches
 from bench.models.base import corrupt
 from bench.train import autocast, prepare
 
 RECON_KEYS = ("mse", "mae", "psnr", "ssim", "snr")
+SSIM_SIGMA, SSIM_KERNEL = 1.5, 11
+
+
+def ssim(preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, chunk: int = 128) -> torch.Tensor:
+    """Per-image SSIM, numerically torchmetrics' `structural_similarity_index_measure`
+    (Gaussian window 11, sigma 1.5, k1 0.01, k2 0.03, reflect padding, mean over the
+    image), with the separable Gaussian applied as two banded matrix products, which on
+    CPU is several times faster than torchmetrics' grouped 11x11 convolution. Chunks of
+    `chunk` images keep the five stacked moment maps in cache."""
+    if preds.shape[0] > chunk:
+        return torch.cat([ssim(p, t, data_range, chunk) for p, t in zip(preds.split(chunk), target.split(chunk))])
+    pad = (SSIM_KERNEL - 1) // 2
+    x = torch.arange(SSIM_KERNEL, dtype=preds.dtype, device=preds.device) - pad
+    g = torch.exp(-(x ** 2) / (2 * SSIM_SIGMA ** 2))
+    g = g / g.sum()
+
+    def band(n):  # (n + 2 pad, n): column i holds the window centred on padded pixel i + pad
+        m = torch.zeros(n + 2 * pad, n, dtype=preds.dtype, device=preds.device)
+        for k in range(SSIM_KERNEL):
+            m[torch.arange(n) + k, torch.arange(n)] = g[k]
+        return m
+
+    h, w = preds.shape[-2:]
+    bh, bw = band(h), band(w)
+    p = F.pad(preds, (pad, pad, pad, pad), mode="reflect")
+    t = F.pad(target, (pad, pad, pad, pad), mode="reflect")
+    stacked = torch.cat((p, t, p * p, t * t, p * t))
+    out = bh.t() @ (stacked @ bw)  # blur along W, then along H
+    mu_p, mu_t, e_pp, e_tt, e_pt = out.split(preds.shape[0])
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    var_p = (e_pp - mu_p ** 2).clamp(min=0.0)
+    var_t = (e_tt - mu_t ** 2).clamp(min=0.0)
+    cov = e_pt - mu_p * mu_t
+    idx = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p ** 2 + mu_t ** 2 + c1) * (var_p + var_t + c2))
+    return idx.flatten(1).mean(1)
 
 
 def image_metrics(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -27,7 +63,7 @@ def image_metrics(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.
     out["psnr"] = peak_signal_noise_ratio(recon, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
     out["psnr"] = torch.where(mse > 0, out["psnr"], torch.full_like(mse, 100.0))  # perfect copy: cap
     if min(target.shape[-2:]) >= 11:
-        out["ssim"] = structural_similarity_index_measure(recon, target, data_range=1.0, reduction="none")
+        out["ssim"] = ssim(recon, target)
     out["snr"] = signal_noise_ratio(recon.flatten(1), target.flatten(1), zero_mean=False)
     return out
 

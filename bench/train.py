@@ -205,6 +205,7 @@ class Trainer:
         stop = StopFlag()
         with stop.installed():
             for epoch in range(st.epoch, cfg.epochs):
+                t_epoch = time.perf_counter()
                 tr = self.train_epoch(epoch, stop)
                 val = evaluate_loss(self.model, self.data.val, max(cfg.batch_size, 256), self.device,
                                     cfg.amp, cfg.channels_last)
@@ -223,6 +224,8 @@ class Trainer:
                     self.save_best()
                 self.snapshot(epoch + 1)
                 self.save()
+                # What an epoch costs: training, validation, checkpoints, snapshot.
+                row["time/epoch_wall_seconds"] = time.perf_counter() - t_epoch
                 self.tracking.log_epoch(row)
                 self.run.update_summary(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value)
                 self.log(format_row(row, cfg.epochs))

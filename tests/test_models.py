@@ -145,3 +145,16 @@ def test_impossible_architecture_is_refused():
         build("ae", (1, 28, 28), channels=[8, 8, 8, 8, 8, 8])
     with pytest.raises(UsageError, match="too small"):
         build("pool_ae", (1, 16, 16))
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64)])
+def test_fast_ssim_equals_torchmetrics(shape):
+    from torchmetrics.functional.image import structural_similarity_index_measure
+    from bench.metrics import ssim
+
+    torch.manual_seed(0)
+    target = torch.rand(300, *shape)
+    preds = (target + 0.2 * torch.randn_like(target)).clamp(0, 1)
+    ref = structural_similarity_index_measure(preds, target, data_range=1.0, reduction="none")
+    assert torch.allclose(ssim(preds, target), ref, atol=1e-5)
+    assert torch.allclose(ssim(target, target), torch.ones(300), atol=1e-5)

@@ -1,0 +1,269 @@
+"""Speed benchmark: the harness against the usual notebook loop and a bare loop.
+
+    python -m bench.speed [--data-root DIR] [--epochs 1] [--repeats 3] [--limit-train N]
+                          [--device cpu|cuda] [--out speed.json]
+
+For each case, in one process and one sitting:
+  (a) notebook: torchvision dataset + transforms.ToTensor() + DataLoader, metrics image by image;
+  (b) bare: preloaded uint8 tensors, a permutation per epoch, forward/backward/step, nothing else;
+  (c) harness: bench.runner.execute, the code path of run.py (local store, W&B offline,
+      per-epoch validation, checkpoints).
+Images/s are training images per second of epoch wall time (for (c): training, validation,
+checkpoints and tracking of the epoch). Each measurement is repeated and the median kept.
+(c) must reach (a)'s test loss within 1% after the same epochs: speed never comes from
+doing less work.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+CASES = [
+    {"name": "mlp_vae 784-400-20", "model": "mlp_vae", "dataset": "fashion_mnist", "batch": 128,
+     "extra": ["--hidden-dims", "400", "--latent-dim", "20"]},
+    {"name": "ae 3x32x32", "model": "ae", "dataset": None, "batch": 128, "size": 32, "extra": []},
+    {"name": "cnn_classifier 3x32x32", "model": "cnn_classifier", "dataset": None, "batch": 128, "size": 32,
+     "extra": []},
+]
+
+
+class PeakRSS:
+    """Peak resident memory of this process while the block runs (sampled every 20 ms)."""
+
+    def __enter__(self):
+        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def resolve_case(case, args):
+    """Pick the dataset: cifar10 when present for 3x32x32 cases, else coloured MNIST at 32x32."""
+    from bench.config import resolve
+    from bench.data import load_data
+    from bench.errors import UsageError
+
+    if case["dataset"]:
+        return case["dataset"], None
+    try:
+        load_data(resolve({"dataset": "cifar10", "data_root": args.data_root, "limit_train": 10}))
+        return "cifar10", None
+    except UsageError:
+        return "colored_mnist", 32
+
+
+def build(case, data, seed, device):
+    from registry import create_model
+
+    torch.manual_seed(seed)
+    extra = {"hidden_dims": [400], "latent_dim": 20} if case["model"] == "mlp_vae" else {}
+    return create_model(case["model"], data.shape, data.num_classes, **extra).to(device)
+
+
+def test_loss(model, split, device):
+    from bench.train import evaluate_loss
+    return evaluate_loss(model, split, 1000, device)["loss"]
+
+
+def notebook_loop(case, data, args, device):
+    """The course-notebook pattern: per-item ToTensor through a DataLoader, per-image metrics."""
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    class ItemDataset(Dataset):  # what torchvision datasets do: one PIL image per item, then ToTensor
+        def __init__(self, split):
+            self.x, self.y = split.x.permute(0, 2, 3, 1).numpy(), split.y
+            self.tf = transforms.Compose([transforms.ToPILImage(), transforms.ToTensor()])
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            img = self.x[i][..., 0] if self.x.shape[-1] == 1 else self.x[i]
+            return self.tf(img), self.y[i]
+
+    model = build(case, data, args.seed, device)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    loader = DataLoader(ItemDataset(data.train), batch_size=case["batch"], shuffle=True,
+                        generator=torch.Generator().manual_seed(args.seed))
+    times = []
+    for _ in range(args.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = model(x, y)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    if model.task != "classify":  # notebook-style evaluation: image by image
+        model.eval()
+        with torch.no_grad():
+            for x, _ in DataLoader(ItemDataset(data.test), batch_size=1):
+                r = model(x.to(device))["recon"]
+                peak_signal_noise_ratio(r, x, data_range=1.0)
+                structural_similarity_index_measure(r, x, data_range=1.0)
+    eval_s = time.perf_counter() - t0
+    return {"epoch_s": statistics.median(times), "test_loss": test_loss(model, data.test, device), "eval_s": eval_s}
+
+
+def bare_loop(case, data, args, device):
+    from bench.data import batches
+
+    model = build(case, data, args.seed, device)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    train = data.train.to(device)
+    g = torch.Generator().manual_seed(args.seed)
+    times = []
+    for _ in range(args.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for x, y in batches(train, case["batch"], shuffle=True, generator=g):
+            loss = model(x, y)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return {"epoch_s": statistics.median(times), "test_loss": test_loss(model, data.test.to(device), device)}
+
+
+def harness(case, dataset, size, args, device, workdir):
+    from bench.checkpoint import load_run_model
+    from bench.runner import execute
+    from bench.store import list_runs
+
+    runs_dir = Path(workdir) / f"runs-{case['model']}"
+    argv = ["--model", case["model"], "--dataset", dataset, "--data-root", args.data_root,
+            "--epochs", str(args.epochs), "--batch-size", str(case["batch"]), "--seed", str(args.seed),
+            "--runs-dir", str(runs_dir), "--wandb", "offline", "--device", device.type, *case["extra"]]
+    if size:
+        argv += ["--image-size", str(size)]
+    if args.limit_train:
+        argv += ["--limit-train", str(args.limit_train)]
+    if device.type == "cuda":
+        argv += ["--amp", "bf16"] + (["--channels-last"] if case["model"] != "mlp_vae" else [])
+    t0 = time.perf_counter()
+    assert execute(argv, log=lambda s: None) == 0
+    total = time.perf_counter() - t0
+    run = sorted(list_runs(str(runs_dir)), key=lambda r: r.path.stat().st_mtime)[-1]
+    rows, summary = run.read_metrics(), run.read_summary()
+    model, _ = load_run_model(str(run.path), str(runs_dir), which="last")
+    return {"epoch_s": statistics.median(r["time/epoch_wall_seconds"] for r in rows),
+            "eval_s": summary["time/test_eval_seconds"], "total_s": total, "model": model}
+
+
+def measure(case, args, device, workdir) -> dict:
+    from bench.config import resolve
+    from bench.data import load_data
+
+    dataset, size = resolve_case(case, args)
+    cfg = resolve({"dataset": dataset, "data_root": args.data_root, "seed": args.seed, "image_size": size,
+                   "limit_train": args.limit_train})
+    data = load_data(cfg, "classify" if case["model"] == "cnn_classifier" else "reconstruct")
+    n = len(data.train)
+    out = {"case": case["name"], "dataset": dataset + (f"@{size}" if size else ""), "train_images": n,
+           "test_images": len(data.test)}
+    for label, fn in (("a_notebook", lambda: notebook_loop(case, data, args, device)),
+                      ("b_bare", lambda: bare_loop(case, data, args, device)),
+                      ("c_harness", lambda: harness(case, dataset, size, args, device, workdir))):
+        reps, peaks = [], []
+        for _ in range(args.repeats):
+            with PeakRSS() as mem:
+                reps.append(fn())
+            peaks.append(mem.peak)
+            print(f"  {case['name']:<24} {label:<11} {n / reps[-1]['epoch_s']:8.0f} img/s", flush=True)
+        best = sorted(reps, key=lambda r: r["epoch_s"])[len(reps) // 2]
+        out[label] = {"images_per_sec": n / best["epoch_s"], "epoch_s": best["epoch_s"],
+                      "peak_rss_mb": max(peaks) / 2 ** 20}
+        if "eval_s" in best:
+            out[label]["test_eval_s"] = best["eval_s"]
+        if label == "a_notebook":
+            out[label]["test_loss"] = best["test_loss"]
+        if label == "c_harness":
+            out[label]["test_loss"] = test_loss(best["model"].to(device), data.test.to(device), device)
+    a, b, c = out["a_notebook"], out["b_bare"], out["c_harness"]
+    out["c_over_a"] = c["images_per_sec"] / a["images_per_sec"]
+    out["c_over_b"] = c["images_per_sec"] / b["images_per_sec"]
+    out["eval_fraction_of_epoch"] = c["test_eval_s"] / c["epoch_s"]
+    out["test_loss_rel_diff"] = abs(c["test_loss"] - a["test_loss"]) / abs(a["test_loss"])
+    out["same_loss_within_1pct"] = out["test_loss_rel_diff"] <= 0.01
+    return out
+
+
+def table(results, meta) -> str:
+    lines = [f"aebench speed ({meta['device']}, {meta['threads']} threads on {meta['cores']} cores, "
+             f"{meta['epochs']} epoch(s), median of {meta['repeats']})",
+             f"{'case':<24} {'data':<16} {'a img/s':>8} {'b img/s':>8} {'c img/s':>8} {'c/a':>5} {'c/b':>5} "
+             f"{'eval/ep':>7} {'loss a':>9} {'loss c':>9} {'RSS c MB':>8}"]
+    for r in results:
+        a, b, c = r["a_notebook"], r["b_bare"], r["c_harness"]
+        lines.append(f"{r['case']:<24} {r['dataset']:<16} {a['images_per_sec']:8.0f} {b['images_per_sec']:8.0f} "
+                     f"{c['images_per_sec']:8.0f} {r['c_over_a']:5.2f} {r['c_over_b']:5.2f} "
+                     f"{r['eval_fraction_of_epoch']:7.1%} {a['test_loss']:9.4g} {c['test_loss']:9.4g} "
+                     f"{c['peak_rss_mb']:8.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", default="./data")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--limit-train", type=int, default=None, help="cap training images (default: all)")
+    p.add_argument("--cases", default="all", help="comma list of model names or all")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="speed.json")
+    args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("python -m bench.speed: error: --device cuda: no CUDA device is visible; valid here: cpu",
+              file=sys.stderr)
+        return 2
+    os.environ.setdefault("WANDB_SILENT", "true")
+    device = torch.device(args.device)
+    cases = [c for c in CASES if args.cases == "all" or c["model"] in args.cases.split(",")]
+    meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(), "cores": os.cpu_count(), "epochs": args.epochs,
+            "repeats": args.repeats, "torch": torch.__version__}
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        cwd = os.getcwd()
+        os.chdir(workdir)  # W&B offline files of the benchmark runs stay out of the project
+        args.data_root = str(Path(cwd, args.data_root)) if not os.path.isabs(args.data_root) else args.data_root
+        try:
+            for case in cases:
+                results.append(measure(case, args, device, workdir))
+        finally:
+            os.chdir(cwd)
+    Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(table(results, meta))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
