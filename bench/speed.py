@@ -31,10 +31,11 @@ import torch
 CASES = [
     {"name": "mlp_vae 784-400-20", "model": "mlp_vae", "dataset": "fashion_mnist", "batch": 128,
      "extra": ["--hidden-dims", "400", "--latent-dim", "20"]},
-    {"name": "ae 3x32x32", "model": "ae", "dataset": None, "batch": 128, "size": 32, "extra": []},
+    {"name": "ae 3x32x32", "model": "ae", "dataset": None, "batch": 128, "size": 32, "extra": [],
+     "limit": 20000},
     {"name": "cnn_classifier 3x32x32", "model": "cnn_classifier", "dataset": None, "batch": 128, "size": 32,
-     "extra": []},
-]
+     "extra": [], "limit": 10000},
+]  # conv cases train on a fixed subset so three repeats of three loops fit in minutes on a CPU
 
 
 class PeakRSS:
@@ -151,7 +152,7 @@ def bare_loop(case, data, args, device):
     return {"epoch_s": statistics.median(times), "test_loss": test_loss(model, data.test.to(device), device)}
 
 
-def harness(case, dataset, size, args, device, workdir):
+def harness(case, dataset, size, limit, args, device, workdir):
     from bench.checkpoint import load_run_model
     from bench.runner import execute
     from bench.store import list_runs
@@ -162,8 +163,8 @@ def harness(case, dataset, size, args, device, workdir):
             "--runs-dir", str(runs_dir), "--wandb", "offline", "--device", device.type, *case["extra"]]
     if size:
         argv += ["--image-size", str(size)]
-    if args.limit_train:
-        argv += ["--limit-train", str(args.limit_train)]
+    if limit:
+        argv += ["--limit-train", str(limit)]
     if device.type == "cuda":
         argv += ["--amp", "bf16"] + (["--channels-last"] if case["model"] != "mlp_vae" else [])
     t0 = time.perf_counter()
@@ -181,15 +182,16 @@ def measure(case, args, device, workdir) -> dict:
     from bench.data import load_data
 
     dataset, size = resolve_case(case, args)
+    limit = args.limit_train or case.get("limit")
     cfg = resolve({"dataset": dataset, "data_root": args.data_root, "seed": args.seed, "image_size": size,
-                   "limit_train": args.limit_train})
+                   "limit_train": limit})
     data = load_data(cfg, "classify" if case["model"] == "cnn_classifier" else "reconstruct")
     n = len(data.train)
     out = {"case": case["name"], "dataset": dataset + (f"@{size}" if size else ""), "train_images": n,
            "test_images": len(data.test)}
     for label, fn in (("a_notebook", lambda: notebook_loop(case, data, args, device)),
                       ("b_bare", lambda: bare_loop(case, data, args, device)),
-                      ("c_harness", lambda: harness(case, dataset, size, args, device, workdir))):
+                      ("c_harness", lambda: harness(case, dataset, size, limit, args, device, workdir))):
         reps, peaks = [], []
         for _ in range(args.repeats):
             with PeakRSS() as mem:
@@ -233,7 +235,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default="./data")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--limit-train", type=int, default=None, help="cap training images (default: all)")
+    p.add_argument("--limit-train", type=int, default=None,
+                   help="cap training images (default: all for mlp_vae, 20k for ae, 10k for cnn_classifier)")
     p.add_argument("--cases", default="all", help="comma list of model names or all")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)

@@ -42,14 +42,15 @@ ARGS = ["--model", "vae", "--dataset", "synthetic", "--epochs", 4, "--batch-size
 @pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     ref_dir, kill_dir = tmp_path / "ref", tmp_path / "kill"
-    assert run_cli(ARGS + ["--runs-dir", ref_dir, "--wandb", "disabled"], cwd=tmp_path).returncode == 0
-    proc = _spawn(ARGS + ["--runs-dir", kill_dir, "--wandb", "offline"], cwd=tmp_path)
-    run = _wait_rows(kill_dir, 2, proc)
-    time.sleep(0.3)  # inside epoch 3
+    assert run_cli(ARGS + ["--runs-dir", ref_dir / "runs", "--wandb", "disabled"], cwd=tmp_path).returncode == 0
+    proc = _spawn(ARGS + ["--runs-dir", kill_dir / "runs", "--wandb", "offline"], cwd=tmp_path)
+    run = _wait_rows(kill_dir / "runs", 2, proc)
+    time.sleep(0.1)  # inside epoch 3
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert len(run.read_metrics()) == 2  # killed mid-epoch, before epoch 3 was recorded
     assert effective_status(run.read_summary(), run.path) == "crashed"
-    p = run_cli(["--resume", run.id, "--runs-dir", kill_dir, "--wandb", "offline"], cwd=tmp_path)
+    p = run_cli(["--resume", run.id, "--runs-dir", kill_dir / "runs", "--wandb", "offline"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     ref = only_run(ref_dir)
     rows = run.read_metrics()
