@@ -86,6 +86,9 @@ def _resnet18(pretrained: bool) -> nn.Module:
         path = os.path.join(torch.hub.get_dir(), "checkpoints", fname)
         if not os.path.exists(path):
             try:
+                if os.environ.get("AEBENCH_OFFLINE"):
+                    raise OSError("offline")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 torch.hub.download_url_to_file(weights.url, path, progress=False)
             except Exception:
                 raise UsageError(f"resnet18_probe: ImageNet weights not found and not downloadable; "
@@ -164,7 +167,7 @@ class LinearProbeConfig:
 
 
 class LinearProbe(Classifier):
-    """nn.Linear on the frozen z of a finished autoencoder run."""
+    """nn.Linear on the (standardised) frozen z of a finished autoencoder run."""
 
     def __init__(self, cfg: LinearProbeConfig):
         super().__init__()
@@ -178,7 +181,9 @@ class LinearProbe(Classifier):
             self.encoder_model.eval()
             dim = self.encoder_model.encode(torch.zeros(2, cfg.in_channels, cfg.image_size,
                                                         cfg.image_size)).flatten(1).shape[1]
-        self.head = nn.Linear(dim, cfg.num_classes)
+        # Parameter-free BatchNorm standardises z first, as in MAE's linear probe (He et al.
+        # 2021): the probe stays linear, and its learning rate no longer depends on z's scale.
+        self.head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), nn.Linear(dim, cfg.num_classes))
 
     def train(self, mode=True):
         super().train(mode)

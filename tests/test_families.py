@@ -1,0 +1,69 @@
+"""Per-family properties through run.py: each could fail if the family were wired wrong."""
+import pytest
+
+from bench.store import list_runs
+from conftest import only_run, quick, run_inproc
+
+
+def test_dae_denoises_real_fashion(tmp_path, fashion_root):
+    args = ["--model", "dae", "--dataset", "fashion_mnist", "--data-root", fashion_root, "--noise-std", 0.3,
+            "--epochs", 1, "--limit-train", 5000, "--limit-test", 1000, "--batch-size", 32,
+            "--runs-dir", tmp_path / "runs", "--wandb", "disabled"]
+    assert run_inproc(args) == 0
+    s = only_run(tmp_path).read_summary()
+    assert s["test_noisy/psnr"] > s["test_noisy/input_psnr"] + 1.0, s  # better than the noisy input
+
+
+def test_sparse_ae_l1_falls_as_lambda_rises(tmp_path):
+    l1 = []
+    for lam in (0.0, 0.05, 1.0):
+        d = tmp_path / f"l{lam}"
+        assert run_inproc(quick(d, "--l1-lambda", lam, "--limit-train", 1000, model="sparse_ae", epochs=2)) == 0
+        l1.append(only_run(d).read_metrics()[-1]["val/l1"])
+    assert l1[0] > l1[1] > l1[2], l1
+
+
+def test_vae_logs_recon_and_kl_curves(tmp_path):
+    assert run_inproc(quick(tmp_path, "--kl-warmup-epochs", 2, model="vae", epochs=2)) == 0
+    rows = only_run(tmp_path).read_metrics()
+    for r in rows:
+        assert r["train/kl"] > 0 and r["val/kl"] > 0 and "train/recon_loss" in r and "val/recon_loss" in r
+    assert rows[0]["train/kl_weight"] == pytest.approx(0.5) and rows[1]["train/kl_weight"] == 1.0
+
+
+def test_classifier_keeps_best_checkpoint_by_val_accuracy(tmp_path):
+    assert run_inproc(quick(tmp_path, model="cnn_classifier", dataset="synthetic_rgb", epochs=3)) == 0
+    run = only_run(tmp_path)
+    rows, s = run.read_metrics(), run.read_summary()
+    best = max(range(3), key=lambda i: (rows[i]["val/acc"], -i))
+    assert s["best_epoch"] == best + 1 and 0 <= s["test/acc"] <= 1
+
+
+def test_segmentation_reports_dice_and_iou(tmp_path):
+    assert run_inproc(quick(tmp_path, "--loss", "dice_bce", model="seg_ae", dataset="synthetic_seg", epochs=2)) == 0
+    s = only_run(tmp_path).read_summary()
+    assert 0 <= s["test/iou"] <= s["test/dice"] <= 1  # IoU never exceeds Dice
+
+
+def test_probe_from_a_finished_autoencoder(tmp_path):
+    assert run_inproc(quick(tmp_path, model="ae", epochs=1)) == 0
+    ae_run = only_run(tmp_path)
+    assert run_inproc(quick(tmp_path, "--probe-from", ae_run.id, "--lr", 1e-2, "--limit-train", 1500,
+                            "--limit-test", 500, model="ae", epochs=5)) == 0
+    probe = [r for r in list_runs(str(tmp_path / "runs")) if r.id != ae_run.id][0]
+    assert probe.read_config()["model"] == "linear_probe"
+    assert probe.read_summary()["test/acc"] > 0.2  # chance is 0.1
+
+
+def test_resnet_without_weights_names_the_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code = run_inproc(quick(tmp_path, model="resnet18_probe", dataset="synthetic_rgb", epochs=1))
+    err = capsys.readouterr().err
+    assert code == 2 and "resnet18-" in err and str(tmp_path / "torch") in err
+
+
+def test_timm_backbone_serves_as_frozen_encoder(tmp_path):
+    args = quick(tmp_path, "--encoder", "timm:resnet10t", "--pretrained=false", model="resnet18_probe",
+                 dataset="synthetic_rgb", epochs=1)
+    assert run_inproc(args) == 0
+    assert "test/acc" in only_run(tmp_path).read_summary()
