@@ -139,6 +139,9 @@ def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
     require_runs(frame, args.runs, args.sweep, args.wandb)
     group_by = resolve_group(frame, _split(args.group_by))
     metrics = resolve_metrics(frame, _split(args.metrics))
+    if not (frame["status"] == "finished").any():
+        counts = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items())
+        raise UsageError(f"no finished runs to compare ({counts}); see summary.json of each run for the reason")
     return summarise(frame, group_by, metrics), group_by, metrics
 
 

@@ -177,6 +177,9 @@ def execute(argv: list[str], log=print) -> int:
         extra = {"reason": str(e), "epochs": trainer.state.epoch}
         log(f"run {run.id} interrupted after {trainer.state.epoch} finished epochs; "
             f"continue with --resume {run.id}")
+    except KeyboardInterrupt:  # Ctrl-C after training, during evaluation
+        exit_code, status = 130, "interrupted"
+        extra = {"reason": "SIGINT received during evaluation", "epochs": trainer.state.epoch}
     except BaseException as e:
         exit_code, status = 1, "failed"
         extra = {"reason": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-4000:],
