@@ -103,4 +103,20 @@ def varying_keys(frame: pd.DataFrame, exclude=("seed",)) -> list[str]:
             if "model" in frame else pd.Series([frame[k].map(repr).nunique(dropna=False)])
         if (per_model > 1).any():
             keys.append(k)
-    return keys or ["model"]
+    return _drop_implied(frame, keys) or ["model"]
+
+
+# A key that sets others (mlp_dims sets hidden_dims and latent_dim) speaks for them.
+PREFERRED = ("model", "dataset", "mlp_dims")
+
+
+def _drop_implied(frame: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Keep one key per distinct partition of the runs: the others add no information."""
+    ordered = [k for k in PREFERRED if k in keys] + [k for k in keys if k not in PREFERRED]
+    kept, seen = [], set()
+    for k in ordered:
+        codes = tuple(pd.factorize(frame[k].map(repr))[0])
+        if codes not in seen:
+            seen.add(codes)
+            kept.append(k)
+    return [k for k in keys if k in kept]

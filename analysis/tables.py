@@ -41,7 +41,8 @@ def resolve_metrics(frame: pd.DataFrame, names: list[str] | None) -> list[str]:
         return picked or available[:6]
     out = []
     for name in names:
-        cands = [name, ALIASES.get(name, ""), f"test/{name}"] + [c for c in available if c.endswith(f"/{name}")]
+        cands = [name, ALIASES.get(name, ""), f"test/{name}", f"val/{name}"] + \
+            [c for c in available if c.endswith(f"/{name}")]
         hit = next((c for c in cands if c in available), None)
         if hit is None:
             close = difflib.get_close_matches(name, available, n=3)
