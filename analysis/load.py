@@ -18,7 +18,7 @@ from bench.store import effective_status, list_runs
 # Config keys that never define a configuration (where and how a run was recorded).
 BOOKKEEPING = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "resume", "device",
                "num_threads", "group", "sweep", "eval", "compile", "amp", "channels_last", "task", "config"}
-SUMMARY_RENAME = {"epochs": "epochs_done", "model": "_model", "dataset": "_dataset", "group": "_group",
+SUMMARY_RENAME = {"epochs": "epochs_done", "status": "recorded_status", "model": "_model", "dataset": "_dataset", "group": "_group",
                   "sweep": "_sweep"}
 
 
@@ -111,12 +111,14 @@ PREFERRED = ("model", "dataset", "mlp_dims")
 
 
 def _drop_implied(frame: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Keep one key per distinct partition of the runs: the others add no information."""
+    """Drop keys whose value is fixed by a key already kept (hidden_dims by mlp_dims):
+    they add columns, not configurations. model and dataset always stay."""
     ordered = [k for k in PREFERRED if k in keys] + [k for k in keys if k not in PREFERRED]
-    kept, seen = [], set()
+    as_text = {k: frame[k].map(repr) for k in ordered}
+    kept = []
     for k in ordered:
-        codes = tuple(pd.factorize(frame[k].map(repr))[0])
-        if codes not in seen:
-            seen.add(codes)
+        implied = any((as_text[k].groupby(as_text[j]).nunique() <= 1).all()
+                      for j in kept if j not in ("model", "dataset"))
+        if k in ("model", "dataset") or not implied:
             kept.append(k)
     return [k for k in keys if k in kept]

@@ -144,9 +144,18 @@ def test_truncated_metrics_file_reads_complete_rows(tmp_path):
 
 
 def test_dead_running_run_reads_as_crashed(tmp_path):
+    from analysis.load import load_local
+
     run = RunDir.create(str(tmp_path), "ae", "synthetic")
+    run.write_config({"model": "ae", "dataset": "synthetic", "seed": 0})
     run.update_summary(status="running", pid=2 ** 22 + 7, host=os.uname().nodename, pid_started=0.0)
     assert effective_status(run.read_summary(), run.path) == "crashed"
+    assert list(load_local(str(tmp_path))["status"]) == ["crashed"]  # what analysis shows
+    live = RunDir.create(str(tmp_path), "ae", "synthetic")
+    live.write_config({"model": "ae", "dataset": "synthetic", "seed": 1})
+    live.mark_running()  # this very process: alive
+    assert effective_status(live.read_summary(), live.path) == "running"
+    live.stop_heartbeat()
 
 
 @pytest.mark.slow

@@ -1,0 +1,17 @@
+"""The speed benchmark runs end to end and its three loops do the same work."""
+import json
+
+from conftest import run_cli
+
+
+def test_speed_benchmark_loops_do_identical_work(tmp_path, fashion_root):
+    out = tmp_path / "speed.json"
+    p = run_cli(["--data-root", fashion_root, "--cases", "mlp_vae", "--limit-train", 1500, "--repeats", 1,
+                 "--out", out], cwd=tmp_path, script="bench.speed")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(out.read_text())["results"][0]
+    for loop in ("a_notebook", "b_bare", "c_harness"):
+        assert res[loop]["images_per_sec"] > 0 and res[loop]["peak_rss_mb"] > 0
+    # same weights, same batches, same order: the harness's model ends where the notebook's does
+    assert res["test_loss_rel_diff"] < 1e-4 and res["same_loss_within_1pct"]
+    assert "c/b" in p.stdout and "mlp_vae 784-400-20" in p.stdout
