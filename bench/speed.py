@@ -83,14 +83,11 @@ def build(case, data, seed, device):
     return create_model(case["model"], data.shape, data.num_classes, **extra).to(device)
 
 
-def test_loss(model, split, device):
+def test_scores(model, split, device) -> dict:
+    """Test loss and (for classifiers) accuracy, from one pass over the test set."""
     from bench.train import evaluate_loss
-    return evaluate_loss(model, split, 1000, device)["loss"]
-
-
-def test_acc(model, split, device):
-    from bench.train import evaluate_loss
-    return evaluate_loss(model, split, 1000, device).get("acc")
+    terms = evaluate_loss(model, split, 1000, device)
+    return {"test_loss": terms["loss"], "test_acc": terms.get("acc")}
 
 
 def notebook_loop(case, data, args, device):
@@ -139,8 +136,7 @@ def notebook_loop(case, data, args, device):
                 peak_signal_noise_ratio(r, x, data_range=1.0)
                 structural_similarity_index_measure(r, x, data_range=1.0)
     eval_s = time.perf_counter() - t0
-    return {"epoch_s": statistics.median(times), "test_loss": test_loss(model, data.test, device), "eval_s": eval_s,
-            "test_acc": test_acc(model, data.test, device)}
+    return {"epoch_s": statistics.median(times), "eval_s": eval_s, **test_scores(model, data.test, device)}
 
 
 def bare_loop(case, data, args, device):
@@ -162,7 +158,7 @@ def bare_loop(case, data, args, device):
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return {"epoch_s": statistics.median(times), "test_loss": test_loss(model, data.test.to(device), device)}
+    return {"epoch_s": statistics.median(times), **test_scores(model, data.test.to(device), device)}
 
 
 def harness(case, dataset, size, limit, args, device, workdir):
@@ -219,11 +215,9 @@ def measure(case, args, device, workdir) -> dict:
         if "eval_s" in best:
             out[label]["test_eval_s"] = best["eval_s"]
         if label == "a_notebook":
-            out[label]["test_loss"], out[label]["test_acc"] = best["test_loss"], best["test_acc"]
+            out[label].update(test_loss=best["test_loss"], test_acc=best["test_acc"])
         if label == "c_harness":
-            m = best["model"].to(device)
-            out[label]["test_loss"] = test_loss(m, data.test.to(device), device)
-            out[label]["test_acc"] = test_acc(m, data.test.to(device), device)
+            out[label].update(test_scores(best["model"].to(device), data.test.to(device), device))
     a, b, c = out["a_notebook"], out["b_bare"], out["c_harness"]
     out["c_over_a"] = c["images_per_sec"] / a["images_per_sec"]
     out["c_over_b"] = c["images_per_sec"] / b["images_per_sec"]
