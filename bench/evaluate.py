@@ -129,7 +129,7 @@ def main(argv=None) -> int:
 def _standalone(args) -> int:
     from bench import latent
     from bench.checkpoint import load_run_model
-    from bench.config import resolve
+    from bench.config import FIELDS, resolve
     from bench.data import load_data
     from bench.store import find_run
     from bench.track import Tracking
@@ -137,15 +137,14 @@ def _standalone(args) -> int:
     names = latent.expand([w for w in args.what.split(",") if w])
     run = find_run(args.run, args.runs_dir)
     model, saved = load_run_model(str(run.path), args.runs_dir)
-    overrides = {k: v for k, v in saved.items() if k in resolve({}).to_dict()}
+    overrides = {k: v for k, v in saved.items() if k in FIELDS}
     if args.data_root:
         overrides["data_root"] = args.data_root
     cfg = resolve(overrides)
     device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
     data = load_data(cfg, model.task).to(device)
     model.to(device)
-    tracking = Tracking(dict(saved, wandb=args.wandb), run) if args.wandb != "disabled" else Tracking(
-        dict(saved, wandb="disabled"), run)
+    tracking = Tracking(dict(saved, wandb=args.wandb), run)
     summary = run_extra(names, model, data, cfg, run, device, tracking)
     tracking.log_summary(summary)
     tracking.finish(0)

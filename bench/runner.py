@@ -16,7 +16,7 @@ import traceback
 
 import torch
 
-from bench.config import RESUME_FREE_KEYS, parse_args, resolve
+from bench.config import FIELDS, RESUME_FREE_KEYS, parse_args, resolve
 from bench.errors import UsageError, exit_usage
 
 
@@ -62,7 +62,7 @@ def resolve_run_config(overrides: dict):
                          f"stop it first")
     if status == "finished":
         raise UsageError(f"--resume {run.id}: the run already finished; start a new run instead")
-    merged = {k: v for k, v in saved.items() if k in resolve({}).to_dict()}
+    merged = {k: v for k, v in saved.items() if k in FIELDS}
     merged.update({k: v for k, v in overrides.items() if k in RESUME_FREE_KEYS and k != "config"})
     return resolve(merged), run
 
