@@ -8,7 +8,6 @@ its recorded key (`test/psnr`, `probe/linear_acc`, ...), `epochs_done`, and `his
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pandas as pd
 
@@ -18,8 +17,8 @@ from bench.store import effective_status, list_runs
 # Config keys that never define a configuration (where and how a run was recorded).
 BOOKKEEPING = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "resume", "device",
                "num_threads", "group", "sweep", "eval", "compile", "amp", "channels_last", "task", "config"}
-SUMMARY_RENAME = {"epochs": "epochs_done", "status": "recorded_status", "model": "_model", "dataset": "_dataset", "group": "_group",
-                  "sweep": "_sweep"}
+SUMMARY_RENAME = {"epochs": "epochs_done", "status": "recorded_status", "model": "_model", "dataset": "_dataset",
+                  "group": "_group", "sweep": "_sweep"}
 
 
 def _row(run_id, source, path, status, config: dict, summary: dict, history: list) -> dict:
@@ -83,8 +82,8 @@ def require_runs(frame: pd.DataFrame, runs_dir: str, sweep: str | None, wandb_pa
         return frame
     where = f"W&B project {wandb_path}" if wandb_path else f"{runs_dir}/"
     if sweep:
-        available = sorted({s for s in load_runs(runs_dir, wandb_path)["sweep"].dropna()}) \
-            if not wandb_path and Path(runs_dir).is_dir() and len(load_runs(runs_dir)) else []
+        everything = pd.DataFrame() if wandb_path else load_local(runs_dir)
+        available = sorted(everything["sweep"].dropna().unique()) if "sweep" in everything else []
         raise UsageError(f"no runs of sweep {sweep!r} in {where}; sweeps there: {', '.join(available) or 'none'}")
     raise UsageError(f"no runs found in {where}; run `python run.py ...` or `python -m bench.sweep ...` first")
 

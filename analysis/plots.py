@@ -79,13 +79,7 @@ def metric_vs(summary: pd.DataFrame, x: str, metric: str, group_by: list[str], p
     ax.set_ylabel(metric)
     if (summary[x].astype(float) > 0).all() and summary[x].astype(float).max() / summary[x].astype(float).min() >= 100:
         ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(f"{metric} vs {x} (mean ± 95% CI over seeds)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, f"{metric} vs {x} (mean ± 95% CI over seeds)", path)
 
 
 def pareto(summary: pd.DataFrame, metric: str, group_by: list[str], path: Path) -> Path | None:
@@ -109,9 +103,14 @@ def pareto(summary: pd.DataFrame, metric: str, group_by: list[str], path: Path) 
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel(metric)
+    return _finish(fig, ax, f"{metric} vs parameter count ({'higher' if higher else 'lower'} is better)", path)
+
+
+def _finish(fig, ax, title: str, path: Path) -> Path:
+    """Grid, legend and title on a one-axes figure, then write the PNG and free it."""
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(f"{metric} vs parameter count ({'higher' if higher else 'lower'} is better)", fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

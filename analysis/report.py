@@ -47,11 +47,8 @@ def markdown(title, table_md, runs_md, status, max_chars) -> str:
     text = head + "\n## Runs\n\n(per-run table omitted to respect the length limit)\n"
     if len(text) <= max_chars:
         return text
-    lines = head.splitlines()
-    keep = []
-    for line in lines:  # drop table rows from the end until it fits
-        keep.append(line)
-    while keep and len("\n".join(keep)) + 40 > max_chars:
+    keep = head.splitlines()
+    while keep and len("\n".join(keep)) + 40 > max_chars:  # drop table rows from the end until it fits
         keep.pop()
     return "\n".join(keep) + "\n\n(table truncated to respect the length limit)\n"
 
