@@ -109,28 +109,29 @@ def reconstruction(model, split, device, batch_size=500, sigma=0.0, noise_type="
 
 
 @torch.no_grad()
-def classification(model, split, device, batch_size=500, amp="off", channels_last=False) -> dict[str, float]:
+def _labelled(model, split, device, batch_size, amp, channels_last, score) -> dict[str, float]:
+    """Mean over a split of per-image scores `score(logits, y)` of a model fed (x, y)."""
     model.eval()
     m = Mean()
     for x, y in batches(split, batch_size):
         x, y = prepare(x.to(device), channels_last), y.to(device)
         with autocast(device, amp):
             out = model(x, y)
-        m.add({"acc": (out["logits"].argmax(1) == y).float(),
-               "loss": torch.nn.functional.cross_entropy(out["logits"].float(), y, reduction="none")})
+        m.add(score(out["logits"].float(), y))
     return m.result()
 
 
-@torch.no_grad()
+def classification(model, split, device, batch_size=500, amp="off", channels_last=False) -> dict[str, float]:
+    def score(logits, y):
+        return {"acc": (logits.argmax(1) == y).float(),
+                "loss": torch.nn.functional.cross_entropy(logits, y, reduction="none")}
+    return _labelled(model, split, device, batch_size, amp, channels_last, score)
+
+
 def segmentation(model, split, device, batch_size=64, amp="off", channels_last=False) -> dict[str, float]:
     from bench.models.seg import dice_iou
 
-    model.eval()
-    m = Mean()
-    for x, y in batches(split, batch_size):
-        x, y = prepare(x.to(device), channels_last), y.to(device)
-        with autocast(device, amp):
-            out = model(x, y)
-        dice, iou = dice_iou(out["logits"].float(), y.float())
-        m.add({"dice": dice, "iou": iou})
-    return m.result()
+    def score(logits, y):
+        dice, iou = dice_iou(logits, y.float())
+        return {"dice": dice, "iou": iou}
+    return _labelled(model, split, device, batch_size, amp, channels_last, score)
