@@ -20,11 +20,33 @@ def save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def load(path: Path) -> dict:
+def load(path: Path, map_location="cpu") -> dict:
+    """A checkpoint's contents, restricted to tensors and plain data.
+
+    `weights_only=True` makes the unpickler refuse every class outside torch's allow-list,
+    so a crafted file (runs are shared as folders and W&B artifacts) cannot run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"checkpoint {path} is missing")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise UsageError(f"cannot read checkpoint {path} ({type(e).__name__})") from None
+        reason = " ".join(str(e).split())[:160] if "weights_only" in str(e) or "Unsupported" in str(e) else ""
+        raise UsageError(f"cannot read checkpoint {path} ({type(e).__name__}"
+                         f"{': refused, it holds more than tensors and plain data' if reason else ''})") from None
+    missing = [k for k in ("model", "in_shape", "num_classes") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UsageError(f"checkpoint {path} is not an aebench checkpoint (no {', '.join(missing)})")
+    return state
+
+
+def load_weights(model, state: dict, path: Path) -> None:
+    """Load a checkpoint's weights into `model`; a checkpoint of another architecture is bad input."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = " ".join(str(e).split())[:160]
+        raise UsageError(f"checkpoint {path} does not fit this run's model ({first})") from None
 
 
 def rng_state(shuffle: torch.Generator) -> dict:
@@ -53,5 +75,5 @@ def load_run_model(ref: str, runs_dir: str = "runs", which: str = "best"):
         raise UsageError(f"run {run.id} has no checkpoint yet ({run.path})")
     state = load(path)
     model = create_model(cfg["model"], tuple(state["in_shape"]), state["num_classes"], **cfg)
-    model.load_state_dict(state["model"])
+    load_weights(model, state, path)
     return model.eval(), cfg

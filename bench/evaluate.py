@@ -82,29 +82,55 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
     return results, figs
 
 
-def run_extra(names: list[str], model, data, cfg, run, device, tracking) -> dict:
-    """Latent-space tools by name; each returns summary numbers and writes its figures."""
+def record_results(run, tracking, results: dict, figs: dict) -> None:
+    """Test metrics and figures into the local store and W&B, before any optional tool runs."""
+    run.update_summary(**results)
+    tracking.log_summary(results)
+    tracking.log_images(figs)
+
+
+def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_each=None) -> dict:
+    """Latent-space tools by name, each guarded; returns the numbers they add to the summary.
+
+    Each tool's numbers are recorded as soon as it ends. A tool that does not apply
+    records `<tool>/skipped`; one that crashes records `<tool>/failed` (one line) and the
+    others still run, so an optional figure never costs a run its results. Re-run one
+    tool later with `python -m bench.evaluate RUN --what TOOL`."""
     from bench import latent
 
     names = latent.expand(names)
     summary = {}
     for name in names:
+        if before_each:
+            before_each(name)
         t0 = time.perf_counter()
         print(f"eval {name} ...", flush=True)
         try:
             out = latent.TOOLS[name](model, data, cfg, run, device)
         except UsageError as e:  # not applicable to this model or data: say so, go on
             print(f"eval {name} skipped: {e}", flush=True)
-            summary[f"{name}/skipped"] = str(e)
-            continue
-        summary.update(out.get("numbers", {}))
-        if out.get("figures"):
-            tracking.log_images(out["figures"])
-        for tname, (cols, rows) in out.get("tables", {}).items():
-            tracking.log_table(tname, cols, rows)
-        print(f"eval {name} done in {time.perf_counter() - t0:.1f}s "
-              + " ".join(f"{k}={v:.4g}" for k, v in out.get("numbers", {}).items()
-                         if isinstance(v, (int, float))), flush=True)
+            numbers = {f"{name}/skipped": " ".join(str(e).split())}
+        except Exception as e:
+            reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+            print(f"eval {name} failed: {reason}; re-run it with "
+                  f"`python -m bench.evaluate {run.path} --what {name}`", file=sys.stderr, flush=True)
+            numbers = {f"{name}/failed": reason}
+        else:
+            numbers = dict(out.get("numbers", {}), **{f"{name}/failed": None, f"{name}/skipped": None})
+            if out.get("figures"):
+                tracking.log_images(out["figures"])
+            for tname, (cols, rows) in out.get("tables", {}).items():
+                tracking.log_table(tname, cols, rows)
+            print(f"eval {name} done in {time.perf_counter() - t0:.1f}s "
+                  + " ".join(f"{k}={v:.4g}" for k, v in out.get("numbers", {}).items()
+                             if isinstance(v, (int, float))), flush=True)
+        run.update_summary(**numbers)
+        tracking.log_summary(numbers)
+        summary.update(numbers)
+    failed = [k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v]
+    if failed:
+        print(f"eval: {len(failed)} tool(s) failed ({', '.join(failed)}); test metrics and the other "
+              f"tools' results are recorded", file=sys.stderr, flush=True)
     return summary
 
 
@@ -145,11 +171,14 @@ def _standalone(args) -> int:
     data = load_data(cfg, model.task).to(device)
     model.to(device)
     tracking = Tracking(dict(saved, wandb=args.wandb), run)
-    summary = run_extra(names, model, data, cfg, run, device, tracking)
-    tracking.log_summary(summary)
-    tracking.finish(0)
-    print(f"wrote {len(summary)} numbers to {run.path / 'summary.json'}")
-    return 0
+    try:
+        summary = run_extra(names, model, data, cfg, run, device, tracking)
+    finally:
+        tracking.finish(0)
+    failed = sorted(k for k, v in summary.items() if k.endswith("/failed") and v)
+    print(f"wrote {len(summary)} numbers to {run.path / 'summary.json'}"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -208,9 +208,9 @@ TOOLS = {"probe": probe, "embed": embed, "denoise": denoise, "interp": interp, "
 
 def expand(names) -> list[str]:
     names = [n.strip() for n in names if n and n.strip()]
+    for n in names:
+        if n not in TOOLS and n != "all":
+            raise UsageError(f"unknown evaluation {n!r}; valid: {', '.join(TOOLS)}, all")
     if "all" in names:
         return list(TOOLS)
-    for n in names:
-        if n not in TOOLS:
-            raise UsageError(f"unknown evaluation {n!r}; valid: {', '.join(TOOLS)}, all")
-    return names
+    return list(dict.fromkeys(names))

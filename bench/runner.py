@@ -7,17 +7,21 @@ behind. Exit codes: 0 finished, 1 failed (diverged or crashed), 2 bad input,
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 
 import torch
 
+from bench import checkpoint, faults
 from bench.config import FIELDS, RESUME_FREE_KEYS, parse_args, resolve
 from bench.errors import UsageError, exit_usage
+from bench.train import Diverged, Interrupted, Trainer
 
 
 def pick_device(name: str) -> torch.device:
@@ -43,9 +47,12 @@ def resolve_run_config(overrides: dict):
     """(config, run dir to resume or None)."""
     from bench.store import find_run
 
-    if not overrides.get("resume"):
+    if "resume" not in overrides or overrides["resume"] is None:
         return resolve(overrides), None
+    if not str(overrides["resume"]).strip():
+        raise UsageError("--resume: give a run directory or id (see runs/)")
     run = find_run(str(overrides["resume"]), overrides.get("runs_dir", "runs"))
+    run.lock()  # held until this process ends: two resumes of one run never both train it
     saved = run.read_config()
     for key, value in overrides.items():
         if key in RESUME_FREE_KEYS or key not in saved:
@@ -104,12 +111,57 @@ def build(cfg):
     return model, data, device, n_params
 
 
+class Phases:
+    """Which phase a run is in, and SIGINT/SIGTERM outside the training loop.
+
+    Between run creation and the end, a signal raises `Interrupted(signum, phase)` right
+    away (the training loop installs its own flag-setting handler and stops between
+    steps). The signal is also remembered, so a library that swallows the exception
+    (UMAP's worker pool) cannot turn a stop into a finished run: the next phase raises."""
+
+    def __init__(self):
+        self.name, self.signum, self.old = "start-up", None, {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        raise Interrupted(signum, self.name)
+
+    def enter(self, name: str) -> None:
+        self.check()
+        self.name = name
+        faults.point(name)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum, self.name)
+
+    @contextlib.contextmanager
+    def ignoring_signals(self):
+        """While the final status is written, a second signal is remembered, not raised."""
+        handler = lambda signum, frame: setattr(self, "signum", signum)  # noqa: E731
+        old = {s: signal.signal(s, handler) for s in self.old}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
 def execute(argv: list[str], log=print) -> int:
     from registry import describe
-    from bench.evaluate import run_extra, test_evaluation
     from bench.store import RunDir
-    from bench.track import Tracking
-    from bench.train import Diverged, Interrupted, Trainer
 
     overrides, list_requested = parse_args(argv)
     if list_requested:
@@ -124,47 +176,67 @@ def execute(argv: list[str], log=print) -> int:
         from bench import latent
         latent.expand(cfg.eval)  # unknown tool names are bad input: refuse before training
 
+    trainer = Trainer(model, data, cfg, resume_run, None, device, log=log)
+    if resume_run and resume_run.ckpt("last").exists():
+        trainer.restore()  # a bad checkpoint is refused here, before the run is touched
     run = resume_run or RunDir.create(cfg.runs_dir, cfg.model, cfg.dataset)
-    resolved = cfg.to_dict()
-    if not resume_run:
-        run.write_config(resolved)
-    log("config " + json.dumps(resolved, sort_keys=True))
-    log(f"run {run.id}  model {cfg.model} ({n_params:,} params)  data {cfg.dataset} "
-        f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {device}")
-    run.mark_running()
-    run.update_summary(params=n_params, model=cfg.model, dataset=cfg.dataset, run_id=run.id,
-                       sweep=cfg.sweep, group=cfg.group, sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"))
-    tracking = Tracking(resolved, run)
-    run.update_summary(wandb_mode=tracking.wandb_mode)
+    trainer.run = run
+    with Phases() as phases:
+        return _supervised(run, resume_run is not None, cfg, model, data, device, n_params, trainer, phases, log)
 
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    data = data.to(device)
-    trainer = Trainer(model, data, cfg, run, tracking, device, log=log)
-    if resume_run and run.ckpt("last").exists():
-        trainer.restore()
-        log(f"resumed {run.id} after epoch {trainer.state.epoch}")
-    elif resume_run:
-        run.rewrite_metrics([])
-    if cfg.compile:
-        trainer.step_fn = torch.compile(model)
 
-    exit_code, status, extra = 0, "finished", {}
+def _supervised(run, resumed, cfg, model, data, device, n_params, trainer, phases, log) -> int:
+    """Everything that happens to an existing run; whatever stops it, its status is recorded."""
+    from bench.evaluate import record_results, run_extra, test_evaluation
+    from bench.track import Tracking
+
+    exit_code, status, extra, tracking = 0, "finished", {}, None
     try:
+        resolved = cfg.to_dict()
+        if not resumed:
+            run.write_config(resolved)
+        log("config " + json.dumps(resolved, sort_keys=True))
+        log(f"run {run.id}  model {cfg.model} ({n_params:,} params)  data {cfg.dataset} "
+            f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {device}")
+        run.mark_running()
+        run.update_summary(params=n_params, model=cfg.model, dataset=cfg.dataset, run_id=run.id,
+                           sweep=cfg.sweep, group=cfg.group,
+                           sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"))
+        if resumed:
+            # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
+            run.rewrite_metrics(trainer.state.history)
+            log(f"resumed {run.id} after epoch {trainer.state.epoch}")
+        phases.enter("wandb_init")
+        tracking = Tracking(resolved, run)
+        trainer.tracking = tracking
+        run.update_summary(wandb_mode=tracking.wandb_mode)
+
+        phases.enter("setup")
+        model.to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        trainer.data = data.to(device)
+        if cfg.compile:
+            trainer.step_fn = torch.compile(model)
+
+        phases.enter("training")
         state = trainer.fit()
-        best = torch.load(run.ckpt("best"), map_location=device, weights_only=False)
-        model.load_state_dict(best["model"])
-        results, figs = test_evaluation(model, data, cfg, run, device, state.history, state.snapshots)
-        tracking.log_images(figs)
-        if cfg.eval:
-            results.update(run_extra(cfg.eval, model, data, cfg, run, device, tracking))
-        last = {k: v for k, v in state.history[-1].items() if k.startswith(("train/", "val/"))}
-        extra = dict(last, **results, epochs=state.epoch, best_epoch=state.best_epoch,
+        phases.enter("test_evaluation")
+        best_path = run.ckpt("best")
+        checkpoint.load_weights(model, checkpoint.load(best_path, map_location=device), best_path)
+        results, figs = test_evaluation(model, trainer.data, cfg, run, device, state.history, state.snapshots)
+        extra = dict({k: v for k, v in state.history[-1].items() if k.startswith(("train/", "val/"))},
+                     **results, epochs=state.epoch, best_epoch=state.best_epoch,
                      train_seconds=state.train_seconds, compile_seconds=state.compile_seconds,
                      images_per_sec=_mean_rate(state.history), params=n_params)
+        # Recorded before any optional tool runs: a tool that fails or a stop cannot lose them.
+        record_results(run, tracking, extra, figs)
         log("summary " + "  ".join(f"{k} {v:.4f}" for k, v in results.items()
                                    if k.startswith("test") and isinstance(v, float)))
+        if cfg.eval:
+            extra.update(run_extra(cfg.eval, model, trainer.data, cfg, run, device, tracking,
+                                   before_each=lambda name: phases.enter(f"eval:{name}")))
+        phases.enter("finish")
     except Diverged as e:
         exit_code, status = 1, "failed"
         extra = {"reason": str(e), "failed_epoch": e.epoch, "failed_step": e.step,
@@ -172,26 +244,47 @@ def execute(argv: list[str], log=print) -> int:
         kept = (f"last good checkpoint (epoch {trainer.state.epoch}) kept at {run.ckpt('last')}"
                 if run.ckpt("last").exists() else "no epoch finished, so no checkpoint")
         log(f"run {run.id} failed: {e}; {kept}")
-    except Interrupted as e:
-        exit_code, status = 128 + e.signum, "interrupted"
-        extra = {"reason": str(e), "epochs": trainer.state.epoch}
-        log(f"run {run.id} interrupted after {trainer.state.epoch} finished epochs; "
-            f"continue with --resume {run.id}")
-    except KeyboardInterrupt:  # Ctrl-C after training, during evaluation
-        exit_code, status = 130, "interrupted"
-        extra = {"reason": "SIGINT received during evaluation", "epochs": trainer.state.epoch}
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        reason = str(e) if isinstance(e, Interrupted) else f"SIGINT received during {phases.name}"
+        exit_code, status = 128 + signum, "interrupted"
+        extra = dict(extra, reason=reason, epochs=trainer.state.epoch)
+        print(f"run {run.id} interrupted ({reason}) after {trainer.state.epoch} finished epochs; "
+              f"continue with: python run.py --resume {run.id} --runs-dir {cfg.runs_dir}", file=sys.stderr)
+    except OSError as e:  # full or unwritable storage: recorded where possible, one line, exit 2
+        exit_code, status = 2, "failed"
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        extra = dict(extra, reason=f"storage error: {e.strerror or type(e).__name__}{where}",
+                     epochs=trainer.state.epoch)
+        print(f"run.py: error: run {run.id}: {extra['reason']}", file=sys.stderr)
+    except UsageError as e:  # bad input found late (a tool's refusal is caught inside run_extra)
+        exit_code, status = 2, "failed"
+        extra = dict(extra, reason=str(e), epochs=trainer.state.epoch)
+        print(f"run.py: error: {' '.join(str(e).split())}", file=sys.stderr)
     except BaseException as e:
         exit_code, status = 1, "failed"
-        extra = {"reason": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-4000:],
-                 "epochs": trainer.state.epoch}
+        extra = dict(extra, reason=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-4000:],
+                     epochs=trainer.state.epoch)
         raise
     finally:
-        summary = run.update_summary(status=status, finished_at=time.time(), **extra)
-        tracking.log_summary({k: v for k, v in summary.items() if k not in ("traceback",)})
-        tracking.finish(exit_code)
-        run.stop_heartbeat()
+        with phases.ignoring_signals():
+            _finish(run, tracking, status, extra, exit_code)
     log(f"status {status}  run dir {run.path}")
     return exit_code
+
+
+def _finish(run, tracking, status, extra, exit_code) -> None:
+    """Record the final status; a full disk may refuse even that (the run then reads as crashed)."""
+    try:
+        summary = run.update_summary(status=status, finished_at=time.time(), **extra)
+    except OSError as e:
+        print(f"warning: could not record status {status} in {run.path} ({e.strerror}); "
+              f"it will read as crashed", file=sys.stderr)
+        summary = {}
+    if tracking is not None:
+        tracking.log_summary({k: v for k, v in summary.items() if k not in ("traceback",)})
+        tracking.finish(exit_code)
+    run.stop_heartbeat()
 
 
 def _mean_rate(history):
@@ -201,10 +294,14 @@ def _mean_rate(history):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from bench.store import release_run_locks
+
     try:
         return execute(argv)
     except UsageError as e:
         exit_usage("run.py", e)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Interrupted) as e:  # before any run existed: nothing to record
+        print("interrupted before the run started", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    finally:
+        release_run_locks()

@@ -14,8 +14,11 @@ A run whose summary says `running` but whose process is gone reads as `crashed`.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import re
 import secrets
 import socket
 import threading
@@ -34,13 +37,58 @@ STALE_SECONDS = 120  # a remote run silent this long is considered crashed
 FINAL_STATUSES = ("finished", "failed", "interrupted", "crashed")
 
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+class RecordError(UsageError):
+    """A run's own record (config.json, summary.json) is unreadable or not what we wrote."""
+
+
+def check_plain_name(what: str, name: str) -> str:
+    """Sweep names and run ids become folder names: letters, digits, `.`, `_`, `-` only."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or ".." in name:
+        raise UsageError(f"{what} {name!r} is not a plain name; use letters, digits, '.', '_' and '-' "
+                         f"(no '/', no '..', at most 200 characters)")
+    return name
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk or a kill mid-write never leaves a temporary file behind.
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+_HELD_LOCKS: list[int] = []
+
+
+def release_run_locks() -> None:
+    """Drop the run locks this process holds (the kernel does it at exit; in-process callers need it)."""
+    while _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(_HELD_LOCKS.pop())
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on `path` (created if needed): its fd, or None if another process holds it.
+
+    The lock lives as long as the open file description, so a child process that inherits
+    the fd keeps it after its parent dies, and the kernel drops it when the holder exits."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -66,21 +114,41 @@ class RunDir:
         self.id = self.path.name
         self._beat: Optional[threading.Thread] = None
         self._stop_beat = threading.Event()
+        self._lock_fd: Optional[int] = None
 
     # -- creation
     @classmethod
     def create(cls, runs_dir: str, model: str, dataset: str) -> "RunDir":
         root = Path(runs_dir)
-        root.mkdir(parents=True, exist_ok=True)
         for _ in range(100):
             path = root / new_run_id(model, dataset)
             try:
+                root.mkdir(parents=True, exist_ok=True)
                 path.mkdir()  # atomic: two processes can never own the same id
                 (path / "figures").mkdir()
-                return cls(path)
+                run = cls(path)
+                run.lock()
+                return run
             except FileExistsError:
+                if not root.is_dir():
+                    raise UsageError(f"--runs-dir {runs_dir}: not a directory") from None
                 continue
-        raise RuntimeError("could not allocate a run id")
+            except OSError as e:
+                raise UsageError(f"--runs-dir {runs_dir}: cannot create a run there "
+                                 f"({e.strerror or type(e).__name__})") from None
+        raise UsageError(f"--runs-dir {runs_dir}: could not allocate a run id")
+
+    def lock(self) -> None:
+        """Hold this run for the life of the process: a second `--resume` of it is refused."""
+        try:
+            fd = try_lock(self.path / ".lock")
+        except OSError as e:
+            raise UsageError(f"run {self.id}: cannot lock {self.path} ({e.strerror or type(e).__name__})") from None
+        if fd is None:
+            raise UsageError(f"run {self.id} is in use by another process (a run or a resume); "
+                             f"wait for it to stop")
+        self._lock_fd = fd
+        _HELD_LOCKS.append(fd)
 
     # -- files
     @property
@@ -94,8 +162,27 @@ class RunDir:
     def write_config(self, cfg: dict) -> None:
         atomic_write_json(self.path / "config.json", cfg)
 
+    def _read_record(self, name: str, missing_ok: bool) -> dict:
+        p = self.path / name
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            if missing_ok:
+                return {}
+            raise RecordError(f"run {self.id}: {name} is missing") from None
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) else f"not valid JSON: {str(e)[:80]}"
+            raise RecordError(f"run {self.id}: {name} is unreadable ({reason})") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"run {self.id}: {name} holds {type(data).__name__}, not a JSON object")
+        return data
+
     def read_config(self) -> dict:
-        return json.loads((self.path / "config.json").read_text())
+        cfg = self._read_record("config.json", missing_ok=False)
+        for key in ("model", "dataset"):
+            if not isinstance(cfg.get(key), str):
+                raise RecordError(f"run {self.id}: config.json has no {key} name")
+        return cfg
 
     def append_metrics(self, row: dict) -> None:
         line = json.dumps(row, sort_keys=True, default=_jsonable) + "\n"
@@ -112,8 +199,7 @@ class RunDir:
         return read_jsonl(self.path / "metrics.jsonl")
 
     def read_summary(self) -> dict:
-        p = self.path / "summary.json"
-        return json.loads(p.read_text()) if p.exists() else {}
+        return self._read_record("summary.json", missing_ok=True)
 
     def update_summary(self, **fields) -> dict:
         summary = self.read_summary()
@@ -185,9 +271,13 @@ def effective_status(summary: dict, run_path: Path) -> str:
 
 def find_run(ref: str, runs_dir: str = "runs") -> RunDir:
     """A run by directory path or by id inside runs_dir."""
-    for cand in (Path(ref), Path(runs_dir) / ref):
-        if (cand / "config.json").exists():
-            return RunDir(cand)
+    if not ref:
+        raise UsageError(f"no run given: name a run directory or an id in {runs_dir}/")
+    if (Path(ref) / "config.json").exists():
+        return RunDir(Path(ref))
+    check_plain_name("run id", ref)
+    if (Path(runs_dir) / ref / "config.json").exists():
+        return RunDir(Path(runs_dir) / ref)
     matches = sorted(Path(runs_dir).glob(f"*{ref}*")) if Path(runs_dir).is_dir() and ref else []
     matches = [m for m in matches if (m / "config.json").exists()]
     if len(matches) == 1:

@@ -62,8 +62,24 @@ def resolve_wandb_mode(mode: Optional[str]) -> str:
     return "online" if wandb_logged_in() else "offline"
 
 
-SYNC_HINT = "the local record is complete; upload later with `wandb sync wandb/offline-run-*` " \
-            "(or re-run with --wandb offline)"
+SYNC_HINT = "the local record is complete; re-run with --wandb offline to keep a W&B copy for `wandb sync`"
+
+
+def server_reachable(timeout: float = 3.0) -> str | None:
+    """None if the W&B server accepts a TCP connection within `timeout`, else the reason.
+
+    wandb.init waits up to its init timeout (90 s) on a dead server; this costs at most
+    a few seconds and lets the run go offline at once."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{url.hostname}:{port} unreachable ({e.strerror or type(e).__name__})"
 
 
 class WandbTracker(Tracker):
@@ -111,6 +127,10 @@ class WandbTracker(Tracker):
     def finish(self, exit_code=0):
         self._safe(self.run.finish, exit_code=exit_code)
 
+    @property
+    def sync_dir(self) -> str:
+        return str(Path(self.run.settings.sync_dir))
+
 
 class Tracking(Tracker):
     """Every tracker of a run; W&B joins only if it starts."""
@@ -120,16 +140,20 @@ class Tracking(Tracker):
         self.wandb_mode = resolve_wandb_mode(cfg.get("wandb"))
         if self.wandb_mode == "disabled":
             return
+        unreachable = server_reachable() if self.wandb_mode == "online" else None
         try:
+            if unreachable:
+                raise ConnectionError(unreachable)
             self.trackers.append(WandbTracker(cfg, run, self.wandb_mode))
             return
         except Exception as e:
             reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
         if self.wandb_mode == "online":
             try:  # keep a W&B record anyway, to upload when the server is back
-                self.trackers.append(WandbTracker(cfg, run, "offline"))
+                offline = WandbTracker(cfg, run, "offline")
+                self.trackers.append(offline)
                 warn(f"W&B could not start online ({reason}); logging offline instead: the local record is "
-                     f"complete; upload later with `wandb sync wandb/offline-run-*-{run.id}`")
+                     f"complete; upload later with `wandb sync {offline.sync_dir}`")
                 self.wandb_mode = "offline"
                 return
             except Exception:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench import checkpoint
+from bench import checkpoint, faults
 from bench.data import DataBundle, batches
 
 
@@ -27,11 +27,16 @@ class Diverged(Exception):
         self.epoch, self.step, self.value = epoch, step, value
 
 
-class Interrupted(Exception):
-    def __init__(self, signum, epoch):
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; `where` names the phase (`epoch 3`, `test evaluation`, ...).
+
+    A BaseException, like KeyboardInterrupt, so library code that catches Exception
+    (W&B start-up, evaluation tools) cannot swallow a stop."""
+
+    def __init__(self, signum, where):
         name = signal.Signals(signum).name
-        super().__init__(f"{name} received during epoch {epoch}")
-        self.signum, self.epoch = signum, epoch
+        super().__init__(f"{name} received during {where}")
+        self.signum, self.where = signum, where
 
 
 @dataclass
@@ -125,6 +130,7 @@ class Trainer:
 
     # -- checkpoints
     def save(self):
+        faults.point("checkpoint")
         meta = dict(self.ckpt_meta, config=self.cfg.to_dict())
         checkpoint.save(self.run.ckpt("last"), dict(
             meta, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
@@ -137,15 +143,22 @@ class Trainer:
                                                      epoch=self.state.epoch))
 
     def restore(self):
-        ck = checkpoint.load(self.run.ckpt("last"))
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
-        if self.scaler and ck.get("scaler"):
-            self.scaler.load_state_dict(ck["scaler"])
-        self.state = TrainState(**ck["state"])
-        checkpoint.set_rng_state(ck["rng"], self.shuffle)
-        # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
-        self.run.rewrite_metrics(self.state.history)
+        """Load `last.pt` into model, optimiser, state and RNGs, touching nothing on disk.
+
+        Anything wrong with the file (unreadable, foreign, another architecture) is bad
+        input, raised before the run is changed in any way."""
+        path = self.run.ckpt("last")
+        ck = checkpoint.load(path)
+        checkpoint.load_weights(self.model, ck, path)
+        try:
+            self.opt.load_state_dict(ck["optimizer"])
+            if self.scaler and ck.get("scaler"):
+                self.scaler.load_state_dict(ck["scaler"])
+            self.state = TrainState(**ck["state"])
+            checkpoint.set_rng_state(ck["rng"], self.shuffle)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise checkpoint.UsageError(f"checkpoint {path} cannot resume this run "
+                                        f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
 
     # -- one epoch
     def train_epoch(self, epoch: int, stop: StopFlag) -> dict:
@@ -157,7 +170,7 @@ class Trainer:
         for step, (x, y) in enumerate(batches(self.data.train, cfg.batch_size, shuffle=True,
                                               generator=self.shuffle)):
             if stop.signum is not None:
-                raise Interrupted(stop.signum, epoch + 1)
+                raise Interrupted(stop.signum, f"epoch {epoch + 1}")
             x = prepare(x.to(dev, non_blocking=True), cfg.channels_last)
             y = None if y is None else y.to(dev, non_blocking=True)
             t_step = time.perf_counter()
@@ -230,7 +243,7 @@ class Trainer:
                 self.run.update_summary(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value)
                 self.log(format_row(row, cfg.epochs))
                 if stop.signum is not None:
-                    raise Interrupted(stop.signum, epoch + 1)
+                    raise Interrupted(stop.signum, f"epoch {epoch + 1}")
         return st
 
 

@@ -76,6 +76,25 @@ class ProbeConfig:
     encoder: str = "torchvision:resnet18"
 
 
+def _hash_prefix(fname: str) -> str:
+    """The SHA-256 prefix torchvision puts in its weight file names (resnet18-f37072fd.pth)."""
+    match = torch.hub.HASH_REGEX.search(fname)
+    return match.group(1) if match else ""
+
+
+def _check_hash(path: str, fname: str) -> None:
+    """A cached weight file is used only if its SHA-256 starts with the published prefix."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(_hash_prefix(fname)):
+        raise UsageError(f"resnet18_probe: {path} does not match its published SHA-256 prefix "
+                         f"{_hash_prefix(fname)}; delete it and place the original file there")
+
+
 def _resnet18(pretrained: bool) -> nn.Module:
     import torchvision
 
@@ -89,10 +108,12 @@ def _resnet18(pretrained: bool) -> nn.Module:
                 if os.environ.get("AEBENCH_OFFLINE"):
                     raise OSError("offline")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                torch.hub.download_url_to_file(weights.url, path, progress=False)
+                torch.hub.download_url_to_file(weights.url, path, hash_prefix=_hash_prefix(fname),
+                                               progress=False)
             except Exception:
                 raise UsageError(f"resnet18_probe: ImageNet weights not found and not downloadable; "
                                  f"place {fname} at {path} (or pass --pretrained=false)") from None
+        _check_hash(path, fname)
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     net.fc = nn.Identity()
     return net

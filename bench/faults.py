@@ -1,0 +1,25 @@
+"""Fault injection for the reliability tests: deliver a signal at a named phase of a run.
+
+    AEBENCH_FAULT=test_evaluation:SIGTERM python run.py ...      # at the phase's start
+    AEBENCH_FAULT=wandb_init:SIGINT:0.5 python run.py ...         # 0.5 s into the phase
+
+Unset (always, outside tests) every call is a dictionary lookup and nothing else.
+"""
+import os
+import signal
+import threading
+
+
+def point(phase: str) -> None:
+    spec = os.environ.get("AEBENCH_FAULT")
+    if not spec:
+        return
+    name, _, rest = spec.partition(":")
+    if name != phase:
+        return
+    sig, _, delay = rest.partition(":")
+    signum = getattr(signal, sig or "SIGTERM")
+    if delay:
+        threading.Timer(float(delay), os.kill, (os.getpid(), signum)).start()
+    else:
+        os.kill(os.getpid(), signum)
