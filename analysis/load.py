@@ -12,7 +12,7 @@ import warnings
 import pandas as pd
 
 from bench.errors import UsageError
-from bench.store import effective_status, list_runs
+from bench.store import RecordError, effective_status, list_runs
 
 # Config keys that never define a configuration (where and how a run was recorded).
 BOOKKEEPING = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "resume", "device",
@@ -21,32 +21,55 @@ SUMMARY_RENAME = {"epochs": "epochs_done", "status": "recorded_status", "model":
                   "group": "_group", "sweep": "_sweep"}
 
 
+# Columns analysis itself sets; a recorded config or summary can never overwrite them
+# (a crafted `path` in summary.json would otherwise point the report at any file).
+RESERVED = {"run_id", "source", "path", "status", "history"}
+
+
 def _row(run_id, source, path, status, config: dict, summary: dict, history: list) -> dict:
     row = {"run_id": run_id, "source": source, "path": path, "status": status}
     for k, v in config.items():
-        row[k] = tuple(v) if isinstance(v, list) else v
+        if k not in RESERVED:
+            row[k] = tuple(v) if isinstance(v, list) else v
     for k, v in summary.items():
-        if isinstance(v, (int, float, str, bool)) or v is None:
-            row[SUMMARY_RENAME.get(k, k)] = v
+        k = SUMMARY_RENAME.get(k, k)
+        if k not in RESERVED and (isinstance(v, (int, float, str, bool)) or v is None):
+            row[k] = v
     row["history"] = history
     return row
 
 
 def load_local(runs_dir: str, sweep: str | None = None) -> pd.DataFrame:
-    rows = []
+    """Readable runs as rows; `frame.attrs["unreadable"]` lists the others as (run dir, reason),
+    so callers report them instead of silently showing one run fewer."""
+    rows, unreadable = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torn trailing lines are skipped; the run is still shown
         for run in list_runs(runs_dir):
             try:
                 config = run.read_config()
                 summary = run.read_summary()
-            except (OSError, ValueError):
-                continue  # being created right now: config or summary not yet in place
+            except RecordError as e:
+                if sweep is None or run.path.parent.name == sweep:
+                    unreadable.append((str(run.path), str(e).split(": ", 1)[-1]))
+                continue
             if sweep and config.get("sweep") != sweep and config.get("group") != sweep:
                 continue
             status = effective_status(summary, run.path)
             rows.append(_row(run.id, "local", str(run.path), status, config, summary, run.read_metrics()))
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["unreadable"] = unreadable
+    return frame
+
+
+def unreadable_note(frame: pd.DataFrame) -> str | None:
+    """One line naming the runs that could not be read, or None."""
+    bad = frame.attrs.get("unreadable") or []
+    if not bad:
+        return None
+    shown = "; ".join(f"{path}: {reason}" for path, reason in bad[:5])
+    more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return f"{len(bad)} unreadable run(s) left out: {shown}{more}"
 
 
 def load_wandb(path: str, sweep: str | None = None, api=None) -> pd.DataFrame:
@@ -81,6 +104,8 @@ def require_runs(frame: pd.DataFrame, runs_dir: str, sweep: str | None, wandb_pa
     if len(frame):
         return frame
     where = f"W&B project {wandb_path}" if wandb_path else f"{runs_dir}/"
+    if unreadable_note(frame):
+        raise UsageError(f"no readable runs in {where}: {unreadable_note(frame)}")
     if sweep:
         everything = pd.DataFrame() if wandb_path else load_local(runs_dir)
         available = sorted(everything["sweep"].dropna().unique()) if "sweep" in everything else []

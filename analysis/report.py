@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from analysis import plots
-from analysis.load import load_runs, require_runs
-from analysis.tables import add_common, build_table, display, to_markdown
+from analysis.load import load_runs, require_runs, unreadable_note
+from analysis.tables import add_common, build_table, display, md_cell, to_markdown
 from bench.errors import UsageError, exit_usage
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -28,9 +28,33 @@ th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:4px 0}
 .grid figure{margin:0;max-width:48%}figcaption{font-size:12px;color:#555}"""
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
 def img_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def run_figures(run_path: str) -> list[Path]:
+    """A run's own PNG figures, and nothing else: no symlinks, nothing resolving outside
+    `<run>/figures`, only files that are PNGs, so a shared run folder cannot make the
+    report embed other files of the reader's machine."""
+    if not run_path:
+        return []
+    fig_dir = Path(run_path) / "figures"
+    if fig_dir.is_symlink() or not fig_dir.is_dir():
+        return []
+    root = fig_dir.resolve()
+    out = []
+    for p in sorted(fig_dir.glob("*.png")):
+        if p.is_symlink() or not p.is_file() or p.resolve().parent != root:
+            continue
+        with open(p, "rb") as f:
+            if f.read(8) != PNG_MAGIC:
+                continue
+        out.append(p)
+    return out
 
 
 def status_table(frame) -> str:
@@ -39,7 +63,7 @@ def status_table(frame) -> str:
 
 
 def markdown(title, table_md, runs_md, status, max_chars) -> str:
-    head = f"# {title}\n\nRuns: {status}.\n\n## Comparison\n\n{table_md}\n"
+    head = f"# {md_cell(title)}\n\nRuns: {status}.\n\n## Comparison\n\n{table_md}\n"
     body = f"\n## Runs\n\n{runs_md}\n"
     text = head + body
     if len(text) <= max_chars:
@@ -66,13 +90,15 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
     for m in metrics:
         if m in runs_tbl:
             runs_tbl[m] = runs_tbl[m].map(lambda v: "-" if v != v else f"{v:.4g}")
-    md = markdown(title, to_markdown(table), to_markdown(runs_tbl), status_table(frame), args.max_chars)
+    note = unreadable_note(frame)
+    status = status_table(frame) + (f"; {note}" if note else "")
+    md = markdown(title, to_markdown(table), to_markdown(runs_tbl), md_cell(status), args.max_chars)
     md_path = out / "report.md"
     md_path.write_text(md)
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>Runs: {html.escape(status_table(frame))}. Generated {time.strftime('%Y-%m-%d %H:%M')}. "
+             f"<p>Runs: {html.escape(status)}. Generated {time.strftime('%Y-%m-%d %H:%M')}. "
              f"Mean ± 95% CI over seeds where a configuration has several.</p>",
              "<h2>Comparison</h2>", table.to_html(index=False, border=0),
              "<h2>Plots</h2><div class='grid'>"]
@@ -81,8 +107,7 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
     parts.append("</div><h2>Runs</h2>")
     parts.append(runs_tbl.to_html(index=False, border=0))
     for _, r in frame.iterrows():
-        fig_dir = Path(str(r.get("path", ""))) / "figures"
-        pngs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+        pngs = run_figures(str(r["path"])) if r.get("source") == "local" else []
         if not pngs:
             continue
         parts.append(f"<div class='run'><h3>{html.escape(str(r['run_id']))} ({html.escape(str(r['status']))})</h3>"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import load_runs, require_runs, varying_keys
+from analysis.load import load_runs, require_runs, unreadable_note, varying_keys
 from bench.errors import UsageError, exit_usage
 
 ALIASES = {"probe_acc": "probe/linear_acc", "logreg_acc": "probe/logreg_acc", "acc": "test/acc",
@@ -70,15 +70,31 @@ def ci95(values: np.ndarray) -> float | None:
     return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
 
 
+def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """A configuration's runs with each seed counted once (the latest finished run of a seed
+    wins), and how many duplicates were set aside: a repeated seed is not a replicate."""
+    if "seed" not in g or g["seed"].isna().all():
+        return g, 0
+    order = g.sort_values("finished_at") if "finished_at" in g else g
+    kept = order.drop_duplicates(subset=["seed"], keep="last")
+    return kept.sort_index(), len(g) - len(kept)
+
+
 def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """One row per configuration: `<metric>` mean, `<metric>_ci` (NaN with one seed), run count."""
+    """One row per configuration: `<metric>` mean, `<metric>_ci` (NaN with one seed), run count.
+
+    Only finished runs count, each seed once; `duplicates` says how many repeated runs of
+    a seed were set aside (they are flagged, never averaged in as extra seeds)."""
     frame = frame[frame["status"] == "finished"] if "status" in frame else frame
     rows = []
     keyed = frame.assign(**{k: frame[k].map(lambda v: v if not isinstance(v, list) else tuple(v)) for k in group_by})
     for key, g in keyed.groupby(group_by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
+        g, dups = one_per_seed(g)
         row = dict(zip(group_by, key))
         row["runs"] = len(g)
+        row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"].dropna())) if "seed" in g else ""
+        row["duplicates"] = dups
         for m in metrics:
             vals = g[m].to_numpy(dtype=float) if m in g else np.array([np.nan])
             row[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
@@ -108,6 +124,10 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     for k in group_by:
         out[k] = summary[k].map(_fmt)
     out["runs"] = summary["runs"]
+    if "seeds" in summary:
+        out["seeds"] = summary["seeds"]
+    if "duplicates" in summary and summary["duplicates"].any():
+        out["duplicate runs set aside"] = summary["duplicates"]
     for m in metrics:
         out[m] = [_fmt(v, c if c is not None else float("nan")) for v, c in zip(summary[m], summary[f"{m}_ci"])]
     for col, label in INFO:
@@ -116,11 +136,18 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     return out
 
 
+def md_cell(value) -> str:
+    """A value as one markdown table cell: no raw HTML, no `|` or newline that breaks the row."""
+    import html
+    text = " ".join(str(value).split())
+    return html.escape(text, quote=False).replace("|", "\\|")
+
+
 def to_markdown(df: pd.DataFrame) -> str:
     cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(md_cell(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, r in df.iterrows():
-        lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(md_cell(r[c]) for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -138,12 +165,20 @@ def render(summary, group_by, metrics, fmt: str) -> str:
 def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
     frame = load_runs(args.runs, args.wandb, args.sweep)
     require_runs(frame, args.runs, args.sweep, args.wandb)
+    warn_about(frame)
     group_by = resolve_group(frame, _split(args.group_by))
     metrics = resolve_metrics(frame, _split(args.metrics))
     if not (frame["status"] == "finished").any():
         counts = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items())
         raise UsageError(f"no finished runs to compare ({counts}); see summary.json of each run for the reason")
     return summarise(frame, group_by, metrics), group_by, metrics
+
+
+def warn_about(frame: pd.DataFrame) -> None:
+    """Runs that could not be read, and repeated seeds, are said on stderr, never hidden."""
+    note = unreadable_note(frame)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
 
 
 def _split(text):
@@ -169,6 +204,9 @@ def main(argv=None) -> int:
         summary, group_by, metrics = build_table(args)
     except UsageError as e:
         exit_usage(p.prog, e)
+    if summary["duplicates"].any():
+        print(f"warning: {int(summary['duplicates'].sum())} run(s) repeat a seed of their configuration; "
+              f"each seed is counted once (the latest run)", file=sys.stderr)
     text = render(summary, group_by, metrics, args.format)
     if args.out:
         with open(args.out, "w") as f:

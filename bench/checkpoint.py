@@ -6,6 +6,8 @@ written to a temporary file and moved into place, so a kill never leaves a torn 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -15,9 +17,21 @@ from bench.errors import UsageError
 
 
 def save(path: Path, state: dict) -> None:
+    """Serialise in memory, then write through Python's file API: a full or read-only disk
+    raises OSError (recorded as a storage fault), and the temporary file never stays."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def load(path: Path, map_location="cpu") -> dict:

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +52,9 @@ class RunConfig:
     # --- optimisation
     epochs: int = _opt(10, "training epochs", lo=1, hi=100000)
     batch_size: int = _opt(128, "batch size", lo=1, hi=65536)
-    lr: float = _opt(1e-3, "Adam learning rate", lo=0.0, lo_open=True)
-    weight_decay: float = _opt(0.0, "Adam weight decay", lo=0.0)
-    seed: int = _opt(0, "random seed (runs are deterministic on CPU)", lo=0)
+    lr: float = _opt(1e-3, "Adam learning rate", lo=0.0, hi=1e6, lo_open=True)
+    weight_decay: float = _opt(0.0, "Adam weight decay", lo=0.0, hi=10.0)
+    seed: int = _opt(0, "random seed (runs are deterministic on CPU)", lo=0, hi=2**32 - 1)
     device: str = _opt("auto", "where to train", choices=["auto", "cpu", "cuda"])
     amp: str = _opt("off", "mixed precision on CUDA", choices=["off", "bf16", "fp16"])
     compile: bool = _opt(False, "torch.compile the model")
@@ -62,10 +63,10 @@ class RunConfig:
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
     # --- model keys (None = the model's default)
     latent_dim: Optional[int] = _opt(None, "size of the latent code z", lo=1, hi=65536)
-    channels: Optional[list[int]] = _opt(None, "conv widths per stage, e.g. 32,64,128")
-    hidden_dims: Optional[list[int]] = _opt(None, "MLP hidden widths, e.g. 400 or 400,100")
+    channels: Optional[list[int]] = _opt(None, "conv widths per stage, e.g. 32,64,128", lo=1, hi=65536)
+    hidden_dims: Optional[list[int]] = _opt(None, "MLP hidden widths, e.g. 400 or 400,100", lo=1, hi=65536)
     mlp_dims: Optional[list[int]] = _opt(None, "hidden widths then latent size in one list, e.g. 400,50 "
-                                         "(sets hidden_dims and latent_dim; a sweep grid over pairs)")
+                                         "(sets hidden_dims and latent_dim; a sweep grid over pairs)", lo=1, hi=65536)
     noise_std: Optional[float] = _opt(None, "input corruption level sigma (denoising)", lo=0.0, hi=1.0)
     noise_type: Optional[str] = _opt(None, "input corruption", choices=["gaussian", "dropout", "salt_pepper"])
     l1_lambda: Optional[float] = _opt(None, "weight of mean |z| in the loss (sparse AE)", lo=0.0, hi=10.0)
@@ -86,7 +87,7 @@ class RunConfig:
     # --- evaluation
     eval: list[str] = _list([], "extra evaluations after training: probe,embed,denoise,interp,arith,"
                             "sample,occlusion,collapse or all")
-    eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix")
+    eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix", lo=0.0, hi=1.0)
     # --- tracking
     runs_dir: str = _opt("runs", "local run store")
     name: Optional[str] = _opt(None, "run name (default: generated)")
@@ -136,33 +137,74 @@ def _parse_list(text, item):
     return [item(p.strip("'\"")) for p in parts]
 
 
+def _parse_int(value) -> int:
+    """Integers only: `3`, `1e3`, `3.0` yes; `2.5e0`, `true`, `inf` no (no silent truncation)."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError
+        return int(value)
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        f = float(text)  # 1e3 is how W&B and YAML write a thousand
+        if not math.isfinite(f) or not f.is_integer():
+            raise ValueError from None
+        return int(f)
+
+
+def _parse_float(value) -> float:
+    """Finite numbers only; a boolean is not a number."""
+    if isinstance(value, bool):
+        raise ValueError
+    f = float(value)
+    if not math.isfinite(f):
+        raise ValueError
+    return f
+
+
+def _is_null(value) -> bool:
+    return isinstance(value, str) and value.strip().lower() in ("none", "null")
+
+
 def coerce(key: str, value):
     """Convert a raw value (flag text, YAML/JSON value) to the key's declared type."""
     tp = _base_type(FIELDS[key].type if not isinstance(FIELDS[key].type, str)
                     else typing.get_type_hints(RunConfig)[key])
-    if value is None:
+    nullable = FIELDS[key].default is None
+    if value is None or (nullable and _is_null(value)):
+        if not nullable:
+            raise UsageError(f"--{key.replace('_', '-')}: a value is required (no default of None)")
         return None
     try:
         if typing.get_origin(tp) is list:
-            return _parse_list(value, typing.get_args(tp)[0])
+            item = typing.get_args(tp)[0]
+            parse = {int: _parse_int, float: _parse_float}.get(item, item)
+            if isinstance(value, (dict, bool)):
+                raise ValueError
+            items = _parse_list(value, parse)
+            if nullable and not items:
+                raise UsageError(f"--{key.replace('_', '-')}: give at least one value, e.g. 32,64")
+            return items
         if tp is bool:
             return _parse_bool(value)
         if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            if isinstance(value, str) and value.strip().lower() in ("none", "null"):
-                return None
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+            return _parse_int(value)
         if tp is float:
-            if isinstance(value, str) and value.strip().lower() in ("none", "null"):
-                return None
-            return float(value)
-        if isinstance(value, str) and value.strip().lower() in ("none", "null") and FIELDS[key].default is None:
-            return None
+            return _parse_float(value)
+        if isinstance(value, (bool, list, tuple, dict)):
+            raise ValueError
         return str(value)
-    except (TypeError, ValueError):
-        name = {"bool": "true/false", "list": "a comma-separated list"}.get(
+    except (TypeError, ValueError, OverflowError):
+        name = {"bool": "true/false", "list": "a comma-separated list", "int": "an integer",
+                "float": "a finite number", "str": "text"}.get(
             getattr(tp, "__name__", ""), getattr(tp, "__name__", str(tp)))
+        if typing.get_origin(tp) is list:
+            name = f"a comma-separated list of {typing.get_args(tp)[0].__name__}"
         raise UsageError(f"--{key.replace('_', '-')}: expected {name}, got {value!r}") from None
 
 
@@ -185,8 +227,8 @@ def validate_value(key: str, value):
             if bad_lo or bad_hi:
                 left = "(" if meta.get("lo_open") else "["
                 right = ")" if meta.get("hi_open") else "]"
-                lo_s = "-inf" if lo is None else f"{lo:g}"
-                hi_s = "inf" if hi is None else f"{hi:g}"
+                lo_s = "-inf" if lo is None else str(lo) if isinstance(lo, int) else f"{lo:g}"
+                hi_s = "inf" if hi is None else str(hi) if isinstance(hi, int) else f"{hi:g}"
                 raise UsageError(f"{flag}: {v!r} is out of range; valid: {left}{lo_s}, {hi_s}{right}")
 
 

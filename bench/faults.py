@@ -6,6 +6,7 @@
 Unset (always, outside tests) every call is a dictionary lookup and nothing else.
 """
 import os
+import re
 import signal
 import threading
 
@@ -14,11 +15,10 @@ def point(phase: str) -> None:
     spec = os.environ.get("AEBENCH_FAULT")
     if not spec:
         return
-    name, _, rest = spec.partition(":")
-    if name != phase:
+    match = re.fullmatch(r"(.+?):(SIG[A-Z]+)(?::([0-9.]+))?", spec)
+    if not match or match.group(1) != phase:
         return
-    sig, _, delay = rest.partition(":")
-    signum = getattr(signal, sig or "SIGTERM")
+    signum, delay = getattr(signal, match.group(2)), match.group(3)
     if delay:
         threading.Timer(float(delay), os.kill, (os.getpid(), signum)).start()
     else:

@@ -13,6 +13,8 @@ failed or interrupted ones; a failing run is recorded and the sweep goes on.
 from __future__ import annotations
 
 import argparse
+import difflib
+import hashlib
 import json
 import os
 import shlex
@@ -27,6 +29,7 @@ import yaml
 
 from bench.config import FIELDS, coerce, parse_args, validate_value
 from bench.errors import UsageError, exit_usage
+from bench.store import check_plain_name, try_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,26 +49,64 @@ def load_sweep(path: str) -> dict:
         raise UsageError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(cfg, dict):
         raise UsageError(f"{path}: a sweep config is a mapping with method, metric and parameters")
-    violations = sweeps.schema_violations_from_proposed_config(cfg)
+    params = cfg.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise UsageError(f"{path}: invalid sweep config: 'parameters' must be a mapping of run.py keys to "
+                         f"{{values: [...]}}, {{value: ...}} or {{distribution, min, max}}")
+    for name, spec in params.items():
+        if not isinstance(spec, dict):
+            raise UsageError(f"{path}: invalid sweep config: parameter {name!r} must be a mapping such as {{values: [...]}}, "
+                             f"got {type(spec).__name__}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        violations = sweeps.schema_violations_from_proposed_config(cfg)
     if violations:
-        raise UsageError(f"{path}: invalid sweep config: {violations[0]}")
-    for name, spec in cfg["parameters"].items():
+        raise UsageError(f"{path}: invalid sweep config: {' '.join(str(violations[0]).split())[:200]}")
+    if "name" in cfg:
+        check_plain_name(f"{path}: sweep name", str(cfg["name"]))
+    method = cfg.get("method")
+    metric = cfg.get("metric")
+    if method == "bayes" and not (isinstance(metric, dict) and metric.get("name")):
+        raise UsageError(f"{path}: method bayes needs a metric to optimise, e.g. metric: {{name: val/loss, goal: minimize}}")
+    if isinstance(metric, dict) and metric.get("name") and not _is_logged(str(metric["name"])):
+        raise UsageError(f"{path}: metric {metric['name']!r} is not a key run.py logs; use val/<term>, "
+                         f"test/<metric> or best_value")
+    for name, spec in params.items():
         key = name.replace("-", "_")
         if key not in FIELDS:
-            raise UsageError(f"{path}: unknown parameter {name!r}; run.py keys: see `python run.py --help`")
-        values = spec.get("values", [spec["value"]] if "value" in spec else [])
+            close = difflib.get_close_matches(key, list(FIELDS), n=1)
+            raise UsageError(f"{path}: unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + "; run.py keys: see `python run.py --help`")
         if "values" in spec and not spec["values"]:
             raise UsageError(f"{path}: parameter {name!r} has an empty list of values")
+        values = list(spec.get("values", [spec["value"]] if "value" in spec else []))
+        values += [spec[b] for b in ("min", "max") if b in spec]
         for v in values:
             try:
-                validate_value(key, coerce(key, v))
+                v = coerce(key, v)
+                validate_value(key, v)
+                _check_name(key, v)
             except UsageError as e:
                 raise UsageError(f"{path}: parameter {name!r}: {e}") from None
+        if "min" in spec and "max" in spec and not float(spec["min"]) < float(spec["max"]):
+            raise UsageError(f"{path}: parameter {name!r}: min {spec['min']} must be below max {spec['max']}")
     return cfg
 
 
+def _is_logged(metric: str) -> bool:
+    """Summary keys a run records: split/term (val/loss, test/psnr, probe/linear_acc, ...) or best_value."""
+    return metric in ("best_value", "best_epoch") or ("/" in metric and all(metric.split("/")))
+
+
+def _check_name(key: str, value) -> None:
+    """Model and dataset names in a sweep are checked against the registry, as run.py would."""
+    if key in ("model", "dataset"):
+        from registry import dataset_entry, model_entry
+        (model_entry if key == "model" else dataset_entry)(str(value))
+
+
 def sweep_name(cfg: dict, path: str) -> str:
-    return str(cfg.get("name") or Path(path).stem)
+    return check_plain_name("sweep name", str(cfg.get("name") or Path(path).stem))
 
 
 def fmt_value(v) -> str:
@@ -139,25 +180,77 @@ def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float |
     return out
 
 
+def pinned(key: str, raw) -> dict:
+    """The sweep parameter spec for a value given on the command line."""
+    if isinstance(raw, str) and "," in raw and not isinstance(FIELDS[key].default, list) \
+            and "list" not in str(FIELDS[key].type):
+        values = [coerce(key, part) for part in raw.split(",") if part.strip()]
+        for v in values:
+            validate_value(key, v)
+        return {"values": values}
+    return {"value": coerce(key, raw)}
+
+
+def in_space(params: dict, cfg: dict) -> bool:
+    """Whether a recorded run's params lie in this sweep's (possibly pinned) parameter space."""
+    for name, spec in cfg["parameters"].items():
+        if name not in params:
+            return False
+        v = params[name]
+        if "value" in spec and v != spec["value"]:
+            return False
+        if "values" in spec and v not in spec["values"]:
+            return False
+    return True
+
+
 class Sweep:
-    def __init__(self, path, cfg, args, fixed):
+    """One local runner. Several may work on one sweep folder at once (or one restarted
+    while the children of a killed one still run): each configuration is run under an
+    exclusive lock, `locks/<hash>.lock`, that the child process inherits and holds until
+    it exits, and a configuration is re-checked after its lock is taken, so no
+    configuration ever runs twice."""
+
+    def __init__(self, path, cfg, args, fixed, num_threads=None):
         self.cfg, self.args, self.fixed = cfg, args, fixed
         self.name = sweep_name(cfg, path)
         self.dir = Path(args.runs_dir) / self.name
         self.metric = cfg.get("metric", {}).get("name")
         self.workers = max(1, args.workers)
-        self.threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = num_threads or max(1, (os.cpu_count() or 1) // self.workers)
+        self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
         self.gpus = _gpu_count()
 
-    def launch(self, params, slot):
+    def lock_path(self, params) -> Path:
+        return self.dir / "locks" / (hashlib.sha1(config_key(params).encode()).hexdigest()[:16] + ".lock")
+
+    def launch(self, params, slot, lock_fd):
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        cmd = command_for(params, self.fixed + [f"--num-threads={self.threads}"], self.name, str(self.dir))
-        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), PYTHONPATH=str(ROOT))
+        extra = [f"--num-threads={self.threads}"] if self.pass_threads else []
+        cmd = command_for(params, self.fixed + extra, self.name, str(self.dir))
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), PYTHONPATH=path)
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         log = open(self.dir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{slot}-{os.getpid()}.log", "w")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
+        try:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
+                                    pass_fds=(lock_fd,))
+        finally:
+            os.close(lock_fd)  # the child holds the lock now, until it exits
         return proc, log, time.time()
+
+    def claim(self, params):
+        """The lock fd for a configuration nobody runs and nobody finished, else None."""
+        (self.dir / "locks").mkdir(parents=True, exist_ok=True)
+        fd = try_lock(self.lock_path(params))
+        if fd is None:
+            return None
+        status = existing(self.dir, self.metric).get(config_key(params), (None,))[0]
+        if status == "finished":
+            os.close(fd)
+            return None
+        return fd
 
     def run(self) -> int:
         from tqdm import tqdm
@@ -166,22 +259,28 @@ class Sweep:
         (self.dir / "sweep.yaml").write_text(yaml.safe_dump(self.cfg, sort_keys=False))
         prior = existing(self.dir, self.metric)
         done = [(json.loads(k), m) for k, (s, m, _) in prior.items() if s == "finished" and k]
+        done = [(p, m) for p, m in done if in_space(p, self.cfg)]
         total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
         print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
               f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
         bar = tqdm(total=total, initial=len(done), desc=self.name, unit="run", file=sys.stderr,
                    disable=not sys.stderr.isatty())
-        running, failed, slots = {}, [], list(range(self.workers))
+        running, failed, elsewhere, slots = {}, [], [], list(range(self.workers))
         stop = {"sig": None}
         old = {s: signal.signal(s, lambda n, f: stop.update(sig=n)) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while True:
                 while slots and stop["sig"] is None:
-                    params = propose(self.cfg, done, self.args.count, [p for p, *_ in running.values()] + failed)
+                    params = propose(self.cfg, done, self.args.count,
+                                     [p for p, *_ in running.values()] + failed + elsewhere)
                     if params is None:
                         break
+                    fd = self.claim(params)
+                    if fd is None:  # running or finished under another runner
+                        elsewhere.append(params)
+                        continue
                     slot = slots.pop(0)
-                    proc, log, t0 = self.launch(params, slot)
+                    proc, log, t0 = self.launch(params, slot, fd)
                     running[proc.pid] = (params, proc, log, t0, slot)
                 if not running:
                     break
@@ -207,8 +306,11 @@ class Sweep:
             for s, h in old.items():
                 signal.signal(s, h)
             bar.close()
-        print(f"sweep {self.name}: {len(done)} finished, {len(failed)} failed or interrupted; "
-              f"table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
+        now = existing(self.dir, self.metric)
+        other = [p for p in elsewhere if now.get(config_key(p), (None,))[0] != "finished"]
+        print(f"sweep {self.name}: {len(done)} finished, {len(failed)} failed or interrupted"
+              + (f", {len(other)} running under another runner" if other else "")
+              + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
         if stop["sig"] is not None:
             return 128 + stop["sig"]
         return 0 if not failed else 1
@@ -235,14 +337,19 @@ def main(argv=None) -> int:
         if args.workers < 1 or (args.count is not None and args.count < 1):
             raise UsageError("--workers and --count must be >= 1")
         overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
-        for k, v in overrides.items():
-            validate_value(k, coerce(k, v))
         cfg = load_sweep(args.yaml)
-        # A flag naming a swept parameter pins it (`--seed 1` runs the grid for seed 1 only);
-        # other flags are appended to every run.
+        swept = {k.replace("-", "_") for k in cfg["parameters"]}
+        for k, v in overrides.items():
+            if k not in swept:
+                v = coerce(k, v)
+                validate_value(k, v)
+                _check_name(k, v)
+        # Other flags are appended to every run. A flag naming a swept parameter pins it, typed as run.py reads it; a comma list
+        # for a scalar key (`--seed 1,2`) replaces the parameter's values (adds seeds to a grid).
         params = {k.replace("-", "_"): k for k in cfg["parameters"]}
         for k in [k for k in overrides if k in params]:
-            cfg["parameters"][params[k]] = {"value": overrides.pop(k)}
+            cfg["parameters"][params[k]] = pinned(k, overrides.pop(k))
+        num_threads = coerce("num_threads", overrides["num_threads"]) if "num_threads" in overrides else None
         fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
         if args.dry_run:
             runs = plan(cfg, args.count)
@@ -251,7 +358,7 @@ def main(argv=None) -> int:
                 print(f"{i:3d}  " + shlex.join(command_for(params, fixed, name, str(Path(args.runs_dir) / name))[1:]))
             print(f"{len(runs)} runs")
             return 0
-        return Sweep(args.yaml, cfg, args, fixed).run()
+        return Sweep(args.yaml, cfg, args, fixed, num_threads).run()
     except UsageError as e:
         exit_usage(p.prog, e)
 

@@ -184,7 +184,12 @@ class Trainer:
                 self.scaler.update()
             else:
                 loss.backward()
-                self.opt.step()
+                try:
+                    self.opt.step()
+                except RuntimeError as e:  # an update too large for the parameters' dtype
+                    if "overflow" not in str(e):
+                        raise
+                    raise Diverged(epoch + 1, step, "overflow in the optimiser step") from None
             if epoch == self.state.epoch and step == 0 and cfg.compile:
                 self.state.compile_seconds = time.perf_counter() - t_step
             if step % self.check_every == 0 and not math.isfinite(loss.item()):
