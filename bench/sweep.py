@@ -187,8 +187,12 @@ def pinned(key: str, raw) -> dict:
         values = [coerce(key, part) for part in raw.split(",") if part.strip()]
         for v in values:
             validate_value(key, v)
+            _check_name(key, v)
         return {"values": values}
-    return {"value": coerce(key, raw)}
+    value = coerce(key, raw)
+    validate_value(key, value)
+    _check_name(key, value)
+    return {"value": value}
 
 
 def in_space(params: dict, cfg: dict) -> bool:

@@ -103,3 +103,249 @@ def test_other_entry_points_refuse(tmp_path, module, args, needle):
     p = run_cli(args, cwd=ROOT if module == "bench.sweep" else tmp_path, script=module)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and needle in lines[0], p.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# The full table: flags, config files, sweep YAMLs and run folders. Every case must exit 2
+# with one line naming the problem, and leave no run marked finished.
+
+def _cfg(tmp_path, text, suffix=".json"):
+    p = tmp_path / f"cfg{suffix}"
+    p.write_text(text)
+    return p
+
+
+FLAG_CASES = [
+    ("--epochs", "2.5e0", "expected an integer"), ("--epochs", "1.5", "expected an integer"),
+    ("--epochs", "true", "expected an integer"), ("--epochs", "0", "out of range"),
+    ("--epochs", "1e9", "out of range"), ("--epochs", "inf", "expected an integer"),
+    ("--batch-size", "0", "out of range"), ("--batch-size", "1.5", "expected an integer"),
+    ("--lr", "inf", "expected a finite number"), ("--lr", "nan", "expected a finite number"),
+    ("--lr", "-1", "out of range"), ("--lr", "1e38", "out of range"), ("--lr", "", "expected a finite number"),
+    ("--weight-decay", "-1", "out of range"), ("--weight-decay", "nan", "expected a finite number"),
+    ("--seed", "-1", "out of range"), ("--seed", "4294967296", "out of range"),
+    ("--seed", "1.5", "expected an integer"), ("--seed", "abc", "expected an integer"),
+    ("--latent-dim", "1.5", "expected an integer"), ("--latent-dim", "70000", "out of range"),
+    ("--channels", "0,8", "out of range"), ("--channels", "a,b", "list of int"),
+    ("--channels", "", "at least one value"), ("--channels", "8,-1", "out of range"),
+    ("--hidden-dims", "0", "out of range"), ("--hidden-dims", "1.5", "list of int"),
+    ("--mlp-dims", "400,0", "out of range"), ("--noise-std", "1.5", "out of range"),
+    ("--noise-std", "nan", "expected a finite number"), ("--noise-std", "inf", "expected a finite number"),
+    ("--l1-lambda", "11", "out of range"), ("--l1-lambda", "inf", "expected a finite number"),
+    ("--dropout", "-0.1", "out of range"), ("--dropout", "nan", "expected a finite number"),
+    ("--beta", "-1", "out of range"), ("--beta", "1e9", "out of range"), ("--kl-weight", "-1", "out of range"),
+    ("--kl-warmup-epochs", "-1", "out of range"), ("--kl-warmup-epochs", "1.5", "expected an integer"),
+    ("--mask-ratio", "-0.1", "out of range"), ("--mask-ratio", "1.5", "out of range"),
+    ("--mask-patch", "0", "out of range"), ("--mask-patch", "100", "out of range"),
+    ("--masked-loss-weight", "-1", "out of range"), ("--loss", "focal", "valid: dice, bce, dice_bce"),
+    ("--recon-loss", "l1", "valid: mse, bce"), ("--device", "tpu", "valid: auto, cpu, cuda"),
+    ("--amp", "fp8", "valid: off, bf16, fp16"), ("--wandb", "maybe", "valid: online, offline, disabled"),
+    ("--task", "generate", "valid: reconstruct"), ("--image-size", "8", "out of range"),
+    ("--image-size", "1000", "out of range"), ("--val-fraction", "0", "out of range"),
+    ("--val-fraction", "1", "out of range"), ("--val-fraction", "1.5", "out of range"),
+    ("--limit-test", "0", "out of range"), ("--max-params", "0", "out of range"),
+    ("--num-threads", "0", "out of range"), ("--eval", "all,bogus", "unknown evaluation 'bogus'"),
+    ("--eval-sigmas", "2", "out of range"), ("--eval-sigmas", "-0.1", "out of range"),
+    ("--eval-sigmas", "x", "list of float"), ("--batchnorm", "2", "true/false"),
+    ("--compile", "maybe", "true/false"), ("--pretrained", "perhaps", "true/false"),
+    ("--resume", "", "--resume"), ("--resume", "../../etc", "not a plain name"),
+    ("--resume", "run*", "not a plain name"), ("--probe-from", "no-such-run", "no run 'no-such-run'"),
+    ("--model", "", "unknown model"), ("--dataset", "", "unknown dataset"),
+    ("--color-mode", "", "valid: class, random"),
+]
+
+
+@pytest.mark.parametrize("flag,value,needle", FLAG_CASES, ids=[f"{f}={v}" for f, v, _ in FLAG_CASES])
+def test_every_bad_flag_value(tmp_path, capsys, flag, value, needle):
+    code = run_inproc(_base(tmp_path) + [f"{flag}={value}"])
+    _assert_refused(tmp_path, capsys, code, needle)
+
+
+CONFIG_CASES = [
+    ('{"batch_size": true}', "expected an integer"), ('{"batch_size": 2.5}', "expected an integer"),
+    ('{"lr": "inf"}', "expected a finite number"), ('{"lr": false}', "expected a finite number"),
+    ('{"channels": [0]}', "out of range"), ('{"channels": {"a": 1}}', "list of int"),
+    ('{"noise_type": ["gaussian"]}', "expected text"), ('{"seed": -1}', "out of range"),
+    ('[1, 2]', "must hold a mapping"), ('{"epochs": 1', "not valid JSON"),
+    ('{"modle": "ae"}', "unknown key 'modle'"), ('{"batch_size": null}', "a value is required"),
+    ('{"noise_std": 1e400}', "expected a finite number"), ('{"eval": ["probe", "nope"]}', "unknown evaluation"),
+    ('{"tags": {"a": 1}}', "list of str"), ('{"mlp_dims": [400]}', "--mlp-dims"),
+]
+
+
+@pytest.mark.parametrize("text,needle", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_every_bad_config_file(tmp_path, capsys, text, needle):
+    code = run_inproc(_base(tmp_path) + ["--config", _cfg(tmp_path, text)])
+    _assert_refused(tmp_path, capsys, code, needle)
+
+
+def test_config_file_that_is_a_directory(tmp_path, capsys):
+    code = run_inproc(_base(tmp_path) + ["--config", tmp_path])
+    _assert_refused(tmp_path, capsys, code, "cannot read")
+
+
+HEAD = "program: run.py\nmethod: grid\nmetric: {name: val/loss, goal: minimize}\n"
+SWEEP_CASES = [
+    ("method: grid\nparameters:\n  - seed\n", [], "'parameters' must be a mapping"),
+    (HEAD + "parameters:\n  seed: 3\n", [], "must be a mapping"),
+    ("name: ../../X\n" + HEAD + "parameters:\n  seed: {values: [1]}\n", [], "not a plain name"),
+    ("name: a/b\n" + HEAD + "parameters:\n  seed: {values: [1]}\n", [], "not a plain name"),
+    ("method: bayes\nparameters:\n  lr: {min: 0.001, max: 0.01}\n", ["--count", "2"], "needs a metric"),
+    ("method: grid\nmetric: {name: loss}\nparameters:\n  seed: {values: [1]}\n", [], "not a key run.py logs"),
+    ("method: random\nparameters:\n  lr: {min: 0.1, max: 0.01}\n", ["--count", "2"], "min 0.1"),
+    ("method: random\nparameters:\n  lr: {min: -1.0, max: 0.01}\n", ["--count", "2"], "out of range"),
+    (HEAD + "parameters:\n  model: {values: [ae, foo]}\n", [], "unknown model 'foo'"),
+    (HEAD + "parameters:\n  dataset: {value: imagenet}\n", [], "unknown dataset 'imagenet'"),
+    (HEAD + "parameters:\n  epochs: {values: [true]}\n", [], "expected an integer"),
+    (HEAD + "parameters:\n  seed: {values: [1.5]}\n", [], "expected an integer"),
+    (HEAD + "parameters:\n  channels: {values: [[0, 8]]}\n", [], "out of range"),
+    ("- 1\n- 2\n", [], "a sweep config is a mapping"),
+    ("method: sideways\nparameters:\n  seed: {values: [1]}\n", [], "invalid sweep config"),
+    ("method: random\nparameters:\n  lr: {distribution: weird, min: 0.1, max: 0.2}\n", ["--count", "2"],
+     "invalid sweep config"),
+    (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--epochs", "0"], "--epochs"),
+    (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--nois-std", "0.1"], "unknown argument"),
+    (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--seed", "abc"], "expected an integer"),
+    (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--model", "resnet"], "unknown model"),
+    (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--count", "0"], "--count"),
+    (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--workers", "-1"], "--workers"),
+]
+
+
+@pytest.mark.parametrize("text,extra,needle", SWEEP_CASES, ids=[c[2] + str(i) for i, c in enumerate(SWEEP_CASES)])
+def test_every_bad_sweep(tmp_path, capsys, text, extra, needle):
+    from bench.sweep import main as sweep_main
+
+    y = tmp_path / "bad.yaml"
+    y.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        sweep_main([str(y), "--dry-run", "--runs-dir", str(tmp_path / "runs")] + extra)
+    _assert_refused(tmp_path, capsys, e.value.code, needle)
+    assert not (tmp_path / "X").exists() and not (tmp_path.parent / "X").exists()
+
+
+@pytest.fixture(scope="module")
+def a_finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finished")
+    assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 1, "--runs-dir", root / "runs",
+                       "--wandb", "disabled", "--limit-train", 200, "--limit-test", 50]) == 0
+    return list_runs(str(root / "runs"))[0].path
+
+
+def _copy_run(src, tmp_path, mutate):
+    import shutil
+    dst = tmp_path / "runs" / src.name
+    shutil.copytree(src, dst)
+    mutate(dst)
+    return dst
+
+
+def _torn(name):
+    return lambda d: (d / name).write_text((d / name).read_text()[:30])
+
+
+def _stopped(d):
+    s = json.loads((d / "summary.json").read_text())
+    (d / "summary.json").write_text(json.dumps(dict(s, status="interrupted")))
+
+
+def _no_ckpt(d):
+    (d / "best.pt").unlink()
+    (d / "last.pt").unlink()
+
+
+def _crafted(d):
+    import pickle
+    with open(d / "best.pt", "wb") as f:
+        pickle.dump({"model": print, "in_shape": [1, 28, 28], "num_classes": 10}, f)
+    (d / "last.pt").unlink()
+
+
+def _not_a_checkpoint(d):
+    (d / "best.pt").write_bytes(b"garbage")
+    (d / "last.pt").unlink()
+
+
+def _config_not_object(d):
+    (d / "config.json").write_text("[1, 2]")
+
+
+FOLDER_CASES = [
+    ("evaluate", lambda d: None, ["--what", "bogus"], "unknown evaluation 'bogus'"),
+    ("evaluate", _torn("config.json"), [], "config.json is unreadable"),
+    ("evaluate", _config_not_object, [], "not a JSON object"),
+    ("evaluate", _no_ckpt, [], "no checkpoint"),
+    ("evaluate", _crafted, [], "refused"),
+    ("evaluate", _not_a_checkpoint, [], "cannot read checkpoint"),
+    ("resume", lambda d: None, [], "already finished"),
+    ("resume", _torn("summary.json"), [], "summary.json is unreadable"),
+    ("resume", lambda d: (_stopped(d), _torn("config.json")(d)), [], "config.json is unreadable"),
+    ("resume", _stopped, ["--lr", "0.5"], "differs"),
+    ("resume", lambda d: (_stopped(d), _not_a_checkpoint(d), (d / "last.pt").write_bytes(b"x")), [],
+     "cannot read checkpoint"),
+    ("probe_from", _no_ckpt, [], "no checkpoint"),
+    ("probe_from", _torn("config.json"), [], "config.json is unreadable"),
+    ("probe_from", _crafted, [], "refused"),
+]
+
+
+@pytest.mark.parametrize("entry,mutate,extra,needle", FOLDER_CASES,
+                         ids=[f"{c[0]}-{c[3]}" for c in FOLDER_CASES])
+def test_every_bad_run_folder(tmp_path, capsys, a_finished_run, entry, mutate, extra, needle):
+    from bench.evaluate import main as evaluate_main
+
+    run = _copy_run(a_finished_run, tmp_path, mutate)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    runs = str(tmp_path / "runs")
+    if entry == "evaluate":
+        with pytest.raises(SystemExit) as e:
+            evaluate_main([str(run), "--runs-dir", runs] + extra)
+        code = e.value.code
+    elif entry == "resume":
+        code = run_inproc(["--resume", run.name, "--runs-dir", runs, "--wandb", "disabled"] + extra)
+    else:
+        code = run_inproc(_base(tmp_path) + ["--probe-from", run.name] + extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert after == before  # a refused run folder is left exactly as it was
+
+
+ANALYSIS_CASES = [
+    ("tables", ["--metrics", "bogus"], "unknown metric 'bogus'"),
+    ("tables", ["--group-by", "bogus"], "unknown group key 'bogus'"),
+    ("tables", ["--sweep", "nope"], "no runs of sweep 'nope'"),
+    ("report", ["--sweep", "nope"], "no runs of sweep 'nope'"),
+    ("plots", ["--sweep", "nope"], "no runs of sweep 'nope'"),
+    ("plots", ["--runs", "nowhere"], "no runs found"),
+]
+
+
+@pytest.mark.parametrize("module,args,needle", ANALYSIS_CASES, ids=[f"{c[0]}-{c[2]}" for c in ANALYSIS_CASES])
+def test_every_bad_analysis_request(tmp_path, capsys, a_finished_run, module, args, needle):
+    import importlib
+    main = importlib.import_module(f"analysis.{module}").main
+    runs = str(a_finished_run.parent)
+    argv = (["--runs", runs] if "--runs" not in args else []) + args + \
+        (["--out", str(tmp_path / "out")] if module != "tables" else [])
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def _assert_refused(tmp_path, capsys, code, needle):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert needle in err[0], err[0]
+    finished = [r for r in list_runs(str(tmp_path / "runs")) if r.read_summary().get("status") == "finished"]
+    assert not finished
+
+
+def test_the_table_holds_at_least_130_cases():
+    import test_sweep
+    n = (len(RUN_CASES) + len(OTHER_CASES) + len(FLAG_CASES) + len(CONFIG_CASES) + 1 + len(SWEEP_CASES)
+         + len(FOLDER_CASES) + len(ANALYSIS_CASES) + len(test_sweep.test_bad_sweeps_exit_2_with_one_line
+                                                         .pytestmark[0].args[1]))
+    assert n >= 130, n
