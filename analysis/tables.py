@@ -110,6 +110,8 @@ def _fmt(v, ci=None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float):
+        if v != 0 and abs(v) < 1e-3 and ci is None:  # hyperparameters such as lambda = 1e-05
+            return f"{v:.3g}"
         digits = 4 if abs(v) < 10 else 2 if abs(v) < 1000 else 0
         s = f"{v:.{digits}f}"
         return s if ci is None or math.isnan(ci) else f"{s} ± {ci:.{digits}f}"

@@ -60,6 +60,8 @@ class RunConfig:
     compile: bool = _opt(False, "torch.compile the model")
     channels_last: bool = _opt(False, "channels_last memory format for conv models")
     num_threads: Optional[int] = _opt(None, "torch CPU threads (default: all cores)", lo=1)
+    select_on: str = _opt("val", "split whose metric picks best.pt: val (honest) or test (where a seed asks for "
+                          "the best test accuracy)", choices=["val", "test"])
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
     # --- model keys (None = the model's default)
     latent_dim: Optional[int] = _opt(None, "size of the latent code z", lo=1, hi=65536)
@@ -67,9 +69,12 @@ class RunConfig:
     hidden_dims: Optional[list[int]] = _opt(None, "MLP hidden widths, e.g. 400 or 400,100", lo=1, hi=65536)
     mlp_dims: Optional[list[int]] = _opt(None, "hidden widths then latent size in one list, e.g. 400,50 "
                                          "(sets hidden_dims and latent_dim; a sweep grid over pairs)", lo=1, hi=65536)
+    bottleneck: Optional[str] = _opt(None, "conv AEs: 'linear' (flat z of latent_dim) or 'conv' (z is the last "
+                                     "feature map, e.g. 2x2x16 for channels 128,64,32,16 at 28 px; seed 001)",
+                                     choices=["linear", "conv"])
     noise_std: Optional[float] = _opt(None, "input corruption level sigma (denoising)", lo=0.0, hi=1.0)
     noise_type: Optional[str] = _opt(None, "input corruption", choices=["gaussian", "dropout", "salt_pepper"])
-    l1_lambda: Optional[float] = _opt(None, "weight of mean |z| in the loss (sparse AE)", lo=0.0, hi=10.0)
+    l1_lambda: Optional[float] = _opt(None, "lambda in loss = MSE + lambda * sum_j |z_j| per image (sparse AE)", lo=0.0, hi=10.0)
     dropout: Optional[float] = _opt(None, "dropout after every conv/deconv layer", lo=0.0, hi=1.0, hi_open=True)
     batchnorm: Optional[bool] = _opt(None, "BatchNorm after every conv/deconv layer")
     beta: Optional[float] = _opt(None, "VAE KL weight (beta-VAE)", lo=0.0, hi=1000.0)

@@ -17,9 +17,23 @@ from bench import figures, metrics
 from bench.errors import UsageError, exit_usage
 
 
+@torch.no_grad()
+def output_collapsed(model, data, device, n=256) -> bool:
+    """True when reconstructions no longer depend on the input (all-black images, a mean
+    image): their spread across test images is below one grey level in 1,000."""
+    model.eval()
+    x = data.test.x[:n].to(device).float() / 255
+    recon = model(x)["recon"].float()
+    return len(x) > 1 and float(recon.std(0).mean()) < 1e-3
+
+
 def _recon_eval(model, data, cfg, device):
     kw = dict(amp=cfg.amp, channels_last=cfg.channels_last)
     res = {f"test/{k}": v for k, v in metrics.reconstruction(model, data.test, device, **kw).items()}
+    res["warning/output_collapsed"] = output_collapsed(model, data, device)
+    if res["warning/output_collapsed"]:
+        print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "
+              f"train longer, lower --lr, or add --batchnorm", file=sys.stderr, flush=True)
     if getattr(model, "noise_std", 0) > 0:
         noisy = metrics.reconstruction(model, data.test, device, sigma=model.noise_std,
                                        noise_type=model.noise_type, seed=cfg.seed, with_input=True, **kw)

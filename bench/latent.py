@@ -25,8 +25,6 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E[z|x]) > 0.01
 @torch.no_grad()
 def latents(model, split, device, limit=None, sigma=0.0, seed=0, batch_size=500):
     """(z as float32 numpy (N, D), labels numpy or None) of up to `limit` images of a split."""
-    from bench.models.base import corrupt
-
     model.eval()
     g = torch.Generator(device=device).manual_seed(seed)
     n = len(split) if limit is None else min(limit, len(split))
@@ -35,7 +33,7 @@ def latents(model, split, device, limit=None, sigma=0.0, seed=0, batch_size=500)
     for x, _ in batches(sub, batch_size):
         x = x.to(device)
         if sigma > 0:
-            x = corrupt(x, sigma, "gaussian", g)
+            x = model.corrupt(x, g, sigma=sigma)  # the model's own noise type
         zs.append(model.encode(x).flatten(1).float().cpu())
     y = None if sub.y is None or sub.y.dim() != 1 else sub.y.cpu().numpy()
     return torch.cat(zs).numpy(), y
@@ -53,7 +51,7 @@ def probe(model, data, cfg, run, device, epochs=100):
 
     _labels_required(data, "probe")
     before = copy.deepcopy(model.state_dict())
-    ztr, ytr = latents(model, data.train, device, PROBE_MAX_TRAIN)
+    ztr, ytr = latents(model, data.labelled_train, device, PROBE_MAX_TRAIN)
     zte, yte = latents(model, data.test, device)
     scaler = StandardScaler().fit(ztr)
     ztr_s, zte_s = scaler.transform(ztr).astype(np.float32), scaler.transform(zte).astype(np.float32)
@@ -118,23 +116,29 @@ def embed(model, data, cfg, run, device):
     figs = {}
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for ax, (name, xy) in zip(axes, proj.items()):
-        sc = _scatter(ax, xy, y, f"{name.upper()} of test latents (n={len(z)})")
-    _legend(fig, sc, data.classes)
+        _scatter(ax, xy, y, f"{name.upper()} of test latents (n={len(z)})")
+    _legend(fig, y, data.classes)
     figs["embed_2d"] = _save(fig, run.figures / "embed_2d.png")
 
-    xyz = PCA(n_components=3, random_state=cfg.seed).fit_transform(z)
-    fig = plt.figure(figsize=(6, 5))
-    ax = fig.add_subplot(projection="3d")
-    ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=y, cmap="tab10", s=5, vmin=0, vmax=9)
-    ax.set_title("3-D PCA of test latents", fontsize=9)
+    proj3 = projections(z, cfg.seed, dims=3)
+    fig = plt.figure(figsize=(15, 4.8))
+    for k, (name, xyz) in enumerate(proj3.items()):
+        ax = fig.add_subplot(1, 3, k + 1, projection="3d")
+        ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=y, cmap="tab10", s=5, vmin=0, vmax=9)
+        ax.set_title(f"3-D {name.upper()} of test latents", fontsize=9)
+        ax.set_xticklabels([])
+        ax.set_yticklabels([])
+        ax.set_zticklabels([])
+    _legend(fig, y, data.classes)
     figs["embed_3d"] = _save(fig, run.figures / "embed_3d.png")
 
-    sigma = model.noise_std if getattr(model, "noise_std", 0) > 0 else 0.3
+    sigma = model.noise_std if model.noise_std > 0 else 0.3
     zn, _ = latents(model, data.test, device, EMBED_MAX_POINTS, sigma=sigma, seed=cfg.seed)
     both = projections(np.concatenate([z, zn]), cfg.seed)["tsne"]  # one projection fitted on both
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     _scatter(axes[0], both[: len(z)], y, "clean inputs (t-SNE fitted on both)")
-    _scatter(axes[1], both[len(z):], y, f"noisy inputs, sigma={sigma:g}")
+    _scatter(axes[1], both[len(z):], y, f"{model.noise_type} noise, sigma={sigma:g}")
+    _legend(fig, y, data.classes)
     figs["embed_clean_vs_noisy"] = _save(fig, run.figures / "embed_clean_vs_noisy.png")
 
     xy = proj["umap"]
@@ -145,12 +149,16 @@ def embed(model, data, cfg, run, device):
     regions = knn.predict(np.c_[gx.ravel(), gy.ravel()]).reshape(gx.shape)
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.contourf(gx, gy, regions, levels=np.arange(11) - 0.5, cmap="tab10", alpha=0.25, vmin=0, vmax=9)
-    sc = _scatter(ax, xy, y, "decision regions of a 15-NN classifier on the 2-D UMAP embedding")
-    _legend(fig, sc, data.classes)
+    _scatter(ax, xy, y, "decision regions of a 15-NN classifier on the 2-D UMAP embedding")
+    _legend(fig, y, data.classes)
     figs["decision_regions"] = _save(fig, run.figures / "decision_regions.png")
 
-    cols = ["label", "pca_x", "pca_y", "tsne_x", "tsne_y", "umap_x", "umap_y"]
-    rows = [[int(y[i])] + [float(proj[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1)]
+    cols = ["label", "class"] + [f"{p}_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y")] \
+        + [f"{p}3d_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y", "z")]
+    names = [str(c) for c in data.classes]
+    rows = [[int(y[i]), names[int(y[i])] if int(y[i]) < len(names) else str(int(y[i]))]
+            + [float(proj[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1)]
+            + [float(proj3[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1, 2)]
             for i in range(len(z))]
     numbers = {"embed/points": len(z), "embed/knn2d_acc": float(knn.score(xy, y))}
     return {"numbers": numbers, "figures": figs, "tables": {"embeddings": (cols, rows)}, "arrays": proj}
@@ -159,7 +167,7 @@ def embed(model, data, cfg, run, device):
 @torch.no_grad()
 def collapse(model, data, cfg, run, device):
     """KL per latent dim and active units (Burda et al.): posterior-collapse signals."""
-    if not hasattr(model, "posterior") or getattr(model, "variational", True) is False:
+    if not model.is_variational:
         raise UsageError(f"eval collapse: {cfg.model} is not a VAE (needs mu/logvar)")
     from bench.models.vae import kl_per_dim
 
@@ -167,7 +175,7 @@ def collapse(model, data, cfg, run, device):
     mus, kls, n = [], 0.0, 0
     for x, _ in batches(data.test, 500):
         mu, logvar = model.posterior(x.to(device))
-        mus.append(mu.float().cpu())
+        mus.append(mu.flatten(1).float().cpu())
         kls = kls + kl_per_dim(mu, logvar).cpu() * x.shape[0]
         n += x.shape[0]
     kl = (kls / n).numpy()
@@ -186,12 +194,16 @@ def collapse(model, data, cfg, run, device):
     return {"numbers": numbers, "figures": {"kl_per_dim": _save(fig, run.figures / "kl_per_dim.png")}}
 
 
-def _legend(fig, sc, classes):
-    handles, _ = sc.legend_elements()
-    names = [str(c) for c in classes][: len(handles)] or None
-    if names:
-        fig.legend(handles, names, loc="center right", fontsize=7)
-        fig.subplots_adjust(right=0.86)
+def _legend(fig, y, classes):
+    """One legend entry per class present, named, in the scatter's colours (tab10 by label)."""
+    from matplotlib.lines import Line2D
+
+    cmap = plt.get_cmap("tab10")
+    names = [str(c) for c in classes]
+    handles = [Line2D([], [], marker="o", linestyle="", color=cmap(c % 10),
+                      label=names[c] if c < len(names) else str(c)) for c in sorted({int(v) for v in y})]
+    fig.legend(handles=handles, loc="center right", fontsize=7, title="class", title_fontsize=7)
+    fig.subplots_adjust(right=0.86)
 
 
 def _save(fig, path):

@@ -1,10 +1,8 @@
 """Latent tools that decode: denoising matrix, interpolation, arithmetic, sampling, occlusion.
 
-Sampling quality is a Frechet distance (torchmetrics' FrechetInceptionDistance with a
-custom feature extractor): features are the penultimate layer of a small CNN classifier
-trained on the same dataset's training split, so the score measures distance to the
-data in a space that knows the classes. Smaller means closer to the data; it is not
-comparable to Inception-FID numbers from papers.
+Sample quality is a Frechet distance in the features of one classifier per dataset,
+shared by every run on it (`bench.sample_quality`). Smaller means closer to the data; it
+is not comparable to Inception-FID numbers from papers.
 """
 from __future__ import annotations
 
@@ -97,14 +95,32 @@ def arith(model, data, cfg, run, device):
     z, y = _class_means(model, data.train, device)
     shape = model.encode(_imgs(data.test, torch.arange(1), device)).shape[1:]
     names = [str(c).lower() for c in data.classes]
-    pick = [names.index(n) for n in ("dog", "cat", "bird")] if {"dog", "cat", "bird"} <= set(names) else [0, 1, 2]
-    means = torch.stack([z[y == c].mean(0) for c in pick])
-    result = means[0] - means[1] + means[2]
-    imgs = decode(torch.cat([means, result[None]]).view(-1, *shape))
+    present = [c for c in range(data.num_classes) if bool((y == c).any())]
+    if {"dog", "cat", "bird"} <= set(names):
+        pick = [names.index(n) for n in ("dog", "cat", "bird")]
+    elif len(present) >= 3:
+        pick = present[:3]
+    elif len(present) == 2:  # binary labels (CelebA's Smiling): a - b + b's mean is a's mean; show a - b + x
+        pick = present
+    else:
+        raise UsageError(f"eval arith: needs at least two classes in the training split; {data.name} has "
+                         f"{len(present)}")
     labels = [data.classes[c] if data.classes else str(c) for c in pick]
-    titles = [f"mean {labels[0]}", f"- {labels[1]}", f"+ {labels[2]}", "= result"]
-    figs = {"arithmetic": image_rows([("class means", imgs)], run.figures / "arithmetic.png",
-                                     f"{labels[0]} - {labels[1]} + {labels[2]}", titles)}
+    means = torch.stack([z[y == c].mean(0) for c in pick])
+    if len(pick) == 3:
+        result = means[0] - means[1] + means[2]
+        titles = [f"mean {labels[0]}", f"- {labels[1]}", f"+ {labels[2]}", "= result"]
+        caption = f"{labels[0]} - {labels[1]} + {labels[2]}"
+        imgs = decode(torch.cat([means, result[None]]).view(-1, *shape))
+    else:
+        hits = (data.test.y == pick[1]).nonzero()
+        j = int(hits[0]) if len(hits) else 0
+        zx = model.encode(_imgs(data.test, torch.tensor([j]), device)).flatten(1)[0]
+        result = zx + means[0] - means[1]
+        titles = [f"mean {labels[0]}", f"- mean {labels[1]}", f"+ a test image ({labels[1]})", "= result"]
+        caption = f"mean {labels[0]} - mean {labels[1]} + an image of {labels[1]}"
+        imgs = decode(torch.stack([means[0], means[1], zx, result]).view(-1, *shape))
+    figs = {"arithmetic": image_rows([("class means", imgs)], run.figures / "arithmetic.png", caption, titles)}
 
     if "Eyeglasses" in data.attr_names and data.train.attrs is not None:
         k = data.attr_names.index("Eyeglasses")
@@ -113,6 +129,8 @@ def arith(model, data, cfg, run, device):
         attr_name = "Eyeglasses"
     else:  # datasets without attributes: membership of a class is the attribute
         attr_train, attr_test, attr_name = (y == pick[0]).long(), (data.test.y == pick[0]).long(), labels[0]
+    if not (bool((attr_train == 1).any()) and bool((attr_train == 0).any()) and bool((attr_test == 0).any())):
+        raise UsageError(f"eval arith: attribute {attr_name} needs images with and without it in train and test")
     v = z[attr_train == 1].mean(0) - z[attr_train == 0].mean(0)
     i = int((attr_test == 0).nonzero()[0])
     z0 = model.encode(_imgs(data.test, torch.tensor([i]), device)).flatten(1)
@@ -124,80 +142,52 @@ def arith(model, data, cfg, run, device):
     return {"numbers": {"arith/direction_norm": float(v.norm()), "arith/attribute": attr_name}, "figures": figs}
 
 
-class _Features(nn.Module):
-    """Penultimate features of a classifier, the space of the Frechet distance."""
-
-    def __init__(self, clf):
-        super().__init__()
-        self.clf = clf
-        self.num_features = clf.head.in_features
-
-    def forward(self, x):
-        return self.clf.encode(x.float())
-
-
-@torch.enable_grad()
-def feature_classifier(data, cfg, device, epochs=2):
-    from registry import create_model
-
-    torch.manual_seed(cfg.seed)
-    clf = create_model("cnn_classifier", data.shape, data.num_classes, channels=(16, 32, 64)).to(device)
-    opt = torch.optim.Adam(clf.parameters(), 2e-3)
-    g = torch.Generator().manual_seed(cfg.seed)
-    train = data.train.take(torch.arange(min(len(data.train), 20000), device=data.train.x.device))
-    for _ in range(epochs):
-        clf.train()
-        for x, y in batches(train, 128, shuffle=True, generator=g):
-            loss = clf(x.to(device), y.to(device))["loss"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return _Features(clf.eval())
-
-
 @torch.no_grad()
-def frechet(features, real: torch.Tensor, fake: torch.Tensor) -> float:
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    fid = FrechetInceptionDistance(feature=features, normalize=True, input_img_size=tuple(real.shape[1:]))
-    for i in range(0, len(real), 500):
-        fid.update(real[i:i + 500], real=True)
-    for i in range(0, len(fake), 500):
-        fid.update(fake[i:i + 500].clamp(0, 1), real=False)
-    return float(fid.compute())
+def latent_codes(model, split, device, limit=20000) -> np.ndarray:
+    """Codes of training images as float64 (N, D): the posterior mean for a VAE, z otherwise."""
+    model.eval()
+    out = []
+    for x, _ in batches(split.take(torch.arange(min(len(split), limit))), 500):
+        x = x.to(device)
+        z = model.posterior(x)[0] if model.is_variational else model.encode(x)
+        out.append(z.flatten(1).double().cpu())
+    return torch.cat(out).numpy()
 
 
 @torch.no_grad()
 def sample(model, data, cfg, run, device):
-    """16 samples from N(0, I), from a Gaussian fitted to training mu (ex-post density
-    estimation, arXiv 1903.12436), and from a 10-component GMM; Frechet distance of each."""
+    """Decoded samples and their Frechet distance to test images: from a Gaussian fitted to
+    the training codes and from a 10-component GMM (ex-post density estimation, Ghosh et al.
+    arXiv 1903.12436, for any autoencoder), and for a VAE also from its prior N(0, I)."""
     from sklearn.mixture import GaussianMixture
 
-    if not hasattr(model, "posterior") or getattr(model, "variational", True) is False:
-        raise UsageError(f"eval sample: {cfg.model} is not a VAE; valid: vae, mlp_vae")
-    model.eval()
-    mus = []
-    for x, _ in batches(data.train.take(torch.arange(min(len(data.train), 20000))), 500):
-        mus.append(model.posterior(x.to(device))[0].double().cpu())
-    mu = torch.cat(mus).numpy()
-    d = mu.shape[1]
+    from bench.sample_quality import feature_network, frechet
+
+    decode = _decoder(model, "sample")
+    shape = model.encode(_imgs(data.test, torch.arange(1), device)).shape[1:]
+    mu = latent_codes(model, data.train, device)
+    n, d = mu.shape
     rng = np.random.default_rng(cfg.seed)
     mean, cov = mu.mean(0), np.cov(mu, rowvar=False) + 1e-6 * np.eye(d)
-    gmm = GaussianMixture(n_components=10, covariance_type="full", random_state=cfg.seed).fit(mu)
-    draws = {"prior": rng.standard_normal((N_SAMPLES_SCORED, d)),
-             "ex_post": rng.multivariate_normal(mean, cov, N_SAMPLES_SCORED),
-             "gmm": gmm.sample(N_SAMPLES_SCORED)[0][rng.permutation(N_SAMPLES_SCORED)]}
-    features = feature_classifier(data, cfg, device)
+    draws = {}
+    if model.is_variational:
+        draws["prior"] = rng.standard_normal((N_SAMPLES_SCORED, d))
+    draws["ex_post"] = rng.multivariate_normal(mean, cov, N_SAMPLES_SCORED)
+    gmm = GaussianMixture(n_components=min(10, n), covariance_type="full", reg_covar=1e-5,
+                          random_state=cfg.seed).fit(mu)
+    draws["gmm"] = gmm.sample(N_SAMPLES_SCORED)[0][rng.permutation(N_SAMPLES_SCORED)]
+    features = feature_network(data, device)
     real = data.test.x[:N_SAMPLES_SCORED].to(device).float() / 255
     numbers, rows = {}, []
     for name, zs in draws.items():
-        imgs = torch.cat([model.decode(torch.from_numpy(zs[i:i + 500]).float().to(device))
+        imgs = torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
                           for i in range(0, len(zs), 500)])
         numbers[f"sample/{name}_fd"] = frechet(features, real, imgs)
-        rows.append((f"{name}", imgs[:N_SAMPLES_SHOWN]))
+        rows.append((name, imgs[:N_SAMPLES_SHOWN]))
+    numbers["sample/fd_features"] = features.identity
+    scores = ", ".join(f"{k.split('/')[1][:-3]} {v:.2f}" for k, v in numbers.items() if k.endswith("_fd"))
     path = image_rows(rows, run.figures / "samples.png",
-                      "decoded samples: prior N(0,I) / ex-post Gaussian / GMM (FD: "
-                      + ", ".join(f"{k.split('/')[1][:-3]} {v:.2f}" for k, v in numbers.items()) + ")")
+                      " / ".join(draws) + f" samples (Frechet distance: {scores})")
     return {"numbers": numbers, "figures": {"samples": path}}
 
 

@@ -85,6 +85,34 @@ def fill_model_defaults(cfg, model) -> None:
             setattr(cfg, f.name, list(v) if isinstance(v, tuple) else v)
 
 
+def model_keys() -> set[str]:
+    """Run-config keys that belong to model families (set per model, not per run)."""
+    from registry import MODELS
+
+    structural = {"in_channels", "image_size", "num_classes", "runs_dir", "probe_from"}
+    keys = {k for e in MODELS.values() for k in e.config_keys()} - structural
+    return (keys & set(FIELDS)) | {"mlp_dims"}
+
+
+def refuse_foreign_keys(cfg, entry) -> None:
+    """A model key the chosen model does not take is bad input, never silently dropped."""
+    taken = entry.config_keys() | ({"mlp_dims"} if {"hidden_dims", "latent_dim"} <= entry.config_keys() else set())
+    for key in sorted(model_keys() - taken, key=lambda k: (k != "mlp_dims", k)):  # mlp_dims sets hidden_dims
+        if getattr(cfg, key) is not None:
+            own = sorted((taken & model_keys()) - {"mlp_dims"} | ({"mlp_dims"} & taken))
+            raise UsageError(f"--{key.replace('_', '-')}: model {cfg.model} does not take it; "
+                             f"its keys: {', '.join('--' + k.replace('_', '-') for k in own) or 'none'}")
+
+
+def recorded_config(cfg, entry) -> dict:
+    """The resolved config as recorded: run keys plus only the model keys this model uses."""
+    unused = model_keys() - entry.config_keys() - {"mlp_dims"}
+    out = {k: v for k, v in cfg.to_dict().items() if k not in unused}
+    if "mlp_dims" in out and out["mlp_dims"] is None:
+        del out["mlp_dims"]
+    return out
+
+
 def build(cfg):
     """Validate names, load data, build the model. Raises UsageError on any bad input."""
     from registry import count_params, create_model, dataset_entry, model_entry
@@ -97,15 +125,22 @@ def build(cfg):
     task = "denoise" if entry.task == "reconstruct" and (cfg.noise_std or 0) > 0 else entry.task
     if cfg.task and cfg.task != task and {cfg.task, task} != {"reconstruct", "denoise"}:
         raise UsageError(f"--task {cfg.task}: model {cfg.model} does a {task} task; valid: {task}")
+    if cfg.select_on == "test" and task != "classify":
+        raise UsageError(f"--select-on test: only classifiers record test metrics every epoch; "
+                         f"{cfg.model} does a {task} task (valid: val)")
     needs = {"classify": "labels", "segment": "masks"}.get(task)
     if needs and dentry.kind != needs:
         raise UsageError(f"model {cfg.model} needs a dataset with {needs}; {cfg.dataset} has {dentry.kind}")
     device = pick_device(cfg.device)
     data = load_data(cfg, task)
+    refuse_foreign_keys(cfg, entry)
     model = create_model(cfg.model, data.shape, data.num_classes, **cfg.to_dict())
     n_params = count_params(model)
-    if cfg.max_params is not None and n_params > cfg.max_params:
-        raise UsageError(f"{cfg.model} has {n_params:,} parameters, over --max-params {cfg.max_params:,}")
+    # A budget limits what is learned: frozen backbones (seed 002's ResNet-18 probe) do not count.
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if cfg.max_params is not None and trainable > cfg.max_params:
+        raise UsageError(f"{cfg.model} has {trainable:,} trainable parameters ({n_params:,} in all), "
+                         f"over --max-params {cfg.max_params:,}")
     fill_model_defaults(cfg, model)
     cfg.task = model.task
     return model, data, device, n_params
@@ -192,14 +227,16 @@ def _supervised(run, resumed, cfg, model, data, device, n_params, trainer, phase
 
     exit_code, status, extra, tracking = 0, "finished", {}, None
     try:
-        resolved = cfg.to_dict()
+        from registry import model_entry
+        resolved = recorded_config(cfg, model_entry(cfg.model))
         if not resumed:
             run.write_config(resolved)
         log("config " + json.dumps(resolved, sort_keys=True))
-        log(f"run {run.id}  model {cfg.model} ({n_params:,} params)  data {cfg.dataset} "
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log(f"run {run.id}  model {cfg.model} ({n_params:,} params, {trainable:,} trainable)  data {cfg.dataset} "
             f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {device}")
         run.mark_running()
-        run.update_summary(params=n_params, model=cfg.model, dataset=cfg.dataset, run_id=run.id,
+        run.update_summary(params=n_params, trainable_params=trainable, model=cfg.model, dataset=cfg.dataset, run_id=run.id,
                            sweep=cfg.sweep, group=cfg.group,
                            sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"))
         if resumed:

@@ -195,6 +195,17 @@ def pinned(key: str, raw) -> dict:
     return {"value": value}
 
 
+def failed_tools(sweep_dir: Path, run_id: str) -> list[str]:
+    """Evaluation tools that failed in a run (its results are kept; the tool can be re-run)."""
+    from bench.store import RecordError, RunDir
+
+    try:
+        summary = RunDir(sweep_dir / run_id).read_summary() if run_id and run_id != "?" else {}
+    except RecordError:
+        return []
+    return sorted(k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v)
+
+
 def in_space(params: dict, cfg: dict) -> bool:
     """Whether a recorded run's params lie in this sweep's (possibly pinned) parameter space."""
     for name, spec in cfg["parameters"].items():
@@ -298,6 +309,7 @@ class Sweep:
                     del running[pid]
                     slots.append(slot)
                     status, metric, run_id = existing(self.dir, self.metric).get(config_key(params), ("failed", None, "?"))
+                    tools = failed_tools(self.dir, run_id)
                     if status == "finished":
                         done.append((params, metric))
                     else:
@@ -305,7 +317,8 @@ class Sweep:
                     bar.update(1)
                     shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
                     print(f"[{len(done) + len(failed)}/{total}] {status:<11} {time.time() - t0:6.1f}s  {shown}  "
-                          + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items()), flush=True)
+                          + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+                          + (f"  eval failed: {', '.join(tools)}" if tools else ""), flush=True)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

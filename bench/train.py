@@ -217,19 +217,35 @@ class Trainer:
         recon = self.model(prepare(x, self.cfg.channels_last))["recon"]
         self.state.snapshots[epoch] = (recon.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
+    def validate(self) -> dict:
+        """Validation terms; a denoiser is validated on inputs corrupted as in training (the
+        same noise every epoch), so val/loss and the best checkpoint measure denoising."""
+        cfg, model = self.cfg, self.model
+        args = (model, self.data.val, max(cfg.batch_size, 256), self.device, cfg.amp, cfg.channels_last)
+        if model.noise_std <= 0:
+            return evaluate_loss(*args)
+        g = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        with model.corrupted_eval(g):
+            return evaluate_loss(*args)
+
     def fit(self) -> TrainState:
         cfg, st = self.cfg, self.state
         key, mode = self.model.best_metric
+        if cfg.select_on == "test":
+            key = "test/" + key.split("/", 1)[1]
         stop = StopFlag()
         with stop.installed():
             for epoch in range(st.epoch, cfg.epochs):
                 t_epoch = time.perf_counter()
                 tr = self.train_epoch(epoch, stop)
-                val = evaluate_loss(self.model, self.data.val, max(cfg.batch_size, 256), self.device,
-                                    cfg.amp, cfg.channels_last)
+                val = self.validate()
                 row = {"epoch": epoch + 1}
                 row.update({f"train/{k}": v for k, v in tr["metrics"].items()})
                 row.update({f"val/{k}": v for k, v in val.items()})
+                if self.model.task == "classify":  # seed 002 plots test accuracy per epoch
+                    test = evaluate_loss(self.model, self.data.test, max(cfg.batch_size, 256), self.device,
+                                         cfg.amp, cfg.channels_last)
+                    row.update({f"test/{k}": v for k, v in test.items()})
                 row.update({"time/epoch_seconds": tr["seconds"],
                             "time/images_per_sec": tr["images"] / tr["seconds"]})
                 if not math.isfinite(row.get("val/loss", 0.0)):
@@ -245,7 +261,8 @@ class Trainer:
                 # What an epoch costs: training, validation, checkpoints, snapshot.
                 row["time/epoch_wall_seconds"] = time.perf_counter() - t_epoch
                 self.tracking.log_epoch(row)
-                self.run.update_summary(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value)
+                self.run.update_summary(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value,
+                                        best_metric=key if key in row else "val/loss")
                 self.log(format_row(row, cfg.epochs))
                 if stop.signum is not None:
                     raise Interrupted(stop.signum, f"epoch {epoch + 1}")

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 os.environ.setdefault("AEBENCH_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
+# Shared caches (sample-quality feature networks) stay out of the user's home during tests.
+os.environ.setdefault("AEBENCH_CACHE", tempfile.mkdtemp(prefix="aebench-cache-"))
 sys.path.insert(0, str(ROOT))
 
 

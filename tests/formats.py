@@ -16,6 +16,18 @@ def md5(path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
+def learnable_images(labels, size, channels, seed=0) -> np.ndarray:
+    """(N, H, W, C) uint8 images whose content follows the label (a shape per class on a
+    ramp, from the `synthetic` generator): a model can learn them, unlike noise."""
+    from bench.data.synthetic import shapes
+
+    labels = np.asarray(labels)
+    x, y, _ = shapes(max(40, 4 * len(labels)), size, channels, seed)
+    pools = {c: (y == c).nonzero().flatten().tolist() for c in range(10)}
+    idx = [pools[int(c) % 10][i % len(pools[int(c) % 10])] for i, c in enumerate(labels)]
+    return x[idx].permute(0, 2, 3, 1).numpy()
+
+
 def write_idx_images(path, images: np.ndarray):
     n, h, w = images.shape
     Path(path).write_bytes(struct.pack(">IIII", 0x00000803, n, h, w) + images.astype(np.uint8).tobytes())
@@ -30,8 +42,9 @@ def write_mnist(root, folder="MNIST", n_train=60, n_test=20, seed=0):
     raw = Path(root) / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("t10k", n_test)):
-        write_idx_images(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        write_idx_labels(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+        labels = rng.permutation(np.arange(n) % 10)
+        write_idx_images(raw / f"{split}-images-idx3-ubyte", learnable_images(labels, 28, 1, seed)[..., 0])
+        write_idx_labels(raw / f"{split}-labels-idx1-ubyte", labels)
     return raw
 
 
@@ -41,8 +54,9 @@ def write_cifar10(root, n_per_batch=10, seed=0):
     base.mkdir(parents=True, exist_ok=True)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name in names:
-        entry = {"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                 "labels": list(np.arange(n_per_batch) % 10), "batch_label": name}
+        labels = rng.permutation(np.arange(n_per_batch) % 10)
+        data = learnable_images(labels, 32, 3, seed).transpose(0, 3, 1, 2).reshape(n_per_batch, 3072)
+        entry = {"data": np.ascontiguousarray(data), "labels": [int(v) for v in labels], "batch_label": name}
         with open(base / name, "wb") as f:
             pickle.dump(entry, f)
     with open(base / "batches.meta", "wb") as f:
@@ -56,9 +70,12 @@ def write_stl10(root, n_train=20, n_test=10, n_unlabeled=30, seed=0):
     base = Path(root) / "stl10_binary"
     base.mkdir(parents=True, exist_ok=True)
     for name, n in (("train", n_train), ("test", n_test), ("unlabeled", n_unlabeled)):
-        (base / f"{name}_X.bin").write_bytes(rng.integers(0, 256, n * 3 * 96 * 96, dtype=np.uint8).tobytes())
+        labels = rng.permutation(np.arange(n) % 10)
+        # STL-10 stores each image column-major: (N, C, W, H); torchvision transposes it back.
+        x = learnable_images(labels, 96, 3, seed).transpose(0, 3, 2, 1)
+        (base / f"{name}_X.bin").write_bytes(np.ascontiguousarray(x).tobytes())
         if name != "unlabeled":
-            (base / f"{name}_y.bin").write_bytes((np.arange(n) % 10 + 1).astype(np.uint8).tobytes())
+            (base / f"{name}_y.bin").write_bytes((labels + 1).astype(np.uint8).tobytes())
     (base / "class_names.txt").write_text("\n".join(["airplane", "bird", "car", "cat", "deer", "dog",
                                                      "horse", "monkey", "ship", "truck"]) + "\n")
     return base
@@ -81,12 +98,20 @@ def write_celeba(root, n=12, seed=0):
     img_dir = base / "img_align_celeba"
     img_dir.mkdir(parents=True, exist_ok=True)
     names = [f"{i + 1:06d}.jpg" for i in range(n)]
-    for name in names:
-        Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(img_dir / name)
+    attrs = np.where(rng.random((n, 40)) > 0.5, 1, -1)
+    smiling, glasses = CELEBA_ATTRS.index("Smiling"), CELEBA_ATTRS.index("Eyeglasses")
+    for name, row in zip(names, attrs):
+        # A face-like layout the attributes change: a bright mouth when smiling, a dark band of glasses.
+        img = np.full((218, 178, 3), 120, np.uint8) + rng.integers(0, 20, (218, 178, 3), dtype=np.uint8)
+        img[40:180, 30:150] = (200, 170, 150)
+        if row[smiling] > 0:
+            img[140:155, 55:125] = 250
+        if row[glasses] > 0:
+            img[80:95, 40:140] = 20
+        Image.fromarray(img).save(img_dir / name)
     part = ["0"] * (n - n // 3) + ["2"] * (n // 3)
     (base / "list_eval_partition.txt").write_text("".join(f"{a} {p}\n" for a, p in zip(names, part)))
     (base / "identity_CelebA.txt").write_text("".join(f"{a} {i}\n" for i, a in enumerate(names)))
-    attrs = np.where(rng.random((n, 40)) > 0.5, 1, -1)
     (base / "list_attr_celeba.txt").write_text(
         f"{n}\n" + " ".join(CELEBA_ATTRS) + "\n"
         + "".join(a + " " + " ".join(f"{v:2d}" for v in row) + "\n" for a, row in zip(names, attrs)))
@@ -106,12 +131,22 @@ def write_brain_tumor(root, n=10, size=100, seed=0):
     (base / "images").mkdir(parents=True, exist_ok=True)
     (base / "masks").mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        img = rng.integers(0, 256, (size, size), dtype=np.uint8)
         mask = np.zeros((size, size), dtype=np.uint8)
-        mask[20:40 + i, 30:50] = 255
+        top, left = 10 + (7 * i) % (size // 2), 15 + (11 * i) % (size // 2)
+        mask[top:top + 20 + i % 10, left:left + 20] = 255
+        # A bright lesion on textured tissue: the mask can be learned from the image.
+        img = (rng.integers(40, 110, (size, size)) + (mask > 0) * 120).astype(np.uint8)
         Image.fromarray(img).save(base / "images" / f"case{i:03d}.png")
         Image.fromarray(mask).save(base / "masks" / f"case{i:03d}_mask.png")
     return base
+
+
+class Patch:
+    """`setattr` for code outside pytest (the acceptance test's sitecustomize)."""
+
+    @staticmethod
+    def setattr(obj, name, value):
+        setattr(obj, name, value)
 
 
 def trust_files(monkeypatch, cls, base: Path):

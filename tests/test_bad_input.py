@@ -61,6 +61,10 @@ RUN_CASES = [
     ("resume with other config", lambda t: ["--resume", _stopped_run(t), "--lr", "0.5"], "differs"),
     ("mlp dims too short", lambda t: ["--model", "mlp_vae", "--mlp-dims", "400"], "--mlp-dims"),
     ("bad color mode", lambda t: ["--color-mode", "rainbow"], "valid: class, random"),
+    ("key the model lacks", lambda t: ["--model", "pool_ae", "--latent-dim", "8"], "does not take it"),
+    ("noise on a classifier", lambda t: ["--model", "cnn_classifier", "--noise-std", "0.3"], "does not take it"),
+    ("beta on the MLP VAE", lambda t: ["--model", "mlp_vae", "--beta", "4"], "its keys: --hidden-dims"),
+    ("select on test for an AE", lambda t: ["--select-on", "test"], "only classifiers"),
 ]
 
 

@@ -22,7 +22,8 @@ def test_mnist_idx_files(tmp_path):
     data = load_data(cfg_for("mnist", tmp_path))
     assert data.train.x.dtype == torch.uint8 and data.train.x.shape[1:] == (1, 28, 28)
     assert len(data.train) + len(data.val) == 60 and len(data.test) == 20
-    assert data.test.y.tolist() == [i % 10 for i in range(20)]
+    written = np.frombuffer((tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes()[8:], np.uint8)
+    assert data.test.y.tolist() == written.tolist() and sorted(written.tolist()) == sorted(i % 10 for i in range(20))
 
 
 def test_split_is_seeded_and_limits_apply(tmp_path):
@@ -88,13 +89,16 @@ def test_celeba_attributes_and_resize(tmp_path, monkeypatch):
 
     base, attrs = write_celeba(tmp_path, n=12)
     trust_files(monkeypatch, CelebA, base)
-    data = load_data(cfg_for("celeba", tmp_path, label_attr="Smiling"))
+    with pytest.raises(UsageError, match="fewer than the 30000 asked"):  # seed 003's subset, exactly
+        load_data(cfg_for("celeba", tmp_path, label_attr="Smiling"))
+    data = load_data(cfg_for("celeba", tmp_path, label_attr="Smiling", limit_train=8, limit_test=3))
     assert data.shape == (3, 64, 64)
-    assert "Eyeglasses" in data.attr_names and len(data.test) == 4
+    assert "Eyeglasses" in data.attr_names and len(data.test) == 3
+    assert len(data.train) + len(data.val) == 8
     k = data.attr_names.index("Smiling")
-    assert data.test.y.tolist() == ((attrs[8:, k] + 1) // 2).tolist()
+    assert data.test.y.tolist() == ((attrs[8:11, k] + 1) // 2).tolist()
     with pytest.raises(UsageError, match="label-attr"):
-        load_data(cfg_for("celeba", tmp_path, label_attr="Sunglasses"))
+        load_data(cfg_for("celeba", tmp_path, label_attr="Sunglasses", limit_train=8, limit_test=4))
 
 
 def test_brain_tumor_folders(tmp_path):

@@ -49,7 +49,7 @@ def test_embeddings_have_one_point_per_test_image(tmp_path):
     for name in ("pca", "tsne", "umap"):
         assert out["arrays"][name].shape == (150, 2)
     cols, rows = out["tables"]["embeddings"]
-    assert len(rows) == 150 and len(cols) == 7
+    assert len(rows) == 150 and len(cols) == 17 and cols[:2] == ["label", "class"]
     for f in ("embed_2d", "embed_3d", "embed_clean_vs_noisy", "decision_regions"):
         assert out["figures"][f].stat().st_size > 5000
 

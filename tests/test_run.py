@@ -40,12 +40,23 @@ def test_same_seed_same_numbers(tmp_path):
 
 def test_flag_forms_and_config_file(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: linear_ae\nlatent_dim: 7\nepochs: 1\nlr: 1.0e-3\n")
+    cfg.write_text("model: ae\nlatent_dim: 7\nepochs: 1\nlr: 1.0e-3\n")
     args = ["--config", cfg, "--latent_dim=9", "--dataset=synthetic", "--runs-dir", tmp_path / "runs",
             "--wandb", "disabled", "--limit-train", "200", "--batchnorm=False"]
     assert run_inproc(args) == 0
     saved = only_run(tmp_path).read_config()
-    assert saved["model"] == "linear_ae" and saved["latent_dim"] == 9 and saved["epochs"] == 1
+    assert saved["model"] == "ae" and saved["latent_dim"] == 9 and saved["epochs"] == 1
+    assert saved["batchnorm"] is False
+
+
+def test_a_key_the_model_does_not_take_is_refused_not_recorded(tmp_path, capsys):
+    base = ["--dataset=synthetic", "--runs-dir", tmp_path / "runs", "--wandb", "disabled", "--limit-train", "200",
+            "--epochs", "1"]
+    assert run_inproc(["--model", "linear_ae", "--batchnorm=False"] + base) == 2
+    assert "model linear_ae does not take it" in capsys.readouterr().err
+    assert run_inproc(["--model", "linear_ae"] + base) == 0
+    saved = only_run(tmp_path).read_config()
+    assert "batchnorm" not in saved and "channels" not in saved and saved["latent_dim"] == 15
 
 
 def test_list_shows_models_and_datasets(tmp_path):

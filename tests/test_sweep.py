@@ -15,7 +15,8 @@ from conftest import ROOT, run_cli
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
 EXPECTED_RUNS = {"fashion_vae_dims": 6, "fashion_vae_depth": 12, "cifar10_dae_noise": 12, "cifar10_models": 12,
                  "cifar10_mcae_mask": 9, "celeba_sparse_lambda": 9, "celeba_models": 12,
-                 "mnist_linear_vs_conv": 12, "colored_mnist_denoise": 9, "stl10_ssl": 3, "latent_dims": 18}
+                 "mnist_linear_vs_conv": 12, "colored_mnist_denoise": 18, "stl10_ssl": 3, "latent_dims": 18,
+                 "cifar10_cnn": 3, "stl10_supervised": 3, "stl10_resnet_probe": 3, "brain_tumor_seg": 6}
 
 
 def test_every_required_sweep_exists():

@@ -41,6 +41,7 @@ class Source:
     test: Split
     classes: list = field(default_factory=list)
     attr_names: list = field(default_factory=list)
+    labelled: Optional[Split] = None  # labelled training images when `train` is unlabeled (STL-10)
 
 
 @dataclass
@@ -52,6 +53,16 @@ class DataBundle:
     test: Split
     classes: list
     attr_names: list
+    labelled: Optional[Split] = None
+
+    @property
+    def labelled_train(self) -> Split:
+        """What a probe trains on: the labelled split when training was self-supervised on
+        unlabeled images (STL-10's -1 labels are never a class), else the training split."""
+        split = self.labelled if self.labelled is not None else self.train
+        if split.y is not None and split.y.dim() == 1 and bool((split.y < 0).any()):
+            split = split.take((split.y >= 0).nonzero().flatten())
+        return split
 
     @property
     def shape(self):
@@ -63,7 +74,8 @@ class DataBundle:
 
     def to(self, device) -> "DataBundle":
         return DataBundle(self.name, self.kind, self.train.to(device), self.val.to(device),
-                          self.test.to(device), self.classes, self.attr_names)
+                          self.test.to(device), self.classes, self.attr_names,
+                          None if self.labelled is None else self.labelled.to(device))
 
 
 def resize(split: Split, size: int, kind: str) -> Split:
@@ -97,10 +109,15 @@ def load_data(cfg, task: str = "reconstruct") -> DataBundle:
         raise UsageError(f"{cfg.dataset}: {len(perm)} training images leave none for training after "
                          f"holding out {n_val} for validation; raise --limit-train (valid: >= 2)")
     train_split, val_split = train.take(perm[n_val:]), train.take(perm[:n_val])
+    labelled = src.labelled
+    if labelled is not None and cfg.limit_train is not None:
+        labelled = labelled.take(torch.arange(min(cfg.limit_train, len(labelled))))
     if cfg.image_size is not None:
         train_split, val_split, test = (resize(s, cfg.image_size, entry.kind)
                                         for s in (train_split, val_split, test))
-    return DataBundle(cfg.dataset, entry.kind, train_split, val_split, test, src.classes, src.attr_names)
+        labelled = None if labelled is None else resize(labelled, cfg.image_size, entry.kind)
+    return DataBundle(cfg.dataset, entry.kind, train_split, val_split, test, src.classes, src.attr_names,
+                      labelled)
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

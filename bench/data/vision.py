@@ -175,10 +175,17 @@ def stl10(cfg, task):
             raise
         except Exception as e:
             raise UsageError(f"stl10: corrupt or unreadable binary file in {where} ({type(e).__name__})") from None
+    if task == "classify" and split != "train":
+        raise UsageError(f"stl10: a classifier trains on labels; --train-split {split} has unlabeled images "
+                         f"(valid here: train)")
     tr, te = load(split), load("test")
     classes = list(te.classes)
-    return Source(Split(torch.as_tensor(tr.data), torch.as_tensor(tr.labels, dtype=torch.long)),
-                  Split(torch.as_tensor(te.data), torch.as_tensor(te.labels, dtype=torch.long)), classes)
+
+    def as_split(ds):
+        return Split(torch.as_tensor(ds.data), torch.as_tensor(ds.labels, dtype=torch.long))
+    # Seed 002: pretrain on `unlabeled`, then probe on the labelled train split.
+    labelled = as_split(load("train")) if split != "train" else None
+    return Source(as_split(tr), as_split(te), classes, labelled=labelled)
 
 
 CELEBA_SIZE = 64
@@ -194,7 +201,10 @@ def _celeba_split(root, split, n, size):
     tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()])
     ds = _open("celeba", lambda dl: CelebA(root, split=split, target_type="attr", transform=tf, download=dl),
                root, "https://drive.google.com", os.path.join(root, "celeba"))
-    n = min(n, len(ds))
+    if len(ds) < n:
+        flag = "--limit-train" if split == "train" else "--limit-test"
+        raise UsageError(f"celeba: the {split} split has {len(ds)} images, fewer than the {n} asked "
+                         f"(seed 003's subset is {CELEBA_SUBSET[0]}/{CELEBA_SUBSET[1]}); pass {flag} {len(ds)}")
     xs, attrs = torch.empty(n, 3, size, size, dtype=torch.uint8), ds.attr[:n].long()
     for i in range(n):
         try:

@@ -6,6 +6,8 @@ logs every 0-dim entry and never asks which model it trains.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -17,6 +19,32 @@ class BenchModel(nn.Module):
     best_metric = ("val/loss", "min")  # how the best checkpoint is chosen
     noise_std = 0.0
     noise_type = "gaussian"
+    is_variational = False  # a VAE: posterior(x) -> (mu, logvar), a prior N(0, I), KL terms
+    _eval_noise: torch.Generator | None = None
+
+    def set_noise(self, noise_std: float, noise_type: str) -> None:
+        """Input corruption of a denoising model: it sees corrupted inputs, its loss is vs the clean image."""
+        self.noise_std, self.noise_type = noise_std, noise_type
+        if noise_std > 0:
+            self.task = "denoise"
+
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees: corrupted while training, and while `corrupted_eval` is
+        active (validation and best-checkpoint choice of a denoiser use the corruption it
+        is trained to remove); the clean image otherwise."""
+        if self.noise_std <= 0:
+            return x
+        if self.training:
+            return self.corrupt(x)
+        return x if self._eval_noise is None else self.corrupt(x, self._eval_noise)
+
+    @contextlib.contextmanager
+    def corrupted_eval(self, generator: torch.Generator):
+        self._eval_noise = generator
+        try:
+            yield self
+        finally:
+            self._eval_noise = None
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each training epoch (KL annealing and the like)."""

@@ -4,7 +4,7 @@ One class covers the family because the variants differ only in what happens to 
 input (corruption), to the feature maps (masking) and to the loss (L1 on z):
 - `ae`: conv encoder, ConvTranspose decoder, sigmoid output, MSE (seeds 000, 001, 003).
 - `dae`: trained on corrupted inputs, loss against the clean image (Vincent et al. 2008).
-- `sparse_ae`: MSE + lambda * mean |z| (seed 003).
+- `sparse_ae`: MSE + lambda * sum_j |z_j| per image, averaged over the batch (seed 003).
 - `dropout_ae`: dropout (and optional BatchNorm) after every conv/deconv layer (seed 001).
 - `mcae`: random patches of the encoder's first feature maps are zeroed during training
   (masked convolutional AE, seed 000; cf. ConvMAE, arXiv 2205.03892).
@@ -46,9 +46,7 @@ class ConvAE(BenchModel):
     def __init__(self, cfg: ConvAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.noise_std, self.noise_type = cfg.noise_std, cfg.noise_type
-        if cfg.noise_std > 0:
-            self.task = "denoise"
+        self.set_noise(cfg.noise_std, cfg.noise_type)
         channels = list(cfg.channels)
         if not channels:
             raise UsageError("channels: give at least one conv width, e.g. 32,64,128")
@@ -97,7 +95,7 @@ class ConvAE(BenchModel):
         return torch.sigmoid(self.decoder(z.reshape(-1, *self.feat_shape)))
 
     def forward(self, x, y=None):
-        inp = self.corrupt(x) if self.training else x
+        inp = self.model_input(x)
         self.last_mask = None
         z = self.encode(inp)
         recon = self.decode(z)
@@ -109,7 +107,7 @@ class ConvAE(BenchModel):
             recon_loss = (w * err).mean() / w.mean()
         else:
             recon_loss = mse
-        l1 = z.abs().mean()
+        l1 = z.flatten(1).abs().sum(1).mean()  # seed 003: lambda * sum_j |z_j| per image
         loss = recon_loss + self.cfg.l1_lambda * l1 if self.cfg.l1_lambda > 0 else recon_loss
         out = {"loss": loss, "recon": recon, "z": z, "mse": mse.detach(), "l1": l1.detach(),
                "near_zero": (z.abs() < self.cfg.near_zero).float().mean().detach()}
@@ -139,7 +137,7 @@ def dae(**kw):
 
 @register_model(config=ConvAEConfig)
 def sparse_ae(**kw):
-    """Sparse AE: MSE + l1_lambda * mean|z|; L1 norm and near-zero fraction logged."""
+    """Sparse AE: MSE + l1_lambda * sum|z| per image; L1 norm and near-zero fraction logged."""
     return _build({"l1_lambda": 1e-3}, kw)
 
 

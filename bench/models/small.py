@@ -32,9 +32,7 @@ class LinearAE(BenchModel):
     def __init__(self, cfg: LinearAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.noise_std, self.noise_type = cfg.noise_std, cfg.noise_type
-        if cfg.noise_std > 0:
-            self.task = "denoise"
+        self.set_noise(cfg.noise_std, cfg.noise_type)
         self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
         d = cfg.in_channels * cfg.image_size ** 2
         dims = [d] + list(cfg.hidden_dims)
@@ -48,7 +46,7 @@ class LinearAE(BenchModel):
         return torch.sigmoid(self.decoder(z)).view(-1, *self.shape)
 
     def forward(self, x, y=None):
-        inp = self.corrupt(x) if self.training else x
+        inp = self.model_input(x)
         z = self.encode(inp)
         recon = self.decode(z)
         loss = flat_mse(recon, x)
@@ -68,9 +66,7 @@ class PoolAE(BenchModel):
     def __init__(self, cfg: PoolAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.noise_std, self.noise_type = cfg.noise_std, cfg.noise_type
-        if cfg.noise_std > 0:
-            self.task = "denoise"
+        self.set_noise(cfg.noise_std, cfg.noise_type)
         if len(cfg.channels) != 3:
             raise UsageError(f"pool_ae: channels takes exactly 3 widths, got {list(cfg.channels)}")
         c1, c2, c3 = cfg.channels
@@ -97,7 +93,7 @@ class PoolAE(BenchModel):
         return self.pool(self.encoder(x))[0].flatten(1)
 
     def forward(self, x, y=None):
-        inp = self.corrupt(x) if self.training else x
+        inp = self.model_input(x)
         feat = self.encoder(inp)
         pooled, idx = self.pool(feat)
         up = self.unpool(pooled, idx, output_size=feat.shape[-2:])

@@ -23,8 +23,9 @@ from registry import register_model
 
 
 def kl_per_dim(mu, logvar):
-    """KL(q(z|x) || N(0, I)) per latent dim, averaged over the batch: shape (latent_dim,)."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean(0)
+    """KL(q(z|x) || N(0, I)) per latent dim, averaged over the batch: shape (latent_dim,)
+    (a convolutional z of shape (C, s, s) counts C*s*s dims)."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).flatten(1).mean(0)
 
 
 def recon_term(logits, x, kind):
@@ -36,6 +37,7 @@ def recon_term(logits, x, kind):
 
 
 class VAEMixin(BenchModel):
+    is_variational = True
     beta: float = 1.0
     warmup: int = 0
     _kl_scale: float = 1.0
@@ -71,12 +73,16 @@ class ConvVAEConfig:
     recon_loss: str = "mse"
     kl_warmup_epochs: int = 0
     batchnorm: bool = False
+    bottleneck: str = "linear"  # "conv": mu/logvar are 1x1 convs on the last feature map (seed 001's 2x2x16)
+    noise_std: float = 0.0  # seed 001 trains its VAE on noisy inputs too
+    noise_type: str = "gaussian"
 
 
 class ConvVAE(VAEMixin):
     def __init__(self, cfg: ConvVAEConfig):
         super().__init__()
         self.cfg, self.beta, self.warmup = cfg, cfg.beta, cfg.kl_warmup_epochs
+        self.set_noise(cfg.noise_std, cfg.noise_type)
         channels = list(cfg.channels)
         self.sizes = down_sizes(cfg.image_size, len(channels), "vae")
         self.encoder = conv_encoder(cfg.in_channels, channels, cfg.batchnorm)
@@ -84,12 +90,19 @@ class ConvVAE(VAEMixin):
         s = self.sizes[-1]
         self.feat_shape = (channels[-1], s, s)
         flat = channels[-1] * s * s
-        self.mu = nn.Linear(flat, cfg.latent_dim)
-        self.logvar = nn.Linear(flat, cfg.latent_dim)
-        self.from_z = nn.Sequential(nn.Linear(cfg.latent_dim, flat), nn.ReLU(inplace=True))
+        if cfg.bottleneck == "conv":  # z keeps the feature map's shape: (C, s, s)
+            self.mu = nn.Conv2d(channels[-1], channels[-1], 1)
+            self.logvar = nn.Conv2d(channels[-1], channels[-1], 1)
+            self.from_z = nn.Identity()
+        else:
+            self.mu = nn.Linear(flat, cfg.latent_dim)
+            self.logvar = nn.Linear(flat, cfg.latent_dim)
+            self.from_z = nn.Sequential(nn.Linear(cfg.latent_dim, flat), nn.ReLU(inplace=True))
 
     def posterior(self, x):
-        h = self.encoder(x).flatten(1)
+        h = self.encoder(x)
+        if self.cfg.bottleneck != "conv":
+            h = h.flatten(1)
         return self.mu(h), self.logvar(h)
 
     def decode_logits(self, z):
@@ -99,7 +112,7 @@ class ConvVAE(VAEMixin):
         return torch.sigmoid(self.decode_logits(z))
 
     def forward(self, x, y=None):
-        mu, logvar = self.posterior(x)
+        mu, logvar = self.posterior(self.model_input(x))
         z = self.reparameterise(mu, logvar)
         logits = self.decode_logits(z)
         recon = torch.sigmoid(logits)
@@ -117,6 +130,8 @@ class MLPVAEConfig:
     kl_weight: float = 1.0
     kl_warmup_epochs: int = 0
     recon_loss: str = "bce"
+    noise_std: float = 0.0
+    noise_type: str = "gaussian"
 
 
 def mlp(dims):
@@ -130,7 +145,9 @@ class MLPVAE(VAEMixin):
     def __init__(self, cfg: MLPVAEConfig, variational: bool = True):
         super().__init__()
         self.cfg, self.variational = cfg, variational
+        self.is_variational = variational
         self.beta, self.warmup = cfg.kl_weight, cfg.kl_warmup_epochs
+        self.set_noise(cfg.noise_std, cfg.noise_type)
         if not cfg.hidden_dims:
             raise UsageError("hidden_dims: give at least one hidden width, e.g. 400 or 400,100")
         self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
@@ -152,7 +169,7 @@ class MLPVAE(VAEMixin):
         return torch.sigmoid(self.decode_logits(z))
 
     def forward(self, x, y=None):
-        mu, logvar = self.posterior(x)
+        mu, logvar = self.posterior(self.model_input(x))
         if not self.variational:
             logits = self.decode_logits(mu)
             recon = torch.sigmoid(logits)
