@@ -174,7 +174,7 @@ def _standalone(args) -> int:
     from bench.store import find_run
     from bench.track import Tracking
 
-    names = latent.expand([w for w in args.what.split(",") if w])
+    latent.expand([w for w in args.what.split(",") if w])  # unknown names first, before any file is read
     run = find_run(args.run, args.runs_dir)
     model, saved = load_run_model(str(run.path), args.runs_dir)
     overrides = {k: v for k, v in saved.items() if k in FIELDS}
@@ -183,6 +183,7 @@ def _standalone(args) -> int:
     cfg = resolve(overrides)
     device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
     data = load_data(cfg, model.task).to(device)
+    names = latent.applicable([w for w in args.what.split(",") if w], model, data.kind)
     model.to(device)
     tracking = Tracking(dict(saved, wandb=args.wandb), run)
     try:

@@ -166,32 +166,45 @@ def embed(model, data, cfg, run, device):
 
 @torch.no_grad()
 def collapse(model, data, cfg, run, device):
-    """KL per latent dim and active units (Burda et al.): posterior-collapse signals."""
-    if not model.is_variational:
-        raise UsageError(f"eval collapse: {cfg.model} is not a VAE (needs mu/logvar)")
+    """Active units (Burda et al. 2015: Var_x E[z_u|x] > 0.01), for any autoencoder; for a
+    VAE also the KL per latent dim (posterior-collapse signals). One definition serves the
+    numbers and the figure: a unit is active or collapsed, never both."""
     from bench.models.vae import kl_per_dim
 
     model.eval()
-    mus, kls, n = [], 0.0, 0
+    codes, kls, n = [], 0.0, 0
     for x, _ in batches(data.test, 500):
-        mu, logvar = model.posterior(x.to(device))
-        mus.append(mu.flatten(1).float().cpu())
-        kls = kls + kl_per_dim(mu, logvar).cpu() * x.shape[0]
+        x = x.to(device)
+        if model.is_variational:
+            mu, logvar = model.posterior(x)
+            kls = kls + kl_per_dim(mu, logvar).cpu() * x.shape[0]
+        else:
+            mu = model.encode(x)
+        codes.append(mu.flatten(1).float().cpu())
         n += x.shape[0]
-    kl = (kls / n).numpy()
-    var = torch.cat(mus).var(0).numpy()
-    active = int((var > ACTIVE_UNIT_THRESHOLD).sum())
-    collapsed_dims = int((kl < ACTIVE_UNIT_THRESHOLD).sum())
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.bar(np.arange(len(kl)), kl, color=["tab:blue" if v > ACTIVE_UNIT_THRESHOLD else "tab:red" for v in var])
+    var = torch.cat(codes).var(0).numpy()
+    active_mask = var > ACTIVE_UNIT_THRESHOLD
+    active, d = int(active_mask.sum()), len(var)
+    colours = ["tab:blue" if a else "tab:red" for a in active_mask]
+    numbers = {"collapse/active_units": active, "collapse/latent_dim": d, "collapse/collapsed_dims": d - active}
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    if model.is_variational:
+        kl = (kls / n).numpy()
+        ax.bar(np.arange(d), kl, color=colours)
+        ax.set_ylabel("KL (nats)")
+        numbers.update({"collapse/kl_total": float(kl.sum()), "collapse/kl_min_dim": float(kl.min()),
+                        "collapse/posterior_collapse": bool(active == 0 or kl.mean() < ACTIVE_UNIT_THRESHOLD)})
+        what = "KL per dimension"
+    else:
+        ax.bar(np.arange(d), var, color=colours)
+        ax.set_ylabel("Var over test images")
+        what = "variance of each latent unit"
     ax.set_xlabel("latent dimension")
-    ax.set_ylabel("KL (nats)")
-    ax.set_title(f"KL per dimension; {active}/{len(kl)} active units (red: inactive)", fontsize=9)
-    numbers = {"collapse/active_units": active, "collapse/latent_dim": len(kl),
-               "collapse/kl_total": float(kl.sum()), "collapse/kl_min_dim": float(kl.min()),
-               "collapse/collapsed_dims": collapsed_dims,
-               "collapse/posterior_collapse": bool(active == 0 or kl.mean() < ACTIVE_UNIT_THRESHOLD)}
-    return {"numbers": numbers, "figures": {"kl_per_dim": _save(fig, run.figures / "kl_per_dim.png")}}
+    ax.set_title(f"{what}; {active}/{d} active units (Var_x E[z|x] > {ACTIVE_UNIT_THRESHOLD:g}; red: inactive)",
+                 fontsize=9)
+    fig.tight_layout()
+    return {"numbers": numbers, "figures": {"kl_per_dim" if model.is_variational else "unit_variance":
+                                            _save(fig, run.figures / "kl_per_dim.png")}}
 
 
 def _legend(fig, y, classes):
@@ -216,6 +229,35 @@ from bench.latent_gen import arith, denoise, interp, occlusion, sample  # noqa: 
 
 TOOLS = {"probe": probe, "embed": embed, "denoise": denoise, "interp": interp, "arith": arith,
          "sample": sample, "occlusion": occlusion, "collapse": collapse}
+
+
+# What each tool needs: a labelled dataset, a decoder from z, an autoencoder at all.
+NEEDS = {"probe": {"labels"}, "embed": {"labels"}, "denoise": {"autoencoder"}, "interp": {"decoder"},
+         "arith": {"labels", "decoder"}, "sample": {"labels", "decoder"}, "occlusion": {"autoencoder"},
+         "collapse": {"autoencoder"}}
+
+
+def missing_needs(name: str, model, data_kind: str) -> list[str]:
+    is_ae = model.task in ("reconstruct", "denoise")
+    has = {"labels"} if data_kind == "labels" else set()
+    if is_ae:
+        has |= {"autoencoder"} | ({"decoder"} if hasattr(model, "decode") else set())
+    return sorted(NEEDS[name] - has)
+
+
+def applicable(names, model, data_kind: str, explicit: bool = True) -> list[str]:
+    """The tools to run. A tool named explicitly that cannot work on this model or data is bad
+    input, refused before training; `all` means every tool that applies."""
+    chosen = expand(names)
+    if "all" in [n.strip() for n in names]:
+        return [n for n in chosen if not missing_needs(n, model, data_kind)]
+    for n in chosen:
+        lack = missing_needs(n, model, data_kind)
+        if lack:
+            ok = [t for t in TOOLS if not missing_needs(t, model, data_kind)]
+            raise UsageError(f"--eval {n}: needs {' and '.join(lack)}, which {type(model).__name__} on "
+                             f"{data_kind} data lacks; valid here: {', '.join(ok) or 'none'}")
+    return chosen
 
 
 def expand(names) -> list[str]:

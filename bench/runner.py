@@ -209,7 +209,8 @@ def execute(argv: list[str], log=print) -> int:
     model, data, device, n_params = build(cfg)
     if cfg.eval:
         from bench import latent
-        latent.expand(cfg.eval)  # unknown tool names are bad input: refuse before training
+        # Unknown tools, and tools this model or data cannot serve, are refused before training.
+        cfg.eval = latent.applicable(cfg.eval, model, data.kind)
 
     trainer = Trainer(model, data, cfg, resume_run, None, device, log=log)
     if resume_run and resume_run.ckpt("last").exists():
