@@ -57,6 +57,15 @@ def run_figures(run_path: str) -> list[Path]:
     return out
 
 
+def tool_failures(frame) -> list[str]:
+    """`run id: tool (reason)` for every evaluation tool that failed in a selected run."""
+    out = []
+    for col in sorted(c for c in frame.columns if str(c).endswith("/failed")):
+        for _, r in frame[frame[col].map(lambda v: isinstance(v, str) and bool(v))].iterrows():
+            out.append(f"{r['run_id']}: {col.split('/')[0]} ({r[col]})")
+    return out
+
+
 def status_table(frame) -> str:
     counts = frame["status"].value_counts().to_dict()
     return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
@@ -91,7 +100,10 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
         if m in runs_tbl:
             runs_tbl[m] = runs_tbl[m].map(lambda v: "-" if v != v else f"{v:.4g}")
     note = unreadable_note(frame)
-    status = status_table(frame) + (f"; {note}" if note else "")
+    failures = tool_failures(frame)
+    status = status_table(frame) + (f"; {note}" if note else "") + \
+        (f"; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
+         + "; ".join(failures) if failures else "")
     md = markdown(title, to_markdown(table), to_markdown(runs_tbl), md_cell(status), args.max_chars)
     md_path = out / "report.md"
     md_path.write_text(md)

@@ -190,6 +190,10 @@ def test_a_failing_tool_keeps_the_runs_results(tmp_path, monkeypatch, capsys):
     assert s["interp/failed"].startswith("IndexError")
     assert not s.get("collapse/failed") and any(k.startswith("collapse/") for k in s)  # the next tool ran
     assert "bench.evaluate" in capsys.readouterr().err
+    from analysis.report import main as report_main
+    assert report_main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "evaluation tools that failed" in md and "interp (IndexError" in md
 
 
 # -- exactly once
