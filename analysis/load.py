@@ -74,15 +74,17 @@ def unreadable_note(frame: pd.DataFrame) -> str | None:
 
 def load_wandb(path: str, sweep: str | None = None, api=None) -> pd.DataFrame:
     """Runs of ENTITY/PROJECT through wandb.Api(); `api` may be any object of that shape."""
+    if path.count("/") != 1 or not all(path.split("/")):
+        raise UsageError(f"--wandb {path!r}: give ENTITY/PROJECT, e.g. my-team/aebench")
     if api is None:
-        import wandb
-
-        api = wandb.Api(timeout=30)
+        api = _wandb_api(path)
     filters = {"group": sweep} if sweep else None
     try:
         runs = list(api.runs(path, filters=filters) if filters else api.runs(path))
     except Exception as e:
-        raise UsageError(f"--wandb {path}: cannot list runs ({type(e).__name__}: {str(e)[:120]})") from None
+        first = " ".join(str(e).split())[:160]
+        raise UsageError(f"--wandb {path}: cannot list runs (unknown entity or project?) "
+                         f"({type(e).__name__}: {first})") from None
     rows = []
     for r in runs:
         summary = dict(getattr(r.summary, "_json_dict", r.summary))
@@ -92,6 +94,25 @@ def load_wandb(path: str, sweep: str | None = None, api=None) -> pd.DataFrame:
         config = {k: v for k, v in dict(r.config).items() if not k.startswith("_")}
         rows.append(_row(r.id, "wandb", getattr(r, "url", ""), r.state, config, summary, history))
     return pd.DataFrame(rows)
+
+
+def _wandb_api(path: str):
+    """wandb.Api(), or one line saying why it cannot be had (no login, no server), within seconds."""
+    from bench.track import server_reachable, wandb_logged_in
+
+    if not wandb_logged_in():
+        raise UsageError(f"--wandb {path}: not logged in to W&B (run `wandb login` or set WANDB_API_KEY); "
+                         f"without --wandb, analysis reads the local run store")
+    unreachable = server_reachable()
+    if unreachable:
+        raise UsageError(f"--wandb {path}: the W&B server is {unreachable}; without --wandb, analysis reads "
+                         f"the local run store")
+    import wandb
+
+    try:
+        return wandb.Api(timeout=30)
+    except Exception as e:
+        raise UsageError(f"--wandb {path}: W&B refused ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
 
 
 def load_runs(runs_dir: str = "runs", wandb_path: str | None = None, sweep: str | None = None,

@@ -38,7 +38,7 @@ def label(row, group_by) -> str:
 
 
 def curves(frame: pd.DataFrame, group_by: list[str], path: Path) -> Path | None:
-    frame = frame[frame["history"].map(len) > 0]
+    frame = frame[frame["history"].map(len) > 1]  # a curve needs two epochs; 1-epoch runs have none
     terms = [t for t in CURVE_TERMS if any(f"val/{t}" in r or f"train/{t}" in r
                                            for h in frame["history"] for r in h)]
     if not terms:
@@ -83,20 +83,23 @@ def metric_vs(summary: pd.DataFrame, x: str, metric: str, group_by: list[str], p
 
 
 def pareto(summary: pd.DataFrame, metric: str, group_by: list[str], path: Path) -> Path | None:
-    if "params" not in summary or summary["params"].isna().all():
-        return None
+    if "params" not in summary or summary["params"].nunique(dropna=True) < 2:
+        return None  # a front needs configurations of different sizes
     higher = metric.split("/")[-1] in HIGHER_IS_BETTER
     s = summary.dropna(subset=[metric, "params"]).sort_values("params")
-    best, front = -np.inf if higher else np.inf, []
-    for _, r in s.iterrows():
-        better = r[metric] > best if higher else r[metric] < best
-        if better:
-            best = r[metric]
-            front.append(r)
+    sign = -1.0 if higher else 1.0  # minimise sign * metric
+
+    def dominated(r) -> bool:  # another configuration is no larger and strictly better, or smaller and as good
+        return any((o["params"] <= r["params"] and sign * o[metric] < sign * r[metric])
+                   or (o["params"] < r["params"] and sign * o[metric] <= sign * r[metric])
+                   for _, o in s.iterrows())
+    front = [r for _, r in s.iterrows() if not dominated(r)]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.scatter(s["params"], s[metric], c="tab:gray", s=25, label="configurations")
     for _, r in s.iterrows():
-        ax.annotate(label(r, group_by), (r["params"], r[metric]), fontsize=6, alpha=0.8)
+        ax.annotate(label(r, group_by), (r["params"], r[metric]), fontsize=6, alpha=0.8,
+                    xytext=(3, 3), textcoords="offset points", annotation_clip=True)
+    ax.margins(x=0.25, y=0.12)  # room for the labels of the outermost points
     if front:
         f = pd.DataFrame(front)
         ax.plot(f["params"], f[metric], "-o", color="tab:red", label="Pareto front")
@@ -126,27 +129,40 @@ def numeric_keys(summary: pd.DataFrame, group_by: list[str]) -> list[str]:
     return out
 
 
-def make_plots(args, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
+def make_plots(args, out: Path, notes: list | None = None) -> dict[str, Path]:
+    """The comparison figures; a figure that would mislead (one x value, one model size,
+    single-epoch curves) is left out and a one-line note in `notes` says why."""
+    notes = [] if notes is None else notes
     frame = load_runs(args.runs, args.wandb, args.sweep)
     require_runs(frame, args.runs, args.sweep, args.wandb)
     summary, group_by, metrics = build_table(args)
-    figs = {}
-    finished = frame[frame["status"] == "finished"]
-    if len(finished):
-        p = curves(finished, resolve_group(frame, group_by), out / "curves.png")
-        if p:
-            figs["curves"] = p
     xs = [args.x] if getattr(args, "x", None) else numeric_keys(summary, group_by)
     if xs and xs[0] not in group_by:
         raise UsageError(f"--x {xs[0]}: not among the group keys; valid: {', '.join(group_by)}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # only once the selection is known to be good
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create it ({e.strerror or type(e).__name__})") from None
+    figs = {}
+    finished = frame[frame["status"] == "finished"]
+    p = curves(finished, resolve_group(frame, group_by), out / "curves.png") if len(finished) else None
+    if p:
+        figs["curves"] = p
+    else:
+        notes.append("no learning curves: every run has a single epoch")
     for x in xs:
+        if pd.to_numeric(summary[x], errors="coerce").nunique() < 2:
+            notes.append(f"no {x} plot: {x} takes one value in this selection")
+            continue
         for m in metrics:
             figs[f"{m}_vs_{x}"] = metric_vs(summary, x, m, group_by, out / f"{m.replace('/', '_')}_vs_{x}.png")
     for m in metrics[:2]:
         p = pareto(summary, m, group_by, out / f"pareto_{m.replace('/', '_')}.png")
         if p:
             figs[f"pareto_{m}"] = p
+        else:
+            notes.append(f"no Pareto plot of {m}: every configuration has the same parameter count")
+            break
     return figs
 
 
@@ -154,14 +170,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.plots", description=__doc__.splitlines()[0])
     add_common(p)
     p.add_argument("--x", default=None, help="hyperparameter for metric-vs-x plots (default: numeric group keys)")
-    p.add_argument("--out", default="figures", help="output folder")
+    p.add_argument("--out", default="reports/figures", help="output folder (default reports/figures, git-ignored)")
     args = p.parse_args(argv)
+    notes: list[str] = []
     try:
-        figs = make_plots(args, Path(args.out))
+        figs = make_plots(args, Path(args.out), notes)
     except UsageError as e:
         exit_usage(p.prog, e)
     for name, path in figs.items():
         print(f"{name}: {path}")
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

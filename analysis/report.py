@@ -87,12 +87,12 @@ def markdown(title, table_md, runs_md, status, max_chars) -> str:
 
 
 def build_report(args, out: Path) -> tuple[Path, Path]:
-    out.mkdir(parents=True, exist_ok=True)
     frame = load_runs(args.runs, args.wandb, args.sweep)
     require_runs(frame, args.runs, args.sweep, args.wandb)
     summary, group_by, metrics = build_table(args)
     table = display(summary, group_by, metrics)
-    figs = plots.make_plots(args, out / "figures")
+    notes: list[str] = []
+    figs = plots.make_plots(args, out / "figures", notes)  # creates `out` once the selection is good
     title = f"aebench report: {args.sweep or args.wandb or args.runs}"
     cols = ["run_id", "status", "model", "dataset", "seed"] + [m for m in metrics if m in frame]
     runs_tbl = frame[[c for c in cols if c in frame]].copy()
@@ -101,7 +101,7 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
             runs_tbl[m] = runs_tbl[m].map(lambda v: "-" if v != v else f"{v:.4g}")
     note = unreadable_note(frame)
     failures = tool_failures(frame)
-    status = status_table(frame) + (f"; {note}" if note else "") + \
+    status = status_table(frame) + (f"; {note}" if note else "") + "".join(f"; {n}" for n in notes) + \
         (f"; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
          + "; ".join(failures) if failures else "")
     md = markdown(title, to_markdown(table), to_markdown(runs_tbl), md_cell(status), args.max_chars)
@@ -145,12 +145,14 @@ def main(argv=None) -> int:
     add_common(p)
     p.add_argument("--x", default=None, help="hyperparameter for metric-vs-x plots")
     p.add_argument("--max-chars", type=int, default=7500, help="length cap of the markdown report")
-    p.add_argument("--out", default="report", help="output folder")
+    p.add_argument("--out", default="reports/report", help="output folder (default reports/report, git-ignored)")
     args = p.parse_args(argv)
     try:
         html_path, md_path = build_report(args, Path(args.out))
     except UsageError as e:
         exit_usage(p.prog, e)
+    except OSError as e:
+        exit_usage(p.prog, UsageError(f"--out {args.out}: cannot write the report ({e.strerror or type(e).__name__})"))
     print(f"wrote {html_path} and {md_path} ({md_path.stat().st_size} chars)")
     return 0
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import load_runs, require_runs, unreadable_note, varying_keys
+from analysis.load import BOOKKEEPING, load_runs, require_runs, unreadable_note, varying_keys
 from bench.errors import UsageError, exit_usage
 
 ALIASES = {"probe_acc": "probe/linear_acc", "logreg_acc": "probe/logreg_acc", "acc": "test/acc",
@@ -164,6 +164,25 @@ def render(summary, group_by, metrics, fmt: str) -> str:
     return to_markdown(table)
 
 
+def split_keys(frame: pd.DataFrame, group_by: list[str]) -> list[str]:
+    """Config keys (beyond the group keys, the seed and bookkeeping) whose value differs
+    between finished runs of one group: such runs are not replicates of each other."""
+    from bench.config import FIELDS
+
+    done = frame[frame["status"] == "finished"] if "status" in frame else frame
+    if not len(done):
+        return []
+    keyed = done.assign(**{k: done[k].map(repr) for k in group_by})
+    out = []
+    for k in FIELDS:
+        if k in group_by or k in BOOKKEEPING or k == "seed" or k not in done:
+            continue
+        text = done[k].map(repr)
+        if (text.groupby([keyed[g] for g in group_by]).nunique() > 1).any():
+            out.append(k)
+    return out
+
+
 def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
     frame = load_runs(args.runs, args.wandb, args.sweep)
     require_runs(frame, args.runs, args.sweep, args.wandb)
@@ -173,6 +192,11 @@ def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
     if not (frame["status"] == "finished").any():
         counts = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items())
         raise UsageError(f"no finished runs to compare ({counts}); see summary.json of each run for the reason")
+    extra = split_keys(frame, group_by)
+    if extra:  # averaging runs of different epochs or data limits would not be a mean over seeds
+        print(f"note: rows are also split by {', '.join(extra)}: runs of one {','.join(group_by)} group differ "
+              f"there, so they are not replicates", file=sys.stderr)
+        group_by = group_by + extra
     return summarise(frame, group_by, metrics), group_by, metrics
 
 
@@ -211,8 +235,11 @@ def main(argv=None) -> int:
               f"each seed is counted once (the latest run)", file=sys.stderr)
     text = render(summary, group_by, metrics, args.format)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        try:
+            with open(args.out, "w") as f:
+                f.write(text + "\n")
+        except OSError as e:
+            exit_usage(p.prog, UsageError(f"--out {args.out}: cannot write ({e.strerror or type(e).__name__})"))
         print(f"wrote {args.out} ({len(summary)} configurations)")
     else:
         print(text)

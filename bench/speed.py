@@ -1,7 +1,7 @@
 """Speed benchmark: the harness against the usual notebook loop and a bare loop.
 
     python -m bench.speed [--data-root DIR] [--epochs 1] [--repeats 3] [--limit-train N]
-                          [--device cpu|cuda] [--out speed.json]
+                          [--device cpu|cuda] [--out reports/speed.json]
 
 For each case, in one process and one sitting:
   (a) notebook: torchvision dataset + transforms.ToTensor() + DataLoader, metrics image by image;
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     p.add_argument("--cases", default="all", help="comma list of model names or all")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="speed.json")
+    p.add_argument("--out", default="reports/speed.json", help="results (default reports/speed.json, git-ignored)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("python -m bench.speed: error: --device cuda: no CUDA device is visible; valid here: cpu",
@@ -274,6 +274,7 @@ def main(argv=None) -> int:
                 results.append(measure(case, args, device, workdir))
         finally:
             os.chdir(cwd)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(table(results, meta))
     print(f"wrote {args.out}")

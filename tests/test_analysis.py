@@ -134,3 +134,64 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1280,2400", url],
                    capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def _fake_runs(root, rows):
+    from bench.store import RunDir
+    for cfg, summary in rows:
+        run = RunDir.create(str(root), cfg["model"], "synthetic")
+        run.write_config(dict({"dataset": "synthetic", "seed": 0, "epochs": 1}, **cfg))
+        run.update_summary(status="finished", **summary)
+
+
+def test_runs_that_are_not_replicates_are_split_not_averaged(tmp_path, capsys):
+    from analysis.tables import main as tables_main
+
+    _fake_runs(tmp_path / "runs", [({"model": "ae", "seed": 0, "epochs": 1}, {"test/mse": 0.05}),
+                                   ({"model": "ae", "seed": 1, "epochs": 1}, {"test/mse": 0.07}),
+                                   ({"model": "ae", "seed": 0, "epochs": 20}, {"test/mse": 0.01})])
+    assert tables_main(["--runs", str(tmp_path / "runs"), "--group-by", "model", "--metrics", "mse",
+                        "--format", "csv"]) == 0
+    out = capsys.readouterr()
+    assert "split by epochs" in out.err
+    import csv
+    import io
+    rows = [r for r in csv.reader(io.StringIO(out.out)) if r]
+    head = rows[0]
+    by_epochs = {r[head.index("epochs")]: r for r in rows[1:]}
+    assert set(by_epochs) == {"1", "20"}
+    assert float(by_epochs["1"][head.index("test/mse")]) == pytest.approx(0.06)
+    assert by_epochs["1"][head.index("seeds")] == "0,1" and by_epochs["20"][head.index("runs")] == "1"
+
+
+def test_no_pareto_front_over_equal_sizes_and_no_single_epoch_curves(tmp_path, capsys):
+    from analysis.plots import main as plots_main
+
+    _fake_runs(tmp_path / "runs", [({"model": "dae", "noise_std": s}, {"test/mse": m, "params": 1000})
+                                   for s, m in ((0.1, 0.02), (0.3, 0.03), (0.5, 0.05))])
+    assert plots_main(["--runs", str(tmp_path / "runs"), "--x", "noise_std", "--metrics", "mse",
+                       "--out", str(tmp_path / "figs")]) == 0
+    out = capsys.readouterr().out
+    assert "no Pareto plot" in out and "no learning curves" in out
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["test_mse_vs_noise_std.png"]
+
+
+def test_refused_selection_creates_no_output_folder(tmp_path):
+    from analysis.report import main as report_main
+
+    with pytest.raises(SystemExit) as e:
+        report_main(["--runs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "rep")])
+    assert e.value.code == 2 and not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"WANDB_API_KEY": ""}, "not logged in"),
+    ({"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}, "unreachable"),
+])
+def test_wandb_source_without_login_or_server_is_one_line(tmp_path, env, needle):
+    from conftest import run_cli
+
+    env = dict(env, HOME=str(tmp_path), NETRC=str(tmp_path / "netrc"))
+    p = run_cli(["--wandb", "ent/proj"], cwd=tmp_path, script="analysis.tables", env=env)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and needle in lines[0], p.stderr
