@@ -177,6 +177,8 @@ def main(argv=None) -> int:
         figs = make_plots(args, Path(args.out), notes)
     except UsageError as e:
         exit_usage(p.prog, e)
+    except OSError as e:
+        exit_usage(p.prog, UsageError(f"--out {args.out}: cannot write figures ({e.strerror or type(e).__name__})"))
     for name, path in figs.items():
         print(f"{name}: {path}")
     for note in notes:

@@ -308,7 +308,22 @@ def _supervised(run, resumed, cfg, model, data, device, n_params, trainer, phase
         with phases.ignoring_signals():
             _finish(run, tracking, status, extra, exit_code)
     log(f"status {status}  run dir {run.path}")
+    if status == "finished":
+        log(next_steps(run, cfg, tracking))
     return exit_code
+
+
+def next_steps(run, cfg, tracking) -> str:
+    """What to run after a finished run: its report, a table, and the W&B upload if offline."""
+    lines = ["next:",
+             f"  python -m analysis.report --runs {cfg.runs_dir} --out reports/{run.id}   # HTML + markdown report",
+             f"  python -m analysis.tables --runs {cfg.runs_dir}{' --sweep ' + cfg.sweep if cfg.sweep else ''}"
+             f"   # comparison table",
+             f"  python -m bench.evaluate {run.path} --what probe,embed,sample   # latent-space tools"]
+    sync = tracking.offline_dir() if tracking is not None else None
+    if sync:
+        lines.append(f"  wandb sync {sync}   # upload this run to W&B")
+    return "\n".join(lines)
 
 
 def _finish(run, tracking, status, extra, exit_code) -> None:

@@ -161,6 +161,13 @@ class Tracking(Tracker):
         warn(f"W&B could not start in {self.wandb_mode} mode ({reason}); {SYNC_HINT}")
         self.wandb_mode = "failed"
 
+    def offline_dir(self) -> str | None:
+        """The W&B offline folder of this run, to `wandb sync` later, if it logged offline."""
+        for t in self.trackers:
+            if isinstance(t, WandbTracker) and t.mode == "offline":
+                return t.sync_dir
+        return None
+
     def log_epoch(self, row):
         for t in self.trackers:
             t.log_epoch(row)

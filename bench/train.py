@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import time
@@ -278,8 +279,32 @@ def format_row(row: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
+class LineProgress:
+    """Progress for a log file or a pipe: a line every few seconds with images/s and ETA."""
+
+    def __init__(self, total: int, batch_size: int, desc: str, every: float):
+        self.total, self.batch_size, self.desc, self.every = total, batch_size, desc, every
+        self.done, self.t0 = 0, time.perf_counter()
+        self.last = self.t0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last < self.every or self.done >= self.total:
+            return
+        self.last = now
+        rate = self.done * self.batch_size / (now - self.t0)
+        eta = (self.total - self.done) * (now - self.t0) / self.done
+        print(f"  {self.desc}  step {self.done}/{self.total}  {rate:,.0f} img/s  ETA {eta:.0f}s", flush=True)
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(n, batch_size, desc):
+    """A live bar with ETA in a terminal; a line every few seconds otherwise."""
+    steps = math.ceil(n / batch_size)
     if not sys.stderr.isatty():
-        return None
+        return LineProgress(steps, batch_size, desc, float(os.environ.get("AEBENCH_PROGRESS_SECONDS", 10)))
     from tqdm import tqdm
-    return tqdm(total=math.ceil(n / batch_size), desc=desc, leave=False, unit="batch")
+    return tqdm(total=steps, desc=desc, leave=False, unit="batch")

@@ -3,7 +3,8 @@
 Files follow torchvision's layout under --data-root and are read by torchvision's own
 classes. When files are missing a download is tried only if the dataset's host answers
 (set AEBENCH_OFFLINE=1 to never try); otherwise one line says where the files must go.
-Fashion-MNIST also accepts Debian's `dataset-fashion-mnist` files.
+Fashion-MNIST also accepts Debian's `dataset-fashion-mnist` files, and the project ships
+the original files (bench/data/bundled), so its first command runs with no network.
 """
 from __future__ import annotations
 
@@ -52,24 +53,53 @@ def _open(name, make, root, url, where):
                      f"(torchvision layout under --data-root {root})")
 
 
-def _debian_fashion(root: str) -> None:
-    """Unpack Debian's Fashion-MNIST .gz files into the torchvision layout if needed."""
-    src = Path(os.environ.get("AEBENCH_DEBIAN_FASHION_DIR", DEBIAN_FASHION_DIR))
-    raw = Path(root) / "FashionMNIST" / "raw"
-    if all((raw / f).exists() for f in MNIST_FILES) or not all((src / f"{f}.gz").exists() for f in MNIST_FILES):
-        return
-    raw.mkdir(parents=True, exist_ok=True)
-    for f in MNIST_FILES:
-        tmp = raw / f"{f}.tmp"
-        with gzip.open(src / f"{f}.gz", "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-        os.replace(tmp, raw / f)
+BUNDLED_FASHION_DIR = Path(__file__).resolve().parent / "bundled" / "fashion-mnist"
 
 
-def _mnist_like(cls, name, cfg) -> Source:
+def _fashion_sources() -> list[Path]:
+    """Folders of Fashion-MNIST's original .gz files: Debian's package, then the copy shipped here."""
+    return [Path(os.environ.get("AEBENCH_DEBIAN_FASHION_DIR", DEBIAN_FASHION_DIR)), BUNDLED_FASHION_DIR]
+
+
+def _unpack_fashion(root: str) -> str:
+    """The data root to read Fashion-MNIST from, unpacking .gz files into torchvision's layout
+    when `root` (or ./data) has none. Returns `root` itself unless it cannot be written."""
+    import hashlib
+
+    for cand in (Path(root), Path("data")):
+        if all((cand / "FashionMNIST" / "raw" / f).exists() for f in MNIST_FILES):
+            return str(cand)
+    src = next((d for d in _fashion_sources() if all((d / f"{f}.gz").exists() for f in MNIST_FILES)), None)
+    if src is None:
+        return root
+    sums = {}
+    if (src / "SHA256SUMS").exists():
+        sums = dict(reversed(line.split()) for line in (src / "SHA256SUMS").read_text().splitlines() if line.strip())
+    cache = Path(os.environ.get("AEBENCH_CACHE") or Path.home() / ".cache" / "aebench") / "data"
+    for target in (Path(root), cache):
+        raw = target / "FashionMNIST" / "raw"
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in MNIST_FILES:
+                if (raw / f).exists():
+                    continue
+                tmp = raw / f".{f}.{os.getpid()}.tmp"
+                with gzip.open(src / f"{f}.gz", "rb") as fin, open(tmp, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+                if f in sums and hashlib.sha256(tmp.read_bytes()).hexdigest() != sums[f]:
+                    tmp.unlink()
+                    raise UsageError(f"fashion_mnist: {src / f}.gz does not match its SHA-256 sum")
+                os.replace(tmp, raw / f)
+            return str(target)
+        except OSError:
+            continue  # unwritable data root: unpack into the cache instead
+    return root
+
+
+def _mnist_like(cls, name, cfg, root=None) -> Source:
     from torchvision.datasets import mnist as tv_mnist
 
-    root = cfg.data_root
+    root = root or cfg.data_root
     where = os.path.join(root, cls.__name__, "raw")
     sets = []
     for train in (True, False):
@@ -103,13 +133,9 @@ def mnist(cfg, task):
 
 @register_dataset(shape=(1, 28, 28))
 def fashion_mnist(cfg, task):
-    """Fashion-MNIST clothing, 1x28x28, 60k/10k, 10 classes (torchvision or Debian files)."""
+    """Fashion-MNIST clothing, 1x28x28, 60k/10k, 10 classes (torchvision; Debian's or the shipped files)."""
     from torchvision.datasets import FashionMNIST
-    try:
-        _debian_fashion(cfg.data_root)
-    except OSError:
-        pass  # unwritable data root: torchvision's own error path names the folder
-    return _mnist_like(FashionMNIST, "fashion_mnist", cfg)
+    return _mnist_like(FashionMNIST, "fashion_mnist", cfg, _unpack_fashion(cfg.data_root))
 
 
 PALETTE = torch.tensor([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
