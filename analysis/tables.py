@@ -31,7 +31,10 @@ INFO = [("params", "params"), ("epochs_done", "epochs"), ("best_epoch", "best ep
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
-    return sorted(c for c in frame.columns if "/" in c and pd.api.types.is_numeric_dtype(frame[c]))
+    """Recorded numbers: `split/name` metrics, and `best_value` (the best validation value of
+    the metric that chose best.pt, seed 004's "optimal loss")."""
+    return sorted(c for c in frame.columns if ("/" in c or c == "best_value")
+                  and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]))
 
 
 def resolve_metrics(frame: pd.DataFrame, names: list[str] | None) -> list[str]:
@@ -134,7 +137,9 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
         out[m] = [_fmt(v, c if c is not None else float("nan")) for v, c in zip(summary[m], summary[f"{m}_ci"])]
     for col, label in INFO:
         if col in summary:
-            out[label] = summary[col].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}" if v >= 100 else f"{v:.1f}")
+            integer = col in ("params", "epochs_done", "best_epoch")
+            out[label] = summary[col].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}" if v >= 100 or integer
+                                          else f"{v:.1f}")
     return out
 
 

@@ -115,7 +115,9 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     assert len(md) <= 2500 and "![" not in md and "| ae |" in md
     page = (out / "report.html").read_text()
     n_imgs = page.count("<img ")
-    assert n_imgs >= 4 and "src=\"data:image/png;base64," in page and "http" not in page.split("<body>")[1][:0] + ""
+    body = page.split("<body>")[1]
+    assert n_imgs >= 4 and "src=\"data:image/png;base64," in page
+    assert "src=\"http" not in body and "href=\"http" not in body  # self-contained: nothing fetched
     browser = _chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (CI installs Debian's chromium)")
