@@ -242,27 +242,78 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+# How `--help` groups the keys. Model-family keys are accepted only by the models that
+# take them (a run refuses the others); `python registry.py` lists the models.
+HELP_GROUPS = [
+    ("what to run", ["model", "dataset", "task"]),
+    ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test", "color_mode", "label_attr",
+              "train_split"]),
+    ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "seed", "select_on", "max_params"]),
+    ("model-family keys (each model takes only its own; a key it does not take is refused)",
+     ["latent_dim", "channels", "hidden_dims", "mlp_dims", "bottleneck", "noise_std", "noise_type", "l1_lambda",
+      "dropout", "batchnorm", "beta", "kl_weight", "kl_warmup_epochs", "recon_loss", "mask_ratio", "mask_patch",
+      "masked_loss_weight", "loss", "pretrained", "encoder", "probe_from"]),
+    ("evaluation after training", ["eval", "eval_sigmas"]),
+    ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
+    ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep"]),
+]
+
+
+def _help_text(key: str, f) -> str:
+    """One help line: what the key does, its choices or range, its default, each once."""
+    meta = f.metadata
+    parts = [meta.get("help", "")]  # choices are in the metavar, {a,b}
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None or hi is not None:
+        left, right = ("(" if meta.get("lo_open") else "["), (")" if meta.get("hi_open") else "]")
+        parts.append(f"{left}{'-inf' if lo is None else lo:g}, {'inf' if hi is None else hi:g}{right}"
+                     if not isinstance(lo, int) or not isinstance(hi, (int, type(None)))
+                     else f"{left}{lo}, {'inf' if hi is None else hi}{right}")
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if "default" not in parts[0]:
+        parts.append("(default: the model's own)" if default is None and key in HELP_GROUPS[3][1]
+                     else f"(default: {default})")
+    return " ".join(p for p in parts if p).replace("%", "%%")
+
+
+def _metavar(tp, meta) -> str:
+    if meta.get("choices"):
+        return "{" + ",".join(meta["choices"]) + "}"
+    if typing.get_origin(tp) is list:
+        return "A,B,..."
+    return {int: "INT", float: "FLOAT", bool: "BOOL"}.get(tp, "TEXT")
+
+
 def build_parser(prog="run.py") -> argparse.ArgumentParser:
+    """The command line: every key as `--key value` or `--key=value`; the underscore spelling
+    a W&B agent passes (`--noise_std=0.1`) is accepted and not listed twice."""
     parser = _Parser(prog=prog, description="Train, evaluate and log one autoencoder run.",
                      argument_default=argparse.SUPPRESS, allow_abbrev=False)
-    parser.add_argument("--config", help="YAML or JSON file of keys; flags override it")
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of keys; flags override it")
     parser.add_argument("--list", action="store_true", help="list models and datasets and exit")
-    for key, f in FIELDS.items():
-        flags = ["--" + key.replace("_", "-")]
-        if "_" in key:
-            flags.append("--" + key)
-        tp = _base_type(typing.get_type_hints(RunConfig)[key])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kwargs = dict(dest=key, help=f"{f.metadata.get('help', '')} (default: {default})")
-        if tp is bool:
-            # `--batchnorm` alone means true; `--batchnorm=False` from an agent means false.
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
-        parser.add_argument(*flags, **kwargs)
+    parser.add_argument("--print-config", action="store_true", dest="print_config",
+                        help="print the fully resolved config of this run and exit (nothing is trained)")
+    hints = typing.get_type_hints(RunConfig)
+    grouped = {k for _, keys in HELP_GROUPS for k in keys}
+    groups = HELP_GROUPS + [("other", [k for k in FIELDS if k not in grouped])]
+    for title, keys in groups:
+        group = parser.add_argument_group(title)
+        for key in keys:
+            if key not in FIELDS:
+                continue
+            f, tp = FIELDS[key], _base_type(hints[key])
+            kwargs = dict(dest=key, help=_help_text(key, f), metavar=_metavar(tp, f.metadata))
+            if tp is bool:
+                # `--batchnorm` alone means true; `--batchnorm=False` from an agent means false.
+                kwargs.update(nargs="?", const="true")
+            group.add_argument("--" + key.replace("_", "-"), **kwargs)
+            if "_" in key:
+                group.add_argument("--" + key, **dict(kwargs, help=argparse.SUPPRESS))
     return parser
 
 
 def _unknown_flag_message(args):
-    names = ["--" + k.replace("_", "-") for k in FIELDS] + ["--config", "--list"]
+    names = ["--" + k.replace("_", "-") for k in FIELDS] + ["--config", "--list", "--print-config"]
     flags = [a.split("=")[0] for a in args if a.startswith("-")]
     bad = flags[0] if flags else args[0]
     close = difflib.get_close_matches(bad.replace("_", "-"), names, n=3)
@@ -294,19 +345,19 @@ def load_config_file(path: str) -> dict:
     return data
 
 
-def parse_args(argv: list[str], prog="run.py") -> tuple[dict, bool]:
-    """Parse flags into raw overrides. Returns (overrides, list_requested)."""
+def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
+    """Parse flags into raw overrides. Returns (overrides, actions asked for: "list", "print_config")."""
     parser = build_parser(prog)
     ns, rest = parser.parse_known_args(argv)
     if rest:
         raise UsageError(_unknown_flag_message(rest))
     raw = vars(ns)
-    list_requested = bool(raw.pop("list", False))
+    actions = {a for a in ("list", "print_config") if raw.pop(a, False)}
     merged = {}
     if "config" in raw:
         merged.update(load_config_file(raw.pop("config")))
     merged.update(raw)
-    return merged, list_requested
+    return merged, actions
 
 
 def resolve(overrides: dict) -> RunConfig:

@@ -198,8 +198,8 @@ def execute(argv: list[str], log=print) -> int:
     from registry import describe
     from bench.store import RunDir
 
-    overrides, list_requested = parse_args(argv)
-    if list_requested:
+    overrides, actions = parse_args(argv)
+    if "list" in actions:
         print(describe())
         return 0
     cfg, resume_run = resolve_run_config(overrides)
@@ -211,6 +211,10 @@ def execute(argv: list[str], log=print) -> int:
         from bench import latent
         # Unknown tools, and tools this model or data cannot serve, are refused before training.
         cfg.eval = latent.applicable(cfg.eval, model, data.kind)
+    if "print_config" in actions:
+        from registry import model_entry
+        print(json.dumps(recorded_config(cfg, model_entry(cfg.model)), indent=2, sort_keys=True))
+        return 0
 
     trainer = Trainer(model, data, cfg, resume_run, None, device, log=log)
     if resume_run and resume_run.ckpt("last").exists():

@@ -162,21 +162,25 @@ def plan(cfg: dict, count: int | None) -> list[dict]:
 
 
 def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
-    """config key -> (status, metric value, run id) of runs already in the sweep folder.
+    """config key -> (status, metric value, run id) of runs already in the sweep folder,
+    read from the run store. A finished run wins over failed attempts of the same
+    configuration; an unreadable record counts as not finished."""
+    from bench.store import RecordError, effective_status, list_runs
 
-    A finished run wins over failed attempts of the same configuration."""
-    from analysis.load import load_local
-
-    frame = load_local(str(runs_dir))
     out = {}
-    for _, r in (frame.iterrows() if len(frame) and "sweep_params" in frame else []):
-        key = r["sweep_params"]
+    for run in list_runs(str(runs_dir)):
+        try:
+            summary = run.read_summary()
+        except RecordError:
+            continue
+        key = summary.get("sweep_params")
         if not isinstance(key, str):
             continue
-        value = r.get(metric) if metric else None
-        value = float(value) if value is not None and value == value else None
-        if key not in out or r["status"] == "finished":
-            out[key] = (r["status"], value, r["run_id"])
+        status = effective_status(summary, run.path)
+        value = summary.get(metric) if metric else None
+        value = float(value) if isinstance(value, (int, float)) and value == value else None
+        if key not in out or status == "finished":
+            out[key] = (status, value, run.id)
     return out
 
 

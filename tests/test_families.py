@@ -67,3 +67,35 @@ def test_timm_backbone_serves_as_frozen_encoder(tmp_path):
                  dataset="synthetic_rgb", epochs=1)
     assert run_inproc(args) == 0
     assert "test/acc" in only_run(tmp_path).read_summary()
+
+
+def _registered():
+    import registry
+    return sorted(n for n, e in registry.MODELS.items() if not e.hidden)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _registered())
+def test_every_model_trains_and_runs_every_tool_that_applies(tmp_path, name):
+    """Generated from the registry: one tiny epoch, then `--eval all`; every tool that applies
+    records its numbers and none fails."""
+    import registry
+    from bench import latent
+
+    task = registry.MODELS[name].task
+    dataset = {"classify": "synthetic_rgb", "segment": "synthetic_seg"}.get(task, "synthetic")
+    extra = ["--pretrained=false"] if "pretrained" in registry.MODELS[name].config_keys() else []
+    args = quick(tmp_path, "--eval", "all", "--limit-train", 120, "--limit-test", 60, *extra,
+                 model=name, dataset=dataset, epochs=1)
+    assert run_inproc(args) == 0
+    run = only_run(tmp_path)
+    s, cfg = run.read_summary(), run.read_config()
+    assert s["status"] == "finished"
+    assert not [k for k, v in s.items() if k.endswith(("/failed", "/skipped")) and v], s
+    for tool in cfg["eval"]:
+        assert any(k.startswith(f"{tool}/") and not k.endswith(("/failed", "/skipped")) for k in s), tool
+    decoding = {"denoise", "interp", "arith", "sample", "occlusion", "collapse"}
+    if task in ("reconstruct", "denoise"):
+        assert set(cfg["eval"]) >= {"probe", "embed", "denoise", "occlusion", "collapse"}
+    else:  # classifiers and segmenters have no decoder from z: those tools do not apply
+        assert not set(cfg["eval"]) & decoding and (task != "classify" or "probe" in cfg["eval"])
