@@ -4,7 +4,7 @@ One dataclass holds every key a run, a sweep YAML or a config file may set. Flag
 accept both `--key value` and `--key=value`, with dashes or underscores (W&B agents
 pass `--noise_std=0.1`). Model-specific keys default to None, meaning "the model's
 own default"; the registry drops them for models that do not take them.
-Precedence: defaults < `--config FILE` < flags.
+Precedence: defaults < the file named by $AEBENCH_CONFIG < `--config FILE` < flags.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,6 +355,8 @@ def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
     raw = vars(ns)
     actions = {a for a in ("list", "print_config") if raw.pop(a, False)}
     merged = {}
+    if os.environ.get("AEBENCH_CONFIG"):  # site or session defaults, below --config and flags
+        merged.update(load_config_file(os.environ["AEBENCH_CONFIG"]))
     if "config" in raw:
         merged.update(load_config_file(raw.pop("config")))
     merged.update(raw)
