@@ -6,9 +6,7 @@ written to a temporary file and moved into place, so a kill never leaves a torn 
 """
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 from pathlib import Path
 
 import torch
@@ -17,21 +15,13 @@ from bench.errors import UsageError
 
 
 def save(path: Path, state: dict) -> None:
-    """Serialise in memory, then write through Python's file API: a full or read-only disk
-    raises OSError (recorded as a storage fault), and the temporary file never stays."""
+    """Serialise in memory, then write atomically through Python's file API: a full or
+    read-only disk raises OSError (recorded as a storage fault), never a torn file."""
+    from bench.store import atomic_write_bytes
+
     buf = io.BytesIO()
     torch.save(state, buf)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    atomic_write_bytes(Path(path), buf.getbuffer())
 
 
 def load(path: Path, map_location="cpu") -> dict:

@@ -52,19 +52,24 @@ def check_plain_name(what: str, name: str) -> str:
     return name
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data) -> None:
+    """Write through a temporary file and os.replace: readers see the old or the new file,
+    never a torn one, and a full disk or a kill mid-write leaves no temporary file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        # A full disk or a kill mid-write never leaves a temporary file behind.
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 _HELD_LOCKS: list[int] = []
