@@ -71,8 +71,34 @@ def status_table(frame) -> str:
     return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
 
 
-def markdown(title, table_md, runs_md, status, max_chars) -> str:
-    head = f"# {md_cell(title)}\n\nRuns: {status}.\n\n## Comparison\n\n{table_md}\n"
+CI_NOTE = "Values are the mean ± the 95% confidence interval of the mean (Student t, n seeds); a single value where n = 1."
+
+
+def budget(frame) -> str:
+    """What the runs cost and saw: epochs, images, image shape, device, training time."""
+    done = frame[frame["status"] == "finished"] if "status" in frame else frame
+
+    def values(col, fmt=str):
+        vals = sorted({fmt(v) for v in done[col].dropna()}) if col in done else []
+        return "/".join(vals) if vals else "-"
+    parts = [f"epochs {values('epochs_done', lambda v: str(int(v)))}",
+             f"train/val/test images {values('n_train', lambda v: str(int(v)))}/"
+             f"{values('n_val', lambda v: str(int(v)))}/{values('n_test', lambda v: str(int(v)))}",
+             f"input {values('input_shape')}", f"device {values('device_used')}"]
+    if "train_seconds" in done and done["train_seconds"].notna().any():
+        parts.append(f"total training time {done['train_seconds'].sum():,.0f} s over {len(done)} runs")
+    return "Budget: " + ", ".join(parts) + "."
+
+
+def settings(row, keys) -> str:
+    """A run named by the settings that distinguish it in this report."""
+    from analysis.tables import _fmt
+    return ", ".join(f"{k}={_fmt(row[k])}" for k in keys if k in row and k != "seed") + \
+        (f", seed {int(row['seed'])}" if "seed" in row and row["seed"] == row["seed"] else "")
+
+
+def markdown(title, table_md, runs_md, status, max_chars, intro="") -> str:
+    head = f"# {md_cell(title)}\n\nRuns: {status}.\n\n{intro}\n\n## Comparison\n\n{table_md}\n"
     body = f"\n## Runs\n\n{runs_md}\n"
     text = head + body
     if len(text) <= max_chars:
@@ -94,7 +120,8 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
     notes: list[str] = []
     figs = plots.make_plots(args, out / "figures", notes)  # creates `out` once the selection is good
     title = f"aebench report: {args.sweep or args.wandb or args.runs}"
-    cols = ["run_id", "status", "model", "dataset", "seed"] + [m for m in metrics if m in frame]
+    cols = ["run_id", "status", "settings"] + [m for m in metrics if m in frame]
+    frame = frame.assign(settings=frame.apply(lambda r: settings(r, group_by), axis=1))
     runs_tbl = frame[[c for c in cols if c in frame]].copy()
     for m in metrics:
         if m in runs_tbl:
@@ -104,14 +131,15 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
     status = status_table(frame) + (f"; {note}" if note else "") + "".join(f"; {n}" for n in notes) + \
         (f"; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
          + "; ".join(failures) if failures else "")
-    md = markdown(title, to_markdown(table), to_markdown(runs_tbl), md_cell(status), args.max_chars)
+    intro = md_cell(budget(frame)) + " " + CI_NOTE
+    md = markdown(title, to_markdown(table), to_markdown(runs_tbl), md_cell(status), args.max_chars, intro)
     md_path = out / "report.md"
     md_path.write_text(md)
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>Runs: {html.escape(status)}. Generated {time.strftime('%Y-%m-%d %H:%M')}. "
-             f"Mean ± 95% CI over seeds where a configuration has several.</p>",
+             f"<p>Runs: {html.escape(status)}. Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>",
+             f"<p>{html.escape(budget(frame))} {html.escape(CI_NOTE)}</p>",
              "<h2>Comparison</h2>", table.to_html(index=False, border=0),
              "<h2>Plots</h2><div class='grid'>"]
     for name, p in figs.items():
@@ -122,7 +150,8 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
         pngs = run_figures(str(r["path"])) if r.get("source") == "local" else []
         if not pngs:
             continue
-        parts.append(f"<div class='run'><h3>{html.escape(str(r['run_id']))} ({html.escape(str(r['status']))})</h3>"
+        parts.append(f"<div class='run'><h3>{html.escape(str(r['settings']))}: {html.escape(str(r['run_id']))} "
+                     f"({html.escape(str(r['status']))})</h3>"
                      "<div class='grid'>")
         for p in pngs:
             parts.append(f"<figure>{img_tag(p, p.stem)}<figcaption>{html.escape(p.stem)}</figcaption></figure>")

@@ -241,6 +241,8 @@ def _supervised(run, resumed, cfg, model, data, device, n_params, trainer, phase
         log(f"run {run.id}  model {cfg.model} ({n_params:,} params, {trainable:,} trainable)  data {cfg.dataset} "
             f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {device}")
         run.mark_running()
+        run.update_summary(n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
+                           input_shape="x".join(map(str, data.shape)), device_used=str(device))
         run.update_summary(params=n_params, trainable_params=trainable, model=cfg.model, dataset=cfg.dataset, run_id=run.id,
                            sweep=cfg.sweep, group=cfg.group,
                            sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"))
