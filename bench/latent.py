@@ -245,7 +245,7 @@ def missing_needs(name: str, model, data_kind: str) -> list[str]:
     return sorted(NEEDS[name] - has)
 
 
-def applicable(names, model, data_kind: str, explicit: bool = True) -> list[str]:
+def applicable(names, model, data_kind: str) -> list[str]:
     """The tools to run. A tool named explicitly that cannot work on this model or data is bad
     input, refused before training; `all` means every tool that applies."""
     chosen = expand(names)

@@ -99,7 +99,7 @@ def refuse_foreign_keys(cfg, entry) -> None:
     taken = entry.config_keys() | ({"mlp_dims"} if {"hidden_dims", "latent_dim"} <= entry.config_keys() else set())
     for key in sorted(model_keys() - taken, key=lambda k: (k != "mlp_dims", k)):  # mlp_dims sets hidden_dims
         if getattr(cfg, key) is not None:
-            own = sorted((taken & model_keys()) - {"mlp_dims"} | ({"mlp_dims"} & taken))
+            own = sorted(taken & model_keys())
             raise UsageError(f"--{key.replace('_', '-')}: model {cfg.model} does not take it; "
                              f"its keys: {', '.join('--' + k.replace('_', '-') for k in own) or 'none'}")
 

@@ -186,8 +186,7 @@ def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float |
 
 def pinned(key: str, raw) -> dict:
     """The sweep parameter spec for a value given on the command line."""
-    if isinstance(raw, str) and "," in raw and not isinstance(FIELDS[key].default, list) \
-            and "list" not in str(FIELDS[key].type):
+    if isinstance(raw, str) and "," in raw and "list" not in str(FIELDS[key].type):
         values = [coerce(key, part) for part in raw.split(",") if part.strip()]
         for v in values:
             validate_value(key, v)
