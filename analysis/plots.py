@@ -3,8 +3,11 @@
     python -m analysis.plots [--runs runs/ | --wandb ENTITY/PROJECT] [--sweep NAME]
         [--group-by KEYS] [--metrics M] [--x KEY] --out DIR
 
-- curves.png: train (dashed) and val (solid) curves per configuration, one panel per
-  recorded term (loss; VAE recon_loss and kl; sparse AE l1), mean over seeds.
+- curves.png: train (dashed) and val (solid) curves per configuration, mean over seeds
+  with a 95% CI band; like with like per panel (per-pixel MSE for every autoencoder, a
+  VAE's ELBO terms apart, accuracy, Dice).
+- side_by_side.png: the same test images reconstructed by each configuration.
+- denoise_<metric>.png: configurations x test noise sigma heatmap (the denoise tool).
 - <metric>_vs_<x>.png: metric against a numeric hyperparameter (noise_std,
   mask_ratio, l1_lambda, latent_dim, ...), mean and 95% CI over seeds.
 - pareto_<metric>.png: metric against parameter count, the Pareto front highlighted.
@@ -29,7 +32,6 @@ from bench.errors import UsageError, exit_usage  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Tight layout not applied")
 
-CURVE_TERMS = ["loss", "recon_loss", "kl", "l1", "acc", "dice"]
 HIGHER_IS_BETTER = ("psnr", "ssim", "snr", "acc", "dice", "iou")
 
 
@@ -37,29 +39,149 @@ def label(row, group_by) -> str:
     return ", ".join(f"{k}={_fmt(row[k])}" for k in group_by)
 
 
+def _panels(frame: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
+    """(term, title, which runs) for the cross-run curves, so one axis only holds numbers of
+    one kind: per-pixel MSE for every autoencoder, a VAE's ELBO terms (nats per image) apart
+    from the deterministic models' losses, accuracy and Dice on their own."""
+    def has(term):
+        return frame["history"].map(lambda h: any(f"val/{term}" in r or f"train/{term}" in r for r in h))
+    variational = has("kl")
+    panels = []
+    if has("mse").any():
+        panels.append(("mse", "MSE per pixel", has("mse")))
+    if variational.any():
+        panels += [("loss", "VAE loss (ELBO terms, per image)", variational),
+                   ("recon_loss", "VAE reconstruction term", variational), ("kl", "VAE KL term", variational)]
+    plain = ~variational & frame["history"].map(
+        lambda h: any(r.get("val/loss") != r.get("val/mse") for r in h if "val/loss" in r))
+    if plain.any():
+        panels.append(("loss", "training objective (non-VAE)", plain))
+    for term, title in (("l1", "mean |z| summed over latent units"), ("acc", "accuracy"), ("dice", "Dice")):
+        if has(term).any():
+            panels.append((term, title, has(term)))
+    return panels
+
+
 def curves(frame: pd.DataFrame, group_by: list[str], path: Path) -> Path | None:
+    """Train (dashed) and val (solid) curves per configuration, mean over seeds with a band of
+    the 95% CI where there are several seeds; integer epochs; like with like per panel."""
+    from matplotlib.ticker import MaxNLocator
+
+    from analysis.tables import ci95
+
     frame = frame[frame["history"].map(len) > 1]  # a curve needs two epochs; 1-epoch runs have none
-    terms = [t for t in CURVE_TERMS if any(f"val/{t}" in r or f"train/{t}" in r
-                                           for h in frame["history"] for r in h)]
-    if not terms:
+    panels = _panels(frame) if len(frame) else []
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, len(terms), figsize=(4.6 * len(terms), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     keyed = frame.assign(_key=frame.apply(lambda r: label(r, group_by), axis=1))
     for ci, (key, g) in enumerate(keyed.groupby("_key", sort=True)):
         color = colors[ci % len(colors)]
-        for ax, term in zip(axes[0], terms):
+        for ax, (term, _, which) in zip(axes[0], panels):
+            g_here = g[which.reindex(g.index, fill_value=False)]
+            if not len(g_here):
+                continue
             for split, style in (("val", "-"), ("train", "--")):
-                series = [pd.Series({r["epoch"]: r.get(f"{split}/{term}") for r in h}) for h in g["history"]]
+                series = [pd.Series({r["epoch"]: r.get(f"{split}/{term}") for r in h}) for h in g_here["history"]]
                 df = pd.concat(series, axis=1).astype(float)
-                if df.notna().any().any():
-                    ax.plot(df.index, df.mean(axis=1), style, color=color,
-                            label=key if split == "val" else None, lw=1.5)
-    for ax, term in zip(axes[0], terms):
-        ax.set_title(f"{term} (solid val, dashed train)", fontsize=9)
+                if not df.notna().any().any():
+                    continue
+                mean = df.mean(axis=1)
+                ax.plot(df.index, mean, style, color=color, label=key if split == "val" else None, lw=1.5)
+                if split == "val" and df.shape[1] > 1:
+                    band = np.array([ci95(row) or 0.0 for row in df.to_numpy()])
+                    ax.fill_between(df.index, mean - band, mean + band, color=color, alpha=0.15, lw=0)
+    for ax, (term, title, _) in zip(axes[0], panels):
+        ax.set_title(f"{title}\n(solid val, dashed train; band: 95% CI over seeds)", fontsize=8)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def side_by_side(frame: pd.DataFrame, group_by: list[str], path: Path, n_images: int = 5,
+                 title: str = "the same test images reconstructed by each configuration") -> Path | None:
+    """One row per configuration (its lowest finished seed), the same first test images in
+    each column, from the `recon_fixed.npz` each local run records; None when fewer than two
+    configurations have one."""
+    from bench.evaluate import RECON_ARRAYS
+
+    done = frame[(frame["status"] == "finished") & (frame["source"] == "local")] if len(frame) else frame
+    rows, top = [], None
+    keyed = done.assign(_key=done.apply(lambda r: label(r, group_by), axis=1)) if len(done) else done
+    for key, g in (keyed.groupby("_key", sort=True) if len(done) else []):
+        g = g.sort_values("seed") if "seed" in g else g
+        for _, r in g.iterrows():
+            arrays = _recon_arrays(Path(r["path"]) / RECON_ARRAYS)
+            if arrays is None:
+                continue
+            top = top or [("original", arrays["original"])] + \
+                ([("noisy input", arrays["noisy"])] if "noisy" in arrays else [])
+            out = arrays.get("denoised", arrays.get("reconstruction"))
+            if out is not None and out.shape[1:] == top[0][1].shape[1:]:
+                rows.append((key, out))
+            break
+    if len(rows) < 2:
+        return None
+    allrows = top + rows
+    n = min(n_images, min(a.shape[0] for _, a in allrows))
+    fig, axes = plt.subplots(len(allrows), n, figsize=(1.05 * n + 2.4, 1.05 * len(allrows) + 0.5), squeeze=False)
+    for i, (name, a) in enumerate(allrows):
+        for j in range(n):
+            img = a[j].transpose(1, 2, 0)
+            ax = axes[i][j]
+            ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _recon_arrays(path: Path) -> dict | None:
+    """A run's recorded reconstruction arrays (uint8, N x C x H x W), or None; never unpickles."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception:
+        return None
+    ok = "original" in arrays and all(a.dtype == np.uint8 and a.ndim == 4 for a in arrays.values())
+    return arrays if ok else None
+
+
+def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, path: Path) -> Path | None:
+    """Configurations (rows) x test noise sigma (columns), the denoise tool's `denoise/<metric>@s`
+    averaged over seeds, with a colour bar: clean-vs-noisy performance at a glance."""
+    cols = sorted((c for c in summary.columns if c.startswith(f"denoise/{metric}@") and not c.endswith("_ci")),
+                  key=lambda c: float(c.split("@")[1]))
+    if not cols or summary[cols].isna().all().all():
+        return None
+    grid = summary[cols].astype(float).to_numpy()
+    names = [label(r, group_by) for _, r in summary.iterrows()]
+    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 3.5, 0.45 * len(names) + 1.6))
+    cmap = "viridis" if metric in HIGHER_IS_BETTER else "viridis_r"
+    im = ax.imshow(grid, cmap=cmap, aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_xticks(range(len(cols)), [f"sigma {c.split('@')[1]}" for c in cols], fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("test-time noise")
+    fig.colorbar(im, ax=ax, label=f"test {metric} ({'higher' if metric in HIGHER_IS_BETTER else 'lower'} is better)")
+    ax.set_title(f"denoising: test {metric} on clean (sigma 0) and noisy inputs, mean over seeds", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -95,7 +217,9 @@ def pareto(summary: pd.DataFrame, metric: str, group_by: list[str], path: Path) 
                    for _, o in s.iterrows())
     front = [r for _, r in s.iterrows() if not dominated(r)]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.scatter(s["params"], s[metric], c="tab:gray", s=25, label="configurations")
+    yerr = s[f"{metric}_ci"].astype(float).fillna(0.0) if f"{metric}_ci" in s else None
+    ax.errorbar(s["params"], s[metric], yerr=yerr, fmt="o", color="tab:gray", ms=5, capsize=3,
+                label="configurations (± 95% CI)")
     for _, r in s.iterrows():
         ax.annotate(label(r, group_by), (r["params"], r[metric]), fontsize=6, alpha=0.8,
                     xytext=(3, 3), textcoords="offset points", annotation_clip=True)
@@ -118,6 +242,15 @@ def _finish(fig, ax, title: str, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _with_denoise(summary: pd.DataFrame, finished: pd.DataFrame, group_by: list[str]) -> pd.DataFrame:
+    """The summary with the denoise tool's per-sigma numbers averaged over seeds added."""
+    from analysis.tables import summarise
+
+    cols = [c for c in finished.columns if c.startswith("denoise/") and "@" in c
+            and pd.api.types.is_numeric_dtype(finished[c])]
+    return summarise(finished, group_by, cols) if cols else summary
 
 
 def numeric_keys(summary: pd.DataFrame, group_by: list[str]) -> list[str]:
@@ -156,6 +289,13 @@ def make_plots(args, out: Path, notes: list | None = None) -> dict[str, Path]:
             continue
         for m in metrics:
             figs[f"{m}_vs_{x}"] = metric_vs(summary, x, m, group_by, out / f"{m.replace('/', '_')}_vs_{x}.png")
+    p = side_by_side(finished, resolve_group(frame, group_by), out / "side_by_side.png") if len(finished) else None
+    if p:
+        figs["side_by_side"] = p
+    for m in ("mse", "psnr"):
+        p = denoise_heatmap(_with_denoise(summary, finished, group_by), group_by, m, out / f"denoise_{m}.png")
+        if p:
+            figs[f"denoise_{m}"] = p
     for m in metrics[:2]:
         p = pareto(summary, m, group_by, out / f"pareto_{m.replace('/', '_')}.png")
         if p:

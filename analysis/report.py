@@ -1,11 +1,15 @@
 """A report of recorded runs: a self-contained HTML page and an image-free markdown file.
 
     python -m analysis.report [--runs DIR | --wandb ENTITY/PROJECT] [--sweep NAME]
-        [--group-by KEYS] [--metrics M] [--max-chars 7500] --out DIR
+        [--template seed000..seed004|generic] [--group-by KEYS] [--metrics M]
+        [--max-chars N] --out DIR
 
-The HTML embeds every image as base64 (it opens from disk, no server): the comparison
-table, the comparison plots, and each run's own figures (reconstructions, curves,
-latent plots). The markdown holds the tables only and is cut to --max-chars.
+A sweep that belongs to a course assignment gets that assignment's report
+(`analysis/templates.py`): its sections, tables and numbers filled in from the runs of
+all of the assignment's sweeps, and marked places (TO WRITE) for the author's discussion.
+Other selections get the generic report: the comparison table, comparison plots and
+each run's own figures. The HTML embeds every image as base64 (it opens from disk, no
+server, and prints to PDF); the markdown holds no images and respects --max-chars.
 """
 from __future__ import annotations
 
@@ -16,16 +20,25 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from analysis import plots
+from analysis.templates import TEMPLATES, TO_WRITE, for_sweep
 from analysis.load import load_runs, require_runs, unreadable_note
 from analysis.tables import add_common, build_table, display, md_cell, to_markdown
 from bench.errors import UsageError, exit_usage
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px}
-th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:4px 0}
+th{background:#f3f3f3}img{max-width:100%;box-sizing:border-box;border:1px solid #eee;margin:4px 0}
 .run{border-top:1px solid #ddd;padding-top:.5em}.grid{display:flex;flex-wrap:wrap;gap:8px}
-.grid figure{margin:0;max-width:48%}figcaption{font-size:12px;color:#555}"""
+.grid figure{margin:0;max-width:48%}.grid figure.wide{max-width:100%}figcaption{font-size:12px;color:#555}
+.towrite{border-left:4px solid #e0a800;background:#fff8e1;padding:.4em .8em;margin:.8em 0}
+.missing{color:#777;font-style:italic}
+@page{size:A4;margin:14mm}
+@media print{body{max-width:none;margin:0;font-size:11px}h2{break-after:avoid}
+figure,tr,.towrite{break-inside:avoid}.grid figure{max-width:48%}img{max-height:120mm;border:0}
+script{display:none}}"""
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -143,7 +156,7 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
              "<h2>Comparison</h2>", table.to_html(index=False, border=0),
              "<h2>Plots</h2><div class='grid'>"]
     for name, p in figs.items():
-        parts.append(f"<figure>{img_tag(p, name)}<figcaption>{html.escape(name)}</figcaption></figure>")
+        parts.append(f"<figure{_wide(p)}>{img_tag(p, name)}<figcaption>{html.escape(name)}</figcaption></figure>")
     parts.append("</div><h2>Runs</h2>")
     parts.append(runs_tbl.to_html(index=False, border=0))
     for _, r in frame.iterrows():
@@ -156,33 +169,212 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
         for p in pngs:
             parts.append(f"<figure>{img_tag(p, p.stem)}<figcaption>{html.escape(p.stem)}</figcaption></figure>")
         parts.append("</div></div>")
-    # The page checks itself once loaded: how many images decoded and table rows rendered
-    # (read by the headless-browser test, handy in devtools too).
-    parts.append("<script>window.addEventListener('load',function(){var b=document.body;"
-                 "b.dataset.imagesTotal=document.images.length;"
-                 "b.dataset.imagesDecoded=Array.from(document.images).filter(function(i){"
-                 "return i.complete&&i.naturalWidth>0}).length;"
-                 "b.dataset.tableRows=document.querySelectorAll('table tbody tr').length;});</script>")
-    parts.append("</body></html>")
+    parts.append(SELF_CHECK + "</body></html>")
     html_path = out / "report.html"
     html_path.write_text("\n".join(parts))
     return html_path, md_path
+
+
+def _table_block(frame, block, template) -> tuple[str, object]:
+    """(markdown, display frame or None) of one template table."""
+    from analysis.load import varying_keys
+    from analysis.tables import _fmt, split_keys, summarise
+    from analysis.templates import metric_spec, select
+
+    if block.sweep:
+        sub = select(frame, block.sweep, block.models)
+    else:
+        sub = pd.concat([select(frame, sw, block.models) for sw in template.sweeps]) if len(frame) else frame
+    where = f"sweep `{block.sweep}`" if block.sweep else "this experiment's sweeps"
+    if not len(sub):
+        cmd = f"python -m bench.sweep sweeps/{block.sweep or template.sweeps[0]}.yaml"
+        return f"_{block.caption}: no finished runs of {where}"  \
+               f"{' for ' + ', '.join(block.models) if block.models else ''} yet (`{cmd}`)._", None
+    metrics = [(k, lab) for k, lab in map(metric_spec, block.metrics) if k in sub and sub[k].notna().any()]
+    if not metrics:
+        return f"_{block.caption}: the runs of {where} recorded none of " \
+               f"{', '.join(metric_spec(m)[0] for m in block.metrics)}._", None
+    group_by = [k for k in (block.group_by or varying_keys(sub)) if k in sub]
+    group_by = (group_by + [k for k in split_keys(sub, group_by) if k not in group_by]) or ["model"]
+    summary = summarise(sub, group_by, [k for k, _ in metrics])
+    table = pd.DataFrame({k: summary[k].map(_fmt) for k in group_by})
+    table["seeds"] = summary["runs"]
+    for k, lab in metrics:
+        if k in ("params", "best_epoch", "epochs_done"):
+            table[lab] = summary[k].map(lambda v: "-" if v != v else f"{v:,.0f}")
+        else:
+            table[lab] = [_fmt(v, c if c is not None else float("nan")) for v, c in zip(summary[k], summary[f"{k}_ci"])]
+    return f"**{block.caption}**\n\n{to_markdown(table)}", table
+
+
+def _template_figure(frame, block, template, out: Path, index: int) -> list[tuple[Path, str]]:
+    """(png, caption) pairs of one template figure; [] when the runs cannot make it."""
+    from analysis.load import varying_keys
+    from analysis.tables import split_keys, summarise
+    from analysis.templates import select
+
+    sweeps = [block.sweep] if block.sweep else list(template.sweeps)
+    sub = pd.concat([select(frame, sw, block.models) for sw in sweeps]) if len(frame) else frame
+    if not len(sub):
+        return []
+    group_by = varying_keys(sub)
+    group_by += [k for k in split_keys(sub, group_by) if k not in group_by]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{index:02d}_{block.kind.replace(':', '_')}.png"
+    if block.kind == "curves":
+        p = plots.curves(sub, group_by, path)
+        return [(p, block.caption)] if p else []
+    if block.kind == "side_by_side":
+        p = plots.side_by_side(sub, group_by, path, n_images=5, title=block.caption)
+        return [(p, block.caption)] if p else []
+    if block.kind == "denoise":
+        cols = [c for c in sub.columns if c.startswith("denoise/mse@")]
+        p = plots.denoise_heatmap(summarise(sub, group_by, cols), group_by, "mse", path) if cols else None
+        return [(p, block.caption)] if p else []
+    stem = block.kind.split(":", 1)[1]
+    shown = []
+    keyed = sub.assign(_key=sub.apply(lambda r: settings(r, group_by).split(", seed")[0], axis=1))
+    for key, g in keyed.groupby("_key", sort=True):
+        for _, r in (g.sort_values("seed") if "seed" in g else g).iterrows():
+            hit = [p for p in run_figures(str(r["path"])) if p.stem == stem] if r.get("source") == "local" else []
+            if hit:
+                shown.append((hit[0], f"{block.caption}: {key or r['run_id']}"))
+                break
+    return shown
+
+
+def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
+    """The assignment's report: its sections, filled in from the runs of its sweeps."""
+    from analysis.templates import Discuss, Facts, Figure, Table, TO_WRITE
+
+    frame = load_runs(args.runs, args.wandb, None)
+    mine = frame[frame.apply(lambda r: r.get("sweep") in template.sweeps or r.get("group") in template.sweeps,
+                             axis=1)] if len(frame) else frame
+    if not len(mine):
+        raise UsageError(f"template {template.name}: no runs of its sweeps ({', '.join(template.sweeps)}) in "
+                         f"{args.wandb or args.runs}; run e.g. `python -m bench.sweep sweeps/{template.sweeps[0]}.yaml`")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create it ({e.strerror or type(e).__name__})") from None
+    found = [sw for sw in template.sweeps if ((mine.get("sweep") == sw) | (mine.get("group") == sw)).any()]
+    status = status_table(mine)
+    failures = tool_failures(mine)
+    lead = (f"Report for the assignment in `seeds/{template.seed_file}_*`, generated from the recorded runs "
+            f"({status}) of {', '.join(found)}" + (f"; not yet run: {', '.join(s for s in template.sweeps if s not in found)}"
+                                                  if len(found) < len(template.sweeps) else "")
+            + f". {CI_NOTE} Places marked {TO_WRITE} are the author's.")
+    if failures:
+        lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
+
+    def md_text(short: bool) -> str:
+        parts = [f"**{template.title}**\n\n{md_cell(lead)}\n" if template.only_sections
+                 else f"# {template.title}\n\n{md_cell(lead)}\n"]
+        for sec in template.sections:
+            parts.append(f"## {sec.title}\n")  # the template's own text: no escaping needed
+            for b in sec.blocks:
+                if isinstance(b, Table):
+                    parts.append(_table_block(mine, b, template)[0] + "\n")
+                elif isinstance(b, Facts) and (text := b.fn(mine)):
+                    parts.append(md_cell(text) + "\n")
+                elif isinstance(b, Discuss):
+                    prompt = b.prompt.split(";")[0].split(".")[0] if short else b.prompt
+                    parts.append(f"> **{TO_WRITE}:** {prompt}\n")
+        return "\n".join(parts)
+
+    cap = args.max_chars if args.max_chars is not None else template.max_chars
+    md = md_text(short=False)
+    if cap and len(md) > cap:
+        md = md_text(short=True)
+    if cap and len(md) > cap:
+        md = md[:cap - 60].rsplit("\n", 1)[0] + "\n\n(cut to respect the length limit)\n"
+    md_path = out / "report.md"
+    md_path.write_text(md)
+
+    html_parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(template.title)}</title>"
+                  f"<style>{CSS}</style></head><body><h1>{html.escape(template.title)}</h1>",
+                  f"<p>{html.escape(lead)} Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
+    fig_index = 0
+    for sec in template.sections:
+        html_parts.append(f"<h2>{html.escape(sec.title)}</h2>")
+        figures = []
+        for b in sec.blocks:
+            if isinstance(b, Table):
+                text, table = _table_block(mine, b, template)
+                html_parts.append(f"<p><b>{html.escape(b.caption)}</b></p>" + table.to_html(index=False, border=0)
+                                  if table is not None else f"<p class='missing'>{html.escape(text.strip('_'))}</p>")
+            elif isinstance(b, Facts) and (text := b.fn(mine)):
+                html_parts.append(f"<p>{html.escape(text)}</p>")
+            elif isinstance(b, Discuss):
+                html_parts.append(f"<div class='towrite'><b>{TO_WRITE}:</b> {html.escape(b.prompt)}</div>")
+            elif isinstance(b, Figure):
+                fig_index += 1
+                figures += _template_figure(mine, b, template, out / "figures", fig_index)
+        if figures:
+            html_parts.append("<div class='grid'>" + "".join(
+                f"<figure{_wide(p)}>{img_tag(p, cap_)}<figcaption>{html.escape(cap_)}</figcaption></figure>"
+                for p, cap_ in figures) + "</div>")
+    html_parts.append(f"<h2>Runs</h2><p>{html.escape(budget(mine))}</p>")
+    keys = [k for k in ("model", "dataset") if k in mine]
+    runs_tbl = mine.assign(settings=mine.apply(lambda r: settings(r, _distinguishing(mine)), axis=1))
+    html_parts.append(runs_tbl[["run_id", "status", "settings"] + keys].to_html(index=False, border=0))
+    html_parts.append(SELF_CHECK + "</body></html>")
+    html_path = out / "report.html"
+    html_path.write_text("\n".join(html_parts))
+    return html_path, md_path
+
+
+def _wide(png: Path) -> str:
+    """A figure much wider than tall (learning-curve panels, comparison grids) takes the full
+    width of the page; others sit two to a row."""
+    import struct
+    with open(png, "rb") as f:
+        head = f.read(24)
+    w, h = struct.unpack(">II", head[16:24])
+    return " class='wide'" if w > 1.8 * h or w > 1100 else ""
+
+
+def _distinguishing(frame) -> list[str]:
+    from analysis.load import varying_keys
+    return varying_keys(frame)
+
+
+# The page checks itself once loaded: how many images decoded and table rows rendered
+# (read by the headless-browser test, handy in devtools too).
+SELF_CHECK = ("<script>window.addEventListener('load',function(){var b=document.body;"
+              "b.dataset.imagesTotal=document.images.length;"
+              "b.dataset.imagesDecoded=Array.from(document.images).filter(function(i){"
+              "return i.complete&&i.naturalWidth>0}).length;"
+              "b.dataset.tableRows=document.querySelectorAll('table tbody tr').length;});</script>")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
     add_common(p)
     p.add_argument("--x", default=None, help="hyperparameter for metric-vs-x plots")
-    p.add_argument("--max-chars", type=int, default=7500, help="length cap of the markdown report")
+    p.add_argument("--max-chars", type=int, default=None,
+                   help="length cap of the markdown report (default: the assignment's cap, else 7500)")
+    p.add_argument("--template", default=None, choices=sorted(TEMPLATES) + ["generic"],
+                   help="the assignment's report shape (default: chosen by --sweep; generic otherwise)")
     p.add_argument("--out", default="reports/report", help="output folder (default reports/report, git-ignored)")
     args = p.parse_args(argv)
     try:
-        html_path, md_path = build_report(args, Path(args.out))
+        template = TEMPLATES.get(args.template) if args.template else for_sweep(args.sweep)
+        if template:
+            html_path, md_path = build_template_report(args, template, Path(args.out))
+        else:
+            if args.max_chars is None:
+                args.max_chars = 7500
+            html_path, md_path = build_report(args, Path(args.out))
     except UsageError as e:
         exit_usage(p.prog, e)
     except OSError as e:
         exit_usage(p.prog, UsageError(f"--out {args.out}: cannot write the report ({e.strerror or type(e).__name__})"))
-    print(f"wrote {html_path} and {md_path} ({md_path.stat().st_size} chars)")
+    used = len(md_path.read_text())
+    cap = args.max_chars or (template.max_chars if template else None)
+    room = f"; {cap - used:,} of the {cap:,}-character cap left for your text" if cap else ""
+    print(f"wrote {html_path} and {md_path} ({used:,} characters{room})"
+          + (f"; template {template.name}: replace each '{TO_WRITE}' with your discussion" if template else ""))
     return 0
 
 

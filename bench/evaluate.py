@@ -65,7 +65,28 @@ def _recon_figure(model, data, cfg, device, path):
         noisy = model.corrupt(x, g)
         rows += [(f"noisy s={model.noise_std:g}", noisy), ("denoised", model(noisy)["recon"])]
     rows.append(("reconstruction", model(x)["recon"]))
+    save_recon_arrays(path.parent.parent / RECON_ARRAYS, rows)
     return figures.image_rows(rows, path, f"{cfg.model} on {cfg.dataset}")
+
+
+RECON_ARRAYS = "recon_fixed.npz"
+
+
+def save_recon_arrays(path, rows) -> None:
+    """The first 8 test images and what the model made of them, as uint8 arrays: the same
+    images in every run on a dataset, so a report can set runs side by side (read back with
+    `numpy.load(allow_pickle=False)`, never executing anything)."""
+    import io
+
+    import numpy as np
+
+    from bench.store import atomic_write_bytes
+
+    arrays = {name.split(" ")[0]: (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+              for name, t in rows}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 @torch.no_grad()

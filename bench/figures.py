@@ -43,6 +43,30 @@ def image_rows(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = ""
     return path
 
 
+def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str = "", cols: int = 4) -> Path:
+    """Side-by-side square grids, one titled panel per (name, (N,C,H,W) tensor): how samples
+    are usually shown (4x4), rather than one long row."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.4, 2.9), squeeze=False)
+    for ax, (name, imgs) in zip(axes[0], panels):
+        imgs = imgs.detach().float().clamp(0, 1).cpu()
+        n, c, h, w = imgs.shape
+        rows = (n + cols - 1) // cols
+        canvas = torch.ones(c, rows * (h + 1) - 1, cols * (w + 1) - 1)
+        for k in range(n):
+            i, j = divmod(k, cols)
+            canvas[:, i * (h + 1):i * (h + 1) + h, j * (w + 1):j * (w + 1) + w] = imgs[k]
+        im = to_hwc(canvas)
+        ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def curves(history: list[dict], path: Path, title: str = "") -> Path:
     """train/ and val/ curves vs epoch, one panel per term (loss, recon_loss, kl, l1, acc...)."""
     skip = ("kl_weight", "mask_frac")
@@ -57,6 +81,7 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path:
     cols = min(3, len(terms))
     rows = (len(terms) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    from matplotlib.ticker import MaxNLocator
     epochs = [r["epoch"] for r in history]
     for ax, t in zip(axes.flat, terms):
         for split, style in (("train", "-o"), ("val", "--s")):
@@ -65,6 +90,7 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path:
                 ax.plot(epochs, [np.nan if y is None else y for y in ys], style, ms=3, label=split)
         ax.set_title(t)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(terms):]:

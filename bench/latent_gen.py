@@ -13,7 +13,7 @@ from torch import nn
 from bench import metrics
 from bench.data import batches
 from bench.errors import UsageError
-from bench.figures import image_rows, plt
+from bench.figures import image_grids, image_rows, plt
 
 N_SAMPLES_SHOWN = 16
 N_SAMPLES_SCORED = 2000
@@ -186,8 +186,9 @@ def sample(model, data, cfg, run, device):
         rows.append((name, imgs[:N_SAMPLES_SHOWN]))
     numbers["sample/fd_features"] = features.identity
     scores = ", ".join(f"{k.split('/')[1][:-3]} {v:.2f}" for k, v in numbers.items() if k.endswith("_fd"))
-    path = image_rows(rows, run.figures / "samples.png",
-                      " / ".join(draws) + f" samples (Frechet distance: {scores})")
+    path = image_grids([(f"{name} (FD {numbers[f'sample/{name}_fd']:.2f})", imgs) for name, imgs in rows],
+                       run.figures / "samples.png", f"samples; Frechet distance to test images, lower is better "
+                       f"({scores})")
     return {"numbers": numbers, "figures": {"samples": path}}
 
 
@@ -212,10 +213,11 @@ def occlusion(model, data, cfg, run, device, n_images=4):
         img = x[k].cpu().permute(1, 2, 0).numpy()
         axes[0][k].imshow(img[..., 0] if c == 1 else img, cmap="gray" if c == 1 else None)
         axes[1][k].imshow(img[..., 0] if c == 1 else img, cmap="gray" if c == 1 else None)
-        axes[1][k].imshow(heat[k].numpy(), cmap="inferno", alpha=0.6, extent=(0, w, h, 0),
-                          interpolation="nearest")
+        shown = axes[1][k].imshow(heat[k].numpy(), cmap="inferno", alpha=0.6, extent=(0, w, h, 0),
+                                  interpolation="nearest", vmin=float(heat.min()), vmax=float(heat.max()))
         for ax in (axes[0][k], axes[1][k]):
             ax.axis("off")
+    fig.colorbar(shown, ax=list(axes[1]), shrink=0.8, label="rise in MSE")
     fig.suptitle(f"occlusion heatmaps ({patch}x{patch} gray patch): rise in reconstruction MSE", fontsize=9)
     figs = {"occlusion": run.figures / "occlusion.png"}
     fig.savefig(figs["occlusion"], dpi=100)

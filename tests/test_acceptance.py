@@ -106,3 +106,17 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
         if s.get("best_metric", "").startswith("test/") or c.get("select_on") == "test":
             rows = run.read_metrics()
             assert all("test/acc" in r for r in rows)  # seed 002's accuracy history
+    # ... and the sweep's report: the assignment's sections when the sweep belongs to one
+    from analysis.templates import for_sweep
+
+    rep = subprocess.run([sys.executable, "-m", "analysis.report", "--runs", str(runs), "--sweep", name,
+                          "--out", str(tmp_path / "report")], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    md = (tmp_path / "report" / "report.md").read_text()
+    template = for_sweep(name)
+    if template:
+        assert [line[3:] for line in md.splitlines() if line.startswith("## ")] == \
+            [sec.title for sec in template.sections]
+        assert "TO WRITE" in md and "nan" not in md
+        assert template.max_chars is None or len(md) <= template.max_chars

@@ -1,0 +1,377 @@
+"""Report templates: the shape each course assignment asks its report to have.
+
+A template is data: sections of blocks. `Table` and `Facts` are filled in from the
+recorded runs; `Figure` (HTML only) draws or embeds figures of the runs; `Discuss` is a
+clearly marked place for the author's own discussion, its prompt taken from the
+assignment. `analysis.report` picks a template from the sweep (`--sweep celeba_models`
+-> seed 003) or by `--template NAME`; a sweep no template knows gets the generic report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pandas as pd
+
+TO_WRITE = "TO WRITE"
+
+
+@dataclass(frozen=True)
+class Table:
+    """Mean ± 95% CI over seeds of `metrics` ("key" or "key=label"), one row per configuration."""
+    caption: str
+    metrics: tuple[str, ...]
+    sweep: str | None = None          # None: every sweep of the template
+    models: tuple[str, ...] = ()      # only these models (all when empty)
+    group_by: tuple[str, ...] = ()    # default: what varies among the selected runs
+
+
+@dataclass(frozen=True)
+class Facts:
+    """A sentence of recorded numbers, written by `fn(frame)`; "" when nothing is recorded."""
+    fn: Callable[[pd.DataFrame], str]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """HTML only. kind: curves | side_by_side | denoise | run:<figure name> (that figure of
+    each configuration's lowest finished seed)."""
+    kind: str
+    caption: str
+    sweep: str | None = None
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Discuss:
+    """Where the author writes; the prompt says what to discuss (from the assignment)."""
+    prompt: str
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: tuple = ()
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    title: str
+    seed_file: str                     # ../shared/seeds/<seed_file>_*.txt
+    sweeps: tuple[str, ...]
+    sections: tuple[Section, ...]
+    max_chars: int | None = None       # the assignment's length cap on the markdown
+    only_sections: bool = False        # markdown holds exactly these sections and no other header
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def select(frame: pd.DataFrame, sweep: str | None = None, models: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Finished runs of one sweep (by recorded sweep or group) and of the given models."""
+    if not len(frame):
+        return frame
+    out = frame[frame["status"] == "finished"]
+    if sweep:
+        in_sweep = pd.Series(False, index=out.index)
+        for col in ("sweep", "group"):
+            if col in out:
+                in_sweep |= out[col] == sweep
+        out = out[in_sweep]
+    if models and "model" in out:
+        out = out[out["model"].isin(models)]
+    return out
+
+
+def mean_ci(frame: pd.DataFrame, metric: str) -> str | None:
+    """'0.8123 ± 0.0100 (n=3)' over seeds (each seed once), or None when not recorded."""
+    from analysis.tables import _fmt, ci95, one_per_seed
+
+    if metric not in frame or not frame[metric].notna().any():
+        return None
+    g, _ = one_per_seed(frame[frame[metric].notna()])
+    vals = pd.to_numeric(g[metric], errors="coerce").to_numpy(dtype=float)
+    ci = ci95(vals)
+    return f"{_fmt(float(vals.mean()), ci if ci is not None else float('nan'))} (n={len(vals)})"
+
+
+def per_model(frame, sweep, metric, models, label) -> str:
+    parts = [f"{m} {v}" for m in models if (v := mean_ci(select(frame, sweep, (m,)), metric))]
+    return f"{label}: " + "; ".join(parts) + "." if parts else ""
+
+
+def budget_sentence(frame: pd.DataFrame) -> str:
+    from analysis.report import budget
+    done = select(frame)
+    return budget(done) if len(done) else ""
+
+
+# ----------------------------------------------------------------------------- seed 003 (CelebA)
+
+CELEBA = ("ae", "sparse_ae", "dae", "vae")
+
+
+def _celeba_key(frame):
+    probe = per_model(frame, "celeba_models", "probe/linear_acc", ("ae", "vae"), "Smiling linear-probe accuracy")
+    fd = per_model(frame, "celeba_models", "sample/ex_post_fd", CELEBA, "Ex-post Gaussian sample FD")
+    prior = per_model(frame, "celeba_models", "sample/prior_fd", ("vae",), "VAE prior-sample FD")
+    return " ".join(x for x in ("Recorded:", probe, prior, fd) if x != "") if (probe or fd) else ""
+
+
+def _celeba_arith(frame):
+    parts = []
+    for m in CELEBA:
+        g = select(frame, "celeba_models", (m,))
+        if "arith/attribute" in g and g["arith/attribute"].notna().any():
+            attr = g["arith/attribute"].dropna().iloc[0]
+            parts.append(f"{m} {mean_ci(g, 'arith/direction_norm')}")
+    return (f"Attribute vector v({attr}) = mean z of images with it - mean z of images without, added to a test "
+            f"face at 4 values of alpha (figure attribute_direction.png of each run); norm of v: "
+            + "; ".join(parts) + ".") if parts else ""
+
+
+def _mean(g, col) -> float | None:
+    from analysis.tables import one_per_seed
+    if col not in g or not g[col].notna().any():
+        return None
+    return float(pd.to_numeric(one_per_seed(g[g[col].notna()])[0][col]).mean())
+
+
+def _celeba_collapse(frame):
+    parts = []
+    for m in CELEBA:
+        g = select(frame, "celeba_models", (m,))
+        active, dim, kl = _mean(g, "collapse/active_units"), _mean(g, "collapse/latent_dim"), \
+            _mean(g, "collapse/kl_total")
+        if active is not None:
+            parts.append(f"{m} {active:.1f} of {dim or 0:.0f} units active" + (f", KL {kl:.2f} nats" if kl else ""))
+    return ("Posterior collapse check (a unit is active when the variance of its mean code over test images "
+            "exceeds 0.01; mean over seeds): " + "; ".join(parts) + ".") if parts else ""
+
+
+SEED_003 = Template(
+    name="seed003", title="CelebA: regularised autoencoders, representations and generation",
+    seed_file="003", sweeps=("celeba_models", "celeba_sparse_lambda"), max_chars=7500, only_sections=True,
+    sections=(
+        Section("1. Executive Summary", (
+            Facts(_celeba_key),
+            Discuss("One-sentence takeaway comparing deterministic AEs and the VAE on linear probing "
+                    "or generation; then a paragraph on the progression from reconstruction and "
+                    "regularisation to interpretability and generative modelling."),
+        )),
+        Section("2. Autoencoder Regularization", (
+            Table("Reconstruction on the test set", ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM",
+                                                    "best_value=best val"),
+                  "celeba_models", ("ae", "sparse_ae", "dae"), ("model",)),
+            Table("Sparse AE: L1 weight lambda (penalty lambda * sum_j |z_j|)",
+                  ("test/mse=MSE", "val/l1=mean sum|z|"), "celeba_sparse_lambda", (), ("l1_lambda",)),
+            Discuss("Visual differences between the undercomplete, sparse and denoising reconstructions "
+                    "(side-by-side figure in the HTML report); how corruption stops the DAE from learning "
+                    "the identity, against the bottleneck and the L1 penalty."),
+            Figure("side_by_side", "the same 5 test faces, original and each model", "celeba_models"),
+        )),
+        Section("3. Representation Learning & Interpretability", (
+            Table("Linear probe on frozen codes, Smiling (test accuracy)",
+                  ("probe/linear_acc=linear probe", "probe/logreg_acc=logistic regression"),
+                  "celeba_models", ("ae", "vae"), ("model",)),
+            Facts(_celeba_arith),
+            Discuss("Which representation is more linearly separable and why; how the KL term helps or "
+                    "hurts; did adding v(glasses) add glasses without losing the identity?"),
+            Figure("run:attribute_direction", "adding the Eyeglasses vector", "celeba_models"),
+        )),
+        Section("4. Generative Modeling & Prior Holes", (
+            Table("Sample quality: Frechet distance to test faces (lower is better)",
+                  ("sample/prior_fd=prior N(0,I)", "sample/ex_post_fd=ex-post Gaussian",
+                   "sample/gmm_fd=ex-post GMM"), "celeba_models", CELEBA, ("model",)),
+            Discuss("Prior vs ex-post samples; the prior-hole problem, and why sampling from the fitted "
+                    "mean and covariance of the training codes gives more coherent faces than N(0, I)."),
+            Figure("run:samples", "prior / ex-post Gaussian / GMM samples", "celeba_models"),
+        )),
+        Section("5. Reflection", (
+            Facts(_celeba_collapse),
+            Facts(budget_sentence),
+            Discuss("Training the VAE: posterior collapse, balancing reconstruction and KL; why subsetting "
+                    "CelebA and resizing to 64x64 mattered on this compute."),
+            Figure("curves", "learning curves (VAE ELBO terms apart)", "celeba_models"),
+        )),
+    ))
+
+
+# ----------------------------------------------------------------------------- seed 004 (Fashion-MNIST VAEs)
+
+def _best_dims(frame):
+    g = select(frame, "fashion_vae_dims")
+    if not len(g) or "best_value" not in g or not g["best_value"].notna().any():
+        return ""
+    means = g.assign(_d=g["mlp_dims"].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+                     ).groupby("_d")["best_value"].mean()
+    ae = select(frame, "fashion_vae_depth", ("mlp_ae",))
+    ae_dims = sorted({",".join(map(str, v)) for v in ae["mlp_dims"]}) if len(ae) and "mlp_dims" in ae else []
+    return (f"Best configuration of task b by optimal loss: (h, z) = ({means.idxmin()}), {means.min():.2f} nats per "
+            f"image, mean over its seeds." + (f" The plain autoencoders recorded here use mlp_dims "
+                                              f"{' and '.join(ae_dims)}; to convert exactly the best one run "
+                                              f"`python run.py --model mlp_ae --dataset fashion_mnist --mlp-dims "
+                                              f"{means.idxmin()} --sweep fashion_vae_depth`." if ae_dims and
+                                              means.idxmin() not in ae_dims else ""))
+
+
+SEED_004 = Template(
+    name="seed004", title="Fashion-MNIST VAEs: depth, (h, z) sizes and a plain autoencoder",
+    seed_file="004", sweeps=("fashion_vae_depth", "fashion_vae_dims"),
+    sections=(
+        Section("Task a: three vs four layers", (
+            Table("Optimal loss (best validation loss, nats per image) and test reconstruction",
+                  ("best_value=optimal loss", "best_epoch=epoch", "test/recon_loss=test recon",
+                   "test/mse=MSE", "test/ssim=SSIM"), "fashion_vae_depth", ("mlp_vae",), ("mlp_dims",)),
+            Figure("side_by_side", "reconstructions of the same test images", "fashion_vae_depth", ("mlp_vae",)),
+            Figure("run:samples", "generated images", "fashion_vae_depth", ("mlp_vae",)),
+            Discuss("Which model is better by optimal loss and by eye, and why."),
+        )),
+        Section("Task b: six (h, z) configurations", (
+            Table("Optimal loss per configuration", ("best_value=optimal loss", "best_epoch=epoch",
+                                                     "test/recon_loss=test recon", "test/kl=test KL",
+                                                     "test/mse=MSE"), "fashion_vae_dims", (), ("mlp_dims",)),
+            Figure("side_by_side", "reconstructions of the same test images", "fashion_vae_dims"),
+            Figure("run:samples", "generated images", "fashion_vae_dims"),
+            Figure("curves", "learning curves", "fashion_vae_dims"),
+            Discuss("Which (h, z) is best and why (capacity of h, size of z, the KL cost of each unit)."),
+        )),
+        Section("Task c: the best configuration as a plain autoencoder", (
+            Facts(_best_dims),
+            Table("VAE vs AE of the same sizes (losses differ in kind: compare MSE, PSNR, SSIM)",
+                  ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM", "best_value=optimal loss"),
+                  "fashion_vae_depth", (), ("model", "mlp_dims")),
+            Figure("side_by_side", "VAE and AE on the same test images", "fashion_vae_depth"),
+            Figure("run:samples", "generated images (VAE prior; ex-post Gaussian for the AE)", "fashion_vae_depth"),
+            Discuss("VAE or plain AE: reconstruction vs generation, and why the loss change matters."),
+        )),
+    ))
+
+
+# ----------------------------------------------------------------------------- seed 000 (CIFAR-10)
+
+SEED_000 = Template(
+    name="seed000", title="CIFAR-10: AE, DAE, VAE and masked convolutional AE",
+    seed_file="000", sweeps=("cifar10_models", "cifar10_dae_noise", "cifar10_mcae_mask"),
+    sections=(
+        Section("Methodology", (
+            Facts(budget_sentence),
+            Discuss("Problem definition, architectures and hyperparameter choices."),
+        )),
+        Section("Part I: AE and DAE", (
+            Table("Reconstruction on clean test images", ("test/mse=MSE", "test/mae=MAE", "test/psnr=PSNR",
+                                                           "test/ssim=SSIM", "probe/linear_acc=probe acc"),
+                  "cifar10_models", ("ae", "dae")),
+            Table("DAE by training noise: clean and noisy test inputs",
+                  ("test/mse=clean MSE", "test_noisy/mse=noisy MSE", "test_noisy/psnr=noisy PSNR",
+                   "probe/linear_acc=probe acc"), "cifar10_dae_noise", (), ("noise_std",)),
+            Figure("denoise", "test MSE at each test-time sigma", "cifar10_dae_noise"),
+            Figure("curves", "average error vs epochs, AE and DAE", "cifar10_models", ("ae", "dae")),
+            Figure("run:embed_clean_vs_noisy", "latent space of clean vs noisy inputs", "cifar10_models"),
+            Discuss("Effectiveness of AEs for feature learning; when AE vs DAE is preferable."),
+        )),
+        Section("Part II: VAE", (
+            Table("VAE vs AE reconstruction", ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM"),
+                  "cifar10_models", ("ae", "vae")),
+            Figure("side_by_side", "AE vs VAE on the same test images", "cifar10_models"),
+            Figure("curves", "KL and reconstruction terms over epochs", "cifar10_models", ("vae",)),
+            Figure("run:interpolation", "latent interpolation", "cifar10_models", ("vae",)),
+            Figure("run:arithmetic", "latent arithmetic", "cifar10_models", ("vae",)),
+            Discuss("Observations on the latent space structure, interpolation and arithmetic."),
+        )),
+        Section("Part III: masked convolutional AE", (
+            Table("MCAE by mask ratio", ("test/mse=MSE", "probe/linear_acc=probe acc",
+                                         "occlusion/mean_rise=occlusion rise"), "cifar10_mcae_mask", (),
+                  ("mask_ratio",)),
+            Table("MCAE vs AE vs VAE", ("test/mse=MSE", "test/ssim=SSIM", "probe/linear_acc=probe acc"),
+                  "cifar10_models", ("ae", "vae", "mcae")),
+            Figure("run:occlusion", "occlusion heatmaps", "cifar10_mcae_mask"),
+            Figure("run:decision_regions", "decision regions on the embeddings", "cifar10_models"),
+            Discuss("Does feature-map masking retain global information like a ViT's?"),
+        )),
+    ))
+
+
+# ----------------------------------------------------------------------------- seed 001 (coloured MNIST)
+
+SEED_001 = Template(
+    name="seed001", title="Denoising coloured MNIST: AE, AE with dropout, VAE",
+    seed_file="001", sweeps=("colored_mnist_denoise",),
+    sections=(
+        Section("1. Introduction", (Discuss("What autoencoders are for and the goal: denoising."),)),
+        Section("2. Methodology and training setup", (
+            Facts(budget_sentence),
+            Discuss("Colouring and noise, the 4-layer encoder/decoder, dropout, the VAE."),
+        )),
+        Section("3. Results", (
+            Table("Denoising the noisy test images (MSE and SNR against the clean image)",
+                  ("test_noisy/mse=MSE", "test_noisy/snr=SNR dB", "test_noisy/psnr=PSNR",
+                   "test_noisy/ssim=SSIM"), group_by=("model", "batchnorm")),
+            Figure("denoise", "MSE at each test-time sigma", "colored_mnist_denoise"),
+            Figure("side_by_side", "noisy input and each model's output", "colored_mnist_denoise"),
+            Figure("curves", "training curves", "colored_mnist_denoise"),
+            Discuss("Which model denoises best and why (dropout, BatchNorm, the VAE's KL)."),
+        )),
+        Section("4. Latent space (t-SNE)", (
+            Table("2-D embedding quality (kNN accuracy in 2-D)", ("embed/knn2d_acc=kNN acc",),
+                  group_by=("model", "batchnorm")),
+            Figure("run:embed_2d", "2-D latent space", "colored_mnist_denoise"),
+            Figure("run:embed_3d", "3-D latent space", "colored_mnist_denoise"),
+            Figure("run:interpolation", "latent interpolation", "colored_mnist_denoise"),
+            Discuss("Cluster structure of each model's latent space."),
+        )),
+        Section("5. Conclusion", (Discuss("What the comparison shows."),)),
+    ))
+
+
+# ----------------------------------------------------------------------------- seed 002 (CNNs, STL-10, segmentation)
+
+SEED_002 = Template(
+    name="seed002", title="Convolutional networks and autoencoders: CIFAR-10, MNIST, STL-10, brain tumours",
+    seed_file="002", sweeps=("cifar10_cnn", "mnist_linear_vs_conv", "stl10_supervised", "stl10_resnet_probe",
+                             "stl10_ssl", "brain_tumor_seg"),
+    sections=(
+        Section("Part 1, Task 1: CIFAR-10 classification (<= 500k parameters)", (
+            Table("Test accuracy (best test epoch, as the assignment asks)",
+                  ("test/acc=test acc", "best_epoch=epoch", "params=params"), "cifar10_cnn"),
+            Figure("curves", "loss and accuracy per epoch", "cifar10_cnn"),
+            Discuss("Architecture choices under the parameter budget."),
+        )),
+        Section("Part 1, Task 2: MNIST reconstruction and denoising, linear vs convolutional", (
+            Table("Test reconstruction", ("test/mse=MSE", "test_noisy/mse=noisy MSE", "params=params"),
+                  "mnist_linear_vs_conv", (), ("model", "noise_std")),
+            Figure("side_by_side", "the same digits, each model", "mnist_linear_vs_conv"),
+            Discuss("Parameter counts, and why convolutions do better on images with far fewer."),
+        )),
+        Section("Part 2, Task 1: STL-10 supervised", (
+            Table("CNN from scratch", ("test/acc=test acc", "params=params"), "stl10_supervised"),
+            Table("Frozen pretrained ResNet-18, trained head", ("test/acc=test acc", "params=trainable params"),
+                  "stl10_resnet_probe"),
+            Discuss("Scratch CNN vs pretrained embeddings."),
+        )),
+        Section("Part 2, Task 2: STL-10 self-supervised autoencoder", (
+            Table("Pretrained on unlabeled, probed on the labelled train split",
+                  ("test/mse=recon MSE", "probe/linear_acc=probe test acc"), "stl10_ssl"),
+            Figure("run:reconstructions", "reconstructions", "stl10_ssl"),
+            Discuss("How good are the self-supervised features against supervised training?"),
+        )),
+        Section("Part 2, Task 3: brain tumour segmentation", (
+            Table("Test Dice and IoU", ("test/dice=Dice", "test/iou=IoU"), "brain_tumor_seg", (), ("loss",)),
+            Figure("run:reconstructions", "image, mask, prediction", "brain_tumor_seg"),
+            Discuss("Dice vs MSE/BCE for segmentation."),
+        )),
+    ))
+
+TEMPLATES = {t.name: t for t in (SEED_000, SEED_001, SEED_002, SEED_003, SEED_004)}
+
+
+def for_sweep(sweep: str | None) -> Template | None:
+    """The template whose experiment a sweep belongs to, or None."""
+    return next((t for t in TEMPLATES.values() if sweep in t.sweeps), None) if sweep else None
+
+
+def metric_spec(spec: str) -> tuple[str, str]:
+    key, _, label = spec.partition("=")
+    return key, label or key

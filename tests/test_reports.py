@@ -1,0 +1,169 @@
+"""The assignment-shaped reports: sections, numbers filled in from recorded runs, figures
+comparing runs like with like, and a page that prints."""
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from analysis.templates import TEMPLATES, TO_WRITE
+from conftest import run_cli, run_inproc
+
+CELEBA_MODELS = ("ae", "sparse_ae", "dae", "vae")
+
+
+def _fake_runs(root, rows):
+    from bench.store import RunDir
+    for cfg, summary in rows:
+        run = RunDir.create(str(root), cfg["model"], cfg.get("dataset", "celeba"))
+        run.write_config(dict({"dataset": "celeba", "seed": 0, "epochs": 15}, **cfg))
+        run.update_summary(status="finished", **summary)
+
+
+def _celeba_store(root, with_lambda=True):
+    rng = np.random.default_rng(0)
+    recorded = {}
+    rows = []
+    for model in CELEBA_MODELS:
+        for seed in (0, 1, 2):
+            s = {"test/mse": 0.01 + rng.random() / 100, "test/psnr": 20 + rng.random(), "test/ssim": 0.7,
+                 "best_value": 0.012, "probe/linear_acc": 0.6 + rng.random() / 10,
+                 "probe/logreg_acc": 0.62, "sample/ex_post_fd": 3 + rng.random(), "sample/gmm_fd": 2.5,
+                 "arith/attribute": "Eyeglasses", "arith/direction_norm": 4.0,
+                 "collapse/active_units": 100 + seed, "collapse/latent_dim": 128, "epochs": 15,
+                 "n_train": 20000, "n_val": 2000, "n_test": 2000, "input_shape": "3x64x64",
+                 "device_used": "cpu", "train_seconds": 600.0}
+            if model == "vae":
+                s.update({"sample/prior_fd": 6 + rng.random(), "collapse/kl_total": 30.0})
+            recorded[(model, seed)] = s
+            rows.append(({"model": model, "seed": seed, "sweep": "celeba_models", "group": "celeba_models",
+                          "label_attr": "Smiling", "latent_dim": 128}, s))
+    if with_lambda:
+        for lam in (1e-5, 1e-4, 1e-3):
+            for seed in (0, 1):
+                rows.append(({"model": "sparse_ae", "seed": seed, "l1_lambda": lam, "sweep": "celeba_sparse_lambda",
+                              "group": "celeba_sparse_lambda"}, {"test/mse": 0.01 + lam, "val/l1": 10 / (1 + 1e4 * lam)}))
+    _fake_runs(root, rows)
+    return recorded
+
+
+def test_seed003_report_has_exactly_its_five_sections_filled_from_the_runs(tmp_path):
+    recorded = _celeba_store(tmp_path / "runs")
+    out = tmp_path / "rep"
+    p = run_cli(["--runs", tmp_path / "runs", "--sweep", "celeba_models", "--out", out], cwd=tmp_path,
+                script="analysis.report")
+    assert p.returncode == 0, p.stderr
+    assert "template seed003" in p.stdout and "left for your text" in p.stdout
+    md = (out / "report.md").read_text()
+    headers = [line for line in md.splitlines() if line.startswith("#")]
+    assert headers == ["## 1. Executive Summary", "## 2. Autoencoder Regularization",
+                       "## 3. Representation Learning & Interpretability",
+                       "## 4. Generative Modeling & Prior Holes", "## 5. Reflection"]
+    assert len(md) <= 7500 and "![" not in md and "<img" not in md  # the seed: no images, 7,500 chars
+    assert md.count(f"**{TO_WRITE}:**") == 5
+    # the Smiling probe table: AE vs VAE, mean over the three seeds of what each run recorded
+    sec3 = md.split("## 3.")[1].split("## 4.")[0]
+    for model in ("ae", "vae"):
+        mean = np.mean([recorded[(model, s)]["probe/linear_acc"] for s in (0, 1, 2)])
+        row = next(line for line in sec3.splitlines() if line.startswith(f"| {model} |"))
+        assert f"{mean:.4f} ±" in row, row
+    assert "| sparse_ae |" not in sec3  # the probe table compares AE and VAE only
+    sec4 = md.split("## 4.")[1].split("## 5.")[0]
+    vae_prior = np.mean([recorded[("vae", s)]["sample/prior_fd"] for s in (0, 1, 2)])
+    assert f"{vae_prior:.4f}" in sec4 and "| ae |" in sec4
+    sec2 = md.split("## 2.")[1].split("## 3.")[0]
+    assert "1e-05" in sec2 and "0.001" in sec2  # the lambda grid of the other sweep, not 0.0000
+    sec5 = md.split("## 5.")[1]
+    assert "vae 101.0 of 128 units active" in sec5  # active units, mean of 100, 101, 102
+    assert "20000/2000/2000" in sec5 and "3x64x64" in sec5 and "device cpu" in sec5
+    html = (out / "report.html").read_text()
+    assert html.count(f"{TO_WRITE}:") == 5 and "@media print" in html
+
+
+def test_a_sweep_not_yet_run_is_named_with_its_command(tmp_path):
+    _celeba_store(tmp_path / "runs", with_lambda=False)
+    p = run_cli(["--runs", tmp_path / "runs", "--template", "seed003", "--out", tmp_path / "rep"], cwd=tmp_path,
+                script="analysis.report")
+    assert p.returncode == 0, p.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "no finished runs of sweep `celeba_sparse_lambda` yet (`python -m bench.sweep " \
+           "sweeps/celeba_sparse_lambda.yaml`)" in md
+    assert "not yet run: celeba_sparse_lambda" in md
+
+
+def test_template_without_its_runs_exits_2(tmp_path):
+    _celeba_store(tmp_path / "runs", with_lambda=False)
+    p = run_cli(["--runs", tmp_path / "runs", "--template", "seed004", "--out", tmp_path / "rep"], cwd=tmp_path,
+                script="analysis.report")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "fashion_vae_depth" in p.stderr and not (tmp_path / "rep").exists()
+
+
+def test_every_template_names_real_sweeps_and_metrics():
+    from pathlib import Path
+
+    from analysis.templates import Figure, Table
+    from conftest import ROOT
+
+    shipped = {p.stem for p in Path(ROOT / "sweeps").glob("*.yaml")}
+    for t in TEMPLATES.values():
+        assert set(t.sweeps) <= shipped, t.name
+        assert list(Path(ROOT.parent / "shared" / "seeds").glob(f"{t.seed_file}_*")) or \
+            not (ROOT.parent / "shared" / "seeds").is_dir()
+        for sec in t.sections:
+            for b in sec.blocks:
+                if isinstance(b, (Table, Figure)) and b.sweep:
+                    assert b.sweep in t.sweeps, (t.name, b)
+                if isinstance(b, Figure):
+                    assert b.kind in ("curves", "side_by_side", "denoise") or b.kind.startswith("run:")
+
+
+@pytest.fixture(scope="module")
+def ae_vae_store(tmp_path_factory):
+    """A real plain AE and a real VAE, 2 epochs on the same data, through run.py."""
+    d = tmp_path_factory.mktemp("cmp")
+    for model in ("ae", "vae"):
+        assert run_inproc(["--model", model, "--dataset", "synthetic", "--epochs", 2, "--limit-train", 300,
+                           "--runs-dir", d / "runs", "--wandb", "disabled", "--sweep", "cmp"]) == 0
+    return d
+
+
+def test_cross_run_figures_compare_like_with_like(ae_vae_store, tmp_path):
+    from analysis.load import load_runs
+    from analysis.plots import _panels, side_by_side
+
+    shutil.copytree(ae_vae_store / "runs", tmp_path / "runs")  # this test plants a file in a run
+    frame = load_runs(str(tmp_path / "runs"))
+    panels = {title: set(frame[which]["model"]) for _, title, which in _panels(frame)}
+    assert panels["MSE per pixel"] == {"ae", "vae"}  # one per-pixel panel for every model
+    assert all(models == {"vae"} for title, models in panels.items() if title.startswith("VAE"))
+    assert not any(title.startswith("training objective") for title in panels)  # the AE's loss is its MSE
+    arrays = np.load(frame.iloc[0]["path"] + "/recon_fixed.npz", allow_pickle=False)
+    assert arrays["original"].dtype == np.uint8 and arrays["original"].shape == arrays["reconstruction"].shape
+    png = side_by_side(frame, ["model"], tmp_path / "sbs.png")
+    assert png and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a pickled object planted in place of the arrays is never loaded, and the figure does without it
+    import pickle
+    planted = frame[frame["model"] == "vae"].iloc[0]["path"] + "/recon_fixed.npz"
+    with open(planted, "wb") as f:
+        pickle.dump({"original": object()}, f)
+    assert side_by_side(frame, ["model"], tmp_path / "sbs2.png") is None  # one configuration left
+
+
+def test_generic_report_prints_to_pdf(ae_vae_store, tmp_path):
+    out = tmp_path / "rep"
+    p = run_cli(["--runs", ae_vae_store / "runs", "--out", out], cwd=tmp_path, script="analysis.report")
+    assert p.returncode == 0, p.stderr
+    html = (out / "report.html").read_text()
+    assert "side_by_side" in html and "@media print" in html
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if browser is None:
+        pytest.skip("Chromium is not installed (CI installs Debian's chromium)")
+    pdf = tmp_path / "report.pdf"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'chrome'}", "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
+                    (out / "report.html").resolve().as_uri()], capture_output=True, timeout=120)
+    data = pdf.read_bytes()
+    assert data[:5] == b"%PDF-" and len(re.findall(rb"/Type\s*/Page\b", data)) >= 1
+    assert len(data) > 50_000  # the embedded figures are in it
