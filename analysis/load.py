@@ -7,6 +7,7 @@ its recorded key (`test/psnr`, `probe/linear_acc`, ...), `epochs_done`, and `his
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 import pandas as pd
@@ -16,7 +17,8 @@ from bench.store import RecordError, effective_status, list_runs
 
 # Config keys that never define a configuration (where and how a run was recorded).
 BOOKKEEPING = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "resume", "device",
-               "num_threads", "group", "sweep", "eval", "compile", "amp", "channels_last", "task", "config"}
+               "num_threads", "group", "sweep", "eval", "compile", "amp", "channels_last", "task", "config",
+               "wandb_system", "wandb_artifacts", "sweep_id"}
 SUMMARY_RENAME = {"epochs": "epochs_done", "status": "recorded_status", "model": "_model", "dataset": "_dataset",
                   "group": "_group", "sweep": "_sweep"}
 
@@ -78,9 +80,8 @@ def load_wandb(path: str, sweep: str | None = None, api=None) -> pd.DataFrame:
         raise UsageError(f"--wandb {path!r}: give ENTITY/PROJECT, e.g. my-team/aebench")
     if api is None:
         api = _wandb_api(path)
-    filters = {"group": sweep} if sweep else None
     try:
-        runs = list(api.runs(path, filters=filters) if filters else api.runs(path))
+        runs = _wandb_runs(api, path, sweep)
     except Exception as e:
         first = " ".join(str(e).split())[:160]
         raise UsageError(f"--wandb {path}: cannot list runs (unknown entity or project?) "
@@ -89,11 +90,31 @@ def load_wandb(path: str, sweep: str | None = None, api=None) -> pd.DataFrame:
     for r in runs:
         summary = dict(getattr(r.summary, "_json_dict", r.summary))
         summary = {k: v for k, v in summary.items() if not k.startswith("_")}
+        for k in [k for k in summary if k.startswith("best/") and k != "best/epoch"]:
+            summary.update(best_metric=k[5:], best_value=summary.pop(k))  # `best/val/loss` -> best_value
+        if "best/epoch" in summary:
+            summary["best_epoch"] = summary.pop("best/epoch")
         history = [dict(h) for h in r.scan_history()]
         history = [h for h in history if "epoch" in h]
         config = {k: v for k, v in dict(r.config).items() if not k.startswith("_")}
         rows.append(_row(r.id, "wandb", getattr(r, "url", ""), r.state, config, summary, history))
     return pd.DataFrame(rows)
+
+
+SWEEP_ID = re.compile(r"[a-z0-9]{8}")
+
+
+def _wandb_runs(api, path: str, sweep: str | None) -> list:
+    """Runs of the project, or of one sweep: by W&B sweep id through `api.sweep`, else by
+    name (runs carry it as config `sweep`, local and agent runs alike, and as their group)."""
+    if not sweep:
+        return list(api.runs(path))
+    if SWEEP_ID.fullmatch(sweep):
+        try:
+            return list(api.sweep(f"{path}/{sweep}").runs)
+        except Exception:
+            pass  # not an id after all: a sweep named like one
+    return list(api.runs(path, filters={"$or": [{"config.sweep": sweep}, {"group": sweep}]}))
 
 
 def _wandb_api(path: str):

@@ -103,7 +103,11 @@ class RunConfig:
     entity: Optional[str] = _opt(None, "W&B entity")
     group: Optional[str] = _opt(None, "W&B group (sweeps use the sweep name)")
     tags: list[str] = _list([], "W&B tags, comma separated")
-    sweep: Optional[str] = _opt(None, "local sweep this run belongs to (set by bench.sweep)")
+    sweep: Optional[str] = _opt(None, "sweep this run belongs to (set by bench.sweep and by the sweep YAML's "
+                                      "command for `wandb agent`)")
+    wandb_system: bool = _opt(True, "W&B console capture and system metrics (false: off, and W&B stays quiet)")
+    wandb_artifacts: str = _opt("best", "checkpoints uploaded as a W&B `model` artifact (aliases best, latest)",
+                                choices=["best", "all", "none"])
     resume: Optional[str] = _opt(None, "run directory or id to continue")
 
     def to_dict(self) -> dict:
@@ -113,7 +117,7 @@ class RunConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
 RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
-                    "eval", "compile"}
+                    "eval", "compile", "wandb_system", "wandb_artifacts"}
 
 
 def _base_type(tp):
@@ -256,7 +260,8 @@ HELP_GROUPS = [
       "masked_loss_weight", "loss", "pretrained", "encoder", "probe_from"]),
     ("evaluation after training", ["eval", "eval_sigmas"]),
     ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
-    ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep"]),
+    ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep",
+                           "wandb_system", "wandb_artifacts"]),
 ]
 
 

@@ -66,7 +66,7 @@ def _recon_figure(model, data, cfg, device, path):
         rows += [(f"noisy s={model.noise_std:g}", noisy), ("denoised", model(noisy)["recon"])]
     rows.append(("reconstruction", model(x)["recon"]))
     save_recon_arrays(path.parent.parent / RECON_ARRAYS, rows)
-    return figures.image_rows(rows, path, f"{cfg.model} on {cfg.dataset}")
+    return figures.image_rows(rows, path, figures.run_title(cfg))
 
 
 RECON_ARRAYS = "recon_fixed.npz"
@@ -95,7 +95,7 @@ def _segment_figure(model, data, cfg, device, path):
     x = data.test.x[:8].to(device).float() / 255
     pred = (model(x)["recon"] > 0.5).float()
     return figures.image_rows([("image", x), ("mask", data.test.y[:8].float()), ("predicted", pred)],
-                              path, f"{cfg.model} on {cfg.dataset}")
+                              path, figures.run_title(cfg))
 
 
 FIGURES = {"reconstruct": _recon_figure, "denoise": _recon_figure, "segment": _segment_figure}
@@ -106,7 +106,7 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
     t0 = time.perf_counter()
     results = EVALUATORS[model.task](model, data, cfg, device)
     results["time/test_eval_seconds"] = time.perf_counter() - t0
-    figs = {"curves": figures.curves(history, run.figures / "curves.png", f"{cfg.model} on {cfg.dataset}")}
+    figs = {"curves": figures.curves(history, run.figures / "curves.png", figures.run_title(cfg))}
     if model.task in FIGURES:
         figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
     if snapshots:
@@ -115,6 +115,32 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
         figs["recon_epochs"] = figures.image_rows(rows, run.figures / "recon_epochs.png",
                                                   "the same test images after selected epochs")
     return results, figs
+
+
+@torch.no_grad()
+def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[list]]:
+    """The first n test images, their corrupted input (denoisers), the reconstruction and
+    per-image MSE / PSNR / SSIM: a W&B table sortable to find the worst reconstructions
+    (and `test_images.csv` locally)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    model.eval()
+    x = data.test.x[:n].to(device).float() / 255
+    noisy = None
+    if model.noise_std > 0:
+        noisy = model.corrupt(x, torch.Generator(device=device).manual_seed(cfg.seed))
+    recon = model(noisy if noisy is not None else x)["recon"].float().clamp(0, 1)
+    mse = ((recon - x) ** 2).flatten(1).mean(1)
+    psnr = peak_signal_noise_ratio(recon, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    ssim = structural_similarity_index_measure(recon, x, data_range=1.0, reduction="none")
+
+    def image(t):
+        a = (t.clamp(0, 1) * 255).round().to(torch.uint8).cpu().permute(1, 2, 0).numpy()
+        return a[..., 0] if a.shape[2] == 1 else a
+    cols = ["index", "input"] + (["corrupted"] if noisy is not None else []) + ["reconstruction", "mse", "psnr", "ssim"]
+    rows = [[i, image(x[i])] + ([image(noisy[i])] if noisy is not None else [])
+            + [image(recon[i]), float(mse[i]), float(psnr[i]), float(ssim[i])] for i in range(len(x))]
+    return cols, rows
 
 
 def record_results(run, tracking, results: dict, figs: dict) -> None:

@@ -153,10 +153,12 @@ def embed(model, data, cfg, run, device):
     _legend(fig, y, data.classes)
     figs["decision_regions"] = _save(fig, run.figures / "decision_regions.png")
 
-    cols = ["label", "class"] + [f"{p}_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y")] \
+    cols = ["image", "label", "class"] + [f"{p}_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y")] \
         + [f"{p}3d_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y", "z")]
     names = [str(c) for c in data.classes]
-    rows = [[int(y[i]), names[int(y[i])] if int(y[i]) < len(names) else str(int(y[i]))]
+    thumbs = data.test.x[:len(z)].cpu().permute(0, 2, 3, 1).numpy()  # the test images the points stand for
+    thumbs = thumbs[..., 0] if thumbs.shape[-1] == 1 else thumbs
+    rows = [[thumbs[i], int(y[i]), names[int(y[i])] if int(y[i]) < len(names) else str(int(y[i]))]
             + [float(proj[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1)]
             + [float(proj3[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1, 2)]
             for i in range(len(z))]

@@ -13,7 +13,7 @@ from torch import nn
 from bench import metrics
 from bench.data import batches
 from bench.errors import UsageError
-from bench.figures import image_grids, image_rows, plt
+from bench.figures import image_grids, image_rows, plt, run_title
 
 N_SAMPLES_SHOWN = 16
 N_SAMPLES_SCORED = 2000
@@ -47,7 +47,7 @@ def denoise(model, data, cfg, run, device):
         model.eval()
         fig_rows += [(f"noisy s={sigma:g}", noisy), (f"recon s={sigma:g}", model(noisy)["recon"])]
     path = image_rows([("original", x)] + fig_rows, run.figures / "denoise_matrix.png",
-                      f"{cfg.model}: original / noisy / reconstructed at each sigma")
+                      f"{run_title(cfg)}: original / noisy / reconstructed at each sigma")
     cols = ["sigma", "mse", "mae", "psnr", "ssim", "noisy_input_psnr"]
     return {"numbers": numbers, "figures": {"denoise_matrix": path}, "tables": {"denoise_matrix": (cols, rows)}}
 

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import torch
 
@@ -43,12 +44,25 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def for_agent(cfg, overrides: dict):
+    """A run started by `wandb agent` joins its sweep: the sweep's name (from the sweep
+    YAML's command) becomes its group, and the local store files it under that name as the
+    local runner does (`runs/<sweep>/`)."""
+    from bench.track import agent_sweep
+
+    if agent_sweep() and cfg.sweep:
+        cfg.group = cfg.group or cfg.sweep
+        if "runs_dir" not in overrides:
+            cfg.runs_dir = str(Path(cfg.runs_dir) / cfg.sweep)
+    return cfg
+
+
 def resolve_run_config(overrides: dict):
     """(config, run dir to resume or None)."""
     from bench.store import find_run
 
     if "resume" not in overrides or overrides["resume"] is None:
-        return resolve(overrides), None
+        return for_agent(resolve(overrides), overrides), None
     if not str(overrides["resume"]).strip():
         raise UsageError("--resume: give a run directory or id (see runs/)")
     run = find_run(str(overrides["resume"]), overrides.get("runs_dir", "runs"))
@@ -271,16 +285,21 @@ def _supervised(run, resumed, cfg, model, data, device, n_params, trainer, phase
         results, figs = test_evaluation(model, trainer.data, cfg, run, device, state.history, state.snapshots)
         extra = dict({k: v for k, v in state.history[-1].items() if k.startswith(("train/", "val/"))},
                      **results, epochs=state.epoch, best_epoch=state.best_epoch,
+                     **{"test/from_checkpoint": f"best.pt (epoch {state.best_epoch})"},
                      train_seconds=state.train_seconds, compile_seconds=state.compile_seconds,
                      images_per_sec=_mean_rate(state.history), params=n_params)
         # Recorded before any optional tool runs: a tool that fails or a stop cannot lose them.
         record_results(run, tracking, extra, figs)
+        if model.task in ("reconstruct", "denoise"):
+            from bench.evaluate import image_table
+            tracking.log_table("test_images", *image_table(model, trainer.data, cfg, device))
         log("summary " + "  ".join(f"{k} {v:.4f}" for k, v in results.items()
                                    if k.startswith("test") and isinstance(v, float)))
         if cfg.eval:
             extra.update(run_extra(cfg.eval, model, trainer.data, cfg, run, device, tracking,
                                    before_each=lambda name: phases.enter(f"eval:{name}")))
         phases.enter("finish")
+        tracking.log_checkpoints(run, cfg.wandb_artifacts)
     except Diverged as e:
         exit_code, status = 1, "failed"
         extra = {"reason": str(e), "failed_epoch": e.epoch, "failed_step": e.step,

@@ -275,9 +275,13 @@ def effective_status(summary: dict, run_path: Path) -> str:
 
 
 def find_run(ref: str, runs_dir: str = "runs") -> RunDir:
-    """A run by directory path or by id inside runs_dir."""
+    """A run by directory path, by id inside runs_dir, or by W&B model artifact
+    (`wandb:ENTITY/PROJECT/model-RUNID:ALIAS`, downloaded into runs_dir/RUNID)."""
     if not ref:
         raise UsageError(f"no run given: name a run directory or an id in {runs_dir}/")
+    if ref.startswith("wandb:"):  # a model artifact of a run trained elsewhere
+        from bench.track import fetch_model_artifact
+        return RunDir(fetch_model_artifact(ref, runs_dir))
     if (Path(ref) / "config.json").exists():
         return RunDir(Path(ref))
     check_plain_name("run id", ref)

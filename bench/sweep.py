@@ -120,6 +120,15 @@ def command_for(params: dict, fixed: list[str], name: str, runs_dir: str) -> lis
             f"--sweep={name}", f"--group={name}", f"--runs-dir={runs_dir}"]
 
 
+def varied(cfg: dict) -> list[str]:
+    """The sweep's parameters that take more than one value (what tells its runs apart)."""
+    out = []
+    for k, spec in (cfg.get("parameters") or {}).items():
+        if isinstance(spec, dict) and ("distribution" in spec or len(spec.get("values") or []) > 1):
+            out.append(k)
+    return sorted(out)
+
+
 def config_key(params: dict) -> str:
     return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
 
@@ -247,7 +256,8 @@ class Sweep:
         extra = [f"--num-threads={self.threads}"] if self.pass_threads else []
         cmd = command_for(params, self.fixed + extra, self.name, str(self.dir))
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), PYTHONPATH=path)
+        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), PYTHONPATH=path,
+                   AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         log = open(self.dir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{slot}-{os.getpid()}.log", "w")

@@ -20,37 +20,66 @@ def warn(msg: str) -> None:
 
 
 class Tracker:
-    def log_epoch(self, row: dict) -> None: ...
+    def log_epoch(self, row: dict, media: dict | None = None) -> None: ...
     def log_images(self, images: dict[str, Path]) -> None: ...
     def log_table(self, name: str, columns: list[str], rows: list[list]) -> None: ...
     def log_summary(self, summary: dict) -> None: ...
+    def log_checkpoints(self, run: RunDir, which: str) -> None: ...
     def finish(self, exit_code: int = 0) -> None: ...
+
+
+# Summary keys that are bookkeeping of the local store (which process, when, how it was
+# tracked): they stay in summary.json and never clutter the W&B summary.
+BOOKKEEPING = {"pid", "pid_started", "host", "started_at", "updated_at", "finished_at", "heartbeat", "wandb_mode",
+               "sweep_params", "run_id", "traceback", "status", "epoch", "wandb_run_id", "wandb_url"}
+HIGHER_IS_BETTER = ("acc", "psnr", "ssim", "snr", "dice", "iou")
+
+
+def is_image(value) -> bool:
+    """A table cell holding an image: a uint8 numpy array (H, W) or (H, W, C)."""
+    import numpy as np
+    return isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim in (2, 3)
 
 
 class LocalTracker(Tracker):
     def __init__(self, run: RunDir):
         self.run = run
 
-    def log_epoch(self, row):
+    def log_epoch(self, row, media=None):
         self.run.append_metrics(row)
 
     def log_table(self, name, columns, rows):
+        """A CSV beside the run's record; image columns stay in W&B (the figures hold them here)."""
         import csv
+        keep = [i for i, _ in enumerate(columns) if not (rows and is_image(rows[0][i]))]
         with open(self.run.path / f"{name.replace('/', '_')}.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(columns)
-            w.writerows(rows)
+            w.writerow([columns[i] for i in keep])
+            w.writerows([[r[i] for i in keep] for r in rows])
 
     def log_summary(self, summary):
         self.run.update_summary(**summary)
 
 
 def wandb_logged_in() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
+    """Whether W&B has credentials for its server, asked the way wandb itself looks them up
+    (WANDB_API_KEY, an identity-token file, this session's login, the .netrc entry of
+    WANDB_BASE_URL's host, honouring NETRC); the plain .netrc read is the fallback for
+    wandb versions without that API."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
     try:
-        auth = netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai")
-                                            .replace("https://", ""))
+        from wandb.sdk.lib.wbauth import read_netrc_auth, session_credentials
+    except ImportError:
+        read_netrc_auth = session_credentials = None
+    if read_netrc_auth is not None:
+        try:
+            return bool(session_credentials(host=host) or read_netrc_auth(host=host))
+        except Exception:  # a malformed key or file: not logged in
+            return False
+    try:
+        auth = netrc.netrc().authenticators(host.replace("https://", "").replace("http://", ""))
         return bool(auth and auth[2])
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
@@ -82,22 +111,38 @@ def server_reachable(timeout: float = 3.0) -> str | None:
         return f"{url.hostname}:{port} unreachable ({e.strerror or type(e).__name__})"
 
 
+def agent_sweep() -> str | None:
+    """The W&B sweep id when this process was started by `wandb agent`, else None."""
+    return os.environ.get("WANDB_SWEEP_ID") or None
+
+
 class WandbTracker(Tracker):
+    """One W&B run per local run (same id): per-epoch rows against `epoch`, every val metric
+    with its summary direction, the selection metric as `best/...`, reconstructions of fixed
+    test images per snapshot epoch, tables with images, checkpoints as a `model` artifact."""
+
     def __init__(self, cfg: dict, run: RunDir, mode: str):
         import wandb  # lazy: only tracking code imports wandb
 
         self.wandb = wandb
         self.mode = mode
+        quiet = not cfg.get("wandb_system", True)
         settings = wandb.Settings(init_timeout=float(os.environ.get("AEBENCH_WANDB_INIT_TIMEOUT", 90)),
-                                  silent=True, console="off", x_disable_stats=True)
+                                  console="off" if quiet else "auto", x_disable_stats=quiet, silent=quiet)
+        config = {k: v for k, v in cfg.items() if k not in ("wandb_system",)}
+        if agent_sweep():
+            config["sweep_id"] = agent_sweep()
         self.run = wandb.init(project=cfg.get("project"), entity=cfg.get("entity"), group=cfg.get("group"),
                               tags=list(cfg.get("tags") or []) or None, name=cfg.get("name") or run.id,
-                              id=run.id, resume="allow", config=cfg, mode=mode, settings=settings,
+                              id=run.id, resume="allow", config=config, mode=mode, settings=settings,
                               job_type=cfg.get("task") or "train")
-        wandb.define_metric("epoch")
-        for prefix in ("train/*", "val/*", "time/*"):
-            wandb.define_metric(prefix, step_metric="epoch")
+        self.run.define_metric("epoch")
+        for prefix in ("train/*", "time/*", "media/*", "test/*"):
+            self.run.define_metric(prefix, step_metric="epoch")
+        self.defined: set[str] = set()
         self.failed = False
+        where = self.run.url if mode == "online" else f"offline: {self.sync_dir}"
+        print(f"W&B run {self.run.id}: {where}", flush=True)
 
     def _safe(self, fn, *a, **kw):
         if self.failed:
@@ -108,20 +153,59 @@ class WandbTracker(Tracker):
             self.failed = True
             warn(f"W&B logging failed ({type(e).__name__}: {e}); {SYNC_HINT}")
 
-    def log_epoch(self, row):
-        self._safe(self.run.log, dict(row))
+    def _define(self, row):
+        """Each val metric once, with the summary W&B keeps for it (min, or max for scores)."""
+        for k in row:
+            if k.startswith("val/") and k not in self.defined:
+                higher = k.split("/", 1)[1] in HIGHER_IS_BETTER
+                self.run.define_metric(k, step_metric="epoch", summary="max" if higher else "min")
+                self.defined.add(k)
+
+    def log_epoch(self, row, media=None):
+        def put():
+            self._define(row)
+            out = dict(row)
+            for name, (images, caption) in (media or {}).items():
+                out[name] = self.wandb.Image(images, caption=caption)
+            self.run.log(out)
+        self._safe(put)
 
     def log_images(self, images):
         self._safe(self.run.log, {f"figures/{k}": self.wandb.Image(str(p)) for k, p in images.items()})
 
     def log_table(self, name, columns, rows):
-        self._safe(self.run.log, {name: self.wandb.Table(columns=columns, data=rows)})
+        def put():
+            data = [[self.wandb.Image(v) if is_image(v) else v for v in r] for r in rows]
+            self.run.log({name: self.wandb.Table(columns=columns, data=data)})
+        self._safe(put)
 
     def log_summary(self, summary):
         def put():
             for k, v in summary.items():
-                if isinstance(v, (int, float, str, bool)) or v is None:
+                if k in BOOKKEEPING:
+                    continue
+                if k == "best_value" and summary.get("best_metric"):
+                    self.run.summary[f"best/{summary['best_metric']}"] = v
+                elif k == "best_epoch":
+                    self.run.summary["best/epoch"] = v
+                elif isinstance(v, (int, float, str, bool)) or v is None:
                     self.run.summary[k] = v
+        self._safe(put)
+
+    def log_checkpoints(self, run, which):
+        """best.pt (and last.pt for `all`) with the run's config and history, as one `model`
+        artifact aliased best and latest: `wandb:ENTITY/PROJECT/model-RUNID:best` finds it."""
+        if which == "none":
+            return
+
+        def put():
+            art = self.wandb.Artifact(f"model-{run.id}", type="model",
+                                      metadata={"run_id": run.id, "model": run.read_config().get("model")})
+            names = ["best.pt", "config.json", "summary.json", "metrics.jsonl"] + (["last.pt"] if which == "all" else [])
+            for n in names:
+                if (run.path / n).is_file():
+                    art.add_file(str(run.path / n), name=n)
+            self.run.log_artifact(art, aliases=["best", "latest"])
         self._safe(put)
 
     def finish(self, exit_code=0):
@@ -130,6 +214,59 @@ class WandbTracker(Tracker):
     @property
     def sync_dir(self) -> str:
         return str(Path(self.run.settings.sync_dir))
+
+
+ARTIFACT_REF = "wandb:ENTITY/PROJECT/NAME[:ALIAS]"
+ARTIFACT_FILES = {"best.pt", "last.pt", "config.json", "summary.json", "metrics.jsonl"}
+
+
+def fetch_model_artifact(ref: str, runs_dir: str, api=None) -> Path:
+    """Download a run's `model` artifact into runs_dir/<run id> (once) and return that folder,
+    which then serves --probe-from, --resume and bench.evaluate like a local run. Only the
+    known record files are kept; the checkpoints are still loaded weights-only."""
+    import re
+    import shutil
+    import tempfile
+
+    from bench.errors import UsageError
+    from bench.store import check_plain_name
+
+    m = re.fullmatch(r"wandb:([\w.-]+)/([\w.-]+)/([\w.-]+)(?::([\w.-]+))?", ref)
+    if not m:
+        raise UsageError(f"{ref!r}: give {ARTIFACT_REF}, e.g. wandb:my-team/aebench/model-<run id>:best")
+    entity, project, name, alias = m.groups()
+    path = f"{entity}/{project}/{name}:{alias or 'best'}"
+    if api is None:
+        if not wandb_logged_in():
+            raise UsageError(f"{ref}: not logged in to W&B (run `wandb login` or set WANDB_API_KEY)")
+        unreachable = server_reachable()
+        if unreachable:
+            raise UsageError(f"{ref}: the W&B server is {unreachable}; give a local run folder instead")
+        import wandb
+        api = wandb.Api(timeout=30)
+    try:
+        art = api.artifact(path, type="model")
+    except Exception as e:
+        raise UsageError(f"{ref}: no such model artifact ({type(e).__name__}: {' '.join(str(e).split())[:160]})") \
+            from None
+    run_id = str((getattr(art, "metadata", None) or {}).get("run_id") or name.removeprefix("model-"))
+    check_plain_name("run id", run_id)
+    dest = Path(runs_dir) / run_id
+    if (dest / "config.json").exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".download-{run_id}-") as tmp:
+        art.download(root=tmp)
+        got = {p.name for p in Path(tmp).iterdir() if p.is_file() and not p.is_symlink()}
+        if "config.json" not in got or not got & {"best.pt", "last.pt"}:
+            raise UsageError(f"{ref}: the artifact holds no aebench run (files: {', '.join(sorted(got)) or 'none'})")
+        keep = Path(tmp) / "run"
+        keep.mkdir()
+        for n in got & ARTIFACT_FILES:
+            shutil.move(str(Path(tmp) / n), keep / n)
+        os.replace(keep, dest)
+    print(f"fetched {path} into {dest}", flush=True)
+    return dest
 
 
 class Tracking(Tracker):
@@ -145,6 +282,7 @@ class Tracking(Tracker):
             if unreachable:
                 raise ConnectionError(unreachable)
             self.trackers.append(WandbTracker(cfg, run, self.wandb_mode))
+            self._note(run)
             return
         except Exception as e:
             reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
@@ -152,6 +290,7 @@ class Tracking(Tracker):
             try:  # keep a W&B record anyway, to upload when the server is back
                 offline = WandbTracker(cfg, run, "offline")
                 self.trackers.append(offline)
+                self._note(run)
                 warn(f"W&B could not start online ({reason}); logging offline instead: the local record is "
                      f"complete; upload later with `wandb sync {offline.sync_dir}`")
                 self.wandb_mode = "offline"
@@ -161,6 +300,11 @@ class Tracking(Tracker):
         warn(f"W&B could not start in {self.wandb_mode} mode ({reason}); {SYNC_HINT}")
         self.wandb_mode = "failed"
 
+    def _note(self, run):
+        """The W&B run's id and page in the local record (an agent's run has its own id)."""
+        w = self.trackers[-1].run
+        run.update_summary(wandb_run_id=w.id, wandb_url=getattr(w, "url", None) or None)
+
     def offline_dir(self) -> str | None:
         """The W&B offline folder of this run, to `wandb sync` later, if it logged offline."""
         for t in self.trackers:
@@ -168,9 +312,9 @@ class Tracking(Tracker):
                 return t.sync_dir
         return None
 
-    def log_epoch(self, row):
+    def log_epoch(self, row, media=None):
         for t in self.trackers:
-            t.log_epoch(row)
+            t.log_epoch(row, media)
 
     def log_images(self, images):
         for t in self.trackers:
@@ -183,6 +327,10 @@ class Tracking(Tracker):
     def log_summary(self, summary):
         for t in self.trackers:
             t.log_summary(summary)
+
+    def log_checkpoints(self, run, which):
+        for t in self.trackers:
+            t.log_checkpoints(run, which)
 
     def finish(self, exit_code=0):
         for t in self.trackers:

@@ -218,6 +218,19 @@ class Trainer:
         recon = self.model(prepare(x, self.cfg.channels_last))["recon"]
         self.state.snapshots[epoch] = (recon.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
+    def snapshot_media(self, epoch: int) -> dict:
+        """This epoch's snapshot as one image (originals above, reconstructions below) for
+        the W&B image slider over epochs; {} on epochs without a snapshot."""
+        if epoch not in self.state.snapshots:
+            return {}
+        from torchvision.utils import make_grid
+
+        recon = self.state.snapshots[epoch]
+        orig = self.data.test.x[:len(recon)].cpu()
+        grid = make_grid(torch.cat([orig, recon]), nrow=len(recon), padding=1)
+        return {"media/reconstructions": (grid.permute(1, 2, 0).numpy(), f"epoch {epoch}: test images (top) "
+                                          f"and their reconstructions")}
+
     def validate(self) -> dict:
         """Validation terms; a denoiser is validated on inputs corrupted as in training (the
         same noise every epoch), so val/loss and the best checkpoint measure denoising."""
@@ -261,7 +274,7 @@ class Trainer:
                 self.save()
                 # What an epoch costs: training, validation, checkpoints, snapshot.
                 row["time/epoch_wall_seconds"] = time.perf_counter() - t_epoch
-                self.tracking.log_epoch(row)
+                self.tracking.log_epoch(row, self.snapshot_media(epoch + 1))
                 self.run.update_summary(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value,
                                         best_metric=key if key in row else "val/loss")
                 self.log(format_row(row, cfg.epochs))

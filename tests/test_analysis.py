@@ -77,7 +77,21 @@ class FakeApi:
 
     def runs(self, path, filters=None):
         assert path == "ent/proj"
-        return [r for r in self._runs if not filters or r.config.get("group") == filters.get("group")]
+        if not filters:
+            return list(self._runs)
+        assert set(filters) == {"$or"}  # by the sweep's name in config, or by group
+        wanted = {(k, v) for f in filters["$or"] for k, v in f.items()}
+        return [r for r in self._runs if ("config.sweep", r.config.get("sweep")) in wanted
+                or ("group", r.config.get("group")) in wanted]
+
+    def sweep(self, path):
+        sweep_id = path.split("/")[-1]
+
+        class Sweep:
+            runs = [r for r in self._runs if r.config.get("sweep_id") == sweep_id]
+        if not Sweep.runs:
+            raise ValueError(f"no sweep {path}")
+        return Sweep
 
 
 def test_wandb_api_runs_become_the_same_frame():
@@ -88,6 +102,19 @@ def test_wandb_api_runs_become_the_same_frame():
     ae = s[s["model"] == "ae"].iloc[0]
     assert ae["test/psnr"] == 21.0 and ae["runs"] == 2 and ae["test/psnr_ci"] > 0
     assert frame.iloc[0]["history"][1]["val/loss"] == 0.1
+
+
+def test_wandb_sweep_selected_by_name_or_id_and_best_metric_named():
+    runs = [FakeRun(0, "ae", 0, 20.0), FakeRun(1, "ae", 1, 22.0), FakeRun(2, "vae", 0, 18.0)]
+    for r in runs[:2]:  # started by `wandb agent`: sweep name from the YAML's command, id from W&B
+        r.config.update(sweep="dims", sweep_id="ab12cd34")
+        r.summary.update({"best/val/loss": 0.1, "best/epoch": 2})
+    api = FakeApi(runs)
+    by_name = load_wandb("ent/proj", sweep="dims", api=api)
+    by_id = load_wandb("ent/proj", sweep="ab12cd34", api=api)
+    assert sorted(by_name["run_id"]) == sorted(by_id["run_id"]) == ["r0", "r1"]
+    assert by_name.iloc[0]["best_metric"] == "val/loss" and by_name.iloc[0]["best_value"] == 0.1
+    assert by_name.iloc[0]["best_epoch"] == 2
 
 
 def test_plots_are_pngs(store, tmp_path):

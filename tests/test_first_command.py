@@ -2,7 +2,9 @@
 import os
 import re
 import shutil
+from pathlib import Path
 import subprocess
+import sys
 
 import pytest
 
@@ -30,7 +32,14 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
                https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", WANDB_MODE="offline",
                PIP_DISABLE_PIP_VERSION_CHECK="1")
     env.pop("PYTHONPATH", None)
-    p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    user_pip = Path(os.path.expanduser("~/.config/pip"))
+    if user_pip.is_dir():  # the package registry this machine is configured with stays reachable
+        shutil.copytree(user_pip, tmp_path / ".config" / "pip")
+    try:
+        p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    finally:  # the command installed the scratch copy (`-e .`); point the environment back at this one
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
+                       capture_output=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "status finished" in p.stdout and "next:" in p.stdout and "wandb sync" in p.stdout
     assert (work / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()

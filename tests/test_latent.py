@@ -1,5 +1,6 @@
 """Latent-space tools on briefly trained models: outputs, shapes, and properties that could fail."""
 import pytest
+import numpy as np
 import torch
 
 import registry
@@ -13,7 +14,7 @@ from conftest import only_run, quick, run_inproc
 
 
 class _NoTrack:
-    def log_epoch(self, row):
+    def log_epoch(self, row, media=None):
         pass
 
 
@@ -48,7 +49,9 @@ def test_embeddings_have_one_point_per_test_image(tmp_path):
     for name in ("pca", "tsne", "umap"):
         assert out["arrays"][name].shape == (150, 2)
     cols, rows = out["tables"]["embeddings"]
-    assert len(rows) == 150 and len(cols) == 17 and cols[:2] == ["label", "class"]
+    assert len(rows) == 150 and len(cols) == 18 and cols[:3] == ["image", "label", "class"]
+    # each point carries the test image it stands for (a thumbnail in the W&B table)
+    assert all(np.array_equal(rows[i][0], data.test.x[i, 0].numpy()) for i in (0, 149))
     for f in ("embed_2d", "embed_3d", "embed_clean_vs_noisy", "decision_regions"):
         assert out["figures"][f].stat().st_size > 5000
 

@@ -27,7 +27,8 @@ def test_every_required_sweep_exists():
 def test_yaml_is_a_valid_wandb_sweep(path):
     cfg = load_sweep(str(path))  # W&B's schema plus run.py's keys, types and ranges
     assert cfg["program"] == "run.py"
-    assert cfg["command"] == ["${env}", "${interpreter}", "${program}", "${args}"]
+    # `wandb agent` runs the command: the literal --sweep puts its runs in the sweep's group and folder
+    assert cfg["command"] == ["${env}", "${interpreter}", "${program}", f"--sweep={cfg['name']}", "${args}"]
     assert cfg["metric"]["name"].startswith("val/") and cfg["metric"]["goal"] in ("minimize", "maximize")
     runs = plan(cfg, None if cfg["method"] == "grid" else 5)
     if path.stem in EXPECTED_RUNS:

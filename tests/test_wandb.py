@@ -1,0 +1,180 @@
+"""W&B-native runs, read back from the offline `.wandb` file with wandb's own Record proto:
+agent runs carry their sweep, metric definitions, media per epoch, tables with images, the
+model artifact, and a clean summary. Nothing here needs a W&B server."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, run_cli
+from wandb_records import offline_run
+
+
+@pytest.fixture(scope="module")
+def agent_run(tmp_path_factory):
+    """A denoiser started the way `wandb agent` starts a run of a shipped sweep: the agent's
+    environment (sweep id), the YAML's literal --sweep, then the sweep's arguments."""
+    d = tmp_path_factory.mktemp("agent")
+    env = dict(os.environ, WANDB_SWEEP_ID="ab12cd34", WANDB_DIR=str(d), WANDB_MODE="offline",
+               WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+    env.pop("WANDB_API_KEY", None)
+    p = subprocess.run([sys.executable, str(ROOT / "run.py"), "--sweep=mysweep", "--model=dae", "--dataset=synthetic",
+                        "--epochs=3", "--limit-train=300", "--limit-test=120", "--noise-std=0.2", "--eval=embed",
+                        "--wandb=offline"], cwd=d, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    from bench.store import list_runs
+    runs = list_runs(str(d / "runs"))
+    assert len(runs) == 1
+    return d, runs[0], p.stdout
+
+
+def test_agent_run_joins_its_sweep(agent_run):
+    d, run, _ = agent_run
+    assert run.path.parent == d / "runs" / "mysweep"  # filed under the sweep's name, like the local runner
+    summary = run.read_summary()
+    rec = offline_run(d / "wandb", summary["wandb_run_id"])
+    assert rec.run.run_group == "mysweep" and rec.run.sweep_id == "ab12cd34"
+    assert rec.config["sweep"] == "mysweep" and rec.config["sweep_id"] == "ab12cd34"
+
+
+def test_metrics_are_defined_with_their_direction_and_best(agent_run):
+    d, run, _ = agent_run
+    summary = run.read_summary()
+    rec = offline_run(d / "wandb", summary["wandb_run_id"])
+    for name in ("val/loss", "val/mse"):
+        assert rec.metrics[name].step_metric == "epoch" and rec.metrics[name].summary.min, name
+    assert rec.summary[f"best/{summary['best_metric']}"] == pytest.approx(summary["best_value"])
+    assert rec.summary["best/epoch"] == summary["best_epoch"]
+    assert rec.summary["test/from_checkpoint"] == f"best.pt (epoch {summary['best_epoch']})"
+    for bookkeeping in ("pid", "host", "started_at", "sweep_params", "wandb_mode", "finished_at"):
+        assert bookkeeping not in rec.summary, bookkeeping
+    assert summary["pid"] and summary["host"]  # ... which the local store keeps
+
+
+def test_media_per_epoch_tables_with_images_and_model_artifact(agent_run):
+    from bench.train import snapshot_epochs
+
+    d, run, _ = agent_run
+    summary = run.read_summary()
+    rec = offline_run(d / "wandb", summary["wandb_run_id"])
+    media_epochs = [h["epoch"] for h in rec.history if "media/reconstructions/_type" in h]
+    assert media_epochs == sorted(snapshot_epochs(3)) and len(media_epochs) >= 2  # the slider has steps
+    tables = {k.split("/")[0] for h in rec.history for k in h if k.endswith("/_type") and h[k] == "table-file"}
+    assert {"test_images", "embeddings"} <= tables
+    arts = {a.name: a for a in rec.artifacts}
+    model = arts[f"model-{run.id}"]
+    assert model.type == "model" and {"best", "latest"} <= set(model.aliases)
+    files = {e.path for e in model.manifest.contents}
+    assert {"best.pt", "config.json"} <= files and "last.pt" not in files
+    # the local copy of the image table: per-image numbers, sortable, no image columns
+    head = (run.path / "test_images.csv").read_text().splitlines()[0]
+    assert head == "index,mse,psnr,ssim"
+
+
+def test_run_url_or_offline_folder_is_printed(agent_run):
+    d, run, out = agent_run
+    assert f"W&B run {run.read_summary()['wandb_run_id']}: offline: " in out
+
+
+def _finished_run(tmp_path):
+    from conftest import run_inproc
+    assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 200,
+                       "--runs-dir", tmp_path / "src", "--wandb", "disabled"]) == 0
+    from bench.store import list_runs
+    return list_runs(str(tmp_path / "src"))[0]
+
+
+class FakeArtifact:
+    def __init__(self, files, run_id):
+        self.files, self.metadata = files, {"run_id": run_id}
+
+    def download(self, root):
+        for f in self.files:
+            if f.is_dir():
+                shutil.copytree(f, os.path.join(root, f.name))
+            else:
+                shutil.copy(f, root)
+        return root
+
+
+class FakeApi:
+    def __init__(self, art):
+        self.art, self.asked = art, []
+
+    def artifact(self, path, type=None):
+        self.asked.append((path, type))
+        if self.art is None:
+            raise ValueError("artifact not found")
+        return self.art
+
+
+def test_model_artifact_reference_becomes_a_local_run(tmp_path):
+    from bench.checkpoint import load_run_model
+    from bench.track import fetch_model_artifact
+
+    src = _finished_run(tmp_path)
+    files = [src.path / n for n in ("best.pt", "config.json", "summary.json")]
+    api = FakeApi(FakeArtifact(files + [tmp_path / "src"], src.id))  # a folder in it is ignored
+    dest = fetch_model_artifact(f"wandb:team/proj/model-{src.id}", str(tmp_path / "runs"), api=api)
+    assert api.asked == [(f"team/proj/model-{src.id}:best", "model")]
+    assert dest == tmp_path / "runs" / src.id and sorted(p.name for p in dest.iterdir()) == \
+        ["best.pt", "config.json", "summary.json"]
+    a, _ = load_run_model(str(src.path))
+    b, _ = load_run_model(str(dest))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    # an artifact that holds no aebench run is refused in one line
+    from bench.errors import UsageError
+    with pytest.raises(UsageError, match="holds no aebench run"):
+        fetch_model_artifact("wandb:team/proj/model-other:v1", str(tmp_path / "runs"),
+                             api=FakeApi(FakeArtifact([src.path / "summary.json"], "other")))
+    assert not (tmp_path / "runs" / "other").exists()
+
+
+@pytest.mark.parametrize("ref,needle", [
+    ("wandb:team/proj/model-x:best", "unreachable"),
+    ("wandb:not-a-reference", "give wandb:ENTITY/PROJECT/NAME"),
+])
+def test_wandb_reference_without_a_server_is_one_line_exit_2(tmp_path, ref, needle):
+    env = {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
+    for args in (["--model", "linear_probe", "--dataset", "synthetic", "--probe-from", ref],
+                 ["--resume", ref]):
+        p = run_cli(args, cwd=tmp_path, env=env)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, p.stderr
+    p = run_cli([ref], cwd=tmp_path, env=env, script="bench.evaluate")
+    assert p.returncode == 2 and needle in p.stderr, p.stderr
+
+
+def test_login_is_detected_the_way_wandb_reads_it(tmp_path, monkeypatch):
+    from bench.track import wandb_logged_in
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "https://api.wandb.ai")
+    netrc = tmp_path / "netrc"
+    netrc.write_text("")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert not wandb_logged_in()
+    netrc.write_text(f"machine api.wandb.ai\n  login user\n  password {'a' * 40}\n")
+    assert wandb_logged_in()
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")  # a key for another server is not a login
+    assert not wandb_logged_in()
+
+
+def test_the_package_imports_from_anywhere(tmp_path):
+    """`pip install -r requirements.txt` installs the project itself: a notebook anywhere
+    loads a run's model in two lines."""
+    run = _finished_run(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = ("from bench.checkpoint import load_run_model\n"
+            f"model, cfg = load_run_model({str(run.path)!r})\n"
+            "print(cfg['model'], type(model).__name__, sum(p.numel() for p in model.parameters()))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split()[0] == "ae" and int(p.stdout.split()[2]) == run.read_summary()["params"]
+    assert json.loads((run.path / "config.json").read_text())["model"] == "ae"
