@@ -176,7 +176,9 @@ def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, pat
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=7, color="w")
+                r, g, b, _ = im.cmap(im.norm(grid[i, j]))
+                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=7,
+                        color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
     ax.set_xticks(range(len(cols)), [f"sigma {c.split('@')[1]}" for c in cols], fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel("test-time noise")
