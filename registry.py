@@ -14,8 +14,39 @@ from typing import Callable
 
 from bench.errors import UsageError
 
-MODELS: dict[str, "ModelEntry"] = {}
-DATASETS: dict[str, "DatasetEntry"] = {}
+# Filled by the @register_* decorators as the family modules are imported; read them
+# through `registry.MODELS` / `registry.DATASETS` (or the functions below), which first
+# import every module of bench/models and bench/data: a new family is one new file.
+_MODELS: dict[str, "ModelEntry"] = {}
+_DATASETS: dict[str, "DatasetEntry"] = {}
+_FAMILY_PACKAGES = ("bench.models", "bench.data")
+_discovery = "pending"
+
+
+def discover() -> None:
+    """Import every module of the family packages once (registration happens on import)."""
+    global _discovery
+    if _discovery != "pending":
+        return
+    _discovery = "running"
+    import importlib
+    import pkgutil
+    try:
+        for pkg in _FAMILY_PACKAGES:
+            package = importlib.import_module(pkg)
+            for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+                importlib.import_module(f"{pkg}.{info.name}")
+    except BaseException:
+        _discovery = "pending"
+        raise
+    _discovery = "done"
+
+
+def __getattr__(name: str):
+    if name in ("MODELS", "DATASETS"):
+        discover()
+        return _MODELS if name == "MODELS" else _DATASETS
+    raise AttributeError(f"module 'registry' has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -51,18 +82,18 @@ class DatasetEntry:
 def register_model(*, config: type, input: tuple[int, int, int] = (1, 28, 28),
                    task: str = "reconstruct", hidden: bool = False):
     def deco(fn):
-        if fn.__name__ in MODELS:
+        if fn.__name__ in _MODELS:
             raise ValueError(f"model {fn.__name__!r} registered twice")
-        MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, config, tuple(input), task, hidden)
+        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, config, tuple(input), task, hidden)
         return fn
     return deco
 
 
 def register_dataset(*, shape: tuple[int, int, int], kind: str = "labels", num_classes: int = 10):
     def deco(fn):
-        if fn.__name__ in DATASETS:
+        if fn.__name__ in _DATASETS:
             raise ValueError(f"dataset {fn.__name__!r} registered twice")
-        DATASETS[fn.__name__] = DatasetEntry(fn.__name__, fn, tuple(shape), kind, num_classes)
+        _DATASETS[fn.__name__] = DatasetEntry(fn.__name__, fn, tuple(shape), kind, num_classes)
         return fn
     return deco
 
@@ -75,15 +106,17 @@ def _unknown(kind: str, name: str, table: dict) -> UsageError:
 
 
 def model_entry(name: str) -> ModelEntry:
-    if name not in MODELS:
-        raise _unknown("model", name, MODELS)
-    return MODELS[name]
+    discover()
+    if name not in _MODELS:
+        raise _unknown("model", name, _MODELS)
+    return _MODELS[name]
 
 
 def dataset_entry(name: str) -> DatasetEntry:
-    if name not in DATASETS:
-        raise _unknown("dataset", name, DATASETS)
-    return DATASETS[name]
+    discover()
+    if name not in _DATASETS:
+        raise _unknown("dataset", name, _DATASETS)
+    return _DATASETS[name]
 
 
 def model_kwargs(name: str, cfg: dict) -> dict:
@@ -111,8 +144,9 @@ def count_params(model) -> int:
 
 
 def describe() -> str:
+    discover()
     lines = ["Models", "------"]
-    for name, e in sorted(MODELS.items()):
+    for name, e in sorted(_MODELS.items()):
         if e.hidden:
             continue
         # Counting never needs downloaded weights.
@@ -121,7 +155,7 @@ def describe() -> str:
         c, h, w = e.default_input
         lines.append(f"  {name:<16} {n:>11,} params  {c}x{h}x{w:<4} {e.task:<11} {e.description}")
     lines += ["", "Datasets", "--------"]
-    for name, d in sorted(DATASETS.items()):
+    for name, d in sorted(_DATASETS.items()):
         c, h, w = d.shape
         lines.append(f"  {name:<16} {c}x{h}x{w:<8} {d.kind:<9} {d.description}")
     return "\n".join(lines)
@@ -130,10 +164,6 @@ def describe() -> str:
 def main():
     print(describe())
 
-
-# Registration on import: these modules call register_model / register_dataset.
-import bench.models  # noqa: E402,F401
-import bench.data  # noqa: E402,F401
 
 if __name__ == "__main__":
     import registry as _self  # the importable module holds the tables, not __main__

@@ -145,7 +145,6 @@ def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[
 
 def record_results(run, tracking, results: dict, figs: dict) -> None:
     """Test metrics and figures into the local store and W&B, before any optional tool runs."""
-    run.update_summary(**results)
     tracking.log_summary(results)
     tracking.log_images(figs)
 
@@ -185,7 +184,6 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_
             print(f"eval {name} done in {time.perf_counter() - t0:.1f}s "
                   + " ".join(f"{k}={v:.4g}" for k, v in out.get("numbers", {}).items()
                              if isinstance(v, (int, float))), flush=True)
-        run.update_summary(**numbers)
         tracking.log_summary(numbers)
         summary.update(numbers)
     failed = [k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v]

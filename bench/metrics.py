@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from bench.data import batches
-from bench.models.base import corrupt
-from bench.train import autocast, prepare
+from bench.tensors import autocast, corrupt, prepare
 
 RECON_KEYS = ("mse", "mae", "psnr", "ssim", "snr")
 SSIM_SIGMA, SSIM_KERNEL = 1.5, 11
@@ -129,9 +128,20 @@ def classification(model, split, device, batch_size=500, amp="off", channels_las
 
 
 def segmentation(model, split, device, batch_size=64, amp="off", channels_last=False) -> dict[str, float]:
-    from bench.models.seg import dice_iou
 
     def score(logits, y):
         dice, iou = dice_iou(logits, y.float())
         return {"dice": dice, "iou": iou}
     return _labelled(model, split, device, batch_size, amp, channels_last, score)
+
+
+def dice_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5):
+    """Per-image Dice coefficient and IoU of thresholded masks; empty vs empty scores 1."""
+    pred = (torch.sigmoid(logits) > threshold).flatten(1).float()
+    t = (target > 0.5).flatten(1).float()
+    inter = (pred * t).sum(1)
+    total = pred.sum(1) + t.sum(1)
+    union = total - inter
+    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    return dice, iou

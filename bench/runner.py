@@ -360,7 +360,7 @@ def _finish(run, tracking, status, extra, exit_code) -> None:
               f"it will read as crashed", file=sys.stderr)
         summary = {}
     if tracking is not None:
-        tracking.log_summary({k: v for k, v in summary.items() if k not in ("traceback",)})
+        tracking.log_summary({k: v for k, v in summary.items() if k not in ("traceback",)}, local=False)
         tracking.finish(exit_code)
     run.stop_heartbeat()
 

@@ -324,9 +324,12 @@ class Tracking(Tracker):
         for t in self.trackers:
             t.log_table(name, columns, rows)
 
-    def log_summary(self, summary):
+    def log_summary(self, summary, local: bool = True):
+        """Summary keys to every tracker: the local store's summary.json has this one writer
+        once a run is set up; `local=False` sends what the store already holds to W&B only."""
         for t in self.trackers:
-            t.log_summary(summary)
+            if local or not isinstance(t, LocalTracker):
+                t.log_summary(summary)
 
     def log_checkpoints(self, run, which):
         for t in self.trackers:

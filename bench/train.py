@@ -20,6 +20,7 @@ import torch
 
 from bench import checkpoint, faults
 from bench.data import DataBundle, batches
+from bench.tensors import autocast, prepare  # noqa: F401  (also used by bench.speed)
 
 
 class Diverged(Exception):
@@ -80,18 +81,8 @@ class StopFlag:
         self.signum = signum
 
 
-def autocast(device: torch.device, amp: str):
-    if device.type != "cuda" or amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
 def scalar_terms(out: dict) -> dict:
     return {k: v for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}
-
-
-def prepare(x, channels_last):
-    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
 @torch.no_grad()
@@ -271,12 +262,13 @@ class Trainer:
                     st.best_value, st.best_epoch = row.get(key, row["val/loss"]), epoch + 1
                     self.save_best()
                 self.snapshot(epoch + 1)
-                self.save()
-                # What an epoch costs: training, validation, checkpoints, snapshot.
+                # What an epoch costs: training, validation, best.pt, snapshot; taken before last.pt
+                # is written so that the checkpoint (and a resumed run's history) holds it.
                 row["time/epoch_wall_seconds"] = time.perf_counter() - t_epoch
+                self.save()
                 self.tracking.log_epoch(row, self.snapshot_media(epoch + 1))
-                self.run.update_summary(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value,
-                                        best_metric=key if key in row else "val/loss")
+                self.tracking.log_summary(dict(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value,
+                                               best_metric=key if key in row else "val/loss"))
                 self.log(format_row(row, cfg.epochs))
                 if stop.signum is not None:
                     raise Interrupted(stop.signum, f"epoch {epoch + 1}")

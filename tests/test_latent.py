@@ -17,6 +17,9 @@ class _NoTrack:
     def log_epoch(self, row, media=None):
         pass
 
+    def log_summary(self, summary):
+        pass
+
 
 def trained(tmp_path, model_name, dataset="synthetic", epochs=3, data_root="./data", **kw):
     cfg = resolve({"model": model_name, "dataset": dataset, "epochs": max(epochs, 1), "data_root": data_root,

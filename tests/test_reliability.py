@@ -55,6 +55,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     ref = only_run(ref_dir)
     rows = run.read_metrics()
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # no duplicates, no gaps
+    assert all(r["time/epoch_wall_seconds"] > 0 for r in rows)  # epochs before the kill keep their cost
     assert _strip(rows) == _strip(ref.read_metrics())
     a, b = run.read_summary(), ref.read_summary()
     for k in ("test/mse", "test/psnr", "test/ssim", "test/snr", "test/mae"):

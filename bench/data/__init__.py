@@ -142,4 +142,3 @@ def batches(split: Split, batch_size: int, shuffle: bool = False,
         yield to_float(xb), yb
 
 
-from bench.data import folders, synthetic, vision  # noqa: E402,F401  (registration)

@@ -1,2 +1,1 @@
-"""Model families; importing this package registers every model."""
-from bench.models import classifiers, conv_ae, seg, small, vae  # noqa: F401
+"""Model families: every module here registers its models on import (`registry.discover`)."""

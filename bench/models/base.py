@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
+from bench.tensors import corrupt
 
 
 class BenchModel(nn.Module):
@@ -55,24 +56,6 @@ class BenchModel(nn.Module):
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None,
                 sigma: float | None = None) -> torch.Tensor:
         return corrupt(x, self.noise_std if sigma is None else sigma, self.noise_type, generator)
-
-
-def corrupt(x, sigma, noise_type="gaussian", generator=None):
-    """Corrupt images in [0, 1]; the result is clamped to [0, 1]."""
-    if sigma <= 0:
-        return x
-    if noise_type == "gaussian":
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + sigma * noise).clamp_(0.0, 1.0)
-    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    if noise_type == "dropout":
-        return x * (u >= sigma)
-    if noise_type == "salt_pepper":
-        out = x.clone()
-        out[u < sigma / 2] = 0.0
-        out[(u >= sigma / 2) & (u < sigma)] = 1.0
-        return out
-    raise UsageError(f"unknown noise type {noise_type!r}; valid: gaussian, dropout, salt_pepper")
 
 
 def down_sizes(size: int, n: int, name: str, kernel=3, stride=2, padding=1, min_size=2) -> list[int]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bench.metrics import dice_iou  # noqa: F401  (the loss and the metric agree)
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
 from registry import register_model
 
@@ -20,18 +21,6 @@ EPS = 1e-6
 def dice_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     inter = (probs * target).sum()
     return 1 - (2 * inter + eps) / (probs.pow(2).sum() + target.pow(2).sum() + eps)
-
-
-def dice_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5):
-    """Per-image Dice coefficient and IoU of thresholded masks; empty vs empty scores 1."""
-    pred = (torch.sigmoid(logits) > threshold).flatten(1).float()
-    t = (target > 0.5).flatten(1).float()
-    inter = (pred * t).sum(1)
-    total = pred.sum(1) + t.sum(1)
-    union = total - inter
-    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
-    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
-    return dice, iou
 
 
 @dataclass

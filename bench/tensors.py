@@ -1,0 +1,38 @@
+"""Small tensor helpers shared by training, evaluation and the models: mixed precision,
+memory format, input corruption. Plain torch; imports nothing else of the project but
+its errors."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from bench.errors import UsageError
+
+
+def autocast(device: torch.device, amp: str):
+    if device.type != "cuda" or amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def prepare(x, channels_last):
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def corrupt(x, sigma, noise_type="gaussian", generator=None):
+    """Corrupt images in [0, 1]; the result is clamped to [0, 1]."""
+    if sigma <= 0:
+        return x
+    if noise_type == "gaussian":
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + sigma * noise).clamp_(0.0, 1.0)
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if noise_type == "dropout":
+        return x * (u >= sigma)
+    if noise_type == "salt_pepper":
+        out = x.clone()
+        out[u < sigma / 2] = 0.0
+        out[(u >= sigma / 2) & (u < sigma)] = 1.0
+        return out
+    raise UsageError(f"unknown noise type {noise_type!r}; valid: gaussian, dropout, salt_pepper")
