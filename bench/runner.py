@@ -103,7 +103,7 @@ def model_keys() -> set[str]:
     """Run-config keys that belong to model families (set per model, not per run)."""
     from registry import MODELS
 
-    structural = {"in_channels", "image_size", "num_classes", "runs_dir", "probe_from"}
+    structural = {"in_channels", "image_size", "num_classes", "runs_dir"}
     keys = {k for e in MODELS.values() for k in e.config_keys()} - structural
     return (keys & set(FIELDS)) | {"mlp_dims"}
 
@@ -132,8 +132,6 @@ def build(cfg):
     from registry import count_params, create_model, dataset_entry, model_entry
     from bench.data import load_data
 
-    if cfg.probe_from:
-        cfg.model = "linear_probe"
     entry = model_entry(cfg.model)
     dentry = dataset_entry(cfg.dataset)
     task = "denoise" if entry.task == "reconstruct" and (cfg.noise_std or 0) > 0 else entry.task
@@ -213,6 +211,8 @@ def execute(argv: list[str], log=print) -> int:
     from bench.store import RunDir
 
     overrides, actions = parse_args(argv)
+    if overrides.get("probe_from") and "model" not in overrides:
+        overrides["model"] = "linear_probe"  # the only family that takes --probe-from, when no model is named
     if "list" in actions:
         print(describe())
         return 0

@@ -153,7 +153,7 @@ FLAG_CASES = [
     ("--eval-sigmas", "x", "list of float"), ("--batchnorm", "2", "true/false"),
     ("--compile", "maybe", "true/false"), ("--pretrained", "perhaps", "true/false"),
     ("--resume", "", "--resume"), ("--resume", "../../etc", "not a plain name"),
-    ("--resume", "run*", "not a plain name"), ("--probe-from", "no-such-run", "no run 'no-such-run'"),
+    ("--resume", "run*", "not a plain name"), ("--probe-from", "no-such-run", "model ae does not take it"),
     ("--model", "", "unknown model"), ("--dataset", "", "unknown dataset"),
     ("--color-mode", "", "valid: class, random"),
 ]
@@ -308,7 +308,8 @@ def test_every_bad_run_folder(tmp_path, capsys, a_finished_run, entry, mutate, e
     elif entry == "resume":
         code = run_inproc(["--resume", run.name, "--runs-dir", runs, "--wandb", "disabled"] + extra)
     else:
-        code = run_inproc(_base(tmp_path) + ["--probe-from", run.name] + extra)
+        code = run_inproc([a if a != "ae" else "linear_probe" for a in _base(tmp_path)]
+                          + ["--probe-from", run.name] + extra)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}

@@ -49,10 +49,20 @@ def test_probe_from_a_finished_autoencoder(tmp_path):
     assert run_inproc(quick(tmp_path, model="ae", epochs=1)) == 0
     ae_run = only_run(tmp_path)
     assert run_inproc(quick(tmp_path, "--probe-from", ae_run.id, "--lr", 1e-2, "--limit-train", 1500,
-                            "--limit-test", 500, model="ae", epochs=5)) == 0
+                            "--limit-test", 500, model="linear_probe", epochs=5)) == 0
     probe = [r for r in list_runs(str(tmp_path / "runs")) if r.id != ae_run.id][0]
-    assert probe.read_config()["model"] == "linear_probe"
+    assert probe.read_config()["model"] == "linear_probe" and probe.read_config()["probe_from"] == ae_run.id
     assert probe.read_summary()["test/acc"] > 0.2  # chance is 0.1
+
+
+def test_probe_from_is_a_key_of_the_linear_probe_family_only(tmp_path, capsys):
+    """--probe-from belongs to `linear_probe` like any family key: another model refuses it, and
+    with no model named it picks the one family that takes it."""
+    assert run_inproc(quick(tmp_path, "--probe-from", "x", model="vae")) == 2
+    assert "--probe-from: model vae does not take it" in capsys.readouterr().err
+    assert run_inproc(["--dataset", "synthetic", "--probe-from", "no-such-run", "--runs-dir", tmp_path / "runs",
+                       "--wandb", "disabled"]) == 2
+    assert "no run 'no-such-run'" in capsys.readouterr().err  # it reached the linear probe's own check
 
 
 def test_resnet_without_weights_names_the_cache(tmp_path, monkeypatch, capsys):

@@ -64,7 +64,7 @@ def test_crafted_checkpoint_never_runs_code(tmp_path, finished_run, capsys, entr
             evaluate_main([str(finished_run.path), "--what", "collapse", "--runs-dir", runs])
         code = e.value.code
     elif entry == "probe_from":
-        code = run_inproc(quick(tmp_path, "--probe-from", finished_run.id, epochs=1))
+        code = run_inproc(quick(tmp_path, "--probe-from", finished_run.id, model="linear_probe", epochs=1))
     else:
         finished_run.update_summary(status="interrupted")
         code = run_inproc(["--resume", finished_run.id, "--runs-dir", runs, "--wandb", "disabled"])
