@@ -1,9 +1,12 @@
-"""The flat, typed run configuration and its command-line parser.
+"""The typed run configuration and its command-line parser.
 
-One dataclass holds every key a run, a sweep YAML or a config file may set. Flags
-accept both `--key value` and `--key=value`, with dashes or underscores (W&B agents
-pass `--noise_std=0.1`). Model-specific keys default to None, meaning "the model's
-own default"; the registry drops them for models that do not take them.
+Run keys (data, optimisation, evaluation, speed, tracking) are declared here; each model
+family declares its own keys, with help, default and range, in its config dataclass
+(`bench.keys.key`), and `RunConfig` is built from both, so the command line, config
+files and sweep YAMLs accept exactly these keys. A family key defaults to None here,
+meaning "the chosen model's own default"; a key the chosen model does not take is refused
+by the runner. Flags accept `--key value` and `--key=value`, with dashes or underscores
+(W&B agents pass `--noise_std=0.1`).
 Precedence: defaults < the file named by $AEBENCH_CONFIG < `--config FILE` < flags.
 """
 from __future__ import annotations
@@ -34,7 +37,7 @@ def _list(default, help="", **kw):
 
 
 @dataclass
-class RunConfig:
+class RunKeys:
     # --- what to run
     model: str = _opt("ae", "registry name of the model (see `python registry.py`)")
     dataset: str = _opt("fashion_mnist", "registry name of the dataset")
@@ -64,32 +67,6 @@ class RunConfig:
     select_on: str = _opt("val", "split whose metric picks best.pt: val (honest) or test (where a seed asks for "
                           "the best test accuracy)", choices=["val", "test"])
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
-    # --- model keys (None = the model's default)
-    latent_dim: Optional[int] = _opt(None, "size of the latent code z", lo=1, hi=65536)
-    channels: Optional[list[int]] = _opt(None, "conv widths per stage, e.g. 32,64,128", lo=1, hi=65536)
-    hidden_dims: Optional[list[int]] = _opt(None, "MLP hidden widths, e.g. 400 or 400,100", lo=1, hi=65536)
-    mlp_dims: Optional[list[int]] = _opt(None, "hidden widths then latent size in one list, e.g. 400,50 "
-                                         "(sets hidden_dims and latent_dim; a sweep grid over pairs)", lo=1, hi=65536)
-    bottleneck: Optional[str] = _opt(None, "conv AEs: 'linear' (flat z of latent_dim) or 'conv' (z is the last "
-                                     "feature map, e.g. 2x2x16 for channels 128,64,32,16 at 28 px; seed 001)",
-                                     choices=["linear", "conv"])
-    noise_std: Optional[float] = _opt(None, "input corruption level sigma (denoising)", lo=0.0, hi=1.0)
-    noise_type: Optional[str] = _opt(None, "input corruption", choices=["gaussian", "dropout", "salt_pepper"])
-    l1_lambda: Optional[float] = _opt(None, "lambda in loss = MSE + lambda * sum_j |z_j| per image (sparse AE)", lo=0.0, hi=10.0)
-    dropout: Optional[float] = _opt(None, "dropout after every conv/deconv layer", lo=0.0, hi=1.0, hi_open=True)
-    batchnorm: Optional[bool] = _opt(None, "BatchNorm after every conv/deconv layer")
-    beta: Optional[float] = _opt(None, "VAE KL weight (beta-VAE)", lo=0.0, hi=1000.0)
-    kl_weight: Optional[float] = _opt(None, "MLP VAE KL weight (0 turns it into a plain AE)", lo=0.0, hi=1000.0)
-    kl_warmup_epochs: Optional[int] = _opt(None, "linear KL annealing over this many epochs", lo=0)
-    recon_loss: Optional[str] = _opt(None, "VAE reconstruction loss", choices=["mse", "bce"])
-    mask_ratio: Optional[float] = _opt(None, "fraction of feature-map patches masked (mcae)",
-                                       lo=0.0, hi=1.0, hi_open=True)
-    mask_patch: Optional[int] = _opt(None, "mask patch size in feature cells (mcae)", lo=1, hi=64)
-    masked_loss_weight: Optional[float] = _opt(None, "loss weight of masked regions (mcae)", lo=0.0, hi=100.0)
-    loss: Optional[str] = _opt(None, "segmentation loss", choices=["dice", "bce", "dice_bce"])
-    pretrained: Optional[bool] = _opt(None, "load ImageNet weights (resnet18_probe)")
-    encoder: Optional[str] = _opt(None, "frozen backbone for resnet18_probe, e.g. timm:resnet18")
-    probe_from: Optional[str] = _opt(None, "train a linear head on this finished run's frozen encoder")
     # --- evaluation
     eval: list[str] = _list([], "extra evaluations after training: probe,embed,denoise,interp,arith,"
                             "sample,occlusion,collapse or all")
@@ -114,7 +91,33 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def _family_fields() -> list[tuple]:
+    """Every model family's user-settable keys, as run-config fields defaulting to None (the
+    model's own default). Help, choices and ranges come from the family's own declaration;
+    a key several families declare takes the first one's (they share a spec in bench.keys)."""
+    import registry
+    from bench.keys import cli_keys
+
+    out: dict[str, tuple] = {}
+    for name, entry in sorted(registry.MODELS.items()):
+        hints = typing.get_type_hints(entry.config_cls)
+        for key, f in cli_keys(entry.config_cls).items():
+            if key in out or key in RUN_FIELDS:
+                continue
+            tp = hints[key]
+            if typing.get_origin(tp) is typing.Union:  # Optional[X] -> X
+                tp = next(a for a in typing.get_args(tp) if a is not type(None))
+            meta = {k: v for k, v in f.metadata.items() if k != "internal"}
+            out[key] = (key, Optional[tp], field(default=None, metadata=meta))
+    return list(out.values())
+
+
+RUN_FIELDS = {f.name for f in dataclasses.fields(RunKeys)}
+# The full run configuration: the run keys above, then every model family's keys.
+RunConfig = dataclasses.make_dataclass("RunConfig", _family_fields(), bases=(RunKeys,))
+RunConfig.__doc__ = "Run keys and model-family keys (None: the chosen model's own default)."
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+MODEL_KEYS = frozenset(FIELDS) - RUN_FIELDS
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
 RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
                     "eval", "compile", "wandb_system", "wandb_artifacts"}
@@ -247,17 +250,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-# How `--help` groups the keys. Model-family keys are accepted only by the models that
-# take them (a run refuses the others); `python registry.py` lists the models.
+# How `--help` groups the run keys; each model family's keys follow "optimisation" in a
+# group of their own, taken from the family's config (`family_groups`).
 HELP_GROUPS = [
     ("what to run", ["model", "dataset", "task"]),
     ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test", "color_mode", "label_attr",
               "train_split"]),
     ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "seed", "select_on", "max_params"]),
-    ("model-family keys (each model takes only its own; a key it does not take is refused)",
-     ["latent_dim", "channels", "hidden_dims", "mlp_dims", "bottleneck", "noise_std", "noise_type", "l1_lambda",
-      "dropout", "batchnorm", "beta", "kl_weight", "kl_warmup_epochs", "recon_loss", "mask_ratio", "mask_patch",
-      "masked_loss_weight", "loss", "pretrained", "encoder", "probe_from"]),
     ("evaluation after training", ["eval", "eval_sigmas"]),
     ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
     ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep",
@@ -265,7 +264,38 @@ HELP_GROUPS = [
 ]
 
 
-def _help_text(key: str, f) -> str:
+def family_groups() -> list[tuple[str, str, list[tuple[str, object]]]]:
+    """(title, note, [(key, this family's default)]) per model family config, in registry
+    order; a key shared with a family listed earlier is named in the note, not repeated."""
+    import registry
+    from bench.keys import cli_keys
+
+    by_cls: dict[type, list[str]] = {}
+    for name, entry in sorted(registry.MODELS.items()):
+        if not entry.hidden or entry.config_cls not in by_cls:
+            by_cls.setdefault(entry.config_cls, [])
+        if not entry.hidden:
+            by_cls[entry.config_cls].append(name)
+    shown, out = set(), []
+    for cls, names in by_cls.items():
+        fields = cli_keys(cls)
+        defaults = {k: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                    for k, f in fields.items()}
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ and not cls.__doc__.startswith(cls.__name__) \
+            else ", ".join(names)
+        again = [k for k in fields if k in shown]
+        note = ("also takes " + ", ".join(f"--{k.replace('_', '-')} (default {_show(defaults[k])})" for k in again)
+                + " (listed above)") if again else ""
+        out.append((f"model keys: {doc}", note, [(k, defaults[k]) for k in fields if k not in shown]))
+        shown.update(fields)
+    return out
+
+
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _help_text(key: str, f, default=dataclasses.MISSING) -> str:
     """One help line: what the key does, its choices or range, its default, each once."""
     meta = f.metadata
     parts = [meta.get("help", "")]  # choices are in the metavar, {a,b}
@@ -275,10 +305,10 @@ def _help_text(key: str, f) -> str:
         parts.append(f"{left}{'-inf' if lo is None else lo:g}, {'inf' if hi is None else hi:g}{right}"
                      if not isinstance(lo, int) or not isinstance(hi, (int, type(None)))
                      else f"{left}{lo}, {'inf' if hi is None else hi}{right}")
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if "default" not in parts[0]:
-        parts.append("(default: the model's own)" if default is None and key in HELP_GROUPS[3][1]
-                     else f"(default: {default})")
+    if default is dataclasses.MISSING:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if "default" not in parts[0] and "(required)" not in parts[0]:
+        parts.append(f"(default: {_show(default)})")
     return " ".join(p for p in parts if p).replace("%", "%%")
 
 
@@ -301,14 +331,16 @@ def build_parser(prog="run.py") -> argparse.ArgumentParser:
                         help="print the fully resolved config of this run and exit (nothing is trained)")
     hints = typing.get_type_hints(RunConfig)
     grouped = {k for _, keys in HELP_GROUPS for k in keys}
-    groups = HELP_GROUPS + [("other", [k for k in FIELDS if k not in grouped])]
-    for title, keys in groups:
-        group = parser.add_argument_group(title)
-        for key in keys:
+    groups = [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[:3]] + family_groups() \
+        + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[3:]] \
+        + [("other", "", [(k, dataclasses.MISSING) for k in RUN_FIELDS if k not in grouped])]
+    for title, note, keys in groups:
+        group = parser.add_argument_group(title, note or None)
+        for key, default in keys:
             if key not in FIELDS:
                 continue
             f, tp = FIELDS[key], _base_type(hints[key])
-            kwargs = dict(dest=key, help=_help_text(key, f), metavar=_metavar(tp, f.metadata))
+            kwargs = dict(dest=key, help=_help_text(key, f, default), metavar=_metavar(tp, f.metadata))
             if tp is bool:
                 # `--batchnorm` alone means true; `--batchnorm=False` from an agent means false.
                 kwargs.update(nargs="?", const="true")

@@ -8,9 +8,7 @@ over the flattened image with zero_mean=False).
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.audio import signal_noise_ratio
 import torch.nn.functional as F
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from bench.data import batches
 from bench.tensors import autocast, corrupt, prepare
@@ -55,6 +53,10 @@ def ssim(preds: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, chu
 
 def image_metrics(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-image metrics, each a (B,) tensor."""
+    # torchmetrics is imported here, not at start-up (about 1 s of imports)
+    from torchmetrics.functional.audio import signal_noise_ratio
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     recon, target = recon.float().clamp(0, 1), target.float()
     err = recon - target
     mse = err.pow(2).flatten(1).mean(1)

@@ -99,28 +99,30 @@ def fill_model_defaults(cfg, model) -> None:
             setattr(cfg, f.name, list(v) if isinstance(v, tuple) else v)
 
 
-def model_keys() -> set[str]:
-    """Run-config keys that belong to model families (set per model, not per run)."""
-    from registry import MODELS
+def model_keys() -> frozenset[str]:
+    """Run-config keys that belong to model families (declared by the families themselves)."""
+    from bench.config import MODEL_KEYS
+    return MODEL_KEYS
 
-    structural = {"in_channels", "image_size", "num_classes", "runs_dir"}
-    keys = {k for e in MODELS.values() for k in e.config_keys()} - structural
-    return (keys & set(FIELDS)) | {"mlp_dims"}
+
+def taken_keys(entry) -> set[str]:
+    """The keys a model takes, as its family's config declares them."""
+    from bench.keys import cli_keys
+    return set(cli_keys(entry.config_cls))
 
 
 def refuse_foreign_keys(cfg, entry) -> None:
     """A model key the chosen model does not take is bad input, never silently dropped."""
-    taken = entry.config_keys() | ({"mlp_dims"} if {"hidden_dims", "latent_dim"} <= entry.config_keys() else set())
+    taken = taken_keys(entry)
     for key in sorted(model_keys() - taken, key=lambda k: (k != "mlp_dims", k)):  # mlp_dims sets hidden_dims
         if getattr(cfg, key) is not None:
-            own = sorted(taken & model_keys())
             raise UsageError(f"--{key.replace('_', '-')}: model {cfg.model} does not take it; "
-                             f"its keys: {', '.join('--' + k.replace('_', '-') for k in own) or 'none'}")
+                             f"its keys: {', '.join('--' + k.replace('_', '-') for k in sorted(taken)) or 'none'}")
 
 
 def recorded_config(cfg, entry) -> dict:
     """The resolved config as recorded: run keys plus only the model keys this model uses."""
-    unused = model_keys() - entry.config_keys() - {"mlp_dims"}
+    unused = model_keys() - taken_keys(entry)
     out = {k: v for k, v in cfg.to_dict().items() if k not in unused}
     if "mlp_dims" in out and out["mlp_dims"] is None:
         del out["mlp_dims"]

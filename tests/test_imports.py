@@ -51,20 +51,55 @@ def test_the_library_never_imports_analysis(graph):
             assert not {m for m in loaded if m.startswith("analysis")}, module
 
 
-def test_a_new_family_module_is_found_without_editing_anything(tmp_path):
-    """Registration by discovery: a model defined in a new file of bench/models is listed."""
+def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
+    """Registration by discovery and keys owned by the family: a model defined in a new file
+    of bench/models is listed, and its config's key (help, default, range) is on the command
+    line, range-checked, and refused for every other model."""
     family = ROOT / "bench" / "models" / "zz_probe_family.py"
     family.write_text(
         "from dataclasses import dataclass\n"
         "from torch import nn\n"
-        "from bench.models.base import BenchModel\n"
+        "from bench.keys import ImageInput, key\n"
         "from registry import register_model\n\n"
-        "@dataclass\nclass Cfg:\n    in_channels: int = 1\n    image_size: int = 28\n\n"
-        "@register_model(config=Cfg, hidden=True)\n"
+        "@dataclass\nclass ZzConfig(ImageInput):\n"
+        "    \"\"\"a family only this test defines\"\"\"\n"
+        "    zz_width: int = key(3, 'width of the zz layer', lo=1, hi=9)\n\n"
+        "@register_model(config=ZzConfig, hidden=True)\n"
         "def zz_probe_model(**kw):\n    \"\"\"a model only this test defines\"\"\"\n    return nn.Identity()\n")
+    code = ("import registry, sys\n"
+            "from bench.config import FIELDS, MODEL_KEYS, build_parser, resolve\n"
+            "from bench.errors import UsageError\n"
+            "print('zz_probe_model' in registry.MODELS, 'zz_width' in MODEL_KEYS)\n"
+            "print('--zz-width INT' in build_parser().format_help())\n"
+            "try:\n    resolve({'zz_width': 10})\nexcept UsageError as e:\n    print(e)\n")
     try:
-        p = subprocess.run([sys.executable, "-c", "import registry; print('zz_probe_model' in registry.MODELS)"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        refused = subprocess.run([sys.executable, str(ROOT / "run.py"), "--model", "ae", "--dataset", "synthetic",
+                                  "--zz-width", "2", "--wandb", "disabled", "--runs-dir", str(tmp_path)],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)
     finally:
         family.unlink()
-    assert p.returncode == 0 and p.stdout.strip() == "True", p.stderr[-1000:]
+    assert p.returncode == 0, p.stderr[-1000:]
+    out = p.stdout.splitlines()
+    assert out[0] == "True True" and out[1] == "True"
+    assert out[2] == "--zz-width: 10 is out of range; valid: [1, 9]"
+    assert refused.returncode == 2 and "--zz-width: model ae does not take it" in refused.stderr
+
+
+def test_every_model_key_is_declared_by_a_family_with_help():
+    import dataclasses
+
+    import registry
+    from bench.config import FIELDS, MODEL_KEYS, RUN_FIELDS
+    from bench.keys import cli_keys
+
+    declared = {k for e in registry.MODELS.values() for k in cli_keys(e.config_cls)}
+    assert MODEL_KEYS == declared - RUN_FIELDS and not (MODEL_KEYS & RUN_FIELDS)
+    for k in MODEL_KEYS:
+        assert FIELDS[k].default is None and FIELDS[k].metadata["help"], k  # None: the model's own default
+    # a key shared by several families is one spec: same help, choices and range everywhere
+    for k in MODEL_KEYS:
+        specs = {json.dumps({m: v for m, v in f.metadata.items() if m != "internal"}, sort_keys=True, default=str)
+                 for e in registry.MODELS.values() for n, f in cli_keys(e.config_cls).items() if n == k}
+        assert len(specs) == 1, (k, specs)
+    assert all(dataclasses.is_dataclass(e.config_cls) for e in registry.MODELS.values())

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UsageError
+from bench.keys import CHANNELS, DROPOUT, ImageInput, key
 from bench.models.base import BenchModel
 from registry import register_model
 
@@ -38,12 +40,13 @@ class Classifier(BenchModel):
 
 
 @dataclass
-class CNNConfig:
+class CNNConfig(ImageInput):
+    """CNN classifier (cnn_classifier)"""
     in_channels: int = 3
     image_size: int = 32
     num_classes: int = 10
-    channels: tuple = (32, 64, 128)
-    dropout: float = 0.25
+    channels: list[int] = key((32, 64, 128), **CHANNELS)
+    dropout: float = key(0.25, **DROPOUT)
 
 
 class CNNClassifier(Classifier):
@@ -68,12 +71,13 @@ class CNNClassifier(Classifier):
 
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(ImageInput):
+    """frozen pretrained backbone and a trained head (resnet18_probe)"""
     in_channels: int = 3
     image_size: int = 96
     num_classes: int = 10
-    pretrained: bool = True
-    encoder: str = "torchvision:resnet18"
+    pretrained: bool = key(True, "load ImageNet weights")
+    encoder: str = key("torchvision:resnet18", "frozen backbone, e.g. timm:resnet18")
 
 
 def _hash_prefix(fname: str) -> str:
@@ -179,12 +183,12 @@ class FrozenBackboneClassifier(Classifier):
 
 
 @dataclass
-class LinearProbeConfig:
-    probe_from: str = ""
+class LinearProbeConfig(ImageInput):
+    """linear head on a finished autoencoder's frozen encoder (linear_probe)"""
+    probe_from: Optional[str] = key(None, "the finished run (folder, id, or wandb:ENTITY/PROJECT/NAME:ALIAS) "
+                                          "whose frozen encoder feeds the linear head (required)")
     runs_dir: str = "runs"
     num_classes: int = 10
-    in_channels: int = 1
-    image_size: int = 28
 
 
 class LinearProbe(Classifier):

@@ -20,26 +20,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UsageError
+from bench.keys import BATCHNORM, BOTTLENECK, CHANNELS, DROPOUT, LATENT_DIM, Corruption, ImageInput, key
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
 from registry import register_model
 
 
 @dataclass
-class ConvAEConfig:
-    in_channels: int = 1
-    image_size: int = 28
-    channels: tuple = (32, 64, 128)
-    latent_dim: int = 64
-    bottleneck: str = "linear"  # "linear": flat z of latent_dim; "conv": z is the last feature map
-    batchnorm: bool = False
-    dropout: float = 0.0
-    noise_std: float = 0.0
-    noise_type: str = "gaussian"
-    l1_lambda: float = 0.0
-    mask_ratio: float = 0.0
-    mask_patch: int = 1
-    masked_loss_weight: float = 1.0
-    near_zero: float = 1e-2  # |z| below this counts as an inactive unit
+class ConvAEConfig(ImageInput, Corruption):
+    """conv autoencoders (ae, dae, sparse_ae, dropout_ae, mcae, stl_ae)"""
+    channels: list[int] = key((32, 64, 128), **CHANNELS)
+    latent_dim: int = key(64, **LATENT_DIM)
+    bottleneck: str = key("linear", **BOTTLENECK)
+    batchnorm: bool = key(False, **BATCHNORM)
+    dropout: float = key(0.0, **DROPOUT)
+    l1_lambda: float = key(0.0, "lambda in loss = MSE + lambda * sum_j |z_j| per image (sparse AE)", lo=0.0, hi=10.0)
+    mask_ratio: float = key(0.0, "fraction of feature-map patches masked (mcae)", lo=0.0, hi=1.0, hi_open=True)
+    mask_patch: int = key(1, "mask patch size in feature cells (mcae)", lo=1, hi=64)
+    masked_loss_weight: float = key(1.0, "loss weight of masked regions (mcae)", lo=0.0, hi=100.0)
+    near_zero: float = key(1e-2, internal=True)  # |z| below this counts as an inactive unit
 
 
 class ConvAE(BenchModel):

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from bench.metrics import dice_iou  # noqa: F401  (the loss and the metric agree)
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
+from bench.keys import BATCHNORM, CHANNELS, ImageInput, key
 from registry import register_model
 
 EPS = 1e-6
@@ -24,12 +25,12 @@ def dice_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = EPS) -> to
 
 
 @dataclass
-class SegAEConfig:
-    in_channels: int = 1
+class SegAEConfig(ImageInput):
+    """segmentation encoder-decoder (seg_ae)"""
     image_size: int = 240
-    channels: tuple = (16, 32, 64, 64)
-    loss: str = "dice"
-    batchnorm: bool = True
+    channels: list[int] = key((16, 32, 64, 64), **CHANNELS)
+    loss: str = key("dice", "segmentation loss", choices=["dice", "bce", "dice_bce"])
+    batchnorm: bool = key(True, **BATCHNORM)
 
 
 class SegAE(BenchModel):

@@ -13,19 +13,17 @@ import torch
 from torch import nn
 
 from bench.errors import UsageError
+from bench.keys import CHANNELS, HIDDEN_DIMS, LATENT_DIM, Corruption, ImageInput, key
 from bench.models.base import BenchModel, flat_mse
 from bench.models.vae import mlp
 from registry import register_model
 
 
 @dataclass
-class LinearAEConfig:
-    in_channels: int = 1
-    image_size: int = 28
-    hidden_dims: tuple = (128, 64, 32)
-    latent_dim: int = 15
-    noise_std: float = 0.0
-    noise_type: str = "gaussian"
+class LinearAEConfig(ImageInput, Corruption):
+    """MLP autoencoder of seed 002 (linear_ae)"""
+    hidden_dims: list[int] = key((128, 64, 32), **HIDDEN_DIMS)
+    latent_dim: int = key(15, **LATENT_DIM)
 
 
 class LinearAE(BenchModel):
@@ -54,12 +52,9 @@ class LinearAE(BenchModel):
 
 
 @dataclass
-class PoolAEConfig:
-    in_channels: int = 1
-    image_size: int = 28
-    channels: tuple = (16, 24, 16)
-    noise_std: float = 0.0
-    noise_type: str = "gaussian"
+class PoolAEConfig(ImageInput, Corruption):
+    """MaxPool/MaxUnpool autoencoder (pool_ae)"""
+    channels: list[int] = key((16, 24, 16), **CHANNELS)
 
 
 class PoolAE(BenchModel):

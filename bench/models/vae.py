@@ -12,12 +12,15 @@ recon and KL are on the scale of the ELBO. In eval mode z = mu.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UsageError
+from bench.keys import (BATCHNORM, BOTTLENECK, CHANNELS, HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, RECON_LOSS,
+                        Corruption, ImageInput, key)
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
 from registry import register_model
 
@@ -64,18 +67,15 @@ class VAEMixin(BenchModel):
 
 
 @dataclass
-class ConvVAEConfig:
-    in_channels: int = 1
-    image_size: int = 28
-    channels: tuple = (32, 64, 128)
-    latent_dim: int = 32
-    beta: float = 1.0
-    recon_loss: str = "mse"
-    kl_warmup_epochs: int = 0
-    batchnorm: bool = False
-    bottleneck: str = "linear"  # "conv": mu/logvar are 1x1 convs on the last feature map (seed 001's 2x2x16)
-    noise_std: float = 0.0  # seed 001 trains its VAE on noisy inputs too
-    noise_type: str = "gaussian"
+class ConvVAEConfig(ImageInput, Corruption):  # seed 001 trains its VAE on noisy inputs too
+    """conv VAE (vae)"""
+    channels: list[int] = key((32, 64, 128), **CHANNELS)
+    latent_dim: int = key(32, **LATENT_DIM)
+    beta: float = key(1.0, "KL weight (beta-VAE)", lo=0.0, hi=1000.0)
+    recon_loss: str = key("mse", **RECON_LOSS)
+    kl_warmup_epochs: int = key(0, **KL_WARMUP)
+    batchnorm: bool = key(False, **BATCHNORM)
+    bottleneck: str = key("linear", **BOTTLENECK)  # "conv": mu/logvar are 1x1 convs on the last feature map
 
 
 class ConvVAE(VAEMixin):
@@ -122,16 +122,15 @@ class ConvVAE(VAEMixin):
 
 
 @dataclass
-class MLPVAEConfig:
-    in_channels: int = 1
-    image_size: int = 28
-    hidden_dims: tuple = (400,)
-    latent_dim: int = 20
-    kl_weight: float = 1.0
-    kl_warmup_epochs: int = 0
-    recon_loss: str = "bce"
-    noise_std: float = 0.0
-    noise_type: str = "gaussian"
+class MLPVAEConfig(ImageInput, Corruption):
+    """MLP VAE and its deterministic twin (mlp_vae, mlp_ae)"""
+    hidden_dims: list[int] = key((400,), **HIDDEN_DIMS)
+    latent_dim: int = key(20, **LATENT_DIM)
+    mlp_dims: Optional[list[int]] = key(None, "hidden widths then latent size in one list, e.g. 400,50 (sets "
+                                        "hidden_dims and latent_dim; a sweep grid over pairs)", lo=1, hi=65536)
+    kl_weight: float = key(1.0, "KL weight (0 turns the VAE into a plain AE)", lo=0.0, hi=1000.0)
+    kl_warmup_epochs: int = key(0, **KL_WARMUP)
+    recon_loss: str = key("bce", **RECON_LOSS)
 
 
 def mlp(dims):
