@@ -34,7 +34,7 @@ def _recon_eval(model, data, cfg, device):
     if res["warning/output_collapsed"]:
         print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "
               f"train longer, lower --lr, or add --batchnorm", file=sys.stderr, flush=True)
-    if getattr(model, "noise_std", 0) > 0:
+    if model.noise_std > 0:
         noisy = metrics.reconstruction(model, data.test, device, sigma=model.noise_std,
                                        noise_type=model.noise_type, seed=cfg.seed, with_input=True, **kw)
         res.update({f"test_noisy/{k}": v for k, v in noisy.items()})
@@ -60,7 +60,7 @@ def _recon_figure(model, data, cfg, device, path):
     model.eval()
     x = data.test.x[:8].to(device).float() / 255
     rows = [("original", x)]
-    if getattr(model, "noise_std", 0) > 0:
+    if model.noise_std > 0:
         g = torch.Generator(device=device).manual_seed(cfg.seed)
         noisy = model.corrupt(x, g)
         rows += [(f"noisy s={model.noise_std:g}", noisy), ("denoised", model(noisy)["recon"])]

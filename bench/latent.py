@@ -243,7 +243,7 @@ def missing_needs(name: str, model, data_kind: str) -> list[str]:
     is_ae = model.task in ("reconstruct", "denoise")
     has = {"labels"} if data_kind == "labels" else set()
     if is_ae:
-        has |= {"autoencoder"} | ({"decoder"} if hasattr(model, "decode") else set())
+        has |= {"autoencoder"} | ({"decoder"} if model.can_decode else set())
     return sorted(NEEDS[name] - has)
 
 

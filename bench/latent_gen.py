@@ -21,7 +21,7 @@ ALPHAS = (-2.0, 0.0, 2.0, 4.0)
 
 
 def _decoder(model, tool):
-    if not hasattr(model, "decode"):
+    if not model.can_decode:
         raise UsageError(f"eval {tool}: {type(model).__name__} has no decode(z) (max-unpool decoders need "
                          f"the encoder's indices); valid: models with a latent decoder such as ae, vae, mlp_vae")
     return model.decode
@@ -223,22 +223,18 @@ def occlusion(model, data, cfg, run, device, n_images=4):
     fig.savefig(figs["occlusion"], dpi=100)
     plt.close(fig)
     numbers = {"occlusion/max_rise": float(heat.max()), "occlusion/mean_rise": float(heat.mean())}
-    if getattr(getattr(model, "cfg", None), "mask_ratio", 0) > 0:
+    if model.mask_ratio > 0:
         numbers.update(_mask_ratio_curve(model, data, device, run, figs))
     return {"numbers": numbers, "figures": figs}
 
 
 def _mask_ratio_curve(model, data, device, run, figs, ratios=(0.0, 0.25, 0.5, 0.75)):
-    trained = model.cfg.mask_ratio
+    trained = model.mask_ratio
     out = {}
-    try:
-        model.mask_at_eval = True
-        for r in ratios:
-            model.cfg.mask_ratio = r
+    for r in ratios:
+        with model.masked_eval(r):
             torch.manual_seed(0)
             out[f"occlusion/mse@mask{r:g}"] = metrics.reconstruction(model, data.test, device)["mse"]
-    finally:
-        model.cfg.mask_ratio, model.mask_at_eval = trained, False
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.plot(ratios, [out[f"occlusion/mse@mask{r:g}"] for r in ratios], "-o")
     ax.set_xlabel("feature-map mask ratio at test time")

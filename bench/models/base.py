@@ -21,6 +21,8 @@ class BenchModel(nn.Module):
     noise_std = 0.0
     noise_type = "gaussian"
     is_variational = False  # a VAE: posterior(x) -> (mu, logvar), a prior N(0, I), KL terms
+    can_decode = False  # decode(z) maps any latent code to an image (interpolation, sampling, arithmetic)
+    mask_ratio = 0.0  # fraction of feature-map patches hidden while training (masked AE)
     _eval_noise: torch.Generator | None = None
 
     def set_noise(self, noise_std: float, noise_type: str) -> None:
@@ -46,6 +48,12 @@ class BenchModel(nn.Module):
             yield self
         finally:
             self._eval_noise = None
+
+    @contextlib.contextmanager
+    def masked_eval(self, ratio: float):
+        """Evaluate with a given share of feature-map patches masked (masked models only)."""
+        raise UsageError(f"{type(self).__name__} does not mask its features")
+        yield self  # pragma: no cover
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """Called before each training epoch (KL annealing and the like)."""

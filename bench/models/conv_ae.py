@@ -12,6 +12,7 @@ input (corruption), to the feature maps (masking) and to the loss (L1 on z):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -60,7 +61,20 @@ class ConvAE(BenchModel):
         else:
             self.to_z = self.from_z = nn.Identity()
         self.last_mask = None
-        self.mask_at_eval = False  # the occlusion tool masks at test time to trace error vs ratio
+        self.mask_ratio = cfg.mask_ratio
+        self._mask_at_eval = None  # a ratio while `masked_eval` is active
+
+    can_decode = True
+
+    @contextlib.contextmanager
+    def masked_eval(self, ratio: float):
+        """Mask `ratio` of the feature-map patches at test time too (the occlusion tool traces
+        reconstruction error against the ratio); the trained setting is untouched."""
+        self._mask_at_eval = ratio
+        try:
+            yield self
+        finally:
+            self._mask_at_eval = None
 
     # -- masking of feature maps (mcae)
     def feature_mask(self, feat: torch.Tensor) -> torch.Tensor:
@@ -69,16 +83,21 @@ class ConvAE(BenchModel):
         p = self.cfg.mask_patch
         gh, gw = math.ceil(h / p), math.ceil(w / p)
         n = gh * gw
-        k = int(round(self.cfg.mask_ratio * n))
+        k = int(round(self._active_ratio() * n))
         ranks = torch.rand(b, n, device=feat.device).argsort(dim=1).argsort(dim=1)
         grid = (ranks < k).to(feat.dtype).view(b, 1, gh, gw)
         return grid.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :h, :w]
+
+    def _active_ratio(self) -> float:
+        if self._mask_at_eval is not None:
+            return self._mask_at_eval
+        return self.cfg.mask_ratio if self.training else 0.0
 
     def features(self, x):
         feat = x
         for i, stage in enumerate(self.encoder):
             feat = stage(feat)
-            if i == 0 and (self.training or self.mask_at_eval) and self.cfg.mask_ratio > 0:
+            if i == 0 and self._active_ratio() > 0:
                 self.last_mask = self.feature_mask(feat)
                 feat = feat * (1 - self.last_mask)
         return feat

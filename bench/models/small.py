@@ -27,6 +27,7 @@ class LinearAEConfig(ImageInput, Corruption):
 
 
 class LinearAE(BenchModel):
+    can_decode = True
     def __init__(self, cfg: LinearAEConfig):
         super().__init__()
         self.cfg = cfg

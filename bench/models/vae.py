@@ -40,6 +40,7 @@ def recon_term(logits, x, kind):
 
 
 class VAEMixin(BenchModel):
+    can_decode = True
     is_variational = True
     beta: float = 1.0
     warmup: int = 0
