@@ -30,7 +30,9 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
                # no other copy of Fashion-MNIST: the shipped files must serve
                AEBENCH_DEBIAN_FASHION_DIR=str(tmp_path / "no-debian"), HOME=str(tmp_path),
                https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", WANDB_MODE="offline",
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
+               PIP_DISABLE_PIP_VERSION_CHECK="1",
+               # installing the project itself (`-e .`) builds with the setuptools already installed
+               PIP_NO_BUILD_ISOLATION="0")
     env.pop("PYTHONPATH", None)
     user_pip = Path(os.path.expanduser("~/.config/pip"))
     if user_pip.is_dir():  # the package registry this machine is configured with stays reachable
@@ -38,7 +40,7 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     try:
         p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     finally:  # the command installed the scratch copy (`-e .`); point the environment back at this one
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)],
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
                        capture_output=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "status finished" in p.stdout and "next:" in p.stdout and "wandb sync" in p.stdout
