@@ -40,7 +40,8 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     try:
         p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     finally:  # the command installed the scratch copy (`-e .`); point the environment back at this one
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "-e", str(ROOT)],
                        capture_output=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "status finished" in p.stdout and "next:" in p.stdout and "wandb sync" in p.stdout
