@@ -15,6 +15,7 @@ from torch import nn
 
 from bench.data import batches
 from bench.errors import UsageError
+from bench.tools import register_tool
 from bench.figures import plt
 
 PROBE_MAX_TRAIN = 20000  # probes and projections use at most this many training latents
@@ -44,6 +45,7 @@ def _labels_required(data, tool):
         raise UsageError(f"eval {tool}: needs a labelled dataset; {data.name} has {data.kind}")
 
 
+@register_tool(needs={"labels"}, rank=0)
 def probe(model, data, cfg, run, device, epochs=100):
     """Frozen encoder + nn.Linear (cross-entropy) and scikit-learn LogisticRegression."""
     from sklearn.linear_model import LogisticRegression
@@ -105,6 +107,7 @@ def projections(z: np.ndarray, seed: int, dims=2) -> dict[str, np.ndarray]:
     return out
 
 
+@register_tool(needs={"labels"}, rank=1)
 def embed(model, data, cfg, run, device):
     """PCA / t-SNE / UMAP of test latents, 3-D view, clean vs noisy, decision regions."""
     from sklearn.decomposition import PCA
@@ -166,6 +169,7 @@ def embed(model, data, cfg, run, device):
     return {"numbers": numbers, "figures": figs, "tables": {"embeddings": (cols, rows)}, "arrays": proj}
 
 
+@register_tool(needs={"autoencoder"}, rank=7)
 @torch.no_grad()
 def collapse(model, data, cfg, run, device):
     """Active units (Burda et al. 2015: Var_x E[z_u|x] > 0.01), for any autoencoder; for a
@@ -227,16 +231,11 @@ def _save(fig, path):
     return path
 
 
-from bench.latent_gen import arith, denoise, interp, occlusion, sample  # noqa: E402
+import bench.latent_gen  # noqa: E402,F401  (registers the generative tools)
+from bench.tools import tools  # noqa: E402
 
-TOOLS = {"probe": probe, "embed": embed, "denoise": denoise, "interp": interp, "arith": arith,
-         "sample": sample, "occlusion": occlusion, "collapse": collapse}
-
-
-# What each tool needs: a labelled dataset, a decoder from z, an autoencoder at all.
-NEEDS = {"probe": {"labels"}, "embed": {"labels"}, "denoise": {"autoencoder"}, "interp": {"decoder"},
-         "arith": {"labels", "decoder"}, "sample": {"labels", "decoder"}, "occlusion": {"autoencoder"},
-         "collapse": {"autoencoder"}}
+TOOLS = {name: t.fn for name, t in tools().items()}
+NEEDS = {name: set(t.needs) for name, t in tools().items()}
 
 
 def missing_needs(name: str, model, data_kind: str) -> list[str]:

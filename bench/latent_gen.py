@@ -13,6 +13,7 @@ from torch import nn
 from bench import metrics
 from bench.data import batches
 from bench.errors import UsageError
+from bench.tools import register_tool
 from bench.figures import image_grids, image_rows, plt, run_title
 
 N_SAMPLES_SHOWN = 16
@@ -31,6 +32,7 @@ def _imgs(split, idx, device):
     return split.x[idx].to(device).float() / 255
 
 
+@register_tool(needs={"autoencoder"}, rank=2)
 @torch.no_grad()
 def denoise(model, data, cfg, run, device):
     """PSNR/SSIM/MSE/MAE on test inputs corrupted at each sigma, vs the noisy input itself."""
@@ -59,6 +61,7 @@ def _two_classes(split):
     return a, b
 
 
+@register_tool(needs={"decoder"}, rank=3)
 @torch.no_grad()
 def interp(model, data, cfg, run, device, steps=10):
     """Decode (1-t) z_a + t z_b between two test images of different classes."""
@@ -86,6 +89,7 @@ def _class_means(model, split, device):
     return torch.cat(z), torch.cat(y)
 
 
+@register_tool(needs={"labels", "decoder"}, rank=4)
 @torch.no_grad()
 def arith(model, data, cfg, run, device):
     """Class-mean arithmetic (dog - cat + bird) and attribute directions z + alpha v."""
@@ -154,6 +158,7 @@ def latent_codes(model, split, device, limit=20000) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+@register_tool(needs={"labels", "decoder"}, rank=5)
 @torch.no_grad()
 def sample(model, data, cfg, run, device):
     """Decoded samples and their Frechet distance to test images: from a Gaussian fitted to
@@ -192,6 +197,7 @@ def sample(model, data, cfg, run, device):
     return {"numbers": numbers, "figures": {"samples": path}}
 
 
+@register_tool(needs={"autoencoder"}, rank=6)
 @torch.no_grad()
 def occlusion(model, data, cfg, run, device, n_images=4):
     """Rise in reconstruction error when a gray patch hides each region (what matters);
