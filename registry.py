@@ -119,12 +119,6 @@ def dataset_entry(name: str) -> DatasetEntry:
     return _DATASETS[name]
 
 
-def model_kwargs(name: str, cfg: dict) -> dict:
-    """The keys of a flat run config that this model takes, None values dropped (timm-style)."""
-    keys = model_entry(name).config_keys()
-    return {k: v for k, v in cfg.items() if k in keys and v is not None}
-
-
 def create_model(name: str, in_shape=None, num_classes: int = 10, /, **kwargs):
     """Build a registered model for inputs of shape (C, H, W); unknown/None kwargs are dropped."""
     entry = model_entry(name)

@@ -142,7 +142,7 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
     note = unreadable_note(frame)
     failures = tool_failures(frame)
     status = status_table(frame) + (f"; {note}" if note else "") + "".join(f"; {n}" for n in notes) + \
-        (f"; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
+        ("; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
          + "; ".join(failures) if failures else "")
     intro = md_cell(budget(frame)) + " " + CI_NOTE
     md = markdown(title, to_markdown(table), to_markdown(runs_tbl), md_cell(status), args.max_chars, intro)

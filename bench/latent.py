@@ -110,7 +110,6 @@ def projections(z: np.ndarray, seed: int, dims=2) -> dict[str, np.ndarray]:
 @register_tool(needs={"labels"}, rank=1)
 def embed(model, data, cfg, run, device):
     """PCA / t-SNE / UMAP of test latents, 3-D view, clean vs noisy, decision regions."""
-    from sklearn.decomposition import PCA
     from sklearn.neighbors import KNeighborsClassifier
 
     _labels_required(data, "embed")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from bench import metrics
 from bench.data import batches

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from bench.data import batches
 from bench.tensors import autocast, corrupt, prepare
 
-RECON_KEYS = ("mse", "mae", "psnr", "ssim", "snr")
 SSIM_SIGMA, SSIM_KERNEL = 1.5, 11
 
 

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -34,7 +34,6 @@ from bench.errors import UsageError
 
 HEARTBEAT_SECONDS = 10
 STALE_SECONDS = 120  # a remote run silent this long is considered crashed
-FINAL_STATUSES = ("finished", "failed", "interrupted", "crashed")
 
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -301,7 +300,3 @@ def list_runs(runs_dir: str) -> list[RunDir]:
     if not root.is_dir():
         return []
     return [RunDir(p.parent) for p in sorted(root.rglob("config.json"))]
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

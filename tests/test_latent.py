@@ -1,5 +1,4 @@
 """Latent-space tools on briefly trained models: outputs, shapes, and properties that could fail."""
-import pytest
 import numpy as np
 import torch
 

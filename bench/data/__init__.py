@@ -125,15 +125,13 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def batches(split: Split, batch_size: int, shuffle: bool = False,
-            generator: Optional[torch.Generator] = None,
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
+            generator: Optional[torch.Generator] = None) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
     """Yield (x float in [0,1], y) batches; shuffling is a permutation of indices."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else None
     if order is not None and split.x.device.type != "cpu":
         order = order.to(split.x.device)
-    stop = n - (n % batch_size) if drop_last and n >= batch_size else n
-    for i in range(0, stop, batch_size):
+    for i in range(0, n, batch_size):
         if order is None:
             xb, yb = split.x[i:i + batch_size], None if split.y is None else split.y[i:i + batch_size]
         else:

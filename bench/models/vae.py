@@ -46,6 +46,16 @@ class VAEMixin(BenchModel):
     warmup: int = 0
     _kl_scale: float = 1.0
 
+    def forward(self, x, y=None):
+        """Encode the (corrupted) input, sample z, decode; the ELBO terms against the clean image."""
+        mu, logvar = self.posterior(self.model_input(x))
+        z = self.reparameterise(mu, logvar)
+        logits = self.decode_logits(z)
+        recon = torch.sigmoid(logits)
+        out = self.elbo_terms(x, logits, recon, mu, logvar, self.cfg.recon_loss)
+        out.update(recon=recon, z=z, mu=mu, logvar=logvar)
+        return out
+
     def set_epoch(self, epoch, epochs):
         self._kl_scale = min(1.0, (epoch + 1) / self.warmup) if self.warmup > 0 else 1.0
 
@@ -112,14 +122,6 @@ class ConvVAE(VAEMixin):
     def decode(self, z):
         return torch.sigmoid(self.decode_logits(z))
 
-    def forward(self, x, y=None):
-        mu, logvar = self.posterior(self.model_input(x))
-        z = self.reparameterise(mu, logvar)
-        logits = self.decode_logits(z)
-        recon = torch.sigmoid(logits)
-        out = self.elbo_terms(x, logits, recon, mu, logvar, self.cfg.recon_loss)
-        out.update(recon=recon, z=z, mu=mu, logvar=logvar)
-        return out
 
 
 @dataclass
@@ -169,19 +171,14 @@ class MLPVAE(VAEMixin):
         return torch.sigmoid(self.decode_logits(z))
 
     def forward(self, x, y=None):
-        mu, logvar = self.posterior(self.model_input(x))
-        if not self.variational:
-            logits = self.decode_logits(mu)
-            recon = torch.sigmoid(logits)
-            rec = recon_term(logits, x, self.cfg.recon_loss)
-            return {"loss": rec, "recon": recon, "z": mu, "recon_loss": rec.detach(),
-                    "mse": F.mse_loss(recon.detach(), x)}
-        z = self.reparameterise(mu, logvar)
-        logits = self.decode_logits(z)
+        if self.variational:
+            return super().forward(x, y)
+        mu, _ = self.posterior(self.model_input(x))  # the deterministic twin: z is the mean
+        logits = self.decode_logits(mu)
         recon = torch.sigmoid(logits)
-        out = self.elbo_terms(x, logits, recon, mu, logvar, self.cfg.recon_loss)
-        out.update(recon=recon, z=z, mu=mu, logvar=logvar)
-        return out
+        rec = recon_term(logits, x, self.cfg.recon_loss)
+        return {"loss": rec, "recon": recon, "z": mu, "recon_loss": rec.detach(),
+                "mse": F.mse_loss(recon.detach(), x)}
 
 
 def _tuple_dims(kw, key):
