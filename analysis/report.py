@@ -24,7 +24,7 @@ import pandas as pd
 
 from analysis import plots
 from analysis.templates import TEMPLATES, TO_WRITE, for_sweep
-from analysis.load import load_runs, require_runs, unreadable_note
+from analysis.load import load_runs, require_runs, unreadable_note, varying_keys
 from analysis.tables import add_common, build_table, display, md_cell, to_markdown
 from bench.errors import UsageError, exit_usage
 
@@ -177,7 +177,6 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
 
 def _table_block(frame, block, template) -> tuple[str, object]:
     """(markdown, display frame or None) of one template table."""
-    from analysis.load import varying_keys
     from analysis.tables import _fmt, split_keys, summarise
     from analysis.templates import metric_spec, select
 
@@ -209,7 +208,6 @@ def _table_block(frame, block, template) -> tuple[str, object]:
 
 def _template_figure(frame, block, template, out: Path, index: int) -> list[tuple[Path, str]]:
     """(png, caption) pairs of one template figure; [] when the runs cannot make it."""
-    from analysis.load import varying_keys
     from analysis.tables import split_keys, summarise
     from analysis.templates import select
 
@@ -267,6 +265,12 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
     if failures:
         lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
 
+    # Each table and each sentence of numbers once; the markdown (possibly twice, to fit the
+    # cap) and the HTML are both written from these.
+    blocks = [b for sec in template.sections for b in sec.blocks]
+    tables = {id(b): _table_block(mine, b, template) for b in blocks if isinstance(b, Table)}
+    facts = {id(b): b.fn(mine) for b in blocks if isinstance(b, Facts)}
+
     def md_text(short: bool) -> str:
         parts = [f"**{template.title}**\n\n{md_cell(lead)}\n" if template.only_sections
                  else f"# {template.title}\n\n{md_cell(lead)}\n"]
@@ -274,8 +278,8 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
             parts.append(f"## {sec.title}\n")  # the template's own text: no escaping needed
             for b in sec.blocks:
                 if isinstance(b, Table):
-                    parts.append(_table_block(mine, b, template)[0] + "\n")
-                elif isinstance(b, Facts) and (text := b.fn(mine)):
+                    parts.append(tables[id(b)][0] + "\n")
+                elif isinstance(b, Facts) and (text := facts[id(b)]):
                     parts.append(md_cell(text) + "\n")
                 elif isinstance(b, Discuss):
                     prompt = b.prompt.split(";")[0].split(".")[0] if short else b.prompt
@@ -300,10 +304,10 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
         figures = []
         for b in sec.blocks:
             if isinstance(b, Table):
-                text, table = _table_block(mine, b, template)
+                text, table = tables[id(b)]
                 html_parts.append(f"<p><b>{html.escape(b.caption)}</b></p>" + table.to_html(index=False, border=0)
                                   if table is not None else f"<p class='missing'>{html.escape(text.strip('_'))}</p>")
-            elif isinstance(b, Facts) and (text := b.fn(mine)):
+            elif isinstance(b, Facts) and (text := facts[id(b)]):
                 html_parts.append(f"<p>{html.escape(text)}</p>")
             elif isinstance(b, Discuss):
                 html_parts.append(f"<div class='towrite'><b>{TO_WRITE}:</b> {html.escape(b.prompt)}</div>")
@@ -316,7 +320,8 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
                 for p, cap_ in figures) + "</div>")
     html_parts.append(f"<h2>Runs</h2><p>{html.escape(budget(mine))}</p>")
     keys = [k for k in ("model", "dataset") if k in mine]
-    runs_tbl = mine.assign(settings=mine.apply(lambda r: settings(r, _distinguishing(mine)), axis=1))
+    distinguishing = varying_keys(mine)
+    runs_tbl = mine.assign(settings=mine.apply(lambda r: settings(r, distinguishing), axis=1))
     html_parts.append(runs_tbl[["run_id", "status", "settings"] + keys].to_html(index=False, border=0))
     html_parts.append(SELF_CHECK + "</body></html>")
     html_path = out / "report.html"
@@ -332,11 +337,6 @@ def _wide(png: Path) -> str:
         head = f.read(24)
     w, h = struct.unpack(">II", head[16:24])
     return " class='wide'" if w > 1.8 * h or w > 1100 else ""
-
-
-def _distinguishing(frame) -> list[str]:
-    from analysis.load import varying_keys
-    return varying_keys(frame)
 
 
 # The page checks itself once loaded: how many images decoded and table rows rendered

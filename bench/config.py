@@ -272,15 +272,13 @@ def family_groups() -> list[tuple[str, str, list[tuple[str, object]]]]:
 
     by_cls: dict[type, list[str]] = {}
     for name, entry in sorted(registry.MODELS.items()):
-        if not entry.hidden or entry.config_cls not in by_cls:
-            by_cls.setdefault(entry.config_cls, [])
+        names = by_cls.setdefault(entry.config_cls, [])
         if not entry.hidden:
-            by_cls[entry.config_cls].append(name)
+            names.append(name)
     shown, out = set(), []
     for cls, names in by_cls.items():
         fields = cli_keys(cls)
-        defaults = {k: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-                    for k, f in fields.items()}
+        defaults = {k: _default(f) for k, f in fields.items()}
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ and not cls.__doc__.startswith(cls.__name__) \
             else ", ".join(names)
         again = [k for k in fields if k in shown]
@@ -289,6 +287,10 @@ def family_groups() -> list[tuple[str, str, list[tuple[str, object]]]]:
         out.append((f"model keys: {doc}", note, [(k, defaults[k]) for k in fields if k not in shown]))
         shown.update(fields)
     return out
+
+
+def _default(f):
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def _show(v) -> str:
@@ -306,7 +308,7 @@ def _help_text(key: str, f, default=dataclasses.MISSING) -> str:
                      if not isinstance(lo, int) or not isinstance(hi, (int, type(None)))
                      else f"{left}{lo}, {'inf' if hi is None else hi}{right}")
     if default is dataclasses.MISSING:
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = _default(f)
     if "default" not in parts[0] and "(required)" not in parts[0]:
         parts.append(f"(default: {_show(default)})")
     return " ".join(p for p in parts if p).replace("%", "%%")

@@ -15,6 +15,7 @@ import torch
 
 from bench import figures, metrics
 from bench.errors import UsageError, exit_usage
+from bench.tensors import to_uint8
 
 
 @torch.no_grad()
@@ -82,8 +83,7 @@ def save_recon_arrays(path, rows) -> None:
 
     from bench.store import atomic_write_bytes
 
-    arrays = {name.split(" ")[0]: (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-              for name, t in rows}
+    arrays = {name.split(" ")[0]: to_uint8(t).numpy() for name, t in rows}
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -122,20 +122,18 @@ def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[
     """The first n test images, their corrupted input (denoisers), the reconstruction and
     per-image MSE / PSNR / SSIM: a W&B table sortable to find the worst reconstructions
     (and `test_images.csv` locally)."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
     model.eval()
     x = data.test.x[:n].to(device).float() / 255
     noisy = None
     if model.noise_std > 0:
         noisy = model.corrupt(x, torch.Generator(device=device).manual_seed(cfg.seed))
-    recon = model(noisy if noisy is not None else x)["recon"].float().clamp(0, 1)
-    mse = ((recon - x) ** 2).flatten(1).mean(1)
-    psnr = peak_signal_noise_ratio(recon, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    ssim = structural_similarity_index_measure(recon, x, data_range=1.0, reduction="none")
+    recon = model(noisy if noisy is not None else x)["recon"]
+    m = metrics.image_metrics(recon, x)  # the same definitions as the test metrics
+    mse, psnr = m["mse"], m["psnr"]
+    ssim = m.get("ssim", torch.full_like(mse, float("nan")))  # SSIM needs at least 11x11 images
 
     def image(t):
-        a = (t.clamp(0, 1) * 255).round().to(torch.uint8).cpu().permute(1, 2, 0).numpy()
+        a = to_uint8(t).permute(1, 2, 0).numpy()
         return a[..., 0] if a.shape[2] == 1 else a
     cols = ["index", "input"] + (["corrupted"] if noisy is not None else []) + ["reconstruction", "mse", "psnr", "ssim"]
     rows = [[i, image(x[i])] + ([image(noisy[i])] if noisy is not None else [])

@@ -63,16 +63,10 @@ def image_rows(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = ""
 def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str = "", cols: int = 4) -> Path:
     """Side-by-side square grids, one titled panel per (name, (N,C,H,W) tensor): how samples
     are usually shown (4x4), rather than one long row."""
+    from torchvision.utils import make_grid
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.4, 2.9), squeeze=False)
     for ax, (name, imgs) in zip(axes[0], panels):
-        imgs = imgs.detach().float().clamp(0, 1).cpu()
-        n, c, h, w = imgs.shape
-        rows = (n + cols - 1) // cols
-        canvas = torch.ones(c, rows * (h + 1) - 1, cols * (w + 1) - 1)
-        for k in range(n):
-            i, j = divmod(k, cols)
-            canvas[:, i * (h + 1):i * (h + 1) + h, j * (w + 1):j * (w + 1) + w] = imgs[k]
-        im = to_hwc(canvas)
+        im = to_hwc(make_grid(imgs.detach().float().clamp(0, 1).cpu(), nrow=cols, padding=1, pad_value=1.0))
         ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
         ax.axis("off")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from bench import checkpoint, faults
-from bench.config import FIELDS, RESUME_FREE_KEYS, parse_args, resolve
+from bench.config import FIELDS, MODEL_KEYS, RESUME_FREE_KEYS, parse_args, resolve
 from bench.errors import UsageError, exit_usage
 from bench.train import Diverged, Interrupted, Trainer
 
@@ -99,12 +99,6 @@ def fill_model_defaults(cfg, model) -> None:
             setattr(cfg, f.name, list(v) if isinstance(v, tuple) else v)
 
 
-def model_keys() -> frozenset[str]:
-    """Run-config keys that belong to model families (declared by the families themselves)."""
-    from bench.config import MODEL_KEYS
-    return MODEL_KEYS
-
-
 def taken_keys(entry) -> set[str]:
     """The keys a model takes, as its family's config declares them."""
     from bench.keys import cli_keys
@@ -114,7 +108,7 @@ def taken_keys(entry) -> set[str]:
 def refuse_foreign_keys(cfg, entry) -> None:
     """A model key the chosen model does not take is bad input, never silently dropped."""
     taken = taken_keys(entry)
-    for key in sorted(model_keys() - taken, key=lambda k: (k != "mlp_dims", k)):  # mlp_dims sets hidden_dims
+    for key in sorted(MODEL_KEYS - taken, key=lambda k: (k != "mlp_dims", k)):  # mlp_dims sets hidden_dims
         if getattr(cfg, key) is not None:
             raise UsageError(f"--{key.replace('_', '-')}: model {cfg.model} does not take it; "
                              f"its keys: {', '.join('--' + k.replace('_', '-') for k in sorted(taken)) or 'none'}")
@@ -122,7 +116,7 @@ def refuse_foreign_keys(cfg, entry) -> None:
 
 def recorded_config(cfg, entry) -> dict:
     """The resolved config as recorded: run keys plus only the model keys this model uses."""
-    unused = model_keys() - taken_keys(entry)
+    unused = MODEL_KEYS - taken_keys(entry)
     out = {k: v for k, v in cfg.to_dict().items() if k not in unused}
     if "mlp_dims" in out and out["mlp_dims"] is None:
         del out["mlp_dims"]

@@ -20,6 +20,11 @@ def prepare(x, channels_last):
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] (any float dtype, any device) as uint8 on the CPU, rounded."""
+    return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
 def corrupt(x, sigma, noise_type="gaussian", generator=None):
     """Corrupt images in [0, 1]; the result is clamped to [0, 1]."""
     if sigma <= 0:

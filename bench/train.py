@@ -20,7 +20,7 @@ import torch
 
 from bench import checkpoint, faults
 from bench.data import DataBundle, batches
-from bench.tensors import autocast, prepare  # noqa: F401  (also used by bench.speed)
+from bench.tensors import autocast, prepare, to_uint8  # noqa: F401  (autocast, prepare: also bench.speed)
 
 
 class Diverged(Exception):
@@ -207,7 +207,7 @@ class Trainer:
         self.model.eval()
         x = self.data.test.x[:n_images].float() / 255
         recon = self.model(prepare(x, self.cfg.channels_last))["recon"]
-        self.state.snapshots[epoch] = (recon.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+        self.state.snapshots[epoch] = to_uint8(recon)
 
     def snapshot_media(self, epoch: int) -> dict:
         """This epoch's snapshot as one image (originals above, reconstructions below) for

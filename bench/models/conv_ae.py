@@ -61,10 +61,13 @@ class ConvAE(BenchModel):
         else:
             self.to_z = self.from_z = nn.Identity()
         self.last_mask = None
-        self.mask_ratio = cfg.mask_ratio
         self._mask_at_eval = None  # a ratio while `masked_eval` is active
 
     can_decode = True
+
+    @property
+    def mask_ratio(self) -> float:
+        return self.cfg.mask_ratio
 
     @contextlib.contextmanager
     def masked_eval(self, ratio: float):
