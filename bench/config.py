@@ -60,7 +60,8 @@ class RunKeys:
     weight_decay: float = _opt(0.0, "Adam weight decay", lo=0.0, hi=10.0)
     seed: int = _opt(0, "random seed (runs are deterministic on CPU)", lo=0, hi=2**32 - 1)
     device: str = _opt("auto", "where to train", choices=["auto", "cpu", "cuda"])
-    amp: str = _opt("off", "mixed precision on CUDA", choices=["off", "bf16", "fp16"])
+    amp: str = _opt("off", "mixed precision on CUDA (auto: whichever of off and bf16 steps faster in a short "
+                    "probe; always off on CPU)", choices=["off", "bf16", "fp16", "auto"])
     compile: bool = _opt(False, "torch.compile the model")
     channels_last: bool = _opt(False, "channels_last memory format for conv models")
     num_threads: Optional[int] = _opt(None, "torch CPU threads (default: all cores)", lo=1)
@@ -71,6 +72,8 @@ class RunKeys:
     eval: list[str] = _list([], "extra evaluations after training: probe,embed,denoise,interp,arith,"
                             "sample,occlusion,collapse or all")
     eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix", lo=0.0, hi=1.0)
+    embed_points: int = _opt(2000, "test images embedded by --eval embed (t-SNE and UMAP time grows with it)",
+                             lo=10, hi=100000)
     # --- tracking
     runs_dir: str = _opt("runs", "local run store")
     name: Optional[str] = _opt(None, "run name (default: generated)")
@@ -113,14 +116,30 @@ def _family_fields() -> list[tuple]:
 
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunKeys)}
-# The full run configuration: the run keys above, then every model family's keys.
-RunConfig = dataclasses.make_dataclass("RunConfig", _family_fields(), bases=(RunKeys,))
-RunConfig.__doc__ = "Run keys and model-family keys (None: the chosen model's own default)."
-FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-MODEL_KEYS = frozenset(FIELDS) - RUN_FIELDS
+_TABLES: dict = {}
+
+
+def _tables() -> dict:
+    """The full run configuration, built on first use: the run keys above, then every model
+    family's keys. Finding the families imports them (and torch), which `run.py --help`
+    never needs: `bench.config.RunConfig`, `FIELDS` and `MODEL_KEYS` are made when first read."""
+    if not _TABLES:
+        cls = dataclasses.make_dataclass("RunConfig", _family_fields(), bases=(RunKeys,))
+        cls.__doc__ = "Run keys and model-family keys (None: the chosen model's own default)."
+        cls.__module__ = __name__
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        _TABLES.update(RunConfig=cls, FIELDS=fields, MODEL_KEYS=frozenset(fields) - RUN_FIELDS,
+                       hints=typing.get_type_hints(cls))
+    return _TABLES
+
+
+def __getattr__(name: str):
+    if name in ("RunConfig", "FIELDS", "MODEL_KEYS"):
+        return _tables()[name]
+    raise AttributeError(f"module 'bench.config' has no attribute {name!r}")
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
 RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
-                    "eval", "compile", "wandb_system", "wandb_artifacts"}
+                    "eval", "embed_points", "compile", "wandb_system", "wandb_artifacts"}
 
 
 def _base_type(tp):
@@ -186,9 +205,9 @@ def _is_null(value) -> bool:
 
 def coerce(key: str, value):
     """Convert a raw value (flag text, YAML/JSON value) to the key's declared type."""
-    tp = _base_type(FIELDS[key].type if not isinstance(FIELDS[key].type, str)
-                    else typing.get_type_hints(RunConfig)[key])
-    nullable = FIELDS[key].default is None
+    t = _tables()
+    tp = _base_type(t["FIELDS"][key].type if not isinstance(t["FIELDS"][key].type, str) else t["hints"][key])
+    nullable = t["FIELDS"][key].default is None
     if value is None or (nullable and _is_null(value)):
         if not nullable:
             raise UsageError(f"--{key.replace('_', '-')}: a value is required (no default of None)")
@@ -223,7 +242,7 @@ def coerce(key: str, value):
 
 def validate_value(key: str, value):
     """Range and choice checks declared on the field; one-line UsageError on failure."""
-    meta = FIELDS[key].metadata
+    meta = _tables()["FIELDS"][key].metadata
     flag = "--" + key.replace("_", "-")
     if value is None:
         return
@@ -257,21 +276,25 @@ HELP_GROUPS = [
     ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test", "color_mode", "label_attr",
               "train_split"]),
     ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "seed", "select_on", "max_params"]),
-    ("evaluation after training", ["eval", "eval_sigmas"]),
+    ("evaluation after training", ["eval", "eval_sigmas", "embed_points"]),
     ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
     ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep",
                            "wandb_system", "wandb_artifacts"]),
 ]
 
 
-def family_groups() -> list[tuple[str, str, list[tuple[str, object]]]]:
+def family_groups(model: str | None = None) -> list[tuple[str, str, list[tuple[str, object]]]]:
     """(title, note, [(key, this family's default)]) per model family config, in registry
-    order; a key shared with a family listed earlier is named in the note, not repeated."""
+    order (only `model`'s family when given); a key shared with a family listed earlier is
+    named in the note, not repeated."""
     import registry
     from bench.keys import cli_keys
 
     by_cls: dict[type, list[str]] = {}
+    chosen = registry.model_entry(model) if model else None
     for name, entry in sorted(registry.MODELS.items()):
+        if chosen is not None and entry.config_cls is not chosen.config_cls:
+            continue
         names = by_cls.setdefault(entry.config_cls, [])
         if not entry.hidden:
             names.append(name)
@@ -322,26 +345,36 @@ def _metavar(tp, meta) -> str:
     return {int: "INT", float: "FLOAT", bool: "BOOL"}.get(tp, "TEXT")
 
 
-def build_parser(prog="run.py") -> argparse.ArgumentParser:
+def build_parser(prog="run.py", families=True, model: str | None = None) -> argparse.ArgumentParser:
     """The command line: every key as `--key value` or `--key=value`; the underscore spelling
-    a W&B agent passes (`--noise_std=0.1`) is accepted and not listed twice."""
+    a W&B agent passes (`--noise_std=0.1`) is accepted and not listed twice. With
+    `families=False` only the run keys (no torch import: `run.py --help`); with `model`, the
+    run keys and that model family's keys (`run.py --help --model vae`)."""
     parser = _Parser(prog=prog, description="Train, evaluate and log one autoencoder run.",
                      argument_default=argparse.SUPPRESS, allow_abbrev=False)
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of keys; flags override it")
     parser.add_argument("--list", action="store_true", help="list models and datasets and exit")
     parser.add_argument("--print-config", action="store_true", dest="print_config",
                         help="print the fully resolved config of this run and exit (nothing is trained)")
-    hints = typing.get_type_hints(RunConfig)
+    if families or model:
+        tables = _tables()
+        fields, hints = tables["FIELDS"], tables["hints"]
+        fam = family_groups(model)
+    else:  # run keys only: nothing of the model families (nor torch) is imported
+        fields = {f.name: f for f in dataclasses.fields(RunKeys)}
+        hints = typing.get_type_hints(RunKeys)
+        fam = [("model keys", "each model family takes keys of its own; list them with "
+                "`python run.py --help --model NAME` (names: `python run.py --list`)", [])]
     grouped = {k for _, keys in HELP_GROUPS for k in keys}
-    groups = [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[:3]] + family_groups() \
+    groups = [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[:3]] + fam \
         + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[3:]] \
         + [("other", "", [(k, dataclasses.MISSING) for k in RUN_FIELDS if k not in grouped])]
     for title, note, keys in groups:
         group = parser.add_argument_group(title, note or None)
         for key, default in keys:
-            if key not in FIELDS:
+            if key not in fields:
                 continue
-            f, tp = FIELDS[key], _base_type(hints[key])
+            f, tp = fields[key], _base_type(hints[key])
             kwargs = dict(dest=key, help=_help_text(key, f, default), metavar=_metavar(tp, f.metadata))
             if tp is bool:
                 # `--batchnorm` alone means true; `--batchnorm=False` from an agent means false.
@@ -352,8 +385,18 @@ def build_parser(prog="run.py") -> argparse.ArgumentParser:
     return parser
 
 
+def help_model(argv: list[str]) -> str | None:
+    """The model named on a `--help` command line (`--model vae` or `--model=vae`), if any."""
+    for i, a in enumerate(argv):
+        if a in ("--model",) and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--model="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def _unknown_flag_message(args):
-    names = ["--" + k.replace("_", "-") for k in FIELDS] + ["--config", "--list", "--print-config"]
+    names = ["--" + k.replace("_", "-") for k in _tables()["FIELDS"]] + ["--config", "--list", "--print-config"]
     flags = [a.split("=")[0] for a in args if a.startswith("-")]
     bad = flags[0] if flags else args[0]
     close = difflib.get_close_matches(bad.replace("_", "-"), names, n=3)
@@ -377,9 +420,10 @@ def load_config_file(path: str) -> dict:
     if not isinstance(data, dict):
         raise UsageError(f"--config: {path} must hold a mapping of keys to values, got {type(data).__name__}")
     data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(data) - set(FIELDS))
+    fields = _tables()["FIELDS"]
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], list(FIELDS), n=3)
+        close = difflib.get_close_matches(unknown[0], list(fields), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UsageError(f"--config: unknown key {unknown[0]!r} in {path}{hint}")
     return data
@@ -402,9 +446,9 @@ def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
     return merged, actions
 
 
-def resolve(overrides: dict) -> RunConfig:
+def resolve(overrides: dict) -> "RunConfig":
     """Defaults < overrides, every value coerced and range-checked."""
-    cfg = RunConfig()
+    cfg = _tables()["RunConfig"]()
     for key, raw in overrides.items():
         value = coerce(key, raw)
         validate_value(key, value)

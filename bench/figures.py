@@ -63,10 +63,11 @@ def image_rows(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = ""
 def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str = "", cols: int = 4) -> Path:
     """Side-by-side square grids, one titled panel per (name, (N,C,H,W) tensor): how samples
     are usually shown (4x4), rather than one long row."""
-    from torchvision.utils import make_grid
+    from bench.tensors import image_grid
+
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.4, 2.9), squeeze=False)
     for ax, (name, imgs) in zip(axes[0], panels):
-        im = to_hwc(make_grid(imgs.detach().float().clamp(0, 1).cpu(), nrow=cols, padding=1, pad_value=1.0))
+        im = to_hwc(image_grid(imgs.detach().float().clamp(0, 1).cpu(), nrow=cols, padding=1, pad_value=1.0))
         ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
         ax.axis("off")

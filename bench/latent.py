@@ -19,7 +19,6 @@ from bench.tools import register_tool
 from bench.figures import plt
 
 PROBE_MAX_TRAIN = 20000  # probes and projections use at most this many training latents
-EMBED_MAX_POINTS = 2000  # t-SNE and UMAP are quadratic-ish; test latents are capped here
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E[z|x]) > 0.01
 
 
@@ -94,27 +93,42 @@ def _scatter(ax, xy, y, title, s=6):
     return sc
 
 
-def projections(z: np.ndarray, seed: int, dims=2) -> dict[str, np.ndarray]:
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-    import umap
+def project(method: str, z: np.ndarray, seed: int, dims: int = 2) -> np.ndarray:
+    """One fit of one method (pca, tsne, umap) to a point set, in `dims` dimensions."""
+    if method == "pca":
+        from sklearn.decomposition import PCA
+        return PCA(n_components=dims, random_state=seed).fit_transform(z)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+        perplexity = float(min(30, max(2, (len(z) - 1) / 3)))
+        return TSNE(n_components=dims, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+    from bench.cache import import_umap
+    return import_umap().UMAP(n_components=dims, n_neighbors=min(15, len(z) - 1), random_state=seed,
+                              n_jobs=1).fit_transform(z)
 
-    out = {"pca": PCA(n_components=dims, random_state=seed).fit_transform(z)}
-    perplexity = float(min(30, max(2, (len(z) - 1) / 3)))
-    out["tsne"] = TSNE(n_components=dims, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
-    out["umap"] = umap.UMAP(n_components=dims, n_neighbors=min(15, len(z) - 1), random_state=seed,
-                            n_jobs=1).fit_transform(z)
-    return out
+
+METHODS = ("pca", "tsne", "umap")
+
+
+def projections(z: np.ndarray, seed: int, dims=2) -> dict[str, np.ndarray]:
+    return {m: project(m, z, seed, dims) for m in METHODS}
 
 
 @register_tool(needs={"labels"}, rank=1)
 def embed(model, data, cfg, run, device):
-    """PCA / t-SNE / UMAP of test latents, 3-D view, clean vs noisy, decision regions."""
+    """PCA / t-SNE / UMAP of test latents, 3-D view, clean vs noisy, decision regions.
+
+    Each method is fitted once per point set and view: 2-D and 3-D of the clean latents,
+    and one t-SNE of clean and noisy latents together; `--embed-points` caps the points."""
     from sklearn.neighbors import KNeighborsClassifier
 
     _labels_required(data, "embed")
-    z, y = latents(model, data.test, device, EMBED_MAX_POINTS)
-    proj = projections(z, cfg.seed)
+    limit = cfg.embed_points
+    z, y = latents(model, data.test, device, limit)
+    proj = {}
+    for m in METHODS:
+        _progress(f"embed: 2-D {m} of {len(z)} points")
+        proj[m] = project(m, z, cfg.seed)
     figs = {}
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for ax, (name, xy) in zip(axes, proj.items()):
@@ -122,7 +136,10 @@ def embed(model, data, cfg, run, device):
     _legend(fig, y, data.classes)
     figs["embed_2d"] = _save(fig, run.figures / "embed_2d.png")
 
-    proj3 = projections(z, cfg.seed, dims=3)
+    proj3 = {}
+    for m in METHODS:
+        _progress(f"embed: 3-D {m}")
+        proj3[m] = project(m, z, cfg.seed, dims=3)
     fig = plt.figure(figsize=(15, 4.8))
     for k, (name, xyz) in enumerate(proj3.items()):
         ax = fig.add_subplot(1, 3, k + 1, projection="3d")
@@ -135,8 +152,9 @@ def embed(model, data, cfg, run, device):
     figs["embed_3d"] = _save(fig, run.figures / "embed_3d.png")
 
     sigma = model.noise_std if model.noise_std > 0 else 0.3
-    zn, _ = latents(model, data.test, device, EMBED_MAX_POINTS, sigma=sigma, seed=cfg.seed)
-    both = projections(np.concatenate([z, zn]), cfg.seed)["tsne"]  # one projection fitted on both
+    zn, _ = latents(model, data.test, device, limit, sigma=sigma, seed=cfg.seed)
+    _progress("embed: t-SNE of clean and noisy latents")
+    both = project("tsne", np.concatenate([z, zn]), cfg.seed)  # one projection fitted on both
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     _scatter(axes[0], both[: len(z)], y, "clean inputs (t-SNE fitted on both)")
     _scatter(axes[1], both[len(z):], y, f"{model.noise_type} noise, sigma={sigma:g}")
@@ -210,6 +228,10 @@ def collapse(model, data, cfg, run, device):
     fig.tight_layout()
     return {"numbers": numbers, "figures": {"kl_per_dim" if model.is_variational else "unit_variance":
                                             _save(fig, run.figures / "kl_per_dim.png")}}
+
+
+def _progress(what: str) -> None:
+    print(f"  {what} ...", flush=True)
 
 
 def _legend(fig, y, classes):

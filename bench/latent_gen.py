@@ -180,7 +180,7 @@ def sample(model, data, cfg, run, device):
     gmm = GaussianMixture(n_components=min(10, n), covariance_type="full", reg_covar=1e-5,
                           random_state=cfg.seed).fit(mu)
     draws["gmm"] = gmm.sample(N_SAMPLES_SCORED)[0][rng.permutation(N_SAMPLES_SCORED)]
-    features = feature_network(data, device)
+    features = feature_network(data, device, cfg)
     real = data.test.x[:N_SAMPLES_SCORED].to(device).float() / 255
     numbers, rows = {}, []
     for name, zs in draws.items():

@@ -33,7 +33,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, compile: bool = False) -> None:
     import random
 
     import numpy as np
@@ -41,7 +41,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if compile:  # the public call also sets inductor's flag, which only compiled models read
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:  # the same switch without importing the compiler stack (about 1 s of start-up)
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def for_agent(cfg, overrides: dict):
@@ -123,8 +126,9 @@ def recorded_config(cfg, entry) -> dict:
     return out
 
 
-def build(cfg):
-    """Validate names, load data, build the model. Raises UsageError on any bad input."""
+def build(cfg, seconds: dict | None = None):
+    """Validate names, load data, build the model. Raises UsageError on any bad input.
+    `seconds` receives the wall time of loading the data and of building the model."""
     from registry import count_params, create_model, dataset_entry, model_entry
     from bench.data import load_data
 
@@ -140,7 +144,9 @@ def build(cfg):
     if needs and dentry.kind != needs:
         raise UsageError(f"model {cfg.model} needs a dataset with {needs}; {cfg.dataset} has {dentry.kind}")
     device = pick_device(cfg.device)
+    t = time.perf_counter()
     data = load_data(cfg, task)
+    t_data = time.perf_counter()
     refuse_foreign_keys(cfg, entry)
     model = create_model(cfg.model, data.shape, data.num_classes, **cfg.to_dict())
     n_params = count_params(model)
@@ -151,6 +157,8 @@ def build(cfg):
                          f"over --max-params {cfg.max_params:,}")
     fill_model_defaults(cfg, model)
     cfg.task = model.task
+    if seconds is not None:
+        seconds.update(data=t_data - t, model=time.perf_counter() - t_data)
     return model, data, device, n_params
 
 
@@ -162,8 +170,9 @@ class Phases:
     steps). The signal is also remembered, so a library that swallows the exception
     (UMAP's worker pool) cannot turn a stop into a finished run: the next phase raises."""
 
-    def __init__(self):
+    def __init__(self, before: dict | None = None):
         self.name, self.signum, self.old = "start-up", None, {}
+        self.seconds, self.t = dict(before or {}), time.perf_counter()
 
     def __enter__(self):
         for s in (signal.SIGINT, signal.SIGTERM):
@@ -183,8 +192,19 @@ class Phases:
 
     def enter(self, name: str) -> None:
         self.check()
+        self._close()
         self.name = name
         faults.point(name)
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        self.seconds[self.name] = self.seconds.get(self.name, 0.0) + now - self.t
+        self.t = now
+
+    def times(self) -> dict:
+        """Wall seconds per phase so far (`time/phase/<name>`), what `bench.speed --per-run` reads."""
+        self._close()
+        return {f"time/phase/{k}": round(v, 4) for k, v in self.seconds.items()}
 
     def check(self) -> None:
         if self.signum is not None:
@@ -203,9 +223,14 @@ class Phases:
 
 
 def execute(argv: list[str], log=print) -> int:
+    import psutil
+
     from registry import describe
     from bench.store import RunDir
 
+    # Interpreter start and imports: from process creation to here (what every run pays first).
+    before = {"imports": max(0.0, time.time() - psutil.Process().create_time())}
+    t = time.perf_counter()
     overrides, actions = parse_args(argv)
     if overrides.get("probe_from") and "model" not in overrides:
         overrides["model"] = "linear_probe"  # the only family that takes --probe-from, when no model is named
@@ -215,8 +240,10 @@ def execute(argv: list[str], log=print) -> int:
     cfg, resume_run = resolve_run_config(overrides)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    seed_everything(cfg.seed)
-    model, data, device, n_params = build(cfg)
+    seed_everything(cfg.seed, cfg.compile)
+    before["config"] = time.perf_counter() - t
+    model, data, device, n_params = build(cfg, before)
+    t = time.perf_counter()
     if cfg.eval:
         from bench import latent
         # Unknown tools, and tools this model or data cannot serve, are refused before training.
@@ -231,7 +258,8 @@ def execute(argv: list[str], log=print) -> int:
         trainer.restore()  # a bad checkpoint is refused here, before the run is touched
     run = resume_run or RunDir.create(cfg.runs_dir, cfg.model, cfg.dataset)
     trainer.run = run
-    with Phases() as phases:
+    before["model"] += time.perf_counter() - t  # optimiser, checkpoint restore
+    with Phases(before) as phases:
         return _supervised(run, resume_run is not None, cfg, model, data, device, n_params, trainer, phases, log)
 
 
@@ -270,6 +298,12 @@ def _supervised(run, resumed, cfg, model, data, device, n_params, trainer, phase
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         trainer.data = data.to(device)
+        if cfg.amp == "auto":  # chosen once per run: a resumed run keeps its first choice
+            from bench.train import choose_amp
+            cfg.amp = run.read_summary().get("amp_chosen") if resumed else None
+            cfg.amp = cfg.amp or choose_amp(model, trainer.data.train, cfg.batch_size, device, cfg.channels_last)
+            run.update_summary(amp_chosen=cfg.amp)
+            log(f"--amp auto: {cfg.amp}")
         if cfg.compile:
             trainer.step_fn = torch.compile(model)
 
@@ -327,7 +361,7 @@ def _supervised(run, resumed, cfg, model, data, device, n_params, trainer, phase
         raise
     finally:
         with phases.ignoring_signals():
-            _finish(run, tracking, status, extra, exit_code)
+            _finish(run, tracking, status, dict(extra, **phases.times()), exit_code)
     log(f"status {status}  run dir {run.path}")
     if status == "finished":
         log(next_steps(run, cfg, tracking))

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.cache import cache_root
 from bench.data import batches
 
 FEATURE_SEED = 0
@@ -41,7 +42,7 @@ class Features(nn.Module):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("AEBENCH_CACHE") or Path.home() / ".cache" / "aebench") / "fd_features"
+    return cache_root() / "fd_features"
 
 
 def _identity(data, train, device) -> str:
@@ -52,25 +53,43 @@ def _identity(data, train, device) -> str:
     return f"{data.name}-{c}x{hh}x{w}-n{len(train)}-{RECIPE}-{h.hexdigest()[:12]}"
 
 
-def feature_network(data, device) -> Features:
-    """The shared feature network for this data: loaded from the cache, or trained and cached."""
+def _full_training_set(data, cfg):
+    """The labelled training images of the whole dataset, whatever part of it the run used: the
+    feature network is the dataset's, so every run on it (any --limit-train, any seed) shares one."""
+    import dataclasses
+
+    from bench.data import load_data
+
+    if cfg is None or cfg.limit_train is None:
+        return data.labelled_train
+    full = dataclasses.replace(cfg, limit_train=None, limit_test=1, seed=FEATURE_SEED)
+    return load_data(full).labelled_train
+
+
+def feature_network(data, device, cfg=None) -> Features:
+    """The shared feature network for this dataset: loaded from the cache, or trained and cached.
+
+    With the run's `cfg` it is trained on the dataset's first FEATURE_MAX_TRAIN labelled
+    training images whatever the run's own limits, so one network serves every run on the
+    dataset. A file lock makes concurrent runs (a sweep's workers) train it once."""
     from registry import create_model
 
     from bench.errors import UsageError
+    from bench.store import locked
 
-    train = data.labelled_train
+    train = _full_training_set(data, cfg)
     if train.y is None or train.y.dim() != 1 or data.num_classes < 2:
         raise UsageError(f"sample quality needs class labels to train its feature network; {data.name} has none")
     train = train.take(torch.arange(min(len(train), FEATURE_MAX_TRAIN), device=train.x.device))
     ident = _identity(data, train, device)
     path = cache_dir() / f"{ident}.pt"
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), locked(path):
         torch.manual_seed(FEATURE_SEED)
         clf = create_model("cnn_classifier", data.shape, data.num_classes, channels=FEATURE_CHANNELS).to(device)
         try:
             clf.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         except (OSError, RuntimeError, ValueError, EOFError):
-            _train(clf, train, device)
+            _train(clf, train.to(device), device)
             _store(path, clf.state_dict())
     return Features(clf.eval(), ident)
 

@@ -132,15 +132,17 @@ def notebook_loop(case, data, args, device):
         model.eval()
         with torch.no_grad():
             for x, _ in DataLoader(ItemDataset(data.test), batch_size=1):
-                r = model(x.to(device))["recon"]
+                x = x.to(device)  # the metric compares on the model's device
+                r = model(x)["recon"]
                 peak_signal_noise_ratio(r, x, data_range=1.0)
                 structural_similarity_index_measure(r, x, data_range=1.0)
     eval_s = time.perf_counter() - t0
     return {"epoch_s": statistics.median(times), "eval_s": eval_s, **test_scores(model, data.test, device)}
 
 
-def bare_loop(case, data, args, device):
+def bare_loop(case, data, args, device, amp="off"):
     from bench.data import batches
+    from bench.tensors import autocast
 
     model = build(case, data, args.seed, device)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
@@ -151,7 +153,8 @@ def bare_loop(case, data, args, device):
         t0 = time.perf_counter()
         model.train()
         for x, y in batches(train, case["batch"], shuffle=True, generator=g):
-            loss = model(x, y)["loss"]
+            with autocast(device, amp):
+                loss = model(x, y)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -161,7 +164,7 @@ def bare_loop(case, data, args, device):
     return {"epoch_s": statistics.median(times), **test_scores(model, data.test.to(device), device)}
 
 
-def harness(case, dataset, size, limit, args, device, workdir):
+def harness(case, dataset, size, limit, args, device, workdir, amp="off"):
     from bench.checkpoint import load_run_model
     from bench.runner import execute
     from bench.store import list_runs
@@ -175,7 +178,7 @@ def harness(case, dataset, size, limit, args, device, workdir):
     if limit:
         argv += ["--limit-train", str(limit)]
     if device.type == "cuda":
-        argv += ["--amp", "bf16"] + (["--channels-last"] if case["model"] != "mlp_vae" else [])
+        argv += ["--amp", amp] + (["--channels-last"] if case["model"] != "mlp_vae" else [])
     t0 = time.perf_counter()
     assert execute(argv, log=lambda s: None) == 0
     total = time.perf_counter() - t0
@@ -186,7 +189,7 @@ def harness(case, dataset, size, limit, args, device, workdir):
             "eval_s": summary["time/test_eval_seconds"], "total_s": total, "model": model}
 
 
-def measure(case, args, device, workdir) -> dict:
+def measure(case, args, device, workdir, amp="off") -> dict:
     from bench.config import resolve
     from bench.data import load_data
 
@@ -198,11 +201,11 @@ def measure(case, args, device, workdir) -> dict:
     n = len(data.train)
     n_full = len(load_data(resolve({"dataset": dataset, "data_root": args.data_root, "seed": args.seed}),
                            "classify" if case["model"] == "cnn_classifier" else "reconstruct").train)
-    out = {"case": case["name"], "dataset": dataset + (f"@{size}" if size else ""), "train_images": n,
+    out = {"case": case["name"], "amp": amp, "dataset": dataset + (f"@{size}" if size else ""), "train_images": n,
            "train_images_full": n_full, "test_images": len(data.test)}
     for label, fn in (("a_notebook", lambda: notebook_loop(case, data, args, device)),
-                      ("b_bare", lambda: bare_loop(case, data, args, device)),
-                      ("c_harness", lambda: harness(case, dataset, size, limit, args, device, workdir))):
+                      ("b_bare", lambda: bare_loop(case, data, args, device, amp)),
+                      ("c_harness", lambda: harness(case, dataset, size, limit, args, device, workdir, amp))):
         reps, peaks = [], []
         for _ in range(args.repeats):
             with PeakRSS() as mem:
@@ -235,7 +238,8 @@ def table(results, meta) -> str:
              f"{'eval/ep':>7} {'loss a':>9} {'loss c':>9} {'RSS c MB':>8}"]
     for r in results:
         a, b, c = r["a_notebook"], r["b_bare"], r["c_harness"]
-        lines.append(f"{r['case']:<24} {r['dataset']:<16} {a['images_per_sec']:8.0f} {b['images_per_sec']:8.0f} "
+        name = r["case"] + (" bf16" if r.get("amp") == "bf16" else "")
+        lines.append(f"{name:<24} {r['dataset']:<16} {a['images_per_sec']:8.0f} {b['images_per_sec']:8.0f} "
                      f"{c['images_per_sec']:8.0f} {r['c_over_a']:5.2f} {r['c_over_b']:5.2f} "
                      f"{r['eval_fraction_of_epoch']:7.1%} {a['test_loss']:9.4g} {c['test_loss']:9.4g} "
                      f"{c['peak_rss_mb']:8.0f}")
@@ -253,12 +257,18 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="reports/speed.json", help="results (default reports/speed.json, git-ignored)")
+    p.add_argument("--per-run", action="store_true",
+                   help="instead: what a whole 1-epoch run.py process costs besides training, by phase, cold and "
+                        "warm cache (bench.per_run)")
+    p.add_argument("--wandb", default="offline", choices=["offline", "disabled"], help="W&B mode of --per-run runs")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("python -m bench.speed: error: --device cuda: no CUDA device is visible; valid here: cpu",
               file=sys.stderr)
         return 2
     os.environ.setdefault("WANDB_SILENT", "true")
+    if args.per_run:
+        return _per_run(args)
     device = torch.device(args.device)
     cases = [c for c in CASES if args.cases == "all" or c["model"] in args.cases.split(",")]
     meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -270,13 +280,27 @@ def main(argv=None) -> int:
         os.chdir(workdir)  # W&B offline files of the benchmark runs stay out of the project
         args.data_root = str(Path(cwd, args.data_root)) if not os.path.isabs(args.data_root) else args.data_root
         try:
-            for case in cases:
-                results.append(measure(case, args, device, workdir))
+            for case in cases:  # on CUDA in fp32 and in bf16 (--amp; the notebook loop stays fp32)
+                for amp in (("off", "bf16") if device.type == "cuda" else ("off",)):
+                    results.append(measure(case, args, device, workdir, amp))
         finally:
             os.chdir(cwd)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(table(results, meta))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _per_run(args) -> int:
+    from bench import per_run
+
+    root = str(Path(args.data_root).resolve())
+    results = per_run.per_run(root, args.device, args.wandb)
+    base = per_run.import_torch_seconds()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"import_torch_s": base, "per_run": results}, indent=2))
+    print(per_run.table(results, base))
     print(f"wrote {args.out}")
     return 0
 

@@ -95,6 +95,25 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold a blocking exclusive flock on `<path>.lock` (a cache entry made once by whichever
+    process gets there first; the others wait, then read it). An unwritable folder means no
+    lock, and at worst the entry is made twice."""
+    fd = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
 

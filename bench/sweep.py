@@ -243,10 +243,10 @@ class Sweep:
         self.name = sweep_name(cfg, path)
         self.dir = Path(args.runs_dir) / self.name
         self.metric = cfg.get("metric", {}).get("name")
-        self.workers = max(1, args.workers)
+        self.gpus = _gpu_count()
+        self.workers = args.workers if args.workers != "auto" else auto_workers(self.gpus)
         self.threads = num_threads or max(1, (os.cpu_count() or 1) // self.workers)
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
-        self.gpus = _gpu_count()
 
     def lock_path(self, params) -> Path:
         return self.dir / "locks" / (hashlib.sha1(config_key(params).encode()).hexdigest()[:16] + ".lock")
@@ -346,6 +346,32 @@ class Sweep:
         return 0 if not failed else 1
 
 
+def auto_workers(gpus: int, per_run_gib: float = 2.0, cap: int = 8) -> int:
+    """Runs at once for `--workers auto`. On CPU one run per core, each with one thread
+    (workers x threads = cores: short runs are mostly single-threaded start-up, evaluation and
+    small kernels, so packing beats threading). On GPUs as many runs as fit the free memory of
+    each device at `per_run_gib` (a CUDA context plus a small model and its data on the
+    device), and no more than the cores that feed them."""
+    cores = os.cpu_count() or 1
+    if gpus == 0:
+        return max(1, min(cores, cap))
+    import torch
+    free = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus)) / 2 ** 30
+    return max(1, min(cores, cap * gpus, gpus * int(free // per_run_gib)))
+
+
+def _workers(text: str):
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of runs at once or auto, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("--workers must be >= 1 (or auto)")
+    return n
+
+
 def _gpu_count() -> int:
     try:
         import torch
@@ -358,14 +384,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
     p.add_argument("yaml", help="sweep YAML (W&B format)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their count, then exit")
-    p.add_argument("--workers", type=int, default=1, help="runs at once (CPU threads are split)")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="runs at once (CPU threads are split among them), or auto: one per core on CPU, "
+                        "as many as fit in GPU memory on CUDA")
     p.add_argument("--count", type=int, default=None, help="at most K runs (required for random/bayes)")
     p.add_argument("--runs-dir", default="runs")
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
     args, rest = p.parse_known_args(argv)
     try:
-        if args.workers < 1 or (args.count is not None and args.count < 1):
-            raise UsageError("--workers and --count must be >= 1")
+        if args.count is not None and args.count < 1:
+            raise UsageError("--count must be >= 1")
         overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
         cfg = load_sweep(args.yaml)
         swept = {k.replace("-", "_") for k in cfg["parameters"]}

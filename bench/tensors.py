@@ -25,6 +25,23 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
 
+def image_grid(images: torch.Tensor, nrow: int, padding: int = 1, pad_value: float = 0) -> torch.Tensor:
+    """(N, C, H, W) images tiled into one (C, H', W') image, `nrow` per row, as torchvision's
+    `make_grid` lays them out (same padding rule; a single channel stays single: figures and
+    W&B read grey images as they are). Written here because importing torchvision imports
+    torch's compiler stack, a second of start-up for every run."""
+    n, c, h, w = images.shape
+    ncol = min(nrow, n)
+    rows = (n + ncol - 1) // ncol
+    out = torch.full((c, rows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value,
+                     dtype=images.dtype, device=images.device)
+    for k in range(n):
+        i, j = divmod(k, ncol)
+        top, left = i * (h + padding) + padding, j * (w + padding) + padding
+        out[:, top:top + h, left:left + w] = images[k]
+    return out
+
+
 def corrupt(x, sigma, noise_type="gaussian", generator=None):
     """Corrupt images in [0, 1]; the result is clamped to [0, 1]."""
     if sigma <= 0:

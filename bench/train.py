@@ -20,7 +20,7 @@ import torch
 
 from bench import checkpoint, faults
 from bench.data import DataBundle, batches
-from bench.tensors import autocast, prepare, to_uint8  # noqa: F401  (autocast, prepare: also bench.speed)
+from bench.tensors import autocast, image_grid, prepare, to_uint8  # noqa: F401  (autocast, prepare: also bench.speed)
 
 
 class Diverged(Exception):
@@ -100,6 +100,36 @@ def evaluate_loss(model, split, batch_size, device, amp="off", channels_last=Fal
             sums[k] = sums.get(k, 0.0) + v.detach().float() * b
         n += b
     return {k: (v / n).item() for k, v in sums.items()}
+
+
+def choose_amp(model, split, batch_size, device, channels_last=False, steps=10) -> str:
+    """`--amp auto`: "off" on CPU; on CUDA whichever of fp32 and bf16 runs `steps` training
+    steps (forward and backward) of this model faster. bf16 is not always faster: small
+    models are bound by kernel launches, not by arithmetic. The model's weights, buffers,
+    gradients and the RNGs are left as they were."""
+    if device.type != "cuda":
+        return "off"
+    import copy
+
+    state = copy.deepcopy(model.state_dict())
+    x, y = next(batches(split, batch_size))
+    x = prepare(x.to(device), channels_last)
+    y = None if y is None else y.to(device)
+    times = {}
+    with torch.random.fork_rng(devices=[device]):
+        model.train()
+        for amp in ("off", "bf16", "off", "bf16"):  # the second round is timed, the first warms up
+            torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                with autocast(device, amp):
+                    out = model(x, y)
+                out["loss"].backward()
+            torch.cuda.synchronize(device)
+            times[amp] = time.perf_counter() - t0
+    model.load_state_dict(state)
+    model.zero_grad(set_to_none=True)
+    return min(times, key=times.get)
 
 
 def better(value, best, mode):
@@ -214,12 +244,11 @@ class Trainer:
         the W&B image slider over epochs; {} on epochs without a snapshot."""
         if epoch not in self.state.snapshots:
             return {}
-        from torchvision.utils import make_grid
-
         recon = self.state.snapshots[epoch]
         orig = self.data.test.x[:len(recon)].cpu()
-        grid = make_grid(torch.cat([orig, recon]), nrow=len(recon), padding=1)
-        return {"media/reconstructions": (grid.permute(1, 2, 0).numpy(), f"epoch {epoch}: test images (top) "
+        grid = image_grid(torch.cat([orig, recon]), nrow=len(recon), padding=1).permute(1, 2, 0).numpy()
+        grid = grid[..., 0] if grid.shape[2] == 1 else grid  # grey images as (H, W)
+        return {"media/reconstructions": (grid, f"epoch {epoch}: test images (top) "
                                           f"and their reconstructions")}
 
     def validate(self) -> dict:

@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
+SEEDS = ROOT.parent / "shared" / "seeds"  # the course assignments the templates follow
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 # Tests never reach the network and never wait on W&B servers.
@@ -69,3 +70,80 @@ def only_run(tmp_path):
     runs = list_runs(str(tmp_path / "runs"))
     assert len(runs) == 1, runs
     return runs[0]
+
+
+# -- one finished run, made once per session and copied into each test that changes it
+
+@pytest.fixture(scope="session")
+def finished_run_template(tmp_path_factory):
+    """A tiny finished `ae` run (1 epoch on synthetic data), trained once for the session."""
+    root = tmp_path_factory.mktemp("finished") / "runs"
+    assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 1, "--runs-dir", root,
+                       "--wandb", "disabled", "--limit-train", 200, "--limit-test", 50]) == 0
+    from bench.store import list_runs
+    return list_runs(str(root))[0].path
+
+
+@pytest.fixture
+def finished_run(tmp_path, finished_run_template):
+    """This test's own copy of the session's finished run, in `tmp_path/runs` (free to damage)."""
+    import shutil
+
+    from bench.store import RunDir
+
+    dst = tmp_path / "runs" / finished_run_template.name
+    shutil.copytree(finished_run_template, dst, symlinks=True)
+    return RunDir(dst)
+
+
+def fake_runs(root, rows, **defaults):
+    """Recorded runs without training: (config, summary) pairs, finished, under `root`."""
+    from bench.store import RunDir
+
+    defaults = dict({"dataset": "synthetic", "seed": 0, "epochs": 1}, **defaults)
+    for cfg, summary in rows:
+        cfg = dict(defaults, **cfg)
+        run = RunDir.create(str(root), cfg["model"], cfg["dataset"])
+        run.write_config(cfg)
+        run.update_summary(status="finished", **summary)
+
+
+class FakeApi:
+    """The part of `wandb.Api` the project calls: runs of a project, sweeps, artifacts."""
+
+    def __init__(self, runs=(), artifact=None):
+        self._runs, self.art, self.asked = list(runs), artifact, []
+
+    def runs(self, path, filters=None):
+        assert path == "ent/proj"
+        if not filters:
+            return list(self._runs)
+        assert set(filters) == {"$or"}  # by the sweep's name in config, or by group
+        wanted = {(k, v) for f in filters["$or"] for k, v in f.items()}
+        return [r for r in self._runs if ("config.sweep", r.config.get("sweep")) in wanted
+                or ("group", r.config.get("group")) in wanted]
+
+    def sweep(self, path):
+        sweep_id = path.split("/")[-1]
+
+        class Sweep:
+            runs = [r for r in self._runs if r.config.get("sweep_id") == sweep_id]
+        if not Sweep.runs:
+            raise ValueError(f"no sweep {path}")
+        return Sweep
+
+    def artifact(self, path, type=None):
+        self.asked.append((path, type))
+        if self.art is None:
+            raise ValueError("artifact not found")
+        return self.art
+
+
+def chromium():
+    """A headless-capable Chromium on PATH, or skip (CI installs Debian's chromium)."""
+    import shutil
+
+    path = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    if path is None:
+        pytest.skip("Chromium is not installed (CI installs Debian's chromium)")
+    return path

@@ -76,7 +76,8 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
     cfg = yaml.safe_load(path.read_text())
     name = cfg.get("name") or path.stem
     runs = tmp_path / "runs"
-    env = dict(os.environ, AEBENCH_TRUST_DATA_ROOT=str(data_root), AEBENCH_CACHE=str(tmp_path / "cache"),
+    # The session's cache (conftest): feature networks, decoded data and compiled UMAP code made once
+    env = dict(os.environ, AEBENCH_TRUST_DATA_ROOT=str(data_root),
                PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "acceptance_site"), str(ROOT)]))
     args = [sys.executable, "-m", "bench.sweep", str(path), "--seed", "0", "--epochs", "1", "--workers", "2",
             "--data-root", str(data_root), "--runs-dir", str(runs), "--wandb", "disabled",
@@ -98,7 +99,8 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
         assert not missing, (run.id, params, missing)
         failed = {k: v for k, v in s.items() if k.endswith("/failed") and v}
         assert not failed, (run.id, failed)
-        assert isinstance(s.get("warning/output_collapsed", False), bool)  # 1 epoch on 40 images may collapse
+        if "test/psnr" in s:  # every autoencoder says whether it collapsed (1 epoch on 40 images may)
+            assert isinstance(s["warning/output_collapsed"], bool), run.id
         if name == "stl10_ssl":  # pretrained on unlabeled images, probed on the labelled split
             assert c["train_split"] == "unlabeled" and s["probe/train_size"] == 100
         if name == "celeba_models" and "arith" in (c.get("eval") or []):

@@ -11,7 +11,7 @@ import pytest
 from analysis.load import load_runs, load_wandb
 from analysis.tables import main as tables_main
 from analysis.tables import summarise
-from conftest import ROOT, run_cli, run_inproc
+from conftest import ROOT, FakeApi, chromium, fake_runs, run_cli, run_inproc
 
 
 @pytest.fixture(scope="module")
@@ -71,29 +71,6 @@ class FakeRun:  # the attributes of wandb.apis.public.Run that analysis reads
         return iter(self._hist)
 
 
-class FakeApi:
-    def __init__(self, runs):
-        self._runs = runs
-
-    def runs(self, path, filters=None):
-        assert path == "ent/proj"
-        if not filters:
-            return list(self._runs)
-        assert set(filters) == {"$or"}  # by the sweep's name in config, or by group
-        wanted = {(k, v) for f in filters["$or"] for k, v in f.items()}
-        return [r for r in self._runs if ("config.sweep", r.config.get("sweep")) in wanted
-                or ("group", r.config.get("group")) in wanted]
-
-    def sweep(self, path):
-        sweep_id = path.split("/")[-1]
-
-        class Sweep:
-            runs = [r for r in self._runs if r.config.get("sweep_id") == sweep_id]
-        if not Sweep.runs:
-            raise ValueError(f"no sweep {path}")
-        return Sweep
-
-
 def test_wandb_api_runs_become_the_same_frame():
     api = FakeApi([FakeRun(0, "ae", 0, 20.0), FakeRun(1, "ae", 1, 22.0), FakeRun(2, "vae", 0, 18.0)])
     frame = load_wandb("ent/proj", api=api)
@@ -126,14 +103,6 @@ def test_plots_are_pngs(store, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 def test_report_renders_in_headless_chromium(store, tmp_path):
     out = tmp_path / "rep"
     p = run_cli(["--runs", store / "runs", "--out", out, "--max-chars", 2500], cwd=tmp_path, script="analysis.report")
@@ -145,9 +114,7 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     body = page.split("<body>")[1]
     assert n_imgs >= 4 and "src=\"data:image/png;base64," in page
     assert "src=\"http" not in body and "href=\"http" not in body  # self-contained: nothing fetched
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("Chromium is not installed (CI installs Debian's chromium)")
+    browser = chromium()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
              f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=10000"]
@@ -158,25 +125,16 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     assert int(attrs["images-total"]) == n_imgs
     assert int(attrs["images-decoded"]) == n_imgs  # every image decoded: naturalWidth > 0
     assert int(attrs["table-rows"]) >= 2 + 4  # comparison rows + one per run
-    shot = ROOT / "artifacts" / "report.png"
-    shot.parent.mkdir(exist_ok=True)
+    shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1280,2400", url],
                    capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
 
 
-def _fake_runs(root, rows):
-    from bench.store import RunDir
-    for cfg, summary in rows:
-        run = RunDir.create(str(root), cfg["model"], "synthetic")
-        run.write_config(dict({"dataset": "synthetic", "seed": 0, "epochs": 1}, **cfg))
-        run.update_summary(status="finished", **summary)
-
-
 def test_runs_that_are_not_replicates_are_split_not_averaged(tmp_path, capsys):
     from analysis.tables import main as tables_main
 
-    _fake_runs(tmp_path / "runs", [({"model": "ae", "seed": 0, "epochs": 1}, {"test/mse": 0.05}),
+    fake_runs(tmp_path / "runs", [({"model": "ae", "seed": 0, "epochs": 1}, {"test/mse": 0.05}),
                                    ({"model": "ae", "seed": 1, "epochs": 1}, {"test/mse": 0.07}),
                                    ({"model": "ae", "seed": 0, "epochs": 20}, {"test/mse": 0.01})])
     assert tables_main(["--runs", str(tmp_path / "runs"), "--group-by", "model", "--metrics", "mse",
@@ -196,7 +154,7 @@ def test_runs_that_are_not_replicates_are_split_not_averaged(tmp_path, capsys):
 def test_no_pareto_front_over_equal_sizes_and_no_single_epoch_curves(tmp_path, capsys):
     from analysis.plots import main as plots_main
 
-    _fake_runs(tmp_path / "runs", [({"model": "dae", "noise_std": s}, {"test/mse": m, "params": 1000})
+    fake_runs(tmp_path / "runs", [({"model": "dae", "noise_std": s}, {"test/mse": m, "params": 1000})
                                    for s, m in ((0.1, 0.02), (0.3, 0.03), (0.5, 0.05))])
     assert plots_main(["--runs", str(tmp_path / "runs"), "--x", "noise_std", "--metrics", "mse",
                        "--out", str(tmp_path / "figs")]) == 0

@@ -17,33 +17,51 @@ def readme_first_command() -> str:
     return re.search(r"```bash\n(.+?)\n```", setup, re.S).group(1).strip()
 
 
-@pytest.mark.slow
+def scratch_venv(path: Path) -> Path:
+    """A venv of its own for the command to install into, seeing this environment's packages
+    read-only (a path line in a .pth file), so the pinned requirements are already satisfied and
+    nothing of this environment changes: pip installs only the scratch copy (`-e .`) there."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120)
+    ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    theirs = next(path.glob("lib/python*/site-packages"))
+    (theirs / "aebench_parent_env.pth").write_text("\n".join(ours) + "\n")
+    pip = path / "bin" / "pip"
+    pip.write_text(f'#!/bin/sh\nexec "{path / "bin" / "python"}" -m pip "$@"\n')
+    pip.chmod(0o755)
+    return path
+
+
 def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     command = readme_first_command()
     assert command.startswith("pip install -r requirements.txt && python run.py")
     work = tmp_path / "aebench"
     top_level = {".git", ".venv", "runs", "wandb", "data", "reports"}  # what a fresh clone lacks
     shutil.copytree(ROOT, work, ignore=lambda d, names: [n for n in names if n == "__pycache__"
+                                                         or n.endswith(".egg-info")
                                                          or (d == str(ROOT) and n in top_level)])
+    venv = scratch_venv(tmp_path / "venv")
     (tmp_path / "short.yaml").write_text("epochs: 1\nlimit_train: 3000\nlimit_test: 1000\n")
     env = dict(os.environ, AEBENCH_CONFIG=str(tmp_path / "short.yaml"), AEBENCH_OFFLINE="1",
                # no other copy of Fashion-MNIST: the shipped files must serve
                AEBENCH_DEBIAN_FASHION_DIR=str(tmp_path / "no-debian"), HOME=str(tmp_path),
                https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", WANDB_MODE="offline",
-               PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1", VIRTUAL_ENV=str(venv),
+               PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
                # installing the project itself (`-e .`) builds with the setuptools already installed
                PIP_NO_BUILD_ISOLATION="0")
     env.pop("PYTHONPATH", None)
     user_pip = Path(os.path.expanduser("~/.config/pip"))
     if user_pip.is_dir():  # the package registry this machine is configured with stays reachable
         shutil.copytree(user_pip, tmp_path / ".config" / "pip")
-    try:
-        p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=900)
-    finally:  # the command installed the scratch copy (`-e .`); point the environment back at this one
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "-e", str(ROOT)],
-                       capture_output=True, timeout=600)
+    before = _installed()
+    p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "status finished" in p.stdout and "next:" in p.stdout and "wandb sync" in p.stdout
     assert (work / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
     assert re.search(r"summary test/mse \d\.\d+", p.stdout)
+    assert _installed() == before  # this environment is as it was
+
+
+def _installed() -> dict:
+    from importlib.metadata import distributions
+    return {d.metadata["Name"]: (d.version, str(getattr(d, "_path", ""))) for d in distributions()}

@@ -158,3 +158,29 @@ def test_fast_ssim_equals_torchmetrics(shape):
     ref = structural_similarity_index_measure(preds, target, data_range=1.0, reduction="none")
     assert torch.allclose(ssim(preds, target), ref, atol=1e-5)
     assert torch.allclose(ssim(target, target), torch.ones(300), atol=1e-5)
+
+
+def test_psnr_and_snr_are_torchmetrics_definitions():
+    from torchmetrics.functional.audio import signal_noise_ratio
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+    from bench.metrics import image_metrics
+
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(50, 3, 16, 16, generator=g)
+    preds = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
+    m = image_metrics(preds, target)
+    ref_psnr = peak_signal_noise_ratio(preds, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    ref_snr = signal_noise_ratio(preds.flatten(1), target.flatten(1), zero_mean=False)
+    assert torch.allclose(m["psnr"], ref_psnr, atol=1e-4) and torch.allclose(m["snr"], ref_snr, atol=1e-4)
+    assert m["psnr"].std() > 0  # per image, not one number broadcast
+
+
+@pytest.mark.parametrize("n,nrow", [(16, 8), (7, 3), (2, 5)])
+def test_image_grid_lays_out_as_torchvision(n, nrow):
+    from torchvision.utils import make_grid
+    from bench.tensors import image_grid
+
+    imgs = torch.rand(n, 3, 9, 11, generator=torch.Generator().manual_seed(n))
+    assert torch.equal(image_grid(imgs, nrow, padding=1, pad_value=0.5), make_grid(imgs, nrow, padding=1, pad_value=0.5))
+    grey = image_grid(imgs[:, :1], nrow)
+    assert grey.shape[0] == 1 and torch.equal(grey[0], make_grid(imgs[:, :1], nrow, padding=1)[0])

@@ -1,4 +1,5 @@
 """Sweep YAMLs are valid W&B configs run.py accepts; the local runner runs, resumes, refuses."""
+import json
 import os
 import signal
 import subprocess
@@ -13,14 +14,22 @@ from bench.sweep import command_for, load_sweep, plan
 from conftest import ROOT, run_cli
 
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
-EXPECTED_RUNS = {"fashion_vae_dims": 6, "fashion_vae_depth": 12, "cifar10_dae_noise": 12, "cifar10_models": 12,
-                 "cifar10_mcae_mask": 9, "celeba_sparse_lambda": 9, "celeba_models": 12,
-                 "mnist_linear_vs_conv": 12, "colored_mnist_denoise": 18, "stl10_ssl": 3, "latent_dims": 18,
-                 "cifar10_cnn": 3, "stl10_supervised": 3, "stl10_resnet_probe": 3, "brain_tumor_seg": 6}
+# One sweep per experiment of the assignments (at least).
+REQUIRED = {"fashion_vae_dims", "fashion_vae_depth", "cifar10_dae_noise", "cifar10_models", "cifar10_mcae_mask",
+            "celeba_sparse_lambda", "celeba_models", "mnist_linear_vs_conv", "colored_mnist_denoise", "stl10_ssl",
+            "latent_dims", "cifar10_cnn", "stl10_supervised", "stl10_resnet_probe", "brain_tumor_seg"}
 
 
 def test_every_required_sweep_exists():
-    assert set(EXPECTED_RUNS) <= {p.stem for p in YAMLS}
+    assert REQUIRED <= {p.stem for p in YAMLS}
+
+
+def grid_size(cfg: dict) -> int:
+    """What a grid is by definition: the product of each parameter's number of values."""
+    n = 1
+    for spec in cfg["parameters"].values():
+        n *= len(spec.get("values", [None]))
+    return n
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
@@ -31,8 +40,8 @@ def test_yaml_is_a_valid_wandb_sweep(path):
     assert cfg["command"] == ["${env}", "${interpreter}", "${program}", f"--sweep={cfg['name']}", "${args}"]
     assert cfg["metric"]["name"].startswith("val/") and cfg["metric"]["goal"] in ("minimize", "maximize")
     runs = plan(cfg, None if cfg["method"] == "grid" else 5)
-    if path.stem in EXPECTED_RUNS:
-        assert len(runs) == EXPECTED_RUNS[path.stem]
+    assert len(runs) == (grid_size(cfg) if cfg["method"] == "grid" else 5)
+    assert len({json.dumps(r, sort_keys=True) for r in runs}) == len(runs)  # no configuration twice
     if path.stem != "fashion_vae_dims" and cfg["method"] == "grid" and "seed" in cfg["parameters"]:
         assert len(cfg["parameters"]["seed"]["values"]) >= 3
     for params in runs:  # the exact argv an agent would pass, through run.py's parser
@@ -44,11 +53,15 @@ def test_yaml_is_a_valid_wandb_sweep(path):
 
 
 def test_fashion_pairs_stay_pairs():
-    runs = plan(load_sweep(str(ROOT / "sweeps" / "fashion_vae_dims.yaml")), None)
-    pairs = [tuple(r["mlp_dims"]) for r in runs]
-    assert pairs == [(400, 50), (400, 10), (400, 30), (300, 35), (300, 5), (300, 40)]
-    cfg = resolve(parse_args(command_for(runs[3], [], "x", "runs")[2:])[0])
-    assert cfg.hidden_dims == [300] and cfg.latent_dim == 35
+    """(h, z) pairs are swept as pairs, not as the grid of every h with every z."""
+    cfg = load_sweep(str(ROOT / "sweeps" / "fashion_vae_dims.yaml"))
+    pairs = [tuple(p) for p in cfg["parameters"]["mlp_dims"]["values"]]
+    runs = plan(cfg, None)
+    assert [tuple(r["mlp_dims"]) for r in runs] == pairs and len(pairs) == 6
+    assert len({h for h, _ in pairs}) * len({z for _, z in pairs}) > len(pairs)  # a grid would run more
+    h, z = pairs[3]
+    run_cfg = resolve(parse_args(command_for(runs[3], [], "x", "runs")[2:])[0])
+    assert run_cfg.hidden_dims == [h] and run_cfg.latent_dim == z
 
 
 def test_dry_run_prints_count(tmp_path):
@@ -137,3 +150,24 @@ def test_bad_sweeps_exit_2_with_one_line(tmp_path, text, needle):
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], p.stderr
+
+
+def test_packed_workers_give_the_runs_of_one_by_one(tmp_path):
+    """`--workers auto` packs runs onto the cores (one thread each here) and changes nothing
+    they compute: the final losses equal those of the same runs one by one."""
+    y = tmp_path / "s2.yaml"
+    y.write_text(SWEEP4.replace("seed: {values: [0, 1]}", "seed: {value: 0}") % 2)
+    finals = {}
+    for workers in ("1", "auto"):
+        runs = tmp_path / f"runs-{workers}"
+        p = run_cli([y, "--workers", workers, "--runs-dir", runs, "--wandb", "disabled", "--limit-train", 300],
+                    cwd=tmp_path, script="bench.sweep")
+        assert p.returncode == 0, p.stdout + p.stderr
+        from analysis.load import load_local
+        f = load_local(str(runs))
+        finals[workers] = {r["latent_dim"]: r["history"][-1]["val/loss"] for _, r in f.iterrows()}
+    cores = os.cpu_count() or 1
+    assert f"{min(cores, 8)} worker(s) x 1 thread(s)" in p.stdout
+    assert finals["1"].keys() == finals["auto"].keys() == {4, 8}
+    for k, v in finals["1"].items():
+        assert finals["auto"][k] == pytest.approx(v, rel=1e-5), (k, v, finals["auto"][k])

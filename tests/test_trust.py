@@ -42,12 +42,6 @@ def _one_line(err):
     return lines[0]
 
 
-@pytest.fixture
-def finished_run(tmp_path):
-    assert run_inproc(quick(tmp_path, epochs=1)) == 0
-    return only_run(tmp_path)
-
-
 # -- nothing loaded from a run folder executes code
 
 @pytest.mark.parametrize("entry", ["evaluate", "probe_from", "resume"])

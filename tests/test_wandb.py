@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, FakeApi, run_cli
 from wandb_records import offline_run
 
 
@@ -80,14 +80,6 @@ def test_run_url_or_offline_folder_is_printed(agent_run):
     assert f"W&B run {run.read_summary()['wandb_run_id']}: offline: " in out
 
 
-def _finished_run(tmp_path):
-    from conftest import run_inproc
-    assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 200,
-                       "--runs-dir", tmp_path / "src", "--wandb", "disabled"]) == 0
-    from bench.store import list_runs
-    return list_runs(str(tmp_path / "src"))[0]
-
-
 class FakeArtifact:
     def __init__(self, files, run_id):
         self.files, self.metadata = files, {"run_id": run_id}
@@ -101,24 +93,14 @@ class FakeArtifact:
         return root
 
 
-class FakeApi:
-    def __init__(self, art):
-        self.art, self.asked = art, []
-
-    def artifact(self, path, type=None):
-        self.asked.append((path, type))
-        if self.art is None:
-            raise ValueError("artifact not found")
-        return self.art
-
-
-def test_model_artifact_reference_becomes_a_local_run(tmp_path):
+def test_model_artifact_reference_becomes_a_local_run(tmp_path, finished_run_template):
     from bench.checkpoint import load_run_model
+    from bench.store import RunDir
     from bench.track import fetch_model_artifact
 
-    src = _finished_run(tmp_path)
+    src = RunDir(finished_run_template)
     files = [src.path / n for n in ("best.pt", "config.json", "summary.json")]
-    api = FakeApi(FakeArtifact(files + [tmp_path / "src"], src.id))  # a folder in it is ignored
+    api = FakeApi(artifact=FakeArtifact(files + [src.path.parent], src.id))  # a folder in it is ignored
     dest = fetch_model_artifact(f"wandb:team/proj/model-{src.id}", str(tmp_path / "runs"), api=api)
     assert api.asked == [(f"team/proj/model-{src.id}:best", "model")]
     assert dest == tmp_path / "runs" / src.id and sorted(p.name for p in dest.iterdir()) == \
@@ -130,7 +112,7 @@ def test_model_artifact_reference_becomes_a_local_run(tmp_path):
     from bench.errors import UsageError
     with pytest.raises(UsageError, match="holds no aebench run"):
         fetch_model_artifact("wandb:team/proj/model-other:v1", str(tmp_path / "runs"),
-                             api=FakeApi(FakeArtifact([src.path / "summary.json"], "other")))
+                             api=FakeApi(artifact=FakeArtifact([src.path / "summary.json"], "other")))
     assert not (tmp_path / "runs" / "other").exists()
 
 
@@ -165,10 +147,12 @@ def test_login_is_detected_the_way_wandb_reads_it(tmp_path, monkeypatch):
     assert not wandb_logged_in()
 
 
-def test_the_package_imports_from_anywhere(tmp_path):
+def test_the_package_imports_from_anywhere(tmp_path, finished_run_template):
     """`pip install -r requirements.txt` installs the project itself: a notebook anywhere
     loads a run's model in two lines."""
-    run = _finished_run(tmp_path)
+    from bench.store import RunDir
+
+    run = RunDir(finished_run_template)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code = ("from bench.checkpoint import load_run_model\n"
             f"model, cfg = load_run_model({str(run.path)!r})\n"

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import torch
 
 from bench.data import Source, Split
+from bench.data.decoded import decoded
 from bench.errors import UsageError
 from registry import register_dataset
 
@@ -75,7 +76,9 @@ def _unpack_fashion(root: str) -> str:
     sums = {}
     if (src / "SHA256SUMS").exists():
         sums = dict(reversed(line.split()) for line in (src / "SHA256SUMS").read_text().splitlines() if line.strip())
-    cache = Path(os.environ.get("AEBENCH_CACHE") or Path.home() / ".cache" / "aebench") / "data"
+    from bench.cache import cache_root
+
+    cache = cache_root() / "data"
     for target in (Path(root), cache):
         raw = target / "FashionMNIST" / "raw"
         try:
@@ -96,10 +99,16 @@ def _unpack_fashion(root: str) -> str:
     return root
 
 
-def _mnist_like(cls, name, cfg, root=None) -> Source:
+def _mnist_like(folder, name, cfg, root=None) -> Source:
+    root = root or cfg.data_root
+    return decoded(name, Path(root) / folder, "", lambda: _decode_mnist_like(folder, name, root))
+
+
+def _decode_mnist_like(folder, name, root) -> Source:
+    import torchvision.datasets
     from torchvision.datasets import mnist as tv_mnist
 
-    root = root or cfg.data_root
+    cls = getattr(torchvision.datasets, folder)
     where = os.path.join(root, cls.__name__, "raw")
     sets = []
     for train in (True, False):
@@ -127,15 +136,13 @@ def _which_idx_file_is_bad(where, name, err, tv_mnist):
 @register_dataset(shape=(1, 28, 28))
 def mnist(cfg, task):
     """MNIST handwritten digits, 1x28x28, 60k/10k, 10 classes (torchvision)."""
-    from torchvision.datasets import MNIST
-    return _mnist_like(MNIST, "mnist", cfg)
+    return _mnist_like("MNIST", "mnist", cfg)
 
 
 @register_dataset(shape=(1, 28, 28))
 def fashion_mnist(cfg, task):
     """Fashion-MNIST clothing, 1x28x28, 60k/10k, 10 classes (torchvision; Debian's or the shipped files)."""
-    from torchvision.datasets import FashionMNIST
-    return _mnist_like(FashionMNIST, "fashion_mnist", cfg, _unpack_fashion(cfg.data_root))
+    return _mnist_like("FashionMNIST", "fashion_mnist", cfg, _unpack_fashion(cfg.data_root))
 
 
 PALETTE = torch.tensor([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -169,8 +176,11 @@ def _hwc_to_chw(a) -> torch.Tensor:
 @register_dataset(shape=(3, 32, 32))
 def cifar10(cfg, task):
     """CIFAR-10, 3x32x32, 50k/10k, 10 classes (torchvision python pickle files)."""
+    return decoded("cifar10", Path(cfg.data_root) / "cifar-10-batches-py", "", lambda: _decode_cifar10(cfg.data_root))
+
+
+def _decode_cifar10(root) -> Source:
     from torchvision.datasets import CIFAR10
-    root = cfg.data_root
     where = os.path.join(root, CIFAR10.base_folder)
     sets = []
     for train in (True, False):
@@ -187,11 +197,18 @@ def cifar10(cfg, task):
 @register_dataset(shape=(3, 96, 96))
 def stl10(cfg, task):
     """STL-10, 3x96x96, splits train (5k) / test (8k) / unlabeled (100k) (torchvision)."""
-    from torchvision.datasets import STL10
     split = cfg.train_split or ("train" if task == "classify" else "unlabeled")
     if split not in ("train", "unlabeled", "train+unlabeled"):
         raise UsageError(f"stl10: unknown --train-split {split!r}; valid: train, unlabeled, train+unlabeled")
-    root = cfg.data_root
+    if task == "classify" and split != "train":
+        raise UsageError(f"stl10: a classifier trains on labels; --train-split {split} has unlabeled images "
+                         f"(valid here: train)")
+    # Not cached: its binary files are uint8 arrays already, and a copy of 100k unlabeled images is 2.7 GB.
+    return _decode_stl10(cfg.data_root, split)
+
+
+def _decode_stl10(root, split) -> Source:
+    from torchvision.datasets import STL10
     where = os.path.join(root, STL10.base_folder)
 
     def load(s):
@@ -201,9 +218,6 @@ def stl10(cfg, task):
             raise
         except Exception as e:
             raise UsageError(f"stl10: corrupt or unreadable binary file in {where} ({type(e).__name__})") from None
-    if task == "classify" and split != "train":
-        raise UsageError(f"stl10: a classifier trains on labels; --train-split {split} has unlabeled images "
-                         f"(valid here: train)")
     tr, te = load(split), load("test")
     classes = list(te.classes)
 

@@ -1,0 +1,51 @@
+"""The user cache folder: what is costly to make and the same for every run.
+
+`$AEBENCH_CACHE`, else `$XDG_CACHE_HOME/aebench`, else `~/.cache/aebench`. It holds the
+sample-quality feature networks (`fd_features/`), decoded datasets (`data/`) and numba's
+compiled UMAP code (`numba/`). Deleting it only costs the time to make them again.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    if os.environ.get("AEBENCH_CACHE"):
+        return Path(os.environ["AEBENCH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "aebench"
+
+
+def import_umap():
+    """`umap`, with its numba functions compiled once and cached on disk.
+
+    UMAP compiles about 20 s of numba code on its first fit in every process, and most of
+    its functions are declared without `cache=True`, so numba's own cache never holds them.
+    While umap and pynndescent are imported their decorators get `cache=True`, and
+    `NUMBA_CACHE_DIR` points into the user cache folder, so only the first process ever
+    pays the compilation (later ones load machine code in a fraction of a second)."""
+    if "umap" in sys.modules:
+        return sys.modules["umap"]
+    folder = cache_root() / "numba"
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(folder))
+    import numba
+    from numba.core import config
+
+    if not config.CACHE_DIR:  # numba was imported before the variable was set
+        config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]
+    real = numba.njit, numba.jit
+
+    def cached(decorator):
+        def wrapped(*args, **kwargs):
+            kwargs.setdefault("cache", True)
+            return decorator(*args, **kwargs)
+        return wrapped
+
+    numba.njit, numba.jit = cached(real[0]), cached(real[1])
+    try:
+        import umap
+    finally:
+        numba.njit, numba.jit = real
+    return umap
