@@ -201,6 +201,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="override the run's data root")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     p.add_argument("--wandb", default="disabled", choices=["online", "offline", "disabled"])
+    p.add_argument("--embed-points", type=int, default=None, help="test images `embed` uses (default: the run's)")
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))  # one line, exit 2
     args = p.parse_args(argv)
     try:
@@ -223,6 +224,8 @@ def _standalone(args) -> int:
     overrides = {k: v for k, v in saved.items() if k in FIELDS}
     if args.data_root:
         overrides["data_root"] = args.data_root
+    if args.embed_points is not None:
+        overrides["embed_points"] = args.embed_points
     cfg = resolve(overrides)
     device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
     data = load_data(cfg, model.task).to(device)

@@ -131,3 +131,26 @@ def test_real_fashion_mnist_smoke(tmp_path, fashion_root):
     assert code == 0
     summary = only_run(tmp_path).read_summary()
     assert summary["test/psnr"] > 15.0, summary["test/psnr"]
+
+
+def test_decoded_dataset_is_cached_checked_and_refreshed(tmp_path, monkeypatch):
+    """The first load decodes and stores uint8 tensors; the next reads them without decoding;
+    an entry whose bytes do not match its size and SHA-256, or files that changed, decode anew."""
+    from bench.data import vision
+
+    monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
+    write_mnist(tmp_path, "MNIST", n_train=60, n_test=20)
+    decodes = []
+    real = vision._decode_mnist_like
+    monkeypatch.setattr(vision, "_decode_mnist_like", lambda *a: decodes.append(a) or real(*a))
+    first = load_data(cfg_for("mnist", tmp_path))
+    (entry,) = (tmp_path / "cache" / "data" / "decoded").glob("mnist-*.pt")
+    again = load_data(cfg_for("mnist", tmp_path))
+    assert len(decodes) == 1 and torch.equal(first.train.x, again.train.x) and torch.equal(first.test.y, again.test.y)
+    data = bytearray(entry.read_bytes())
+    data[-100] ^= 0xFF  # same size, other bytes
+    entry.write_bytes(bytes(data))
+    assert torch.equal(load_data(cfg_for("mnist", tmp_path)).train.x, first.train.x) and len(decodes) == 2
+    write_mnist(tmp_path, "MNIST", n_train=80, n_test=20, seed=1)  # the files change
+    changed = load_data(cfg_for("mnist", tmp_path))
+    assert len(decodes) == 3 and len(changed.train) + len(changed.val) == 80

@@ -1,5 +1,6 @@
 """run.py end to end on synthetic data: the local record, determinism, learning, W&B offline."""
 import json
+import time
 
 import pytest
 
@@ -88,3 +89,16 @@ def test_each_task_trains_from_run_py(tmp_path, model, dataset, key):
     assert run_inproc(quick(tmp_path, model=model, dataset=dataset, epochs=1)) == 0
     summary = only_run(tmp_path).read_summary()
     assert summary["status"] == "finished" and key in summary
+
+
+def test_amp_auto_is_fp32_on_cpu_and_phases_are_timed(tmp_path):
+    t0 = time.time()
+    assert run_inproc(quick(tmp_path, "--amp", "auto", "--eval", "collapse", epochs=1)) == 0
+    wall = time.time() - t0
+    s = only_run(tmp_path).read_summary()
+    assert s["amp_chosen"] == "off"
+    phases = {k.split("/", 2)[2]: v for k, v in s.items() if k.startswith("time/phase/")}
+    assert {"config", "data", "model", "wandb_init", "setup", "training", "test_evaluation", "eval:collapse",
+            "finish"} <= set(phases)
+    assert phases["training"] >= s["train_seconds"] > 0
+    assert sum(v for k, v in phases.items() if k != "imports") <= wall
