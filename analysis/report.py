@@ -25,7 +25,7 @@ import pandas as pd
 from analysis import plots
 from analysis.templates import TEMPLATES, TO_WRITE, for_sweep
 from analysis.load import load_runs, require_runs, unreadable_note, varying_keys
-from analysis.tables import add_common, build_table, display, md_cell, to_markdown
+from analysis.tables import add_common, budget, build_table, display, md_cell, to_markdown
 from bench.errors import UsageError, exit_usage
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -85,22 +85,6 @@ def status_table(frame) -> str:
 
 
 CI_NOTE = "Values are the mean ± the 95% confidence interval of the mean (Student t, n seeds); a single value where n = 1."
-
-
-def budget(frame) -> str:
-    """What the runs cost and saw: epochs, images, image shape, device, training time."""
-    done = frame[frame["status"] == "finished"] if "status" in frame else frame
-
-    def values(col, fmt=str):
-        vals = sorted({fmt(v) for v in done[col].dropna()}) if col in done else []
-        return "/".join(vals) if vals else "-"
-    parts = [f"epochs {values('epochs_done', lambda v: str(int(v)))}",
-             f"train/val/test images {values('n_train', lambda v: str(int(v)))}/"
-             f"{values('n_val', lambda v: str(int(v)))}/{values('n_test', lambda v: str(int(v)))}",
-             f"input {values('input_shape')}", f"device {values('device_used')}"]
-    if "train_seconds" in done and done["train_seconds"].notna().any():
-        parts.append(f"total training time {done['train_seconds'].sum():,.0f} s over {len(done)} runs")
-    return "Budget: " + ", ".join(parts) + "."
 
 
 def settings(row, keys) -> str:

@@ -225,6 +225,22 @@ def add_common(p: argparse.ArgumentParser):
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
 
 
+def budget(frame) -> str:
+    """What the runs cost and saw: epochs, images, image shape, device, training time."""
+    done = frame[frame["status"] == "finished"] if "status" in frame else frame
+
+    def values(col, fmt=str):
+        vals = sorted({fmt(v) for v in done[col].dropna()}) if col in done else []
+        return "/".join(vals) if vals else "-"
+    parts = [f"epochs {values('epochs_done', lambda v: str(int(v)))}",
+             f"train/val/test images {values('n_train', lambda v: str(int(v)))}/"
+             f"{values('n_val', lambda v: str(int(v)))}/{values('n_test', lambda v: str(int(v)))}",
+             f"input {values('input_shape')}", f"device {values('device_used')}"]
+    if "train_seconds" in done and done["train_seconds"].notna().any():
+        parts.append(f"total training time {done['train_seconds'].sum():,.0f} s over {len(done)} runs")
+    return "Budget: " + ", ".join(parts) + "."
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__.splitlines()[0])
     add_common(p)

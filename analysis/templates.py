@@ -103,7 +103,7 @@ def per_model(frame, sweep, metric, models, label) -> str:
 
 
 def budget_sentence(frame: pd.DataFrame) -> str:
-    from analysis.report import budget
+    from analysis.tables import budget
     done = select(frame)
     return budget(done) if len(done) else ""
 

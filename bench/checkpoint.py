@@ -70,7 +70,7 @@ def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
 def load_run_model(ref: str, runs_dir: str = "runs", which: str = "best"):
     """(model in eval mode on CPU, resolved config dict) of a finished or stopped run."""
     from registry import create_model
-    from bench.store import find_run
+    from bench.artifacts import find_run
 
     run = find_run(ref, runs_dir)
     cfg = run.read_config()

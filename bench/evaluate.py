@@ -215,7 +215,7 @@ def _standalone(args) -> int:
     from bench.checkpoint import load_run_model
     from bench.config import FIELDS, resolve
     from bench.data import load_data
-    from bench.store import find_run
+    from bench.artifacts import find_run
     from bench.track import Tracking
 
     latent.expand([w for w in args.what.split(",") if w])  # unknown names first, before any file is read

@@ -62,7 +62,7 @@ def for_agent(cfg, overrides: dict):
 
 def resolve_run_config(overrides: dict):
     """(config, run dir to resume or None)."""
-    from bench.store import find_run
+    from bench.artifacts import find_run
 
     if "resume" not in overrides or overrides["resume"] is None:
         return for_agent(resolve(overrides), overrides), None

@@ -292,14 +292,11 @@ def effective_status(summary: dict, run_path: Path) -> str:
     return "running" if age < STALE_SECONDS else "crashed"
 
 
-def find_run(ref: str, runs_dir: str = "runs") -> RunDir:
-    """A run by directory path, by id inside runs_dir, or by W&B model artifact
-    (`wandb:ENTITY/PROJECT/model-RUNID:ALIAS`, downloaded into runs_dir/RUNID)."""
+def find_local_run(ref: str, runs_dir: str = "runs") -> RunDir:
+    """A run by directory path or by id inside runs_dir (`bench.artifacts.find_run` also
+    takes W&B references)."""
     if not ref:
         raise UsageError(f"no run given: name a run directory or an id in {runs_dir}/")
-    if ref.startswith("wandb:"):  # a model artifact of a run trained elsewhere
-        from bench.track import fetch_model_artifact
-        return RunDir(fetch_model_artifact(ref, runs_dir))
     if (Path(ref) / "config.json").exists():
         return RunDir(Path(ref))
     check_plain_name("run id", ref)

@@ -331,7 +331,8 @@ class Sweep:
                     shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
                     print(f"[{len(done) + len(failed)}/{total}] {status:<11} {time.time() - t0:6.1f}s  {shown}  "
                           + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
-                          + (f"  eval failed: {', '.join(tools)}" if tools else ""), flush=True)
+                          + (f"  eval failed: {', '.join(tools)}" if tools else "")
+                          + (f"  log: {log.name}" if status != "finished" else ""), flush=True)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

@@ -33,6 +33,18 @@ class Tracker:
 BOOKKEEPING = {"pid", "pid_started", "host", "started_at", "updated_at", "finished_at", "heartbeat", "wandb_mode",
                "sweep_params", "run_id", "traceback", "status", "epoch", "wandb_run_id", "wandb_url"}
 HIGHER_IS_BETTER = ("acc", "psnr", "ssim", "snr", "dice", "iou")
+LOWER_IS_BETTER = ("mse", "mae")  # and every term named *loss
+
+
+def direction(key: str) -> str | None:
+    """The W&B summary of a validation metric: "max" for scores, "min" for losses and errors,
+    None where neither extreme means better (a KL term, an L1 norm, a schedule's weight)."""
+    term = key.split("/", 1)[1]
+    if term in HIGHER_IS_BETTER:
+        return "max"
+    if term in LOWER_IS_BETTER or term.endswith("loss"):
+        return "min"
+    return None
 
 
 def is_image(value) -> bool:
@@ -154,11 +166,14 @@ class WandbTracker(Tracker):
             warn(f"W&B logging failed ({type(e).__name__}: {e}); {SYNC_HINT}")
 
     def _define(self, row):
-        """Each val metric once, with the summary W&B keeps for it (min, or max for scores)."""
+        """Each val metric once, with the summary W&B keeps for it where an extreme means better."""
         for k in row:
             if k.startswith("val/") and k not in self.defined:
-                higher = k.split("/", 1)[1] in HIGHER_IS_BETTER
-                self.run.define_metric(k, step_metric="epoch", summary="max" if higher else "min")
+                best = direction(k)
+                if best:
+                    self.run.define_metric(k, step_metric="epoch", summary=best)
+                else:
+                    self.run.define_metric(k, step_metric="epoch")
                 self.defined.add(k)
 
     def log_epoch(self, row, media=None):
@@ -188,7 +203,10 @@ class WandbTracker(Tracker):
                     self.run.summary[f"best/{summary['best_metric']}"] = v
                 elif k == "best_epoch":
                     self.run.summary["best/epoch"] = v
-                elif isinstance(v, (int, float, str, bool)) or v is None:
+                elif v is None:  # a cleared flag (a tool that failed before and now ran): no null key
+                    if k in self.run.summary.keys():
+                        del self.run.summary[k]
+                elif isinstance(v, (int, float, str, bool)):
                     self.run.summary[k] = v
         self._safe(put)
 
@@ -214,59 +232,6 @@ class WandbTracker(Tracker):
     @property
     def sync_dir(self) -> str:
         return str(Path(self.run.settings.sync_dir))
-
-
-ARTIFACT_REF = "wandb:ENTITY/PROJECT/NAME[:ALIAS]"
-ARTIFACT_FILES = {"best.pt", "last.pt", "config.json", "summary.json", "metrics.jsonl"}
-
-
-def fetch_model_artifact(ref: str, runs_dir: str, api=None) -> Path:
-    """Download a run's `model` artifact into runs_dir/<run id> (once) and return that folder,
-    which then serves --probe-from, --resume and bench.evaluate like a local run. Only the
-    known record files are kept; the checkpoints are still loaded weights-only."""
-    import re
-    import shutil
-    import tempfile
-
-    from bench.errors import UsageError
-    from bench.store import check_plain_name
-
-    m = re.fullmatch(r"wandb:([\w.-]+)/([\w.-]+)/([\w.-]+)(?::([\w.-]+))?", ref)
-    if not m:
-        raise UsageError(f"{ref!r}: give {ARTIFACT_REF}, e.g. wandb:my-team/aebench/model-<run id>:best")
-    entity, project, name, alias = m.groups()
-    path = f"{entity}/{project}/{name}:{alias or 'best'}"
-    if api is None:
-        if not wandb_logged_in():
-            raise UsageError(f"{ref}: not logged in to W&B (run `wandb login` or set WANDB_API_KEY)")
-        unreachable = server_reachable()
-        if unreachable:
-            raise UsageError(f"{ref}: the W&B server is {unreachable}; give a local run folder instead")
-        import wandb
-        api = wandb.Api(timeout=30)
-    try:
-        art = api.artifact(path, type="model")
-    except Exception as e:
-        raise UsageError(f"{ref}: no such model artifact ({type(e).__name__}: {' '.join(str(e).split())[:160]})") \
-            from None
-    run_id = str((getattr(art, "metadata", None) or {}).get("run_id") or name.removeprefix("model-"))
-    check_plain_name("run id", run_id)
-    dest = Path(runs_dir) / run_id
-    if (dest / "config.json").exists():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".download-{run_id}-") as tmp:
-        art.download(root=tmp)
-        got = {p.name for p in Path(tmp).iterdir() if p.is_file() and not p.is_symlink()}
-        if "config.json" not in got or not got & {"best.pt", "last.pt"}:
-            raise UsageError(f"{ref}: the artifact holds no aebench run (files: {', '.join(sorted(got)) or 'none'})")
-        keep = Path(tmp) / "run"
-        keep.mkdir()
-        for n in got & ARTIFACT_FILES:
-            shutil.move(str(Path(tmp) / n), keep / n)
-        os.replace(keep, dest)
-    print(f"fetched {path} into {dest}", flush=True)
-    return dest
 
 
 class Tracking(Tracker):

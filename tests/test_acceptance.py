@@ -70,7 +70,6 @@ def expected_keys(cfg: dict, params: dict) -> list[str]:
     return keys
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
 def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_root, path):
     cfg = yaml.safe_load(path.read_text())
@@ -81,7 +80,7 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
                PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "acceptance_site"), str(ROOT)]))
     args = [sys.executable, "-m", "bench.sweep", str(path), "--seed", "0", "--epochs", "1", "--workers", "2",
             "--data-root", str(data_root), "--runs-dir", str(runs), "--wandb", "disabled",
-            "--limit-train", "400", "--limit-test", "200"] + EXTRA.get(name, [])
+            "--limit-train", "400", "--limit-test", "200", "--embed-points", "100"] + EXTRA.get(name, [])
     p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     logs = "\n".join(f.read_text()[-1500:] for f in sorted((runs / name / "logs").glob("*.log"))) \
         if (runs / name / "logs").is_dir() else ""

@@ -39,7 +39,6 @@ ARGS = ["--model", "vae", "--dataset", "synthetic", "--epochs", 4, "--batch-size
         "--limit-train", 1500, "--limit-test", 200]
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     ref_dir, kill_dir = tmp_path / "ref", tmp_path / "kill"
     assert run_cli(ARGS + ["--runs-dir", ref_dir / "runs", "--wandb", "disabled"], cwd=tmp_path).returncode == 0

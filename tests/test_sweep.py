@@ -35,7 +35,7 @@ def grid_size(cfg: dict) -> int:
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
 def test_yaml_is_a_valid_wandb_sweep(path):
     cfg = load_sweep(str(path))  # W&B's schema plus run.py's keys, types and ranges
-    assert cfg["program"] == "run.py"
+    assert cfg["program"] == "run.py" and cfg["project"] == "aebench"  # `wandb sweep` files it in the project
     # `wandb agent` runs the command: the literal --sweep puts its runs in the sweep's group and folder
     assert cfg["command"] == ["${env}", "${interpreter}", "${program}", f"--sweep={cfg['name']}", "${args}"]
     assert cfg["metric"]["name"].startswith("val/") and cfg["metric"]["goal"] in ("minimize", "maximize")
@@ -128,6 +128,9 @@ def test_failing_run_is_recorded_and_sweep_goes_on(tmp_path):
                 script="bench.sweep")
     assert p.returncode == 1
     assert "failed" in p.stdout and "finished" in p.stdout
+    failed_line = next(line for line in p.stdout.splitlines() if line.startswith("[") and " failed " in line)
+    log = failed_line.split("  log: ")[1]
+    assert "non-finite loss" in (tmp_path / log).read_text()  # the line names the run's log
     from analysis.load import load_local
     f = load_local(str(tmp_path / "runs"))
     assert sorted(f["status"]) == ["failed", "finished"]

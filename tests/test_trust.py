@@ -221,7 +221,6 @@ def _sweep_runs(tmp_path, name):
             for r in list_runs(str(tmp_path / "runs" / name))]
 
 
-@pytest.mark.slow
 def test_two_runners_on_one_sweep_run_each_configuration_once(tmp_path):
     y = tmp_path / "g3.yaml"
     y.write_text(GRID3 % 1)

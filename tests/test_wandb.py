@@ -45,8 +45,14 @@ def test_metrics_are_defined_with_their_direction_and_best(agent_run):
     d, run, _ = agent_run
     summary = run.read_summary()
     rec = offline_run(d / "wandb", summary["wandb_run_id"])
+    from bench.track import direction
+
     for name in ("val/loss", "val/mse"):
         assert rec.metrics[name].step_metric == "epoch" and rec.metrics[name].summary.min, name
+    for name, m in rec.metrics.items():  # a summary direction only where an extreme means better
+        if name.startswith("val/"):
+            assert bool(m.summary.min or m.summary.max) == (direction(name) is not None), name
+    assert not [k for k, v in rec.summary.items() if v is None]  # no null keys
     assert rec.summary[f"best/{summary['best_metric']}"] == pytest.approx(summary["best_value"])
     assert rec.summary["best/epoch"] == summary["best_epoch"]
     assert rec.summary["test/from_checkpoint"] == f"best.pt (epoch {summary['best_epoch']})"
@@ -96,7 +102,7 @@ class FakeArtifact:
 def test_model_artifact_reference_becomes_a_local_run(tmp_path, finished_run_template):
     from bench.checkpoint import load_run_model
     from bench.store import RunDir
-    from bench.track import fetch_model_artifact
+    from bench.artifacts import fetch_model_artifact
 
     src = RunDir(finished_run_template)
     files = [src.path / n for n in ("best.pt", "config.json", "summary.json")]
