@@ -3,7 +3,7 @@
     python -m bench.evaluate RUN --what probe,embed,denoise,interp,arith,sample,occlusion,collapse
 
 After training, `run.py` calls `test_evaluation` (metrics by task, then figures);
-`--eval` and the CLI above run the latent-space tools of `bench.latent` on a run.
+`--eval` and the CLI above run the evaluation tools of `bench.tools` on a run.
 """
 from __future__ import annotations
 
@@ -154,9 +154,10 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_
     records `<tool>/skipped`; one that crashes records `<tool>/failed` (one line) and the
     others still run, so an optional figure never costs a run its results. Re-run one
     tool later with `python -m bench.evaluate RUN --what TOOL`."""
-    from bench import latent
+    from bench import tools
 
-    names = latent.expand(names)
+    registered = tools.tools()
+    names = tools.expand(names)
     summary = {}
     for name in names:
         if before_each:
@@ -164,7 +165,7 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_
         t0 = time.perf_counter()
         print(f"eval {name} ...", flush=True)
         try:
-            out = latent.TOOLS[name](model, data, cfg, run, device)
+            out = registered[name].fn(model, data, cfg, run, device)
         except UsageError as e:  # not applicable to this model or data: say so, go on
             print(f"eval {name} skipped: {e}", flush=True)
             numbers = {f"{name}/skipped": " ".join(str(e).split())}
@@ -192,11 +193,11 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_
 
 
 def main(argv=None) -> int:
-    from bench import latent
+    from bench import tools
 
     p = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("run", help="run directory or id")
-    p.add_argument("--what", default="all", help=f"comma list of {','.join(latent.TOOLS)} or all")
+    p.add_argument("--what", default="all", help=f"comma list of {','.join(tools.names())} or all")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--data-root", default=None, help="override the run's data root")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
@@ -211,14 +212,14 @@ def main(argv=None) -> int:
 
 
 def _standalone(args) -> int:
-    from bench import latent
+    from bench import tools
     from bench.checkpoint import load_run_model
     from bench.config import FIELDS, resolve
     from bench.data import load_data
     from bench.artifacts import find_run
     from bench.track import Tracking
 
-    latent.expand([w for w in args.what.split(",") if w])  # unknown names first, before any file is read
+    tools.expand([w for w in args.what.split(",") if w])  # unknown names first, before any file is read
     run = find_run(args.run, args.runs_dir)
     model, saved = load_run_model(str(run.path), args.runs_dir)
     overrides = {k: v for k, v in saved.items() if k in FIELDS}
@@ -229,7 +230,7 @@ def _standalone(args) -> int:
     cfg = resolve(overrides)
     device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
     data = load_data(cfg, model.task).to(device)
-    names = latent.applicable([w for w in args.what.split(",") if w], model, data.kind)
+    names = tools.applicable([w for w in args.what.split(",") if w], model, data.kind)
     model.to(device)
     tracking = Tracking(dict(saved, wandb=args.wandb), run)
     try:

@@ -245,9 +245,9 @@ def execute(argv: list[str], log=print) -> int:
     model, data, device, n_params = build(cfg, before)
     t = time.perf_counter()
     if cfg.eval:
-        from bench import latent
+        from bench import tools
         # Unknown tools, and tools this model or data cannot serve, are refused before training.
-        cfg.eval = latent.applicable(cfg.eval, model, data.kind)
+        cfg.eval = tools.applicable(cfg.eval, model, data.kind)
     if "print_config" in actions:
         from registry import model_entry
         print(json.dumps(recorded_config(cfg, model_entry(cfg.model)), indent=2, sort_keys=True))

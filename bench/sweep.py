@@ -6,8 +6,9 @@
 A flag that names a swept parameter pins it: `--seed 1` runs the grid for seed 1 only.
 
 `sweeps.next_run` proposes every run, so grid, random and bayes behave as on W&B. Each
-run is `python run.py --key=value ...`, exactly what `wandb agent` executes, recorded
-in `runs/<sweep name>/`. Re-running the same command skips finished runs and re-runs
+run is `run.py --key=value ...`, exactly what `wandb agent` executes (by default in a
+child forked from this runner, which imported torch and the project once: `--spawn exec`
+starts a fresh interpreter per run instead), recorded in `runs/<sweep name>/`. Re-running the same command skips finished runs and re-runs
 failed or interrupted ones; a failing run is recorded and the sweep goes on.
 """
 from __future__ import annotations
@@ -243,8 +244,13 @@ class Sweep:
         self.name = sweep_name(cfg, path)
         self.dir = Path(args.runs_dir) / self.name
         self.metric = cfg.get("metric", {}).get("name")
-        self.gpus = _gpu_count()
-        self.workers = args.workers if args.workers != "auto" else auto_workers(self.gpus)
+        self.fork = getattr(args, "spawn", "exec") == "fork"
+        if self.fork:  # the runner itself never initialises CUDA: its children could not use it
+            from bench.forked import gpu_info
+            self.gpus, free = gpu_info()
+        else:
+            self.gpus, free = _gpu_count(), None
+        self.workers = args.workers if args.workers != "auto" else auto_workers(self.gpus, free)
         self.threads = num_threads or max(1, (os.cpu_count() or 1) // self.workers)
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
 
@@ -262,8 +268,12 @@ class Sweep:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         log = open(self.dir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{slot}-{os.getpid()}.log", "w")
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
-                                    pass_fds=(lock_fd,))
+            if self.fork:
+                from bench.forked import ForkedRun
+                proc = ForkedRun(cmd[1:], env, log, lock_fd)
+            else:
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
+                                        pass_fds=(lock_fd,))
         finally:
             os.close(lock_fd)  # the child holds the lock now, until it exits
         return proc, log, time.time()
@@ -291,6 +301,9 @@ class Sweep:
         total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
         print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
               f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
+        if self.fork:
+            from bench.forked import prewarm
+            prewarm()
         bar = tqdm(total=total, initial=len(done), desc=self.name, unit="run", file=sys.stderr,
                    disable=not sys.stderr.isatty())
         running, failed, elsewhere, slots = {}, [], [], list(range(self.workers))
@@ -347,7 +360,7 @@ class Sweep:
         return 0 if not failed else 1
 
 
-def auto_workers(gpus: int, per_run_gib: float = 2.0, cap: int = 8) -> int:
+def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 2.0, cap: int = 8) -> int:
     """Runs at once for `--workers auto`. On CPU one run per core, each with one thread
     (workers x threads = cores: short runs are mostly single-threaded start-up, evaluation and
     small kernels, so packing beats threading). On GPUs as many runs as fit the free memory of
@@ -356,8 +369,10 @@ def auto_workers(gpus: int, per_run_gib: float = 2.0, cap: int = 8) -> int:
     cores = os.cpu_count() or 1
     if gpus == 0:
         return max(1, min(cores, cap))
-    import torch
-    free = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus)) / 2 ** 30
+    if free_gib is None:
+        import torch
+        free_gib = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus)) / 2 ** 30
+    free = free_gib
     return max(1, min(cores, cap * gpus, gpus * int(free // per_run_gib)))
 
 
@@ -389,6 +404,9 @@ def main(argv=None) -> int:
                    help="runs at once (CPU threads are split among them), or auto: one per core on CPU, "
                         "as many as fit in GPU memory on CUDA")
     p.add_argument("--count", type=int, default=None, help="at most K runs (required for random/bayes)")
+    p.add_argument("--spawn", choices=["fork", "exec"], default="fork" if hasattr(os, "fork") else "exec",
+                   help="fork: each run is a child of this runner, which imported torch and the project once "
+                        "(seconds less per run); exec: each run is a fresh `python run.py ...` process")
     p.add_argument("--runs-dir", default="runs")
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
     args, rest = p.parse_known_args(argv)

@@ -16,8 +16,18 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 os.environ.setdefault("AEBENCH_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_MODE", "offline")
-# Shared caches (sample-quality feature networks) stay out of the user's home during tests.
-os.environ.setdefault("AEBENCH_CACHE", tempfile.mkdtemp(prefix="aebench-cache-"))
+# One cache folder for the whole session (decoded data, feature networks, compiled UMAP
+# code), out of the user's: made by the first process (xdist's workers inherit it), removed
+# by that process at the end.
+_OWN_CACHE = None
+if "AEBENCH_CACHE" not in os.environ:
+    _OWN_CACHE = os.environ["AEBENCH_CACHE"] = tempfile.mkdtemp(prefix="aebench-cache-")
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE and not hasattr(config, "workerinput"):
+        import shutil
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 sys.path.insert(0, str(ROOT))
 
 

@@ -91,7 +91,6 @@ def test_every_model_trains_and_runs_every_tool_that_applies(tmp_path, name):
     """Generated from the registry: one tiny epoch, then `--eval all`; every tool that applies
     records its numbers and none fails."""
     import registry
-    from bench import latent
 
     task = registry.MODELS[name].task
     dataset = {"classify": "synthetic_rgb", "segment": "synthetic_seg"}.get(task, "synthetic")

@@ -1,12 +1,18 @@
 """Latent-space tools on briefly trained models: outputs, shapes, and properties that could fail."""
+import json
+
 import numpy as np
+import pytest
 import torch
 
 import registry
 from bench.config import resolve
 from bench.data import load_data
-from bench.latent import TOOLS, embed, probe
-from bench.latent_gen import interp, sample
+from bench import tools
+from bench.tools.embed import embed
+from bench.tools.interp import interp
+from bench.tools.probe import probe
+from bench.tools.sample import sample
 from bench.store import RunDir
 from bench.train import Trainer
 from conftest import only_run, quick, run_inproc
@@ -32,6 +38,7 @@ def trained(tmp_path, model_name, dataset="synthetic", epochs=3, data_root="./da
     return model.eval(), data, cfg, run
 
 
+@pytest.mark.slow
 def test_probe_trained_beats_random_and_encoder_is_untouched(tmp_path, fashion_root):
     # Random conv features are a strong probe baseline; the MLP VAE's are not, so it shows learning.
     kw = dict(dataset="fashion_mnist", data_root=fashion_root, limit_train=6000, limit_test=2000)
@@ -72,6 +79,7 @@ def test_interpolation_endpoints_match_reconstructions(tmp_path):
     assert (mid - path[0]).abs().mean() > 1e-3 and (mid - path[-1]).abs().mean() > 1e-3
 
 
+@pytest.mark.slow
 def test_ex_post_sampling_beats_the_prior_on_real_fashion(tmp_path, fashion_root):
     model, data, cfg, run = trained(tmp_path, "mlp_vae", "fashion_mnist", epochs=3, data_root=fashion_root,
                                     limit_train=12000, limit_test=2000)
@@ -107,3 +115,30 @@ def test_standalone_evaluate_on_a_finished_run(tmp_path):
     assert main([str(run.path), "--what", "probe,denoise"]) == 0
     s = run.read_summary()
     assert "probe/linear_acc" in s and "denoise/psnr@0.5" in s and s["status"] == "finished"
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    """One tiny finished VAE on labelled data: every tool applies to it (labels, encoder, decoder)."""
+    root = tmp_path_factory.mktemp("tools") / "runs"
+    assert run_inproc(["--model", "vae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 300,
+                       "--limit-test", 100, "--runs-dir", root, "--wandb", "disabled"]) == 0
+    from bench.store import list_runs
+    return list_runs(str(root))[0].path
+
+
+@pytest.mark.parametrize("tool", tools.names())
+def test_every_tool_records_its_numbers(tmp_path, vae_run, tool):
+    """Generated from the tool package: a new tool file is run here on a finished run and must
+    record numbers of its own, with no failure."""
+    import shutil
+
+    from bench.evaluate import main
+
+    path = tmp_path / vae_run.name
+    shutil.copytree(vae_run, path)
+    assert main([str(path), "--what", tool, "--embed-points", "50"]) == 0
+    s = json.loads((path / "summary.json").read_text())
+    mine = {k: v for k, v in s.items() if k.startswith(f"{tool}/")}
+    assert not mine.get(f"{tool}/failed") and not mine.get(f"{tool}/skipped"), mine
+    assert [k for k, v in mine.items() if isinstance(v, (int, float)) and not isinstance(v, bool)], mine

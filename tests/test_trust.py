@@ -172,12 +172,14 @@ def test_a_stop_at_any_phase_is_recorded_and_resumable(tmp_path, phase, sig, del
 
 
 def test_a_failing_tool_keeps_the_runs_results(tmp_path, monkeypatch, capsys):
-    from bench import latent
+    import dataclasses
+
+    from bench import tools
 
     def broken(*a, **k):
         raise IndexError("index 2 is out of bounds for dimension 0 with size 2")
 
-    monkeypatch.setitem(latent.TOOLS, "interp", broken)
+    monkeypatch.setitem(tools._TOOLS, "interp", dataclasses.replace(tools.tools()["interp"], fn=broken))
     assert run_inproc(quick(tmp_path, "--eval", "interp,collapse", epochs=1)) == 0
     s = only_run(tmp_path).read_summary()
     assert s["status"] == "finished" and "test/psnr" in s

@@ -1,0 +1,89 @@
+"""Evaluation tools, found like models: each module of this package is one tool.
+
+A tool registers itself with `@register_tool(needs=..., rank=...)`: what it needs of the
+model and the data ("labels", "autoencoder", "decoder"), and where it runs in `--eval
+all` (cheap and numeric first, figures after). `--eval` checks those needs against the
+model's declared capabilities before training starts. A tool is
+`tool(model, data, cfg, run, device) -> {"numbers", "figures", "tables"}`; its numbers
+land in summary.json under `<tool>/<name>` keys. A new tool is one new file here: it is
+listed in `--help`, runs in `--eval all`, and gets a generated test.
+"""
+from __future__ import annotations
+
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable
+
+from bench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    fn: Callable
+    needs: frozenset[str]
+    rank: int
+
+
+_TOOLS: dict[str, Tool] = {}
+_discovered = False
+
+
+def register_tool(*, needs=(), rank: int = 100):
+    def deco(fn):
+        if fn.__name__ in _TOOLS:
+            raise ValueError(f"evaluation tool {fn.__name__!r} registered twice")
+        _TOOLS[fn.__name__] = Tool(fn.__name__, fn, frozenset(needs), rank)
+        return fn
+    return deco
+
+
+def names() -> list[str]:
+    """The tools' names, from the package's files alone (nothing imported: `run.py --help`)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def tools() -> dict[str, Tool]:
+    """Every tool in `--eval all` order; the tool modules are imported on first use."""
+    global _discovered
+    if not _discovered:
+        import importlib
+        for name in names():
+            importlib.import_module(f"{__name__}.{name}")
+        _discovered = True
+    return dict(sorted(_TOOLS.items(), key=lambda kv: (kv[1].rank, kv[0])))
+
+
+def missing_needs(name: str, model, data_kind: str) -> list[str]:
+    is_ae = model.task in ("reconstruct", "denoise")
+    has = {"labels"} if data_kind == "labels" else set()
+    if is_ae:
+        has |= {"autoencoder"} | ({"decoder"} if model.can_decode else set())
+    return sorted(tools()[name].needs - has)
+
+
+def applicable(chosen_names, model, data_kind: str) -> list[str]:
+    """The tools to run. A tool named explicitly that cannot work on this model or data is bad
+    input, refused before training; `all` means every tool that applies."""
+    chosen = expand(chosen_names)
+    if "all" in [n.strip() for n in chosen_names]:
+        return [n for n in chosen if not missing_needs(n, model, data_kind)]
+    for n in chosen:
+        lack = missing_needs(n, model, data_kind)
+        if lack:
+            ok = [t for t in tools() if not missing_needs(t, model, data_kind)]
+            raise UsageError(f"--eval {n}: needs {' and '.join(lack)}, which {type(model).__name__} on "
+                             f"{data_kind} data lacks; valid here: {', '.join(ok) or 'none'}")
+    return chosen
+
+
+def expand(chosen_names) -> list[str]:
+    """Tool names in run order; unknown names are bad input."""
+    chosen = [n.strip() for n in chosen_names if n and n.strip()]
+    known = tools()
+    for n in chosen:
+        if n not in known and n != "all":
+            raise UsageError(f"unknown evaluation {n!r}; valid: {', '.join(known)}, all")
+    if "all" in chosen:
+        return list(known)
+    return list(dict.fromkeys(chosen))

@@ -1,0 +1,31 @@
+"""The denoising matrix: test metrics at each noise level against the noisy input itself."""
+from __future__ import annotations
+
+import torch
+
+from bench import metrics
+from bench.figures import image_rows, run_title
+from bench.latent import images
+from bench.tools import register_tool
+
+
+@register_tool(needs={"autoencoder"}, rank=2)
+@torch.no_grad()
+def denoise(model, data, cfg, run, device):
+    """PSNR/SSIM/MSE/MAE on test inputs corrupted at each sigma, vs the noisy input itself."""
+    rows, numbers, fig_rows = [], {}, []
+    x = images(data.test, torch.arange(8), device)
+    for sigma in cfg.eval_sigmas:
+        m = metrics.reconstruction(model, data.test, device, sigma=sigma, seed=cfg.seed, with_input=True)
+        rows.append([sigma] + [m[k] for k in ("mse", "mae", "psnr", "ssim", "input_psnr")])
+        for k in ("mse", "mae", "psnr", "ssim"):
+            numbers[f"denoise/{k}@{sigma:g}"] = m[k]
+        numbers[f"denoise/input_psnr@{sigma:g}"] = m["input_psnr"]
+        g = torch.Generator(device=device).manual_seed(cfg.seed)
+        noisy = model.corrupt(x, g, sigma=sigma) if sigma > 0 else x
+        model.eval()
+        fig_rows += [(f"noisy s={sigma:g}", noisy), (f"recon s={sigma:g}", model(noisy)["recon"])]
+    path = image_rows([("original", x)] + fig_rows, run.figures / "denoise_matrix.png",
+                      f"{run_title(cfg)}: original / noisy / reconstructed at each sigma")
+    cols = ["sigma", "mse", "mae", "psnr", "ssim", "noisy_input_psnr"]
+    return {"numbers": numbers, "figures": {"denoise_matrix": path}, "tables": {"denoise_matrix": (cols, rows)}}

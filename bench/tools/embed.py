@@ -1,0 +1,107 @@
+"""2-D and 3-D embeddings of test latents (PCA, t-SNE, UMAP), clean against noisy, decision regions."""
+from __future__ import annotations
+
+import numpy as np
+
+from bench.figures import plt
+from bench.latent import labels_required, latents, legend, progress, save_figure, scatter
+from bench.tools import register_tool
+
+TSNE_EXACT_MAX = 600  # exact t-SNE gradients up to this many points, Barnes-Hut above
+
+
+def project(method: str, z: np.ndarray, seed: int, dims: int = 2) -> np.ndarray:
+    """One fit of one method (pca, tsne, umap) to a point set, in `dims` dimensions."""
+    if method == "pca":
+        from sklearn.decomposition import PCA
+        return PCA(n_components=dims, random_state=seed).fit_transform(z)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+        perplexity = float(min(30, max(2, (len(z) - 1) / 3)))
+        # Exact gradients below a few hundred points: faster there than Barnes-Hut (whose 3-D
+        # trees are slow) and exact; Barnes-Hut's O(N log N) wins above.
+        method = "exact" if len(z) <= TSNE_EXACT_MAX else "barnes_hut"
+        return TSNE(n_components=dims, perplexity=perplexity, init="pca", random_state=seed,
+                    method=method).fit_transform(z)
+    from bench.cache import import_umap
+    return import_umap().UMAP(n_components=dims, n_neighbors=min(15, len(z) - 1), random_state=seed,
+                              n_jobs=1).fit_transform(z)
+
+
+METHODS = ("pca", "tsne", "umap")
+
+
+def projections(z: np.ndarray, seed: int, dims=2) -> dict[str, np.ndarray]:
+    return {m: project(m, z, seed, dims) for m in METHODS}
+
+
+@register_tool(needs={"labels"}, rank=1)
+def embed(model, data, cfg, run, device):
+    """PCA / t-SNE / UMAP of test latents, 3-D view, clean vs noisy, decision regions.
+
+    Each method is fitted once per point set and view: 2-D and 3-D of the clean latents,
+    and one t-SNE of clean and noisy latents together; `--embed-points` caps the points."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    labels_required(data, "embed")
+    limit = cfg.embed_points
+    z, y = latents(model, data.test, device, limit)
+    proj = {}
+    for m in METHODS:
+        progress(f"embed: 2-D {m} of {len(z)} points")
+        proj[m] = project(m, z, cfg.seed)
+    figs = {}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (name, xy) in zip(axes, proj.items()):
+        scatter(ax, xy, y, f"{name.upper()} of test latents (n={len(z)})")
+    legend(fig, y, data.classes)
+    figs["embed_2d"] = save_figure(fig, run.figures / "embed_2d.png")
+
+    proj3 = {}
+    for m in METHODS:
+        progress(f"embed: 3-D {m}")
+        proj3[m] = project(m, z, cfg.seed, dims=3)
+    fig = plt.figure(figsize=(15, 4.8))
+    for k, (name, xyz) in enumerate(proj3.items()):
+        ax = fig.add_subplot(1, 3, k + 1, projection="3d")
+        ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=y, cmap="tab10", s=5, vmin=0, vmax=9)
+        ax.set_title(f"3-D {name.upper()} of test latents", fontsize=9)
+        ax.set_xticklabels([])
+        ax.set_yticklabels([])
+        ax.set_zticklabels([])
+    legend(fig, y, data.classes)
+    figs["embed_3d"] = save_figure(fig, run.figures / "embed_3d.png")
+
+    sigma = model.noise_std if model.noise_std > 0 else 0.3
+    zn, _ = latents(model, data.test, device, limit, sigma=sigma, seed=cfg.seed)
+    progress("embed: t-SNE of clean and noisy latents")
+    both = project("tsne", np.concatenate([z, zn]), cfg.seed)  # one projection fitted on both
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
+    scatter(axes[0], both[: len(z)], y, "clean inputs (t-SNE fitted on both)")
+    scatter(axes[1], both[len(z):], y, f"{model.noise_type} noise, sigma={sigma:g}")
+    legend(fig, y, data.classes)
+    figs["embed_clean_vs_noisy"] = save_figure(fig, run.figures / "embed_clean_vs_noisy.png")
+
+    xy = proj["umap"]
+    knn = KNeighborsClassifier(n_neighbors=15).fit(xy, y)
+    pad = 0.05 * (xy.max(0) - xy.min(0))
+    gx, gy = np.meshgrid(np.linspace(xy[:, 0].min() - pad[0], xy[:, 0].max() + pad[0], 200),
+                         np.linspace(xy[:, 1].min() - pad[1], xy[:, 1].max() + pad[1], 200))
+    regions = knn.predict(np.c_[gx.ravel(), gy.ravel()]).reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.contourf(gx, gy, regions, levels=np.arange(11) - 0.5, cmap="tab10", alpha=0.25, vmin=0, vmax=9)
+    scatter(ax, xy, y, "decision regions of a 15-NN classifier on the 2-D UMAP embedding")
+    legend(fig, y, data.classes)
+    figs["decision_regions"] = save_figure(fig, run.figures / "decision_regions.png")
+
+    cols = ["image", "label", "class"] + [f"{p}_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y")] \
+        + [f"{p}3d_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y", "z")]
+    names = [str(c) for c in data.classes]
+    thumbs = data.test.x[:len(z)].cpu().permute(0, 2, 3, 1).numpy()  # the test images the points stand for
+    thumbs = thumbs[..., 0] if thumbs.shape[-1] == 1 else thumbs
+    rows = [[thumbs[i], int(y[i]), names[int(y[i])] if int(y[i]) < len(names) else str(int(y[i]))]
+            + [float(proj[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1)]
+            + [float(proj3[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1, 2)]
+            for i in range(len(z))]
+    numbers = {"embed/points": len(z), "embed/knn2d_acc": float(knn.score(xy, y))}
+    return {"numbers": numbers, "figures": figs, "tables": {"embeddings": (cols, rows)}, "arrays": proj}

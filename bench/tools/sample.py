@@ -1,0 +1,54 @@
+"""Generation: decoded samples from the prior (VAEs) and from ex-post densities fitted to the
+training codes, scored by a Frechet distance in one feature network per dataset.
+
+Smaller means closer to the data; it is not comparable to Inception-FID numbers from papers."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.figures import image_grids
+from bench.latent import codes, decoder, images
+from bench.tools import register_tool
+
+N_SAMPLES_SHOWN = 16
+N_SAMPLES_SCORED = 2000
+
+
+@register_tool(needs={"labels", "decoder"}, rank=5)
+@torch.no_grad()
+def sample(model, data, cfg, run, device):
+    """Decoded samples and their Frechet distance to test images: from a Gaussian fitted to
+    the training codes and from a 10-component GMM (ex-post density estimation, Ghosh et al.
+    arXiv 1903.12436, for any autoencoder), and for a VAE also from its prior N(0, I)."""
+    from sklearn.mixture import GaussianMixture
+
+    from bench.sample_quality import feature_network, frechet
+
+    decode = decoder(model, "sample")
+    shape = model.encode(images(data.test, torch.arange(1), device)).shape[1:]
+    mu = codes(model, data.train, device)
+    n, d = mu.shape
+    rng = np.random.default_rng(cfg.seed)
+    mean, cov = mu.mean(0), np.cov(mu, rowvar=False) + 1e-6 * np.eye(d)
+    draws = {}
+    if model.is_variational:
+        draws["prior"] = rng.standard_normal((N_SAMPLES_SCORED, d))
+    draws["ex_post"] = rng.multivariate_normal(mean, cov, N_SAMPLES_SCORED)
+    gmm = GaussianMixture(n_components=min(10, n), covariance_type="full", reg_covar=1e-5,
+                          random_state=cfg.seed).fit(mu)
+    draws["gmm"] = gmm.sample(N_SAMPLES_SCORED)[0][rng.permutation(N_SAMPLES_SCORED)]
+    features = feature_network(data, device, cfg)
+    real = images(data.test, torch.arange(min(N_SAMPLES_SCORED, len(data.test))), device)
+    numbers, rows = {}, []
+    for name, zs in draws.items():
+        imgs = torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
+                          for i in range(0, len(zs), 500)])
+        numbers[f"sample/{name}_fd"] = frechet(features, real, imgs)
+        rows.append((name, imgs[:N_SAMPLES_SHOWN]))
+    numbers["sample/fd_features"] = features.identity
+    scores = ", ".join(f"{k.split('/')[1][:-3]} {v:.2f}" for k, v in numbers.items() if k.endswith("_fd"))
+    path = image_grids([(f"{name} (FD {numbers[f'sample/{name}_fd']:.2f})", imgs) for name, imgs in rows],
+                       run.figures / "samples.png", f"samples; Frechet distance to test images, lower is better "
+                       f"({scores})")
+    return {"numbers": numbers, "figures": {"samples": path}}
