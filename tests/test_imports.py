@@ -1,6 +1,9 @@
-"""The import graph is a tree: every module imports alone in a fresh interpreter, the
-registry is a leaf that finds the families itself, metrics know nothing of training or of
-particular models, and the library never imports its analysis layer."""
+"""The import graph is a tree: every module imports alone in a fresh interpreter, no two
+modules import each other, the registry is a leaf that finds the families itself, metrics
+know nothing of training or of particular models, and the library never imports its
+analysis layer. The rules are read from the source (what each module imports when it is
+imported, transitively); the fresh interpreters check that the reading is right."""
+import ast
 import json
 import os
 import subprocess
@@ -11,14 +14,58 @@ import pytest
 
 from conftest import ROOT
 
+PACKAGES = ["bench", "bench.models", "bench.data", "bench.tools", "analysis"]
 MODULES = sorted(
-    ["registry"]
-    + [f"bench.{p.stem}" for p in (ROOT / "bench").glob("*.py") if p.stem != "__init__"]
-    + [f"bench.models.{p.stem}" for p in (ROOT / "bench" / "models").glob("*.py") if p.stem != "__init__"]
-    + [f"bench.data.{p.stem}" for p in (ROOT / "bench" / "data").glob("*.py") if p.stem != "__init__"]
-    + [f"analysis.{p.stem}" for p in (ROOT / "analysis").glob("*.py") if p.stem != "__init__"])
+    ["registry"] + [p for p in PACKAGES if p != "analysis"]
+    + [f"{pkg}.{p.stem}" for pkg in PACKAGES for p in (ROOT / pkg.replace(".", "/")).glob("*.py")
+       if p.stem != "__init__"])
 
 PROBE = "import importlib, json, sys; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
+
+
+def source(module: str):
+    base = ROOT / module.replace(".", "/")
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def imported(module: str, at_import_only: bool) -> set[str]:
+    """The project's modules that `module` names in its import statements: those run when it is
+    imported (module and class level), or every one (functions' lazy imports too)."""
+    tree = ast.parse(source(module).read_text())
+    found = set()
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if at_import_only and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                found.add(child.module)
+                found.update(f"{child.module}.{a.name}" for a in child.names)
+            visit(child)
+    visit(tree)
+    return {m for m in found if m in MODULES and m != module}
+
+
+def with_parents(names: set[str]) -> set[str]:
+    """Importing a.b.c imports a and a.b first."""
+    return names | {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 1)} & set(MODULES)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    """module -> every module of the project loaded by importing it (transitively)."""
+    direct = {m: with_parents(imported(m, at_import_only=True)) for m in MODULES}
+    closure = {}
+    for m in MODULES:
+        seen, todo = set(), [m]
+        while todo:
+            for d in direct[todo.pop()] - seen:
+                seen.add(d)
+                todo.append(d)
+        closure[m] = seen | {m}
+    return closure
 
 
 def loaded_by(module: str) -> set[str]:
@@ -27,15 +74,35 @@ def loaded_by(module: str) -> set[str]:
     return set(json.loads(p.stdout.strip().splitlines()[-1]))
 
 
-@pytest.fixture(scope="module")
-def graph():
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(MODULES, pool.map(loaded_by, MODULES)))
+@pytest.mark.slow
+def test_every_module_imports_alone_and_loads_what_its_source_says(graph):
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loaded = dict(zip(MODULES, pool.map(loaded_by, MODULES)))
+    assert len(MODULES) > 30
+    for m in MODULES:
+        assert m in loaded[m]
+        ours = {x for x in loaded[m] if x in MODULES}
+        assert ours == graph[m], (m, ours ^ graph[m])  # the reading of the source is the truth
 
 
-def test_every_module_imports_alone(graph):
-    # each fresh interpreter imported its module (and exited 0: `loaded_by` checks)
-    assert [m for m, loaded in graph.items() if m not in loaded] == [] and len(MODULES) > 30
+def test_no_two_modules_import_each_other():
+    """No circle, lazy imports included: the house is a tree of dependencies."""
+    edges = {m: imported(m, at_import_only=False) for m in MODULES}
+    state, path = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        path.append(m)
+        for d in edges[m]:
+            if state.get(d) == "open":
+                raise AssertionError("import circle: " + " -> ".join(path[path.index(d):] + [d]))
+            if d not in state:
+                visit(d)
+        path.pop()
+        state[m] = "done"
+    for m in MODULES:
+        if m not in state:
+            visit(m)
 
 
 def test_registry_is_a_leaf(graph):
