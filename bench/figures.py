@@ -35,23 +35,32 @@ def to_hwc(img: torch.Tensor) -> np.ndarray:
 
 def image_rows(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = "",
                col_titles: list[str] | None = None) -> Path:
-    """A grid with one labelled row per (name, (N,C,H,W) tensor)."""
+    """A grid with one labelled row per (name, (N,C,H,W) tensor). Each row is tiled into one
+    image (`image_grid`) and drawn with one imshow: a figure of 9 rows of 8 images costs a
+    tenth of what 72 separate axes cost."""
+    from bench.tensors import image_grid
+
     n = max(r[1].shape[0] for r in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1, 1.4 * len(rows) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.3 * n + 1, 1.4 * len(rows) + 0.4), squeeze=False)
     for i, (name, imgs) in enumerate(rows):
-        for j in range(n):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
-            if j < imgs.shape[0]:
-                im = to_hwc(imgs[j])
-                ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
-            if j == 0:
-                ax.set_ylabel(name, fontsize=9)
-            if i == 0 and col_titles and j < len(col_titles):
-                ax.set_title(col_titles[j], fontsize=8)
+        ax = axes[i][0]
+        imgs = imgs.detach().float().clamp(0, 1).cpu()
+        h, w = imgs.shape[-2:]
+        pad = max(1, w // 14)
+        if imgs.shape[0] < n:  # a short row keeps the columns of the others
+            imgs = torch.cat([imgs, torch.ones(n - imgs.shape[0], *imgs.shape[1:])])
+        im = to_hwc(image_grid(imgs, nrow=n, padding=pad, pad_value=1.0))
+        ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        ax.set_ylabel(name, fontsize=9)
+        if i == 0 and col_titles:
+            ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(min(n, len(col_titles)))])
+            ax.set_xticklabels(col_titles[:n], fontsize=8)
+            ax.xaxis.tick_top()
+            ax.tick_params(length=0)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

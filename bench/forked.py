@@ -19,14 +19,31 @@ import sys
 import traceback
 
 
-def prewarm() -> None:
-    """Import in the runner what every run imports (the children inherit it)."""
+def prewarm(tools: bool = True, embed: bool = False) -> None:
+    """Import in the runner what every run imports (the children inherit it); with `tools`,
+    also the evaluation tools and the scikit-learn and torchmetrics parts they use; with
+    `embed`, UMAP (with its compiled code from the cache folder)."""
     import torch._dynamo  # noqa: F401  (an optimiser's first call imports it)
 
     import bench.evaluate  # noqa: F401  (metrics, figures: matplotlib)
     import bench.runner  # noqa: F401  (torch, training, the run store)
     from bench.config import resolve
     resolve({})  # the model families, found and imported once
+    if tools:
+        import sklearn.decomposition  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+        import sklearn.manifold  # noqa: F401
+        import sklearn.mixture  # noqa: F401
+        import sklearn.neighbors  # noqa: F401
+        import sklearn.preprocessing  # noqa: F401
+
+        import torchmetrics.image.fid  # noqa: F401  (the sample tool's Frechet distance)
+
+        from bench.tools import tools as registered
+        registered()
+    if embed:
+        from bench.cache import import_umap
+        import_umap()
 
 
 def gpu_info() -> tuple[int, float]:

@@ -60,10 +60,15 @@ def _full_training_set(data, cfg):
 
     from bench.data import load_data
 
+    from bench.errors import UsageError
+
     if cfg is None or cfg.limit_train is None:
         return data.labelled_train
     full = dataclasses.replace(cfg, limit_train=None, limit_test=1, seed=FEATURE_SEED)
-    return load_data(full).labelled_train
+    try:
+        return load_data(full).labelled_train
+    except UsageError:  # the whole dataset is not there (CelebA's subset asked of a smaller copy)
+        return data.labelled_train
 
 
 def feature_network(data, device, cfg=None) -> Features:
@@ -89,7 +94,13 @@ def feature_network(data, device, cfg=None) -> Features:
         try:
             clf.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         except (OSError, RuntimeError, ValueError, EOFError):
-            _train(clf, train.to(device), device)
+            # Every core: other runs of a sweep wait on the lock for this network meanwhile.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(max(threads, os.cpu_count() or 1))
+            try:
+                _train(clf, train.to(device), device)
+            finally:
+                torch.set_num_threads(threads)
             _store(path, clf.state_dict())
     return Features(clf.eval(), ident)
 
@@ -122,12 +133,23 @@ def _store(path: Path, state: dict) -> None:
 @torch.no_grad()
 def frechet(features: Features, real: torch.Tensor, fake: torch.Tensor) -> float:
     """Frechet distance between two image sets (N, C, H, W) in [0, 1], on their own device."""
+    return frechet_each(features, real, {"fake": fake})["fake"]
+
+
+@torch.no_grad()
+def frechet_each(features: Features, real: torch.Tensor, fakes: dict) -> dict[str, float]:
+    """{name: Frechet distance of fakes[name] to `real`}: the real images' features are
+    computed once and kept (torchmetrics' reset_real_features=False) for every fake set."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    fid = FrechetInceptionDistance(feature=features, normalize=True,
+    fid = FrechetInceptionDistance(feature=features, normalize=True, reset_real_features=False,
                                    input_img_size=tuple(real.shape[1:])).to(real.device)
     for i in range(0, len(real), 500):
         fid.update(real[i:i + 500], real=True)
-    for i in range(0, len(fake), 500):
-        fid.update(fake[i:i + 500].to(real.device).clamp(0, 1), real=False)
-    return float(fid.compute())
+    out = {}
+    for name, fake in fakes.items():
+        fid.reset()
+        for i in range(0, len(fake), 500):
+            fid.update(fake[i:i + 500].to(real.device).clamp(0, 1), real=False)
+        out[name] = float(fid.compute())
+    return out

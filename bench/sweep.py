@@ -266,7 +266,8 @@ class Sweep:
                    AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
-        log = open(self.dir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{slot}-{os.getpid()}.log", "w")
+        # One log per launch: the configuration's hash tells runs started in the same second apart.
+        log = open(self.dir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.lock_path(params).stem}.log", "w")
         try:
             if self.fork:
                 from bench.forked import ForkedRun
@@ -303,7 +304,9 @@ class Sweep:
               f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
         if self.fork:
             from bench.forked import prewarm
-            prewarm()
+            evals = json.dumps([v for k, v in self.cfg["parameters"].items() if k == "eval"]) \
+                + " ".join(f for f in self.fixed if f.startswith("--eval="))
+            prewarm(tools=evals.strip("[] ") != "", embed="embed" in evals or "all" in evals)
         bar = tqdm(total=total, initial=len(done), desc=self.name, unit="run", file=sys.stderr,
                    disable=not sys.stderr.isatty())
         running, failed, elsewhere, slots = {}, [], [], list(range(self.workers))

@@ -89,7 +89,7 @@ def test_ex_post_sampling_beats_the_prior_on_real_fashion(tmp_path, fashion_root
 
 
 def test_eval_all_through_run_py_records_every_tool(tmp_path):
-    assert run_inproc(quick(tmp_path, "--eval", "all", "--limit-test", 300, model="vae", epochs=2)) == 0
+    assert run_inproc(quick(tmp_path, "--eval", "all", "--embed-points", 60, model="vae", epochs=1)) == 0
     run = only_run(tmp_path)
     s = run.read_summary()
     for key in ("probe/linear_acc", "probe/logreg_acc", "sample/prior_fd", "sample/ex_post_fd", "sample/gmm_fd",

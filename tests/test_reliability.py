@@ -36,7 +36,7 @@ def _wait_rows(runs_dir, n, proc, timeout=240):
 
 
 ARGS = ["--model", "vae", "--dataset", "synthetic", "--epochs", 4, "--batch-size", 16, "--seed", 5,
-        "--limit-train", 1500, "--limit-test", 200]
+        "--limit-train", 800, "--limit-test", 100]
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):

@@ -1,9 +1,12 @@
 """The speed benchmark runs end to end and its three loops do the same work."""
 import json
 
+import pytest
+
 from conftest import run_cli
 
 
+@pytest.mark.slow
 def test_speed_benchmark_loops_do_identical_work(tmp_path, fashion_root):
     out = tmp_path / "speed.json"
     p = run_cli(["--data-root", fashion_root, "--cases", "mlp_vae", "--limit-train", 1500, "--repeats", 1,

@@ -23,7 +23,7 @@ def sample(model, data, cfg, run, device):
     arXiv 1903.12436, for any autoencoder), and for a VAE also from its prior N(0, I)."""
     from sklearn.mixture import GaussianMixture
 
-    from bench.sample_quality import feature_network, frechet
+    from bench.sample_quality import feature_network, frechet_each
 
     decode = decoder(model, "sample")
     shape = model.encode(images(data.test, torch.arange(1), device)).shape[1:]
@@ -40,12 +40,10 @@ def sample(model, data, cfg, run, device):
     draws["gmm"] = gmm.sample(N_SAMPLES_SCORED)[0][rng.permutation(N_SAMPLES_SCORED)]
     features = feature_network(data, device, cfg)
     real = images(data.test, torch.arange(min(N_SAMPLES_SCORED, len(data.test))), device)
-    numbers, rows = {}, []
-    for name, zs in draws.items():
-        imgs = torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
-                          for i in range(0, len(zs), 500)])
-        numbers[f"sample/{name}_fd"] = frechet(features, real, imgs)
-        rows.append((name, imgs[:N_SAMPLES_SHOWN]))
+    decoded = {name: torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
+                                for i in range(0, len(zs), 500)]) for name, zs in draws.items()}
+    numbers = {f"sample/{name}_fd": fd for name, fd in frechet_each(features, real, decoded).items()}
+    rows = [(name, imgs[:N_SAMPLES_SHOWN]) for name, imgs in decoded.items()]
     numbers["sample/fd_features"] = features.identity
     scores = ", ".join(f"{k.split('/')[1][:-3]} {v:.2f}" for k, v in numbers.items() if k.endswith("_fd"))
     path = image_grids([(f"{name} (FD {numbers[f'sample/{name}_fd']:.2f})", imgs) for name, imgs in rows],
