@@ -1,7 +1,7 @@
 """Acceptance: every sweep YAML in sweeps/, as shipped, runs end to end and records what its
 seed asks for. Scaled down (seed 0, 1 epoch, small subsets) but otherwise untouched: the
-local sweep runner, `run.py` subprocesses, real MNIST / Fashion-MNIST files, and tiny
-learnable CIFAR-10 / STL-10 / CelebA / brain-tumour files in their exact on-disk formats.
+local sweep runner, `run.py` processes, and tiny learnable MNIST / Fashion-MNIST / CIFAR-10 /
+STL-10 / CelebA / brain-tumour files in their exact on-disk formats.
 """
 import json
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEBIAN_FASHION, ROOT, SHARED_DATA
+from conftest import ROOT
 from formats import write_brain_tumor, write_celeba, write_cifar10, write_mnist, write_stl10
 
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -37,15 +37,11 @@ EXTRA = {"celeba_models": ["--limit-train", "40", "--limit-test", "20"],
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
+    # Every dataset as tiny learnable files in its real on-disk format (MNIST's and Fashion-MNIST's
+    # idx files too: the real ones serve the real-data tests of test_data and test_families).
     root = tmp_path_factory.mktemp("data")
     for folder in ("MNIST", "FashionMNIST"):
-        real = SHARED_DATA / folder
-        if (real / "raw").is_dir():
-            (root / folder).symlink_to(real)
-        elif folder == "FashionMNIST" and DEBIAN_FASHION.exists():
-            pass  # found by the loader itself
-        else:
-            write_mnist(root, folder, n_train=600, n_test=200)
+        write_mnist(root, folder, n_train=600, n_test=200)
     write_cifar10(root, n_per_batch=100)
     write_stl10(root, n_train=100, n_test=60, n_unlabeled=200)
     write_celeba(root, n=60)

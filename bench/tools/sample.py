@@ -31,15 +31,16 @@ def sample(model, data, cfg, run, device):
     n, d = mu.shape
     rng = np.random.default_rng(cfg.seed)
     mean, cov = mu.mean(0), np.cov(mu, rowvar=False) + 1e-6 * np.eye(d)
+    n_scored = min(N_SAMPLES_SCORED, len(data.test))  # as many samples as real images they are compared with
     draws = {}
     if model.is_variational:
-        draws["prior"] = rng.standard_normal((N_SAMPLES_SCORED, d))
-    draws["ex_post"] = rng.multivariate_normal(mean, cov, N_SAMPLES_SCORED)
+        draws["prior"] = rng.standard_normal((n_scored, d))
+    draws["ex_post"] = rng.multivariate_normal(mean, cov, n_scored)
     gmm = GaussianMixture(n_components=min(10, n), covariance_type="full", reg_covar=1e-5,
                           random_state=cfg.seed).fit(mu)
-    draws["gmm"] = gmm.sample(N_SAMPLES_SCORED)[0][rng.permutation(N_SAMPLES_SCORED)]
+    draws["gmm"] = gmm.sample(n_scored)[0][rng.permutation(n_scored)]
     features = feature_network(data, device, cfg)
-    real = images(data.test, torch.arange(min(N_SAMPLES_SCORED, len(data.test))), device)
+    real = images(data.test, torch.arange(n_scored), device)
     decoded = {name: torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
                                 for i in range(0, len(zs), 500)]) for name, zs in draws.items()}
     numbers = {f"sample/{name}_fd": fd for name, fd in frechet_each(features, real, decoded).items()}
