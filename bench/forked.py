@@ -48,7 +48,10 @@ def prewarm(tools: bool = True, embed: bool = False) -> None:
 
 def gpu_info() -> tuple[int, float]:
     """(visible CUDA devices, the least free memory among them in GiB), asked of a subprocess
-    so that this process never initialises CUDA (a forked child could not use it then)."""
+    so that this process never initialises CUDA (a forked child could not use it then). A
+    machine without NVIDIA's device files has none, and no subprocess is needed to say so."""
+    if not os.path.exists("/dev/nvidiactl") and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return 0, 0.0
     code = ("import json, torch\n"
             "n = torch.cuda.device_count() if torch.cuda.is_available() else 0\n"
             "free = min([torch.cuda.mem_get_info(i)[0] for i in range(n)] or [0]) / 2 ** 30\n"

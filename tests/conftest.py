@@ -82,6 +82,13 @@ def only_run(tmp_path):
     return runs[0]
 
 
+@pytest.fixture(autouse=True)
+def _own_working_folder(tmp_path, monkeypatch):
+    """Every test runs in its own temporary folder: nothing reads or writes the checkout's
+    ./data, ./runs, ./reports or ./wandb (a user's main job may have filled them)."""
+    monkeypatch.chdir(tmp_path)
+
+
 # -- one finished run, made once per session and copied into each test that changes it
 
 @pytest.fixture(scope="session")

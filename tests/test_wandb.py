@@ -126,14 +126,21 @@ def test_model_artifact_reference_becomes_a_local_run(tmp_path, finished_run_tem
     ("wandb:team/proj/model-x:best", "unreachable"),
     ("wandb:not-a-reference", "give wandb:ENTITY/PROJECT/NAME"),
 ])
-def test_wandb_reference_without_a_server_is_one_line_exit_2(tmp_path, ref, needle):
-    env = {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}
+def test_wandb_reference_without_a_server_is_one_line_exit_2(tmp_path, monkeypatch, capsys, ref, needle):
+    from bench.evaluate import main as evaluate_main
+    from conftest import run_inproc
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
     for args in (["--model", "linear_probe", "--dataset", "synthetic", "--probe-from", ref],
                  ["--resume", ref]):
-        p = run_cli(args, cwd=tmp_path, env=env)
-        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, p.stderr
-    p = run_cli([ref], cwd=tmp_path, env=env, script="bench.evaluate")
-    assert p.returncode == 2 and needle in p.stderr, p.stderr
+        code, err = run_inproc(args), capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    with pytest.raises(SystemExit) as e:
+        evaluate_main([ref])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and needle in err, err
 
 
 def test_login_is_detected_the_way_wandb_reads_it(tmp_path, monkeypatch):
