@@ -25,6 +25,7 @@ from typing import Optional
 import yaml
 
 from bench.errors import UsageError
+from bench.tools import names as tool_names  # the tools' files, none of them imported
 
 
 def _opt(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi_open=False):
@@ -34,11 +35,6 @@ def _opt(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, h
 
 def _list(default, help="", **kw):
     return field(default_factory=lambda: list(default), metadata=dict(help=help, **kw))
-
-
-def _tool_names() -> list[str]:
-    from bench.tools import names  # the tools' files, none imported
-    return names()
 
 
 @dataclass
@@ -74,7 +70,7 @@ class RunKeys:
                           "the best test accuracy)", choices=["val", "test"])
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
     # --- evaluation
-    eval: list[str] = _list([], f"evaluation tools after training: {','.join(_tool_names())} or all")
+    eval: list[str] = _list([], f"evaluation tools after training: {','.join(tool_names())} or all")
     eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix", lo=0.0, hi=1.0)
     embed_points: int = _opt(2000, "test images embedded by --eval embed (t-SNE and UMAP time grows with it)",
                              lo=10, hi=100000)

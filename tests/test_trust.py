@@ -237,7 +237,7 @@ def test_two_runners_on_one_sweep_run_each_configuration_once(tmp_path):
 @pytest.mark.slow
 def test_a_restarted_runner_never_relaunches_a_configuration_still_running(tmp_path):
     y = tmp_path / "g1.yaml"
-    y.write_text((GRID3 % 40).replace("[4, 8, 16]", "[4]").replace("g3", "g1"))
+    y.write_text((GRID3 % 5000).replace("[4, 8, 16]", "[4]").replace("g3", "g1"))  # still running when checked
     first = _sweep(tmp_path, y, "--limit-train", "3000")
     t0 = time.time()
     while not any(s == "running" for _, s in _sweep_runs(tmp_path, "g1")):
