@@ -23,7 +23,7 @@ def agent_run(tmp_path_factory):
                WANDB_SILENT="true", PYTHONPATH=str(ROOT))
     env.pop("WANDB_API_KEY", None)
     p = subprocess.run([sys.executable, str(ROOT / "run.py"), "--sweep=mysweep", "--model=dae", "--dataset=synthetic",
-                        "--epochs=3", "--limit-train=300", "--limit-test=120", "--noise-std=0.2", "--eval=embed",
+                        "--epochs=3", "--limit-train=300", "--limit-test=120", "--noise-std=0.2", "--eval=embed", "--embed-points=50",
                         "--wandb=offline"], cwd=d, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     from bench.store import list_runs
