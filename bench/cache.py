@@ -18,15 +18,17 @@ def cache_root() -> Path:
     return Path(base) / "aebench"
 
 
-def import_umap():
+def import_umap(compile: bool = True):
     """`umap`, with its numba functions compiled once and cached on disk.
 
     UMAP compiles about 20 s of numba code on its first fit in every process, and most of
     its functions are declared without `cache=True`, so numba's own cache never holds them.
     While umap and pynndescent are imported their decorators get `cache=True`, and
     `NUMBA_CACHE_DIR` points into the user cache folder, so only the first process ever
-    pays the compilation (later ones load machine code in a fraction of a second)."""
-    if "umap" in sys.modules:
+    pays the compilation (later ones load machine code in a fraction of a second).
+    `compile=False` only imports: a process that will fork must not run UMAP's parallel code
+    first (GNU OpenMP aborts a forked child that uses it again)."""
+    if "umap" in sys.modules and not compile:
         return sys.modules["umap"]
     folder = cache_root() / "numba"
     os.environ.setdefault("NUMBA_CACHE_DIR", str(folder))
@@ -43,12 +45,15 @@ def import_umap():
             return decorator(*args, **kwargs)
         return wrapped
 
-    numba.njit, numba.jit = cached(real[0]), cached(real[1])
-    try:
-        import umap
-    finally:
-        numba.njit, numba.jit = real
-    _compile_once(umap, folder)
+    if "umap" not in sys.modules:
+        numba.njit, numba.jit = cached(real[0]), cached(real[1])
+        try:
+            import umap  # noqa: F401
+        finally:
+            numba.njit, numba.jit = real
+    umap = sys.modules["umap"]
+    if compile:
+        _compile_once(umap, folder)
     return umap
 
 

@@ -41,9 +41,9 @@ def prewarm(tools: bool = True, embed: bool = False) -> None:
 
         from bench.tools import tools as registered
         registered()
-    if embed:
+    if embed:  # imported, never run here: OpenMP used before a fork would abort the children
         from bench.cache import import_umap
-        import_umap()
+        import_umap(compile=False)
 
 
 def gpu_info() -> tuple[int, float]:
