@@ -375,8 +375,7 @@ def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 
     if free_gib is None:
         import torch
         free_gib = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus)) / 2 ** 30
-    free = free_gib
-    return max(1, min(cores, cap * gpus, gpus * int(free // per_run_gib)))
+    return max(1, min(cores, cap * gpus, gpus * int(free_gib // per_run_gib)))
 
 
 def _workers(text: str):
