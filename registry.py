@@ -57,6 +57,7 @@ class ModelEntry:
     default_input: tuple[int, int, int]  # (C, H, W) used for the default build
     task: str
     hidden: bool = False
+    defaults: tuple = ()  # (key, value) pairs: this model's defaults over its family's
 
     @property
     def description(self) -> str:
@@ -64,6 +65,31 @@ class ModelEntry:
 
     def config_keys(self) -> set[str]:
         return {f.name for f in dataclasses.fields(self.config_cls)}
+
+    def config(self, values: dict | None = None, in_shape=None, num_classes=None):
+        """This model's family Config, resolved: family defaults < this model's defaults <
+        `values` (keys the family does not take, and None, are ignored here; the run's
+        resolution refuses them first), then the family's derived keys. `in_shape` and
+        `num_classes` fill what the model takes from the data."""
+        from bench.keys import aliases
+
+        keys, renamed = self.config_keys(), aliases(self.config_cls)
+        given = {renamed.get(k, k): v for k, v in (values or {}).items()}
+        kw = dict(self.defaults)
+        kw.update({k: tuple(v) if isinstance(v, list) else v for k, v in given.items()
+                   if k in keys and v is not None})
+        c, h, w = in_shape or self.default_input
+        if h != w:
+            raise UsageError(f"{self.name}: only square images are supported, got {h}x{w}")
+        for k, v in (("in_channels", c), ("image_size", h), ("num_classes", num_classes)):
+            if k in keys and v is not None:
+                kw[k] = v
+        cfg = self.config_cls(**kw)
+        cfg.derive()
+        return cfg
+
+    def task_of(self, cfg) -> str:
+        return cfg.task(self.task)
 
 
 @dataclass(frozen=True)
@@ -80,11 +106,17 @@ class DatasetEntry:
 
 
 def register_model(*, config: type, input: tuple[int, int, int] = (1, 28, 28),
-                   task: str = "reconstruct", hidden: bool = False):
+                   task: str = "reconstruct", hidden: bool = False, defaults: dict | None = None):
+    """`fn(cfg)` builds the model from its family's resolved Config; `defaults` are this
+    model's values of family keys where they differ from the family's own."""
     def deco(fn):
         if fn.__name__ in _MODELS:
             raise ValueError(f"model {fn.__name__!r} registered twice")
-        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, config, tuple(input), task, hidden)
+        unknown = set(defaults or {}) - {f.name for f in dataclasses.fields(config)}
+        if unknown:
+            raise ValueError(f"model {fn.__name__!r}: defaults for keys its config lacks: {sorted(unknown)}")
+        _MODELS[fn.__name__] = ModelEntry(fn.__name__, fn, config, tuple(input), task, hidden,
+                                          tuple((defaults or {}).items()))
         return fn
     return deco
 
@@ -120,17 +152,18 @@ def dataset_entry(name: str) -> DatasetEntry:
 
 
 def create_model(name: str, in_shape=None, num_classes: int = 10, /, **kwargs):
-    """Build a registered model for inputs of shape (C, H, W); unknown/None kwargs are dropped."""
+    """Build a registered model for inputs of shape (C, H, W) from flat keys (a recorded
+    config.json, or a notebook's keywords); keys its family does not take, and None, are
+    dropped."""
     entry = model_entry(name)
-    c, h, w = in_shape or entry.default_input
-    keys = entry.config_keys()
-    kw = {k: v for k, v in kwargs.items() if k in keys and v is not None}
-    for k, v in (("in_channels", c), ("image_size", h), ("num_classes", num_classes)):
-        if k in keys:
-            kw[k] = v
-    if h != w:
-        raise UsageError(f"{name}: only square images are supported, got {h}x{w}")
-    return entry.fn(**kw)
+    return build_model(entry, entry.config(kwargs, in_shape, num_classes))
+
+
+def build_model(entry: ModelEntry, cfg):
+    """The model of a resolved family Config; its task is the one its config implies."""
+    model = entry.fn(cfg)
+    model.task = entry.task_of(cfg)
+    return model
 
 
 def count_params(model) -> int:

@@ -29,8 +29,10 @@ RESERVED = {"run_id", "source", "path", "status", "history"}
 
 
 def _row(run_id, source, path, status, config: dict, summary: dict, history: list) -> dict:
+    from bench.config import canonical  # older runs' key names (noise_std) read as today's (noise_level)
+
     row = {"run_id": run_id, "source": source, "path": path, "status": status}
-    for k, v in config.items():
+    for k, v in canonical(config).items():
         if k not in RESERVED:
             row[k] = tuple(v) if isinstance(v, list) else v
     for k, v in summary.items():
@@ -172,14 +174,18 @@ def varying_keys(frame: pd.DataFrame, exclude=("seed",)) -> list[str]:
     return _drop_implied(frame, keys) or ["model"]
 
 
-# A key that sets others (mlp_dims sets hidden_dims and latent_dim) speaks for them.
-PREFERRED = ("model", "dataset", "mlp_dims")
+def _preferred() -> tuple:
+    """model, dataset, then the shorthand keys a family declares: a key that sets others
+    (one list of hidden widths and latent size) speaks for them."""
+    from bench.config import FIELDS
+    return ("model", "dataset") + tuple(k for k, f in FIELDS.items() if f.metadata.get("shorthand"))
 
 
 def _drop_implied(frame: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Drop keys whose value is fixed by a key already kept (hidden_dims by mlp_dims):
-    they add columns, not configurations. model and dataset always stay."""
-    ordered = [k for k in PREFERRED if k in keys] + [k for k in keys if k not in PREFERRED]
+    """Drop keys whose value is fixed by a key already kept (a family's derived keys by
+    its shorthand): they add columns, not configurations. model and dataset always stay."""
+    preferred = _preferred()
+    ordered = [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
     as_text = {k: frame[k].map(repr) for k in ordered}
     kept = []
     for k in ordered:

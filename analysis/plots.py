@@ -8,7 +8,7 @@
   VAE's ELBO terms apart, accuracy, Dice).
 - side_by_side.png: the same test images reconstructed by each configuration.
 - denoise_<metric>.png: configurations x test noise sigma heatmap (the denoise tool).
-- <metric>_vs_<x>.png: metric against a numeric hyperparameter (noise_std,
+- <metric>_vs_<x>.png: metric against a numeric hyperparameter (noise_level,
   mask_ratio, l1_lambda, latent_dim, ...), mean and 95% CI over seeds.
 - pareto_<metric>.png: metric against parameter count, the Pareto front highlighted.
 """

@@ -1,7 +1,7 @@
 """Comparison tables: one row per configuration, mean and 95% CI over seeds.
 
     python -m analysis.tables [--runs runs/ | --wandb ENTITY/PROJECT] [--sweep NAME]
-        [--group-by model,noise_std] [--metrics psnr,ssim,probe_acc]
+        [--group-by model,noise_level] [--metrics psnr,ssim,probe_acc]
         [--format md|csv|latex|json] [--out FILE]
 
 The CI is the Student-t interval of the mean over seeds (t_{0.975, n-1} s / sqrt(n));

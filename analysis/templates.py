@@ -266,7 +266,7 @@ SEED_000 = Template(
                   "cifar10_models", ("ae", "dae")),
             Table("DAE by training noise: clean and noisy test inputs",
                   ("test/mse=clean MSE", "test_noisy/mse=noisy MSE", "test_noisy/psnr=noisy PSNR",
-                   "probe/linear_acc=probe acc"), "cifar10_dae_noise", (), ("noise_std",)),
+                   "probe/linear_acc=probe acc"), "cifar10_dae_noise", (), ("noise_level",)),
             Figure("denoise", "test MSE at each test-time sigma", "cifar10_dae_noise"),
             Figure("curves", "average error vs epochs, AE and DAE", "cifar10_models", ("ae", "dae")),
             Figure("run:embed_clean_vs_noisy", "latent space of clean vs noisy inputs", "cifar10_models"),
@@ -341,7 +341,7 @@ SEED_002 = Template(
         )),
         Section("Part 1, Task 2: MNIST reconstruction and denoising, linear vs convolutional", (
             Table("Test reconstruction", ("test/mse=MSE", "test_noisy/mse=noisy MSE", "params=params"),
-                  "mnist_linear_vs_conv", (), ("model", "noise_std")),
+                  "mnist_linear_vs_conv", (), ("model", "noise_level")),
             Figure("side_by_side", "the same digits, each model", "mnist_linear_vs_conv"),
             Discuss("Parameter counts, and why convolutions do better on images with far fewer."),
         )),

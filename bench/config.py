@@ -94,25 +94,47 @@ class RunKeys:
         return dataclasses.asdict(self)
 
 
-def _family_fields() -> list[tuple]:
-    """Every model family's user-settable keys, as run-config fields defaulting to None (the
-    model's own default). Help, choices and ranges come from the family's own declaration;
-    a key several families declare takes the first one's (they share a spec in bench.keys)."""
+class RunConfig(RunKeys):
+    """A resolved run configuration, in two levels: the run keys above, and `family`, the
+    chosen model family's own Config (`bench.keys.FamilyConfig`), resolved from the
+    remaining flat keys once `--model` is known. A family key reads flat (`cfg.latent_dim`)
+    from the family; `to_dict()` is the flat record kept in config.json and checkpoints."""
+
+    def __init__(self, family=None, **run_keys):
+        super().__init__(**run_keys)
+        self.family = family
+
+    def __getattr__(self, name: str):
+        family = self.__dict__.get("family")
+        if family is not None and not name.startswith("_") and hasattr(family, name):
+            return getattr(family, name)
+        raise AttributeError(f"the config of model {self.__dict__.get('model')!r} has no key {name!r}")
+
+    def to_dict(self) -> dict:
+        out = {f.name: _copy(getattr(self, f.name)) for f in dataclasses.fields(RunKeys)}
+        if self.family is not None:
+            out.update(self.family.to_dict())
+        return out
+
+
+def _copy(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _family_fields() -> dict:
+    """Every model family's user-settable keys, one field per name (a key several families
+    declare shares one spec from bench.keys; the first family's is kept): the catalogue
+    that flags, config files and sweep YAMLs are checked against before a model is known."""
     import registry
     from bench.keys import cli_keys
 
-    out: dict[str, tuple] = {}
+    out: dict = {}
     for name, entry in sorted(registry.MODELS.items()):
         hints = typing.get_type_hints(entry.config_cls)
         for key, f in cli_keys(entry.config_cls).items():
-            if key in out or key in RUN_FIELDS:
-                continue
-            tp = hints[key]
-            if typing.get_origin(tp) is typing.Union:  # Optional[X] -> X
-                tp = next(a for a in typing.get_args(tp) if a is not type(None))
-            meta = {k: v for k, v in f.metadata.items() if k != "internal"}
-            out[key] = (key, Optional[tp], field(default=None, metadata=meta))
-    return list(out.values())
+            if key not in out and key not in RUN_FIELDS:
+                out[key] = (f, hints[key])
+    return out
 
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunKeys)}
@@ -120,23 +142,33 @@ _TABLES: dict = {}
 
 
 def _tables() -> dict:
-    """The full run configuration, built on first use: the run keys above, then every model
-    family's keys. Finding the families imports them (and torch), which `run.py --help`
-    never needs: `bench.config.RunConfig`, `FIELDS` and `MODEL_KEYS` are made when first read."""
+    """The catalogue of every key, built on first use: the run keys, then every model
+    family's keys and their aliases. Finding the families imports them (and torch), which
+    `run.py --help` never needs: `FIELDS`, `MODEL_KEYS` and `ALIASES` are made when first read."""
     if not _TABLES:
-        cls = dataclasses.make_dataclass("RunConfig", _family_fields(), bases=(RunKeys,))
-        cls.__doc__ = "Run keys and model-family keys (None: the chosen model's own default)."
-        cls.__module__ = __name__
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        _TABLES.update(RunConfig=cls, FIELDS=fields, MODEL_KEYS=frozenset(fields) - RUN_FIELDS,
-                       hints=typing.get_type_hints(cls))
+        family = _family_fields()
+        fields = {f.name: f for f in dataclasses.fields(RunKeys)}
+        hints = typing.get_type_hints(RunKeys)
+        for key, (f, hint) in family.items():
+            fields[key], hints[key] = f, hint
+        aliases = {f.metadata["alias"]: k for k, (f, _) in family.items() if f.metadata.get("alias")}
+        _TABLES.update(FIELDS=fields, MODEL_KEYS=frozenset(family), ALIASES=aliases, hints=hints)
     return _TABLES
 
 
 def __getattr__(name: str):
-    if name in ("RunConfig", "FIELDS", "MODEL_KEYS"):
+    if name in ("FIELDS", "MODEL_KEYS", "ALIASES"):
         return _tables()[name]
     raise AttributeError(f"module 'bench.config' has no attribute {name!r}")
+
+
+def canonical(values: dict) -> dict:
+    """Flat keys with aliases replaced by their current names (`noise_std` -> `noise_level`):
+    what older config files, sweeps and recorded runs say."""
+    aliases = _tables()["ALIASES"]
+    return {aliases.get(k, k): v for k, v in values.items()}
+
+
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
 RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
                     "eval", "embed_points", "compile", "wandb_system", "wandb_artifacts"}
@@ -203,11 +235,13 @@ def _is_null(value) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("none", "null")
 
 
-def coerce(key: str, value):
-    """Convert a raw value (flag text, YAML/JSON value) to the key's declared type."""
+def coerce(key: str, value, spec: tuple | None = None):
+    """Convert a raw value (flag text, YAML/JSON value) to the key's declared type. `spec`:
+    (field, type hint) of the chosen family's declaration (default: the catalogue's)."""
     t = _tables()
-    tp = _base_type(t["FIELDS"][key].type if not isinstance(t["FIELDS"][key].type, str) else t["hints"][key])
-    nullable = t["FIELDS"][key].default is None
+    f, hint = spec or (t["FIELDS"][key], t["hints"][key])
+    tp = _base_type(hint)
+    nullable = f.default is None
     if value is None or (nullable and _is_null(value)):
         if not nullable:
             raise UsageError(f"--{key.replace('_', '-')}: a value is required (no default of None)")
@@ -240,9 +274,9 @@ def coerce(key: str, value):
         raise UsageError(f"--{key.replace('_', '-')}: expected {name}, got {value!r}") from None
 
 
-def validate_value(key: str, value):
+def validate_value(key: str, value, spec: tuple | None = None):
     """Range and choice checks declared on the field; one-line UsageError on failure."""
-    meta = _tables()["FIELDS"][key].metadata
+    meta = (spec[0] if spec else _tables()["FIELDS"][key]).metadata
     flag = "--" + key.replace("_", "-")
     if value is None:
         return
@@ -334,6 +368,8 @@ def _help_text(key: str, f, default=dataclasses.MISSING) -> str:
         default = _default(f)
     if "default" not in parts[0] and "(required)" not in parts[0]:
         parts.append(f"(default: {_show(default)})")
+    if meta.get("alias"):
+        parts.append(f"(older name, still accepted: --{meta['alias'].replace('_', '-')})")
     return " ".join(p for p in parts if p).replace("%", "%%")
 
 
@@ -380,8 +416,12 @@ def build_parser(prog="run.py", families=True, model: str | None = None) -> argp
                 # `--batchnorm` alone means true; `--batchnorm=False` from an agent means false.
                 kwargs.update(nargs="?", const="true")
             group.add_argument("--" + key.replace("_", "-"), **kwargs)
-            if "_" in key:
-                group.add_argument("--" + key, **dict(kwargs, help=argparse.SUPPRESS))
+            hidden = {"--" + key} - {"--" + key.replace("_", "-")}
+            if f.metadata.get("alias"):  # an older name, still accepted (shipped sweeps, W&B agents)
+                old = f.metadata["alias"]
+                hidden |= {"--" + old, "--" + old.replace("_", "-")}
+            if hidden:
+                group.add_argument(*sorted(hidden), **dict(kwargs, help=argparse.SUPPRESS))
     return parser
 
 
@@ -396,7 +436,8 @@ def help_model(argv: list[str]) -> str | None:
 
 
 def _unknown_flag_message(args):
-    names = ["--" + k.replace("_", "-") for k in _tables()["FIELDS"]] + ["--config", "--list", "--print-config"]
+    known = list(_tables()["FIELDS"]) + list(_tables()["ALIASES"])
+    names = ["--" + k.replace("_", "-") for k in known] + ["--config", "--list", "--print-config"]
     flags = [a.split("=")[0] for a in args if a.startswith("-")]
     bad = flags[0] if flags else args[0]
     close = difflib.get_close_matches(bad.replace("_", "-"), names, n=3)
@@ -419,7 +460,7 @@ def load_config_file(path: str) -> dict:
         data = {}
     if not isinstance(data, dict):
         raise UsageError(f"--config: {path} must hold a mapping of keys to values, got {type(data).__name__}")
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    data = canonical({str(k).replace("-", "_"): v for k, v in data.items()})
     fields = _tables()["FIELDS"]
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -446,15 +487,65 @@ def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
     return merged, actions
 
 
-def resolve(overrides: dict) -> "RunConfig":
-    """Defaults < overrides, every value coerced and range-checked."""
-    cfg = _tables()["RunConfig"]()
+def resolve(overrides: dict) -> RunConfig:
+    """Defaults < overrides, in two levels: the run keys first; then the chosen model's
+    family resolves the rest (its defaults, this model's, the values given, derived keys).
+    Every value is coerced and range-checked; a key the model does not take is refused."""
+    overrides = canonical(overrides)
+    run_keys = {f.name: f for f in dataclasses.fields(RunKeys)}
+    hints = typing.get_type_hints(RunKeys)
+    cfg = RunConfig()
+    family_values = {}
     for key, raw in overrides.items():
-        value = coerce(key, raw)
-        validate_value(key, value)
+        if key not in run_keys:
+            if key in _tables()["FIELDS"]:  # a bad value is named as such, whichever model takes the key
+                validate_value(key, coerce(key, raw))
+            family_values[key] = raw
+            continue
+        spec = (run_keys[key], hints[key])
+        value = coerce(key, raw, spec)
+        validate_value(key, value, spec)
         setattr(cfg, key, value)
-    if cfg.mlp_dims is not None:
-        if len(cfg.mlp_dims) < 2 or min(cfg.mlp_dims) < 1:
-            raise UsageError(f"--mlp-dims: give hidden widths then the latent size, e.g. 400,50; got {cfg.mlp_dims}")
-        cfg.hidden_dims, cfg.latent_dim = list(cfg.mlp_dims[:-1]), cfg.mlp_dims[-1]
+    if "model" not in overrides:
+        cfg.model = _implied_model(family_values) or cfg.model
+    cfg.family = family_config(cfg, family_values)
     return cfg
+
+
+def _implied_model(family_values: dict) -> str | None:
+    """The model a family key chooses when no model is named (`--probe-from` -> linear_probe)."""
+    fields = _tables()["FIELDS"]
+    for key, value in family_values.items():
+        if key in fields and value is not None and fields[key].metadata.get("implies_model"):
+            return fields[key].metadata["implies_model"]
+    return None
+
+
+def family_config(cfg: RunConfig, values: dict):
+    """The chosen model family's Config from flat values, each checked against its own
+    declaration; a key of another family, or of none, is refused in one line."""
+    import registry
+    from bench.keys import cli_keys
+
+    entry = registry.model_entry(cfg.model)
+    fields, hints = cli_keys(entry.config_cls), typing.get_type_hints(entry.config_cls)
+    checked = {}
+    for key, raw in values.items():
+        if key not in fields:
+            raise UsageError(_foreign_key_message(key, cfg.model, fields))
+        spec = (fields[key], hints[key])
+        checked[key] = coerce(key, raw, spec)
+        if checked[key] == []:  # a family's list keys (widths, dims) always need a value
+            raise UsageError(f"--{key.replace('_', '-')}: give at least one value, e.g. 32,64")
+        validate_value(key, checked[key], spec)
+    return entry.config(dict(checked, runs_dir=cfg.runs_dir))
+
+
+def _foreign_key_message(key: str, model: str, fields: dict) -> str:
+    flag = "--" + key.replace("_", "-")
+    if key in _tables()["FIELDS"]:
+        return (f"{flag}: model {model} does not take it; its keys: "
+                f"{', '.join('--' + k.replace('_', '-') for k in sorted(fields)) or 'none'}")
+    close = difflib.get_close_matches(key, list(_tables()["FIELDS"]), n=3)
+    hint = f"; did you mean {', '.join('--' + c.replace('_', '-') for c in close)}?" if close else ""
+    return f"{flag}: unknown key{hint}"

@@ -15,7 +15,7 @@ import torch
 
 from bench import figures, metrics
 from bench.errors import UsageError, exit_usage
-from bench.tensors import to_uint8
+from bench.tensors import to_float, to_uint8
 
 
 @torch.no_grad()
@@ -23,7 +23,7 @@ def output_collapsed(model, data, device, n=256) -> bool:
     """True when reconstructions no longer depend on the input (all-black images, a mean
     image): their spread across test images is below one grey level in 1,000."""
     model.eval()
-    x = data.test.x[:n].to(device).float() / 255
+    x = to_float(data.test.x[:n].to(device))
     recon = model(x)["recon"].float()
     return len(x) > 1 and float(recon.std(0).mean()) < 1e-3
 
@@ -35,8 +35,8 @@ def _recon_eval(model, data, cfg, device):
     if res["warning/output_collapsed"]:
         print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "
               f"train longer, lower --lr, or add --batchnorm", file=sys.stderr, flush=True)
-    if model.noise_std > 0:
-        noisy = metrics.reconstruction(model, data.test, device, sigma=model.noise_std,
+    if model.noise_level > 0:
+        noisy = metrics.reconstruction(model, data.test, device, sigma=model.noise_level,
                                        noise_type=model.noise_type, seed=cfg.seed, with_input=True, **kw)
         res.update({f"test_noisy/{k}": v for k, v in noisy.items()})
     return res
@@ -59,12 +59,12 @@ EVALUATORS = {"reconstruct": _recon_eval, "denoise": _recon_eval,
 @torch.no_grad()
 def _recon_figure(model, data, cfg, device, path):
     model.eval()
-    x = data.test.x[:8].to(device).float() / 255
+    x = to_float(data.test.x[:8].to(device))
     rows = [("original", x)]
-    if model.noise_std > 0:
+    if model.noise_level > 0:
         g = torch.Generator(device=device).manual_seed(cfg.seed)
         noisy = model.corrupt(x, g)
-        rows += [(f"noisy s={model.noise_std:g}", noisy), ("denoised", model(noisy)["recon"])]
+        rows += [(f"noisy s={model.noise_level:g}", noisy), ("denoised", model(noisy)["recon"])]
     rows.append(("reconstruction", model(x)["recon"]))
     save_recon_arrays(path.parent.parent / RECON_ARRAYS, rows)
     return figures.image_rows(rows, path, figures.run_title(cfg))
@@ -92,7 +92,7 @@ def save_recon_arrays(path, rows) -> None:
 @torch.no_grad()
 def _segment_figure(model, data, cfg, device, path):
     model.eval()
-    x = data.test.x[:8].to(device).float() / 255
+    x = to_float(data.test.x[:8].to(device))
     pred = (model(x)["recon"] > 0.5).float()
     return figures.image_rows([("image", x), ("mask", data.test.y[:8].float()), ("predicted", pred)],
                               path, figures.run_title(cfg))
@@ -110,8 +110,8 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
     if model.task in FIGURES:
         figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
     if snapshots:
-        rows = [("original", data.test.x[:8].float() / 255)]
-        rows += [(f"epoch {e}", s.float() / 255) for e, s in sorted(snapshots.items())]
+        rows = [("original", to_float(data.test.x[:8]))]
+        rows += [(f"epoch {e}", to_float(s)) for e, s in sorted(snapshots.items())]
         figs["recon_epochs"] = figures.image_rows(rows, run.figures / "recon_epochs.png",
                                                   "the same test images after selected epochs")
     return results, figs
@@ -123,9 +123,9 @@ def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[
     per-image MSE / PSNR / SSIM: a W&B table sortable to find the worst reconstructions
     (and `test_images.csv` locally)."""
     model.eval()
-    x = data.test.x[:n].to(device).float() / 255
+    x = to_float(data.test.x[:n].to(device))
     noisy = None
-    if model.noise_std > 0:
+    if model.noise_level > 0:
         noisy = model.corrupt(x, torch.Generator(device=device).manual_seed(cfg.seed))
     recon = model(noisy if noisy is not None else x)["recon"]
     m = metrics.image_metrics(recon, x)  # the same definitions as the test metrics
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
 def _standalone(args) -> int:
     from bench import tools
     from bench.checkpoint import load_run_model
-    from bench.config import FIELDS, resolve
+    from bench.config import FIELDS, canonical, resolve
     from bench.data import load_data
     from bench.artifacts import find_run
     from bench.track import Tracking
@@ -222,7 +222,7 @@ def _standalone(args) -> int:
     tools.expand([w for w in args.what.split(",") if w])  # unknown names first, before any file is read
     run = find_run(args.run, args.runs_dir)
     model, saved = load_run_model(str(run.path), args.runs_dir)
-    overrides = {k: v for k, v in saved.items() if k in FIELDS}
+    overrides = {k: v for k, v in canonical(saved).items() if k in FIELDS}
     if args.data_root:
         overrides["data_root"] = args.data_root
     if args.embed_points is not None:

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 def run_title(cfg) -> str:
     """A run named by what its sweep varies, so a figure says which setting it shows:
-    `dae (batchnorm=True, noise_std=0.3) seed 0 on colored_mnist`."""
+    `dae (batchnorm=True, noise_level=0.3) seed 0 on colored_mnist`."""
     import json
     import os
 

@@ -15,10 +15,15 @@ STRUCTURAL = frozenset({"in_channels", "image_size", "num_classes", "runs_dir"})
 
 
 def key(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi_open=False,
-        internal: bool = False):
+        internal: bool = False, alias: str | None = None, shorthand: bool = False,
+        implies_model: str | None = None):
     """A config field with its help and its valid values (checked when a run is configured).
-    `internal`: a model knob that is not offered on the command line."""
-    meta = dict(help=help, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, internal=internal)
+    `internal`: a model knob that is not offered on the command line. `alias`: an older name
+    still accepted (flags, config files, sweeps, recorded runs). `shorthand`: a key that only
+    sets others in `derive()` (not recorded when unset). `implies_model`: giving this key
+    without `--model` chooses that model."""
+    meta = dict(help=help, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, internal=internal,
+                alias=alias, shorthand=shorthand, implies_model=implies_model)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -32,23 +37,61 @@ BATCHNORM = dict(help="BatchNorm after every conv/deconv layer")
 DROPOUT = dict(help="dropout probability (after every conv/deconv layer; before the head of a classifier)",
                lo=0.0, hi=1.0, hi_open=True)
 BOTTLENECK = dict(help="'linear' (flat z of latent_dim) or 'conv' (z is the last feature map, e.g. 2x2x16 for "
-                       "channels 128,64,32,16 at 28 px; seed 001)", choices=["linear", "conv"])
+                       "channels 128,64,32,16 at 28 px)", choices=["linear", "conv"])
+BETA = dict(help="KL weight beta: loss = recon + beta * KL (beta-VAE; 0 trains the VAE's encoder as a plain AE)",
+            lo=0.0, hi=1000.0, alias="kl_weight")
 KL_WARMUP = dict(help="linear KL annealing over this many epochs", lo=0)
 RECON_LOSS = dict(help="VAE reconstruction loss", choices=["mse", "bce"])
 
 
 @dataclass
-class Corruption:
-    """Input corruption: every autoencoder family that can be trained as a denoiser."""
-    noise_std: float = key(0.0, "input corruption level sigma (denoising)", lo=0.0, hi=1.0)
-    noise_type: str = key("gaussian", "input corruption", choices=["gaussian", "dropout", "salt_pepper"])
+class FamilyConfig:
+    """The base of every model family's `Config`: the second level of a run's configuration.
+
+    The run keys (`bench.config.RunKeys`) are resolved first; once `--model` is known, its
+    family's Config resolves the remaining flat keys: the model's registered defaults, then
+    the user's values, then `derive()` (keys set by other keys, cross-key checks), then
+    `task()`. Generic code never names a family key; it asks the family."""
+
+    def derive(self) -> None:
+        """Set derived keys and check combinations; raise UsageError on bad input."""
+
+    def task(self, registered: str) -> str:
+        """The task this configuration trains (the model's registered task by default)."""
+        return registered
+
+    def to_dict(self) -> dict:
+        """The user-settable keys as recorded in config.json and checkpoints (lists, not
+        tuples; a shorthand key left unset is not recorded)."""
+        out = {}
+        for name, f in cli_keys(type(self)).items():
+            value = getattr(self, name)
+            if value is None and f.metadata.get("shorthand"):
+                continue
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
 
 
 @dataclass
-class ImageInput:
+class ImageInput(FamilyConfig):
     """What a model takes from the data (set by the run, not by the user)."""
     in_channels: int = 1
     image_size: int = 28
+
+
+NOISE_HELP = ("input corruption level (denoising): the standard deviation of added noise for gaussian, "
+              "the share of pixels zeroed for dropout, the share of pixels set to 0 or 1 for salt_pepper")
+
+
+@dataclass
+class Corruption(FamilyConfig):
+    """Input corruption: every autoencoder family that can be trained as a denoiser."""
+    noise_level: float = key(0.0, NOISE_HELP, lo=0.0, hi=1.0, alias="noise_std")
+    noise_type: str = key("gaussian", "input corruption (what --noise-level means depends on it)",
+                          choices=["gaussian", "dropout", "salt_pepper"])
+
+    def task(self, registered: str) -> str:
+        return "denoise" if registered == "reconstruct" and self.noise_level > 0 else super().task(registered)
 
 
 def cli_keys(config_cls) -> dict:
@@ -58,4 +101,9 @@ def cli_keys(config_cls) -> dict:
             if f.name not in STRUCTURAL and not f.metadata.get("internal") and not f.name.startswith("_")}
 
 
-__all__ = ["key", "STRUCTURAL", "Corruption", "ImageInput", "cli_keys", "Optional"]
+def aliases(config_cls) -> dict:
+    """{old name: key} of a family config's accepted aliases."""
+    return {f.metadata["alias"]: name for name, f in cli_keys(config_cls).items() if f.metadata.get("alias")}
+
+
+__all__ = ["key", "STRUCTURAL", "FamilyConfig", "Corruption", "ImageInput", "cli_keys", "aliases", "Optional"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.data import batches, to_float
+from bench.data import batches
+from bench.tensors import to_float
 from bench.errors import UsageError
 from bench.figures import plt
 

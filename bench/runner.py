@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from bench import checkpoint, faults
-from bench.config import FIELDS, MODEL_KEYS, RESUME_FREE_KEYS, parse_args, resolve
+from bench.config import FIELDS, RESUME_FREE_KEYS, canonical, parse_args, resolve
 from bench.errors import UsageError, exit_usage
-from bench.train import Diverged, Interrupted, Trainer
+from bench.train import Diverged, Interrupted, Trainer, read_resumable
 
 
 def pick_device(name: str) -> torch.device:
@@ -70,11 +70,11 @@ def resolve_run_config(overrides: dict):
         raise UsageError("--resume: give a run directory or id (see runs/)")
     run = find_run(str(overrides["resume"]), overrides.get("runs_dir", "runs"))
     run.lock()  # held until this process ends: two resumes of one run never both train it
-    saved = run.read_config()
-    for key, value in overrides.items():
+    saved = {k: v for k, v in canonical(run.read_config()).items() if k in FIELDS}
+    for key, value in canonical(overrides).items():
         if key in RESUME_FREE_KEYS or key not in saved:
             continue
-        mine = resolve({key: value}).to_dict()[key]
+        mine = resolve(dict(saved, **{key: value})).to_dict()[key]
         if mine != saved[key]:
             raise UsageError(f"--resume {run.id}: --{key.replace('_', '-')} {mine!r} differs from the run's "
                              f"{saved[key]!r}; resume with the same config (only {', '.join(sorted(RESUME_FREE_KEYS - {'resume', 'config'}))} may change)")
@@ -86,55 +86,26 @@ def resolve_run_config(overrides: dict):
                          f"stop it first")
     if status == "finished":
         raise UsageError(f"--resume {run.id}: the run already finished; start a new run instead")
-    merged = {k: v for k, v in saved.items() if k in FIELDS}
-    merged.update({k: v for k, v in overrides.items() if k in RESUME_FREE_KEYS and k != "config"})
-    return resolve(merged), run
+    saved.update({k: v for k, v in overrides.items() if k in RESUME_FREE_KEYS and k != "config"})
+    return resolve(saved), run
 
 
-def fill_model_defaults(cfg, model) -> None:
-    """Write the model's effective values of model keys into the config (resolved config)."""
-    mcfg = getattr(model, "cfg", None)
-    if mcfg is None or not dataclasses.is_dataclass(mcfg):
-        return
-    for f in dataclasses.fields(mcfg):
-        if hasattr(cfg, f.name) and getattr(cfg, f.name) is None:
-            v = getattr(mcfg, f.name)
-            setattr(cfg, f.name, list(v) if isinstance(v, tuple) else v)
-
-
-def taken_keys(entry) -> set[str]:
-    """The keys a model takes, as its family's config declares them."""
-    from bench.keys import cli_keys
-    return set(cli_keys(entry.config_cls))
-
-
-def refuse_foreign_keys(cfg, entry) -> None:
-    """A model key the chosen model does not take is bad input, never silently dropped."""
-    taken = taken_keys(entry)
-    for key in sorted(MODEL_KEYS - taken, key=lambda k: (k != "mlp_dims", k)):  # mlp_dims sets hidden_dims
-        if getattr(cfg, key) is not None:
-            raise UsageError(f"--{key.replace('_', '-')}: model {cfg.model} does not take it; "
-                             f"its keys: {', '.join('--' + k.replace('_', '-') for k in sorted(taken)) or 'none'}")
-
-
-def recorded_config(cfg, entry) -> dict:
-    """The resolved config as recorded: run keys plus only the model keys this model uses."""
-    unused = MODEL_KEYS - taken_keys(entry)
-    out = {k: v for k, v in cfg.to_dict().items() if k not in unused}
-    if "mlp_dims" in out and out["mlp_dims"] is None:
-        del out["mlp_dims"]
-    return out
+def for_data(family, in_shape, num_classes):
+    """The family config with what the model takes from the data (channels, size, classes)."""
+    c, h, _ = in_shape
+    given = {"in_channels": c, "image_size": h, "num_classes": num_classes}
+    return dataclasses.replace(family, **{k: v for k, v in given.items() if hasattr(family, k)})
 
 
 def build(cfg, seconds: dict | None = None):
     """Validate names, load data, build the model. Raises UsageError on any bad input.
     `seconds` receives the wall time of loading the data and of building the model."""
-    from registry import count_params, create_model, dataset_entry, model_entry
+    from registry import build_model, count_params, dataset_entry, model_entry
     from bench.data import load_data
 
     entry = model_entry(cfg.model)
     dentry = dataset_entry(cfg.dataset)
-    task = "denoise" if entry.task == "reconstruct" and (cfg.noise_std or 0) > 0 else entry.task
+    task = entry.task_of(cfg.family)
     if cfg.task and cfg.task != task and {cfg.task, task} != {"reconstruct", "denoise"}:
         raise UsageError(f"--task {cfg.task}: model {cfg.model} does a {task} task; valid: {task}")
     if cfg.select_on == "test" and task != "classify":
@@ -147,15 +118,14 @@ def build(cfg, seconds: dict | None = None):
     t = time.perf_counter()
     data = load_data(cfg, task)
     t_data = time.perf_counter()
-    refuse_foreign_keys(cfg, entry)
-    model = create_model(cfg.model, data.shape, data.num_classes, **cfg.to_dict())
+    cfg.family = for_data(cfg.family, data.shape, data.num_classes)
+    model = build_model(entry, cfg.family)
     n_params = count_params(model)
     # A budget limits what is learned: frozen backbones (seed 002's ResNet-18 probe) do not count.
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if cfg.max_params is not None and trainable > cfg.max_params:
         raise UsageError(f"{cfg.model} has {trainable:,} trainable parameters ({n_params:,} in all), "
                          f"over --max-params {cfg.max_params:,}")
-    fill_model_defaults(cfg, model)
     cfg.task = model.task
     if seconds is not None:
         seconds.update(data=t_data - t, model=time.perf_counter() - t_data)
@@ -222,6 +192,29 @@ class Phases:
                 signal.signal(s, h)
 
 
+@dataclasses.dataclass
+class Job:
+    """One run's parts, each built once: what `execute` prepared before the run existed,
+    then the W&B tracking and the trainer as the run's phases create them."""
+    run: object
+    resumed: bool
+    cfg: object
+    model: torch.nn.Module
+    data: object
+    device: torch.device
+    n_params: int
+    resume: dict | None  # the checked last.pt of a resumed run
+    record: dict = dataclasses.field(default_factory=dict)  # config.json, and every checkpoint's config
+    tracking: object = None
+    trainer: Trainer | None = None
+    extra: dict = dataclasses.field(default_factory=dict)  # summary numbers so far
+
+    def epochs_done(self) -> int:
+        if self.trainer is not None:
+            return self.trainer.state.epoch
+        return (self.resume or {}).get("state", {}).get("epoch", 0)
+
+
 def execute(argv: list[str], log=print) -> int:
     import psutil
 
@@ -232,8 +225,6 @@ def execute(argv: list[str], log=print) -> int:
     before = {"imports": max(0.0, time.time() - psutil.Process().create_time())}
     t = time.perf_counter()
     overrides, actions = parse_args(argv)
-    if overrides.get("probe_from") and "model" not in overrides:
-        overrides["model"] = "linear_probe"  # the only family that takes --probe-from, when no model is named
     if "list" in actions:
         print(describe())
         return 0
@@ -249,123 +240,142 @@ def execute(argv: list[str], log=print) -> int:
         # Unknown tools, and tools this model or data cannot serve, are refused before training.
         cfg.eval = tools.applicable(cfg.eval, model, data.kind)
     if "print_config" in actions:
-        from registry import model_entry
-        print(json.dumps(recorded_config(cfg, model_entry(cfg.model)), indent=2, sort_keys=True))
+        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         return 0
-
-    trainer = Trainer(model, data, cfg, resume_run, None, device, log=log)
-    if resume_run and resume_run.ckpt("last").exists():
-        trainer.restore()  # a bad checkpoint is refused here, before the run is touched
+    resume = None
+    if resume_run and resume_run.ckpt("last").exists():  # a bad checkpoint is refused here, untouched
+        resume = read_resumable(resume_run.ckpt("last"), model, cfg)
     run = resume_run or RunDir.create(cfg.runs_dir, cfg.model, cfg.dataset)
-    trainer.run = run
-    before["model"] += time.perf_counter() - t  # optimiser, checkpoint restore
+    before["model"] += time.perf_counter() - t  # checkpoint check
+    job = Job(run, resume_run is not None, cfg, model, data, device, n_params, resume, record=cfg.to_dict())
     with Phases(before) as phases:
-        return _supervised(run, resume_run is not None, cfg, model, data, device, n_params, trainer, phases, log)
+        return _supervised(job, phases, log)
 
 
-def _supervised(run, resumed, cfg, model, data, device, n_params, trainer, phases, log) -> int:
+def _supervised(job: Job, phases: Phases, log) -> int:
     """Everything that happens to an existing run; whatever stops it, its status is recorded."""
-    from bench.evaluate import record_results, run_extra, test_evaluation
-    from bench.track import Tracking
-
-    exit_code, status, extra, tracking = 0, "finished", {}, None
+    run, cfg = job.run, job.cfg
+    exit_code, status = 0, "finished"
     try:
-        from registry import model_entry
-        resolved = recorded_config(cfg, model_entry(cfg.model))
-        if not resumed:
-            run.write_config(resolved)
-        log("config " + json.dumps(resolved, sort_keys=True))
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        log(f"run {run.id}  model {cfg.model} ({n_params:,} params, {trainable:,} trainable)  data {cfg.dataset} "
-            f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {device}")
-        run.mark_running()
-        run.update_summary(n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
-                           input_shape="x".join(map(str, data.shape)), device_used=str(device))
-        run.update_summary(params=n_params, trainable_params=trainable, model=cfg.model, dataset=cfg.dataset, run_id=run.id,
-                           sweep=cfg.sweep, group=cfg.group,
-                           sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"))
-        if resumed:
-            # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
-            run.rewrite_metrics(trainer.state.history)
-            log(f"resumed {run.id} after epoch {trainer.state.epoch}")
-        phases.enter("wandb_init")
-        tracking = Tracking(resolved, run)
-        trainer.tracking = tracking
-        run.update_summary(wandb_mode=tracking.wandb_mode)
-
-        phases.enter("setup")
-        model.to(device)
-        if cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
-        trainer.data = data.to(device)
-        if cfg.amp == "auto":  # chosen once per run: a resumed run keeps its first choice
-            from bench.train import choose_amp
-            cfg.amp = run.read_summary().get("amp_chosen") if resumed else None
-            cfg.amp = cfg.amp or choose_amp(model, trainer.data.train, cfg.batch_size, device, cfg.channels_last)
-            run.update_summary(amp_chosen=cfg.amp)
-            log(f"--amp auto: {cfg.amp}")
-        if cfg.compile:
-            trainer.step_fn = torch.compile(model)
-
-        phases.enter("training")
-        state = trainer.fit()
-        phases.enter("test_evaluation")
-        best_path = run.ckpt("best")
-        checkpoint.load_weights(model, checkpoint.load(best_path, map_location=device), best_path)
-        results, figs = test_evaluation(model, trainer.data, cfg, run, device, state.history, state.snapshots)
-        extra = dict({k: v for k, v in state.history[-1].items() if k.startswith(("train/", "val/"))},
-                     **results, epochs=state.epoch, best_epoch=state.best_epoch,
-                     **{"test/from_checkpoint": f"best.pt (epoch {state.best_epoch})"},
-                     train_seconds=state.train_seconds, compile_seconds=state.compile_seconds,
-                     images_per_sec=_mean_rate(state.history), params=n_params)
-        # Recorded before any optional tool runs: a tool that fails or a stop cannot lose them.
-        record_results(run, tracking, extra, figs)
-        if model.task in ("reconstruct", "denoise"):
-            from bench.evaluate import image_table
-            tracking.log_table("test_images", *image_table(model, trainer.data, cfg, device))
-        log("summary " + "  ".join(f"{k} {v:.4f}" for k, v in results.items()
-                                   if k.startswith("test") and isinstance(v, float)))
-        if cfg.eval:
-            extra.update(run_extra(cfg.eval, model, trainer.data, cfg, run, device, tracking,
-                                   before_each=lambda name: phases.enter(f"eval:{name}")))
-        phases.enter("finish")
-        tracking.log_checkpoints(run, cfg.wandb_artifacts)
+        _train_and_evaluate(job, phases, log)
     except Diverged as e:
         exit_code, status = 1, "failed"
-        extra = {"reason": str(e), "failed_epoch": e.epoch, "failed_step": e.step,
-                 "epochs": trainer.state.epoch}
-        kept = (f"last good checkpoint (epoch {trainer.state.epoch}) kept at {run.ckpt('last')}"
+        job.extra = {"reason": str(e), "failed_epoch": e.epoch, "failed_step": e.step, "epochs": job.epochs_done()}
+        kept = (f"last good checkpoint (epoch {job.epochs_done()}) kept at {run.ckpt('last')}"
                 if run.ckpt("last").exists() else "no epoch finished, so no checkpoint")
         log(f"run {run.id} failed: {e}; {kept}")
     except (Interrupted, KeyboardInterrupt) as e:
         signum = getattr(e, "signum", signal.SIGINT)
         reason = str(e) if isinstance(e, Interrupted) else f"SIGINT received during {phases.name}"
         exit_code, status = 128 + signum, "interrupted"
-        extra = dict(extra, reason=reason, epochs=trainer.state.epoch)
-        print(f"run {run.id} interrupted ({reason}) after {trainer.state.epoch} finished epochs; "
+        job.extra.update(reason=reason, epochs=job.epochs_done())
+        print(f"run {run.id} interrupted ({reason}) after {job.epochs_done()} finished epochs; "
               f"continue with: python run.py --resume {run.id} --runs-dir {cfg.runs_dir}", file=sys.stderr)
     except OSError as e:  # full or unwritable storage: recorded where possible, one line, exit 2
         exit_code, status = 2, "failed"
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        extra = dict(extra, reason=f"storage error: {e.strerror or type(e).__name__}{where}",
-                     epochs=trainer.state.epoch)
-        print(f"run.py: error: run {run.id}: {extra['reason']}", file=sys.stderr)
+        job.extra.update(reason=f"storage error: {e.strerror or type(e).__name__}{where}", epochs=job.epochs_done())
+        print(f"run.py: error: run {run.id}: {job.extra['reason']}", file=sys.stderr)
     except UsageError as e:  # bad input found late (a tool's refusal is caught inside run_extra)
         exit_code, status = 2, "failed"
-        extra = dict(extra, reason=str(e), epochs=trainer.state.epoch)
+        job.extra.update(reason=str(e), epochs=job.epochs_done())
         print(f"run.py: error: {' '.join(str(e).split())}", file=sys.stderr)
     except BaseException as e:
         exit_code, status = 1, "failed"
-        extra = dict(extra, reason=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-4000:],
-                     epochs=trainer.state.epoch)
+        job.extra.update(reason=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-4000:],
+                         epochs=job.epochs_done())
         raise
     finally:
         with phases.ignoring_signals():
-            _finish(run, tracking, status, dict(extra, **phases.times()), exit_code)
+            _finish(run, job.tracking, status, dict(job.extra, **phases.times()), exit_code)
     log(f"status {status}  run dir {run.path}")
     if status == "finished":
-        log(next_steps(run, cfg, tracking))
+        log(next_steps(run, cfg, job.tracking))
     return exit_code
+
+
+def _train_and_evaluate(job: Job, phases: Phases, log) -> None:
+    """The run's phases in order; each one's wall time is recorded as `time/phase/<name>`."""
+    from bench.evaluate import run_extra
+    from bench.track import Tracking
+
+    _start(job, log)
+    phases.enter("wandb_init")
+    job.tracking = Tracking(job.record, job.run)
+    job.run.update_summary(wandb_mode=job.tracking.wandb_mode)
+    phases.enter("setup")
+    step_fn = _setup(job, log)
+    job.trainer = Trainer(job.model, job.data, job.cfg, job.run, job.tracking, job.device, log=log,
+                          record=job.record, resume=job.resume, step_fn=step_fn)
+    phases.enter("training")
+    state = job.trainer.fit()
+    phases.enter("test_evaluation")
+    _test_evaluation(job, state, log)
+    if job.cfg.eval:
+        job.extra.update(run_extra(job.cfg.eval, job.model, job.data, job.cfg, job.run, job.device, job.tracking,
+                                   before_each=lambda name: phases.enter(f"eval:{name}")))
+    phases.enter("finish")
+    job.tracking.log_checkpoints(job.run, job.cfg.wandb_artifacts)
+
+
+def _start(job: Job, log) -> None:
+    """config.json (a new run only), the run's first summary and its opening log lines."""
+    run, cfg, model, data = job.run, job.cfg, job.model, job.data
+    if not job.resumed:
+        run.write_config(job.record)
+    log("config " + json.dumps(job.record, sort_keys=True))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"run {run.id}  model {cfg.model} ({job.n_params:,} params, {trainable:,} trainable)  data {cfg.dataset} "
+        f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {job.device}")
+    run.mark_running()
+    run.update_summary(n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
+                       input_shape="x".join(map(str, data.shape)), device_used=str(job.device),
+                       params=job.n_params, trainable_params=trainable, model=cfg.model, dataset=cfg.dataset,
+                       run_id=run.id, sweep=cfg.sweep, group=cfg.group,
+                       sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"))
+    if job.resumed:
+        # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
+        history = (job.resume or {}).get("state", {}).get("history", [])
+        run.rewrite_metrics(history)
+        log(f"resumed {run.id} after epoch {job.epochs_done()}")
+
+
+def _setup(job: Job, log):
+    """Model and data on the device, mixed precision chosen, the step compiled: returns
+    the callable a training step runs."""
+    cfg, model, run = job.cfg, job.model, job.run
+    model.to(job.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    job.data = job.data.to(job.device)
+    if cfg.amp == "auto":  # chosen once per run: a resumed run keeps its first choice
+        from bench.train import choose_amp
+        cfg.amp = run.read_summary().get("amp_chosen") if job.resumed else None
+        cfg.amp = cfg.amp or choose_amp(model, job.data.train, cfg.batch_size, job.device, cfg.channels_last)
+        run.update_summary(amp_chosen=cfg.amp)
+        log(f"--amp auto: {cfg.amp}")
+    return torch.compile(model) if cfg.compile else model
+
+
+def _test_evaluation(job: Job, state, log) -> None:
+    """Test metrics of best.pt, recorded before any optional tool runs: a tool that fails
+    or a stop cannot lose them."""
+    from bench.evaluate import image_table, record_results, test_evaluation
+
+    model, run, device = job.model, job.run, job.device
+    best_path = run.ckpt("best")
+    checkpoint.load_weights(model, checkpoint.load(best_path, map_location=device), best_path)
+    results, figs = test_evaluation(model, job.data, job.cfg, run, device, state.history, state.snapshots)
+    job.extra = dict({k: v for k, v in state.history[-1].items() if k.startswith(("train/", "val/"))},
+                     **results, epochs=state.epoch, best_epoch=state.best_epoch,
+                     **{"test/from_checkpoint": f"best.pt (epoch {state.best_epoch})"},
+                     train_seconds=state.train_seconds, compile_seconds=state.compile_seconds,
+                     images_per_sec=_mean_rate(state.history), params=job.n_params)
+    record_results(run, job.tracking, job.extra, figs)
+    if model.reconstructs:
+        job.tracking.log_table("test_images", *image_table(model, job.data, job.cfg, device))
+    log("summary " + "  ".join(f"{k} {v:.4f}" for k, v in results.items()
+                               if k.startswith("test") and isinstance(v, float)))
 
 
 def next_steps(run, cfg, tracking) -> str:

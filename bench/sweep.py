@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.config import FIELDS, coerce, parse_args, validate_value
+from bench.config import FIELDS, canonical, coerce, parse_args, validate_value
 from bench.errors import UsageError, exit_usage
 from bench.store import check_plain_name, try_lock
 
@@ -73,7 +73,7 @@ def load_sweep(path: str) -> dict:
         raise UsageError(f"{path}: metric {metric['name']!r} is not a key run.py logs; use val/<term>, "
                          f"test/<metric> or best_value")
     for name, spec in params.items():
-        key = name.replace("-", "_")
+        key = canonical({name.replace("-", "_"): None}).popitem()[0]  # noise_std is noise_level
         if key not in FIELDS:
             close = difflib.get_close_matches(key, list(FIELDS), n=1)
             raise UsageError(f"{path}: unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")

@@ -20,6 +20,11 @@ def prepare(x, channels_last):
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """Stored uint8 images as floats in [0, 1] (on the tensor's device)."""
+    return x.float().div_(255.0)
+
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Images in [0, 1] (any float dtype, any device) as uint8 on the CPU, rounded."""
     return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()

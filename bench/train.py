@@ -20,7 +20,7 @@ import torch
 
 from bench import checkpoint, faults
 from bench.data import DataBundle, batches
-from bench.tensors import autocast, image_grid, prepare, to_uint8  # noqa: F401  (autocast, prepare: also bench.speed)
+from bench.tensors import autocast, image_grid, prepare, to_float, to_uint8  # noqa: F401  (autocast, prepare: also bench.speed)
 
 
 class Diverged(Exception):
@@ -138,49 +138,63 @@ def better(value, best, mode):
     return value < best if mode == "min" else value > best
 
 
+def read_resumable(path, model, cfg) -> dict:
+    """`last.pt` of a stopped run, checked against this model and config: weights loaded
+    into `model`, optimiser state and training state proven loadable. Anything wrong with
+    the file (unreadable, foreign, another architecture) is bad input, raised before the
+    run is changed in any way."""
+    ck = checkpoint.load(path)
+    checkpoint.load_weights(model, ck, path)
+    try:
+        _optimizer(model, cfg).load_state_dict(ck["optimizer"])
+        TrainState(**ck["state"])
+        checkpoint.set_rng_state(ck["rng"], torch.Generator())
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise checkpoint.UsageError(f"checkpoint {path} cannot resume this run "
+                                    f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+    return ck
+
+
+def _optimizer(model, cfg):
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 class Trainer:
-    def __init__(self, model, data: DataBundle, cfg, run, tracking, device, log=print):
+    """Trains one model on one run, complete when built: `resume` is a checkpoint from
+    `read_resumable`, `record` the resolved config stored in every checkpoint (the same
+    dict as config.json), `step_fn` the callable a training step runs (the model, or its
+    compiled form)."""
+
+    def __init__(self, model, data: DataBundle, cfg, run, tracking, device, log=print, *,
+                 record: dict | None = None, resume: dict | None = None, step_fn=None):
         self.model, self.data, self.cfg, self.run = model, data, cfg, run
         self.tracking, self.device, self.log = tracking, device, log
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = _optimizer(model, cfg)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
         self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.amp == "fp16" else None
         self.state = TrainState()
-        self.step_fn = model
+        self.step_fn = step_fn or model
         self.check_every = 1 if device.type == "cpu" else 50
-        self.ckpt_meta = {"in_shape": list(data.shape), "num_classes": data.num_classes}
+        self.ckpt_meta = {"in_shape": list(data.shape), "num_classes": data.num_classes,
+                          "config": record if record is not None else cfg.to_dict()}
+        if resume is not None:
+            self.opt.load_state_dict(resume["optimizer"])
+            if self.scaler and resume.get("scaler"):
+                self.scaler.load_state_dict(resume["scaler"])
+            self.state = TrainState(**resume["state"])
+            checkpoint.set_rng_state(resume["rng"], self.shuffle)
 
     # -- checkpoints
     def save(self):
         faults.point("checkpoint")
-        meta = dict(self.ckpt_meta, config=self.cfg.to_dict())
         checkpoint.save(self.run.ckpt("last"), dict(
-            meta, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+            self.ckpt_meta, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler else None,
             state=vars(self.state), rng=checkpoint.rng_state(self.shuffle)))
 
     def save_best(self):
-        checkpoint.save(self.run.ckpt("best"), dict(self.ckpt_meta, config=self.cfg.to_dict(),
-                                                     model=self.model.state_dict(),
+        checkpoint.save(self.run.ckpt("best"), dict(self.ckpt_meta, model=self.model.state_dict(),
                                                      epoch=self.state.epoch))
-
-    def restore(self):
-        """Load `last.pt` into model, optimiser, state and RNGs, touching nothing on disk.
-
-        Anything wrong with the file (unreadable, foreign, another architecture) is bad
-        input, raised before the run is changed in any way."""
-        path = self.run.ckpt("last")
-        ck = checkpoint.load(path)
-        checkpoint.load_weights(self.model, ck, path)
-        try:
-            self.opt.load_state_dict(ck["optimizer"])
-            if self.scaler and ck.get("scaler"):
-                self.scaler.load_state_dict(ck["scaler"])
-            self.state = TrainState(**ck["state"])
-            checkpoint.set_rng_state(ck["rng"], self.shuffle)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise checkpoint.UsageError(f"checkpoint {path} cannot resume this run "
-                                        f"({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
 
     # -- one epoch
     def train_epoch(self, epoch: int, stop: StopFlag) -> dict:
@@ -232,10 +246,10 @@ class Trainer:
 
     @torch.no_grad()
     def snapshot(self, epoch: int, n_images: int = 8):
-        if self.model.task not in ("reconstruct", "denoise") or epoch not in snapshot_epochs(self.cfg.epochs):
+        if not self.model.reconstructs or epoch not in snapshot_epochs(self.cfg.epochs):
             return
         self.model.eval()
-        x = self.data.test.x[:n_images].float() / 255
+        x = to_float(self.data.test.x[:n_images])
         recon = self.model(prepare(x, self.cfg.channels_last))["recon"]
         self.state.snapshots[epoch] = to_uint8(recon)
 
@@ -251,16 +265,13 @@ class Trainer:
         return {"media/reconstructions": (grid, f"epoch {epoch}: test images (top) "
                                           f"and their reconstructions")}
 
-    def validate(self) -> dict:
-        """Validation terms; a denoiser is validated on inputs corrupted as in training (the
-        same noise every epoch), so val/loss and the best checkpoint measure denoising."""
-        cfg, model = self.cfg, self.model
-        args = (model, self.data.val, max(cfg.batch_size, 256), self.device, cfg.amp, cfg.channels_last)
-        if model.noise_std <= 0:
-            return evaluate_loss(*args)
-        g = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        with model.corrupted_eval(g):
-            return evaluate_loss(*args)
+    def evaluate(self, split: str) -> dict:
+        """Every scalar term over a split, seen the way the model validates (a denoiser on
+        inputs corrupted as in training), so the best checkpoint measures what it learns."""
+        cfg = self.cfg
+        with self.model.validation(cfg.seed + 1, self.device):
+            return evaluate_loss(self.model, getattr(self.data, split), max(cfg.batch_size, 256), self.device,
+                                 cfg.amp, cfg.channels_last)
 
     def fit(self) -> TrainState:
         cfg, st = self.cfg, self.state
@@ -272,14 +283,10 @@ class Trainer:
             for epoch in range(st.epoch, cfg.epochs):
                 t_epoch = time.perf_counter()
                 tr = self.train_epoch(epoch, stop)
-                val = self.validate()
                 row = {"epoch": epoch + 1}
                 row.update({f"train/{k}": v for k, v in tr["metrics"].items()})
-                row.update({f"val/{k}": v for k, v in val.items()})
-                if self.model.task == "classify":  # seed 002 plots test accuracy per epoch
-                    test = evaluate_loss(self.model, self.data.test, max(cfg.batch_size, 256), self.device,
-                                         cfg.amp, cfg.channels_last)
-                    row.update({f"test/{k}": v for k, v in test.items()})
+                for split in self.model.epoch_splits:
+                    row.update({f"{split}/{k}": v for k, v in self.evaluate(split).items()})
                 row.update({"time/epoch_seconds": tr["seconds"],
                             "time/images_per_sec": tr["images"] / tr["seconds"]})
                 if not math.isfinite(row.get("val/loss", 0.0)):

@@ -54,8 +54,8 @@ def expected_keys(cfg: dict, params: dict) -> list[str]:
 
     model = params["model"]
     task = MODELS[model].task
-    if task in ("reconstruct", "denoise") and "noise_std" in params:  # sigma 0 is the plain-AE baseline
-        task = "denoise" if float(params["noise_std"]) > 0 else "reconstruct"
+    if task in ("reconstruct", "denoise") and "noise_level" in params:  # sigma 0 is the plain-AE baseline
+        task = "denoise" if float(params["noise_level"]) > 0 else "reconstruct"
     keys = list(TASK_KEYS[task])
     for tool in params.get("eval") or []:
         keys += TOOL_KEYS[tool]

@@ -35,7 +35,8 @@ RUN_CASES = [
     ("epochs not an int", lambda t: ["--epochs", "ten"], "expected an integer"),
     ("lr not a number", lambda t: ["--lr=fast"], "expected a finite number"),
     ("zero learning rate", lambda t: ["--lr", "0"], "out of range"),
-    ("sigma out of range", lambda t: ["--model", "dae", "--noise-std", "3"], "--noise-std"),
+    ("sigma out of range", lambda t: ["--model", "dae", "--noise-level", "3"], "--noise-level"),
+    ("sigma out of range, older name", lambda t: ["--model", "dae", "--noise-std", "3"], "--noise-level"),
     ("negative sigma", lambda t: ["--noise_std=-0.1"], "out of range"),
     ("mask ratio 1", lambda t: ["--model", "mcae", "--mask-ratio", "1.0"], "--mask-ratio"),
     ("negative lambda", lambda t: ["--model", "sparse_ae", "--l1-lambda", "-1e-3"], "--l1-lambda"),
@@ -63,7 +64,7 @@ RUN_CASES = [
     ("bad color mode", lambda t: ["--color-mode", "rainbow"], "valid: class, random"),
     ("key the model lacks", lambda t: ["--model", "pool_ae", "--latent-dim", "8"], "does not take it"),
     ("noise on a classifier", lambda t: ["--model", "cnn_classifier", "--noise-std", "0.3"], "does not take it"),
-    ("beta on the MLP VAE", lambda t: ["--model", "mlp_vae", "--beta", "4"], "its keys: --hidden-dims"),
+    ("channels on the MLP VAE", lambda t: ["--model", "mlp_vae", "--channels", "4"], "its keys: --beta"),
     ("select on test for an AE", lambda t: ["--select-on", "test"], "only classifiers"),
 ]
 

@@ -144,7 +144,7 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
         "    \"\"\"a family only this test defines\"\"\"\n"
         "    zz_width: int = key(3, 'width of the zz layer', lo=1, hi=9)\n\n"
         "@register_model(config=ZzConfig, hidden=True)\n"
-        "def zz_probe_model(**kw):\n    \"\"\"a model only this test defines\"\"\"\n    return nn.Identity()\n")
+        "def zz_probe_model(cfg):\n    \"\"\"a model only this test defines\"\"\"\n    return nn.Identity()\n")
     code = ("import sys, bench.models\n"
             f"bench.models.__path__.append({str(tmp_path)!r})\n"
             "import registry\n"
@@ -177,10 +177,35 @@ def test_every_model_key_is_declared_by_a_family_with_help():
     declared = {k for e in registry.MODELS.values() for k in cli_keys(e.config_cls)}
     assert MODEL_KEYS == declared - RUN_FIELDS and not (MODEL_KEYS & RUN_FIELDS)
     for k in MODEL_KEYS:
-        assert FIELDS[k].default is None and FIELDS[k].metadata["help"], k  # None: the model's own default
+        assert FIELDS[k].metadata["help"], k
     # a key shared by several families is one spec: same help, choices and range everywhere
     for k in MODEL_KEYS:
         specs = {json.dumps({m: v for m, v in f.metadata.items() if m != "internal"}, sort_keys=True, default=str)
                  for e in registry.MODELS.values() for n, f in cli_keys(e.config_cls).items() if n == k}
         assert len(specs) == 1, (k, specs)
     assert all(dataclasses.is_dataclass(e.config_cls) for e in registry.MODELS.values())
+
+
+def test_the_family_resolves_its_own_keys():
+    """Two levels: the run keys, then the chosen family's Config holding only its own keys
+    with this model's defaults, derived keys and task; the record is flat."""
+    import dataclasses
+
+    import registry
+    from bench.config import RUN_FIELDS, RunKeys, resolve
+    from bench.keys import cli_keys
+
+    assert {f.name for f in dataclasses.fields(RunKeys)} == RUN_FIELDS
+    cfg = resolve({"model": "dae"})
+    entry = registry.model_entry("dae")
+    assert type(cfg.family) is entry.config_cls
+    assert cfg.noise_level == dict(entry.defaults)["noise_level"] > 0  # dae's default, not the family's 0
+    assert entry.task_of(cfg.family) == "denoise"
+    ae = registry.model_entry("ae")
+    assert ae.task_of(resolve({"model": "ae"}).family) == "reconstruct"
+    assert ae.task_of(resolve({"model": "ae", "noise_std": 0.2}).family) == "denoise"  # the older name
+    record = resolve({"model": "mlp_vae", "mlp_dims": "400,100,7"}).to_dict()
+    assert record["hidden_dims"] == [400, 100] and record["latent_dim"] == 7  # derived by the family
+    assert set(record) == RUN_FIELDS | set(cli_keys(registry.model_entry("mlp_vae").config_cls))
+    assert "mlp_dims" not in resolve({"model": "mlp_vae"}).to_dict()  # an unset shorthand is not recorded
+    assert resolve({"probe_from": "some-run"}).model == "linear_probe"  # a key that chooses its model

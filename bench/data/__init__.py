@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UsageError
+from bench.tensors import to_float
 
 
 @dataclass
@@ -118,10 +119,6 @@ def load_data(cfg, task: str = "reconstruct") -> DataBundle:
         labelled = None if labelled is None else resize(labelled, cfg.image_size, entry.kind)
     return DataBundle(cfg.dataset, entry.kind, train_split, val_split, test, src.classes, src.attr_names,
                       labelled)
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255.0)
 
 
 def batches(split: Split, batch_size: int, shuffle: bool = False,

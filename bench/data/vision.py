@@ -20,6 +20,7 @@ import torch
 from bench.data import Source, Split
 from bench.data.decoded import decoded
 from bench.errors import UsageError
+from bench.tensors import to_float
 from registry import register_dataset
 
 DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -157,7 +158,7 @@ def colorize(x: torch.Tensor, y: torch.Tensor, mode: str, seed: int) -> torch.Te
     else:
         g = torch.Generator().manual_seed(seed)
         colors = torch.rand(len(y), 3, generator=g) * 200 + 55
-    return (x.float() / 255 * colors.view(-1, 3, 1, 1)).round().to(torch.uint8)
+    return (to_float(x) * colors.view(-1, 3, 1, 1)).round().to(torch.uint8)
 
 
 @register_dataset(shape=(3, 28, 28))

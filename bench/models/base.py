@@ -16,26 +16,27 @@ from bench.tensors import corrupt
 
 
 class BenchModel(nn.Module):
-    task = "reconstruct"
+    task = "reconstruct"  # set from the family config when the registry builds the model
     best_metric = ("val/loss", "min")  # how the best checkpoint is chosen
-    noise_std = 0.0
+    reconstructs = True  # outputs `recon` of its input (epoch snapshots, reconstruction figures)
+    epoch_splits = ("val",)  # splits evaluated after every epoch (a classifier adds "test")
+    noise_level = 0.0
     noise_type = "gaussian"
     is_variational = False  # a VAE: posterior(x) -> (mu, logvar), a prior N(0, I), KL terms
     can_decode = False  # decode(z) maps any latent code to an image (interpolation, sampling, arithmetic)
     mask_ratio = 0.0  # fraction of feature-map patches hidden while training (masked AE)
     _eval_noise: torch.Generator | None = None
 
-    def set_noise(self, noise_std: float, noise_type: str) -> None:
-        """Input corruption of a denoising model: it sees corrupted inputs, its loss is vs the clean image."""
-        self.noise_std, self.noise_type = noise_std, noise_type
-        if noise_std > 0:
-            self.task = "denoise"
+    def set_noise(self, noise_level: float, noise_type: str) -> None:
+        """Input corruption of a denoising model: it sees corrupted inputs, its loss is vs the
+        clean image (its task, `denoise`, is what its family config implies)."""
+        self.noise_level, self.noise_type = noise_level, noise_type
 
     def model_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the encoder sees: corrupted while training, and while `corrupted_eval` is
         active (validation and best-checkpoint choice of a denoiser use the corruption it
         is trained to remove); the clean image otherwise."""
-        if self.noise_std <= 0:
+        if self.noise_level <= 0:
             return x
         if self.training:
             return self.corrupt(x)
@@ -48,6 +49,13 @@ class BenchModel(nn.Module):
             yield self
         finally:
             self._eval_noise = None
+
+    def validation(self, seed: int, device) -> contextlib.AbstractContextManager:
+        """How validation (and so the best checkpoint) sees the data: a denoiser is
+        validated on inputs corrupted as in training, with the same noise every epoch."""
+        if self.noise_level <= 0:
+            return contextlib.nullcontext(self)
+        return self.corrupted_eval(torch.Generator(device=device).manual_seed(seed))
 
     @contextlib.contextmanager
     def masked_eval(self, ratio: float):
@@ -63,7 +71,7 @@ class BenchModel(nn.Module):
 
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None,
                 sigma: float | None = None) -> torch.Tensor:
-        return corrupt(x, self.noise_std if sigma is None else sigma, self.noise_type, generator)
+        return corrupt(x, self.noise_level if sigma is None else sigma, self.noise_type, generator)
 
 
 def down_sizes(size: int, n: int, name: str, kernel=3, stride=2, padding=1, min_size=2) -> list[int]:

@@ -30,6 +30,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Classifier(BenchModel):
     task = "classify"
     best_metric = ("val/acc", "max")
+    reconstructs = False
+    epoch_splits = ("val", "test")  # test accuracy per epoch: the curve a classifier is judged by
 
     def head_out(self, logits, z, y):
         out = {"logits": logits, "z": z, "recon": None}
@@ -186,9 +188,15 @@ class FrozenBackboneClassifier(Classifier):
 class LinearProbeConfig(ImageInput):
     """linear head on a finished autoencoder's frozen encoder (linear_probe)"""
     probe_from: Optional[str] = key(None, "the finished run (folder, id, or wandb:ENTITY/PROJECT/NAME:ALIAS) "
-                                          "whose frozen encoder feeds the linear head (required)")
+                                          "whose frozen encoder feeds the linear head (required)",
+                                    implies_model="linear_probe")
     runs_dir: str = "runs"
     num_classes: int = 10
+
+    def derive(self) -> None:
+        if not self.probe_from:
+            raise UsageError("--probe-from: linear_probe needs the finished run whose encoder it probes "
+                             "(a run folder, an id, or wandb:ENTITY/PROJECT/NAME:ALIAS)")
 
 
 class LinearProbe(Classifier):
@@ -225,20 +233,18 @@ class LinearProbe(Classifier):
 
 
 @register_model(config=CNNConfig, input=(3, 32, 32), task="classify")
-def cnn_classifier(**kw):
-    """Conv + BN + ReLU + dropout blocks, linear head (seed 002, >70% CIFAR-10 target)."""
-    if "channels" in kw:
-        kw["channels"] = tuple(kw["channels"])
-    return CNNClassifier(CNNConfig(**kw))
+def cnn_classifier(cfg):
+    """Conv + BN + ReLU + dropout blocks, linear head (>70% CIFAR-10 target)."""
+    return CNNClassifier(cfg)
 
 
 @register_model(config=ProbeConfig, input=(3, 96, 96), task="classify")
-def resnet18_probe(**kw):
+def resnet18_probe(cfg):
     """ResNet-18 (ImageNet weights) frozen, new head; --encoder timm:NAME for any timm backbone."""
-    return FrozenBackboneClassifier(ProbeConfig(**kw))
+    return FrozenBackboneClassifier(cfg)
 
 
 @register_model(config=LinearProbeConfig, task="classify", hidden=True)
-def linear_probe(**kw):
+def linear_probe(cfg):
     """Linear head on the frozen encoder of a finished run (--probe-from RUN)."""
-    return LinearProbe(LinearProbeConfig(**kw))
+    return LinearProbe(cfg)

@@ -45,7 +45,7 @@ class ConvAE(BenchModel):
     def __init__(self, cfg: ConvAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.set_noise(cfg.noise_std, cfg.noise_type)
+        self.set_noise(cfg.noise_level, cfg.noise_type)
         channels = list(cfg.channels)
         if not channels:
             raise UsageError("channels: give at least one conv width, e.g. 32,64,128")
@@ -136,44 +136,38 @@ class ConvAE(BenchModel):
         return out
 
 
-def _build(defaults: dict, kw: dict) -> ConvAE:
-    cfg = {**defaults, **kw}
-    if "channels" in cfg:
-        cfg["channels"] = tuple(cfg["channels"])
-    return ConvAE(ConvAEConfig(**cfg))
-
-
 @register_model(config=ConvAEConfig)
-def ae(**kw):
+def ae(cfg):
     """Conv encoder / ConvTranspose decoder, sigmoid output, MSE (undercomplete AE)."""
-    return _build({}, kw)
+    return ConvAE(cfg)
 
 
-@register_model(config=ConvAEConfig, task="denoise")
-def dae(**kw):
-    """Denoising AE: ae trained on noisy inputs (sigma 0.3 default), loss vs the clean image."""
-    return _build({"noise_std": 0.3}, kw)
+@register_model(config=ConvAEConfig, task="denoise", defaults={"noise_level": 0.3})
+def dae(cfg):
+    """Denoising AE: ae trained on noisy inputs (noise level 0.3 default), loss vs the clean image."""
+    return ConvAE(cfg)
 
 
-@register_model(config=ConvAEConfig)
-def sparse_ae(**kw):
+@register_model(config=ConvAEConfig, defaults={"l1_lambda": 1e-3})
+def sparse_ae(cfg):
     """Sparse AE: MSE + l1_lambda * sum|z| per image; L1 norm and near-zero fraction logged."""
-    return _build({"l1_lambda": 1e-3}, kw)
+    return ConvAE(cfg)
 
 
-@register_model(config=ConvAEConfig)
-def dropout_ae(**kw):
-    """ae with dropout (p=0.2) after every conv/deconv layer; --batchnorm adds BN (seed 001)."""
-    return _build({"dropout": 0.2}, kw)
+@register_model(config=ConvAEConfig, defaults={"dropout": 0.2})
+def dropout_ae(cfg):
+    """ae with dropout (p=0.2) after every conv/deconv layer; --batchnorm adds BN."""
+    return ConvAE(cfg)
 
 
-@register_model(config=ConvAEConfig)
-def mcae(**kw):
+@register_model(config=ConvAEConfig, defaults={"mask_ratio": 0.5, "mask_patch": 2})
+def mcae(cfg):
     """Masked conv AE: random patches of the first feature maps masked while training."""
-    return _build({"mask_ratio": 0.5, "mask_patch": 2}, kw)
+    return ConvAE(cfg)
 
 
-@register_model(config=ConvAEConfig, input=(3, 96, 96))
-def stl_ae(**kw):
-    """Fully conv AE, 4 conv/deconv stages with BN + ReLU, ~200k params at 3x96x96 (seed 002)."""
-    return _build({"channels": (32, 48, 64, 96), "bottleneck": "conv", "batchnorm": True}, kw)
+@register_model(config=ConvAEConfig, input=(3, 96, 96),
+                defaults={"channels": (32, 48, 64, 96), "bottleneck": "conv", "batchnorm": True})
+def stl_ae(cfg):
+    """Fully conv AE, 4 conv/deconv stages with BN + ReLU, ~200k params at 3x96x96."""
+    return ConvAE(cfg)

@@ -36,6 +36,7 @@ class SegAEConfig(ImageInput):
 class SegAE(BenchModel):
     task = "segment"
     best_metric = ("val/dice", "max")
+    reconstructs = False
 
     def __init__(self, cfg: SegAEConfig):
         super().__init__()
@@ -64,8 +65,6 @@ class SegAE(BenchModel):
 
 
 @register_model(config=SegAEConfig, input=(1, 240, 240), task="segment")
-def seg_ae(**kw):
-    """Symmetric encoder-decoder, 240x240 image -> mask logits, Dice/BCE loss (seed 002)."""
-    if "channels" in kw:
-        kw["channels"] = tuple(kw["channels"])
-    return SegAE(SegAEConfig(**kw))
+def seg_ae(cfg):
+    """Symmetric encoder-decoder, 240x240 image -> mask logits, Dice/BCE loss."""
+    return SegAE(cfg)

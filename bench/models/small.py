@@ -31,7 +31,7 @@ class LinearAE(BenchModel):
     def __init__(self, cfg: LinearAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.set_noise(cfg.noise_std, cfg.noise_type)
+        self.set_noise(cfg.noise_level, cfg.noise_type)
         self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
         d = cfg.in_channels * cfg.image_size ** 2
         dims = [d] + list(cfg.hidden_dims)
@@ -62,7 +62,7 @@ class PoolAE(BenchModel):
     def __init__(self, cfg: PoolAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.set_noise(cfg.noise_std, cfg.noise_type)
+        self.set_noise(cfg.noise_level, cfg.noise_type)
         if len(cfg.channels) != 3:
             raise UsageError(f"pool_ae: channels takes exactly 3 widths, got {list(cfg.channels)}")
         c1, c2, c3 = cfg.channels
@@ -99,16 +99,12 @@ class PoolAE(BenchModel):
 
 
 @register_model(config=LinearAEConfig)
-def linear_ae(**kw):
-    """MLP AE 784-128-64-32-15 (hidden_dims/latent_dim configurable), ReLU, sigmoid (seed 002)."""
-    if "hidden_dims" in kw:
-        kw["hidden_dims"] = tuple(kw["hidden_dims"])
-    return LinearAE(LinearAEConfig(**kw))
+def linear_ae(cfg):
+    """MLP AE 784-128-64-32-15 (hidden_dims/latent_dim configurable), ReLU, sigmoid."""
+    return LinearAE(cfg)
 
 
 @register_model(config=PoolAEConfig)
-def pool_ae(**kw):
-    """Conv AE with MaxPool(return_indices) + MaxUnpool, <= 35,000 params (seed 002)."""
-    if "channels" in kw:
-        kw["channels"] = tuple(kw["channels"])
-    return PoolAE(PoolAEConfig(**kw))
+def pool_ae(cfg):
+    """Conv AE with MaxPool(return_indices) + MaxUnpool, <= 35,000 params."""
+    return PoolAE(cfg)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UsageError
-from bench.keys import (BATCHNORM, BOTTLENECK, CHANNELS, HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, RECON_LOSS,
+from bench.keys import (BATCHNORM, BETA, BOTTLENECK, CHANNELS, HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, RECON_LOSS,
                         Corruption, ImageInput, key)
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
 from registry import register_model
@@ -78,11 +78,11 @@ class VAEMixin(BenchModel):
 
 
 @dataclass
-class ConvVAEConfig(ImageInput, Corruption):  # seed 001 trains its VAE on noisy inputs too
+class ConvVAEConfig(ImageInput, Corruption):  # a VAE may be trained on corrupted inputs too
     """conv VAE (vae)"""
     channels: list[int] = key((32, 64, 128), **CHANNELS)
     latent_dim: int = key(32, **LATENT_DIM)
-    beta: float = key(1.0, "KL weight (beta-VAE)", lo=0.0, hi=1000.0)
+    beta: float = key(1.0, **BETA)
     recon_loss: str = key("mse", **RECON_LOSS)
     kl_warmup_epochs: int = key(0, **KL_WARMUP)
     batchnorm: bool = key(False, **BATCHNORM)
@@ -93,7 +93,7 @@ class ConvVAE(VAEMixin):
     def __init__(self, cfg: ConvVAEConfig):
         super().__init__()
         self.cfg, self.beta, self.warmup = cfg, cfg.beta, cfg.kl_warmup_epochs
-        self.set_noise(cfg.noise_std, cfg.noise_type)
+        self.set_noise(cfg.noise_level, cfg.noise_type)
         channels = list(cfg.channels)
         self.sizes = down_sizes(cfg.image_size, len(channels), "vae")
         self.encoder = conv_encoder(cfg.in_channels, channels, cfg.batchnorm)
@@ -130,10 +130,19 @@ class MLPVAEConfig(ImageInput, Corruption):
     hidden_dims: list[int] = key((400,), **HIDDEN_DIMS)
     latent_dim: int = key(20, **LATENT_DIM)
     mlp_dims: Optional[list[int]] = key(None, "hidden widths then latent size in one list, e.g. 400,50 (sets "
-                                        "hidden_dims and latent_dim; a sweep grid over pairs)", lo=1, hi=65536)
-    kl_weight: float = key(1.0, "KL weight (0 turns the VAE into a plain AE)", lo=0.0, hi=1000.0)
+                                        "hidden_dims and latent_dim; a sweep grid over pairs)", lo=1, hi=65536,
+                                        shorthand=True)
+    beta: float = key(1.0, **BETA)
     kl_warmup_epochs: int = key(0, **KL_WARMUP)
     recon_loss: str = key("bce", **RECON_LOSS)
+
+    def derive(self) -> None:
+        if self.mlp_dims is None:
+            return
+        if len(self.mlp_dims) < 2 or min(self.mlp_dims) < 1:
+            raise UsageError(f"--mlp-dims: give hidden widths then the latent size, e.g. 400,50; "
+                             f"got {','.join(map(str, self.mlp_dims))}")
+        self.hidden_dims, self.latent_dim = tuple(self.mlp_dims[:-1]), self.mlp_dims[-1]
 
 
 def mlp(dims):
@@ -148,8 +157,8 @@ class MLPVAE(VAEMixin):
         super().__init__()
         self.cfg, self.variational = cfg, variational
         self.is_variational = variational
-        self.beta, self.warmup = cfg.kl_weight, cfg.kl_warmup_epochs
-        self.set_noise(cfg.noise_std, cfg.noise_type)
+        self.beta, self.warmup = cfg.beta, cfg.kl_warmup_epochs
+        self.set_noise(cfg.noise_level, cfg.noise_type)
         if not cfg.hidden_dims:
             raise UsageError("hidden_dims: give at least one hidden width, e.g. 400 or 400,100")
         self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
@@ -181,25 +190,19 @@ class MLPVAE(VAEMixin):
                 "mse": F.mse_loss(recon.detach(), x)}
 
 
-def _tuple_dims(kw, key):
-    if key in kw:
-        kw[key] = tuple(kw[key])
-    return kw
-
-
 @register_model(config=ConvVAEConfig)
-def vae(**kw):
+def vae(cfg):
     """Conv VAE: mu/logvar heads, reparameterisation, recon + beta*KL, KL warm-up."""
-    return ConvVAE(ConvVAEConfig(**_tuple_dims(kw, "channels")))
+    return ConvVAE(cfg)
 
 
 @register_model(config=MLPVAEConfig)
-def mlp_vae(**kw):
-    """MLP VAE 784-400-20 (hidden_dims list, e.g. 400,100), BCE-sum + KL (seed 004)."""
-    return MLPVAE(MLPVAEConfig(**_tuple_dims(kw, "hidden_dims")))
+def mlp_vae(cfg):
+    """MLP VAE 784-400-20 (hidden_dims list, e.g. 400,100), BCE-sum + KL."""
+    return MLPVAE(cfg)
 
 
 @register_model(config=MLPVAEConfig)
-def mlp_ae(**kw):
-    """Deterministic twin of mlp_vae: single z layer, BCE-sum, no KL (seed 004 AE conversion)."""
-    return MLPVAE(MLPVAEConfig(**_tuple_dims(kw, "hidden_dims")), variational=False)
+def mlp_ae(cfg):
+    """Deterministic twin of mlp_vae: single z layer, BCE-sum, no KL (the VAE's AE conversion)."""
+    return MLPVAE(cfg, variational=False)

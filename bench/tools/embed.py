@@ -72,7 +72,7 @@ def embed(model, data, cfg, run, device):
     legend(fig, y, data.classes)
     figs["embed_3d"] = save_figure(fig, run.figures / "embed_3d.png")
 
-    sigma = model.noise_std if model.noise_std > 0 else 0.3
+    sigma = model.noise_level if model.noise_level > 0 else 0.3
     zn, _ = latents(model, data.test, device, limit, sigma=sigma, seed=cfg.seed)
     progress("embed: t-SNE of clean and noisy latents")
     both = project("tsne", np.concatenate([z, zn]), cfg.seed)  # one projection fitted on both
