@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.tables import _fmt, add_common, build_table, resolve_group  # noqa: E402
+from analysis.tables import _fmt, add_common, build_table, key_list, resolve_group  # noqa: E402
 from analysis.load import load_runs, require_runs  # noqa: E402
 from bench.errors import UsageError, exit_usage  # noqa: E402
 
@@ -271,7 +271,7 @@ def make_plots(args, out: Path, notes: list | None = None) -> dict[str, Path]:
     frame = load_runs(args.runs, args.wandb, args.sweep)
     require_runs(frame, args.runs, args.sweep, args.wandb)
     summary, group_by, metrics = build_table(args)
-    xs = [args.x] if getattr(args, "x", None) else numeric_keys(summary, group_by)
+    xs = key_list(args.x) if getattr(args, "x", None) else numeric_keys(summary, group_by)
     if xs and xs[0] not in group_by:
         raise UsageError(f"--x {xs[0]}: not among the group keys; valid: {', '.join(group_by)}")
     try:

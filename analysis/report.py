@@ -1,7 +1,7 @@
 """A report of recorded runs: a self-contained HTML page and an image-free markdown file.
 
     python -m analysis.report [--runs DIR | --wandb ENTITY/PROJECT] [--sweep NAME]
-        [--template seed000..seed004|generic] [--group-by KEYS] [--metrics M]
+        [--template cifar10_assignment..fashion_vae_assignment|generic] [--group-by KEYS] [--metrics M]
         [--max-chars N] --out DIR
 
 A sweep that belongs to a course assignment gets that assignment's report
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.templates import TEMPLATES, TO_WRITE, for_sweep
+from analysis.templates import OLDER_NAMES, TEMPLATES, TO_WRITE, for_sweep
 from analysis.load import load_runs, require_runs, unreadable_note, varying_keys
 from analysis.tables import add_common, budget, build_table, display, md_cell, to_markdown
 from bench.errors import UsageError, exit_usage
@@ -227,7 +227,7 @@ def _template_figure(frame, block, template, out: Path, index: int) -> list[tupl
 
 def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
     """The assignment's report: its sections, filled in from the runs of its sweeps."""
-    from analysis.templates import Discuss, Facts, Figure, Table, TO_WRITE
+    from analysis.templates import Facts, Table
 
     frame = load_runs(args.runs, args.wandb, None)
     mine = frame[frame.apply(lambda r: r.get("sweep") in template.sweeps or r.get("group") in template.sweeps,
@@ -239,78 +239,93 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"--out {out}: cannot create it ({e.strerror or type(e).__name__})") from None
-    found = [sw for sw in template.sweeps if ((mine.get("sweep") == sw) | (mine.get("group") == sw)).any()]
-    status = status_table(mine)
-    failures = tool_failures(mine)
-    lead = (f"Report for the assignment in `seeds/{template.seed_file}_*`, generated from the recorded runs "
-            f"({status}) of {', '.join(found)}" + (f"; not yet run: {', '.join(s for s in template.sweeps if s not in found)}"
-                                                  if len(found) < len(template.sweeps) else "")
-            + f". {CI_NOTE} Places marked {TO_WRITE} are the author's.")
-    if failures:
-        lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
-
+    lead = _template_lead(mine, template)
     # Each table and each sentence of numbers once; the markdown (possibly twice, to fit the
     # cap) and the HTML are both written from these.
     blocks = [b for sec in template.sections for b in sec.blocks]
-    tables = {id(b): _table_block(mine, b, template) for b in blocks if isinstance(b, Table)}
-    facts = {id(b): b.fn(mine) for b in blocks if isinstance(b, Facts)}
-
-    def md_text(short: bool) -> str:
-        parts = [f"**{template.title}**\n\n{md_cell(lead)}\n" if template.only_sections
-                 else f"# {template.title}\n\n{md_cell(lead)}\n"]
-        for sec in template.sections:
-            parts.append(f"## {sec.title}\n")  # the template's own text: no escaping needed
-            for b in sec.blocks:
-                if isinstance(b, Table):
-                    parts.append(tables[id(b)][0] + "\n")
-                elif isinstance(b, Facts) and (text := facts[id(b)]):
-                    parts.append(md_cell(text) + "\n")
-                elif isinstance(b, Discuss):
-                    prompt = b.prompt.split(";")[0].split(".")[0] if short else b.prompt
-                    parts.append(f"> **{TO_WRITE}:** {prompt}\n")
-        return "\n".join(parts)
-
+    filled = {id(b): _table_block(mine, b, template) for b in blocks if isinstance(b, Table)}
+    filled.update({id(b): b.fn(mine) for b in blocks if isinstance(b, Facts)})
     cap = args.max_chars if args.max_chars is not None else template.max_chars
-    md = md_text(short=False)
+    md = _template_markdown(template, lead, filled, short=False)
     if cap and len(md) > cap:
-        md = md_text(short=True)
+        md = _template_markdown(template, lead, filled, short=True)
     if cap and len(md) > cap:
         md = md[:cap - 60].rsplit("\n", 1)[0] + "\n\n(cut to respect the length limit)\n"
     md_path = out / "report.md"
     md_path.write_text(md)
+    html_path = out / "report.html"
+    html_path.write_text(_template_html(mine, template, lead, filled, out))
+    return html_path, md_path
 
-    html_parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(template.title)}</title>"
-                  f"<style>{CSS}</style></head><body><h1>{html.escape(template.title)}</h1>",
-                  f"<p>{html.escape(lead)} Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
+
+def _template_lead(mine, template) -> str:
+    """The opening paragraph: which assignment, which runs, what is missing or failed."""
+    from analysis.templates import TO_WRITE
+
+    found = [sw for sw in template.sweeps if ((mine.get("sweep") == sw) | (mine.get("group") == sw)).any()]
+    missing = [s for s in template.sweeps if s not in found]
+    lead = (f"Report for the assignment in `seeds/{template.seed_file}_*`, generated from the recorded runs "
+            f"({status_table(mine)}) of {', '.join(found)}"
+            + (f"; not yet run: {', '.join(missing)}" if missing else "")
+            + f". {CI_NOTE} Places marked {TO_WRITE} are the author's.")
+    failures = tool_failures(mine)
+    if failures:
+        lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
+    return lead
+
+
+def _template_markdown(template, lead: str, filled: dict, short: bool) -> str:
+    """The markdown report; `short` keeps only the first clause of each prompt (length caps)."""
+    from analysis.templates import Discuss, Facts, Table, TO_WRITE
+
+    parts = [f"**{template.title}**\n\n{md_cell(lead)}\n" if template.only_sections
+             else f"# {template.title}\n\n{md_cell(lead)}\n"]
+    for sec in template.sections:
+        parts.append(f"## {sec.title}\n")  # the template's own text: no escaping needed
+        for b in sec.blocks:
+            if isinstance(b, Table):
+                parts.append(filled[id(b)][0] + "\n")
+            elif isinstance(b, Facts) and (text := filled[id(b)]):
+                parts.append(md_cell(text) + "\n")
+            elif isinstance(b, Discuss):
+                prompt = b.prompt.split(";")[0].split(".")[0] if short else b.prompt
+                parts.append(f"> **{TO_WRITE}:** {prompt}\n")
+    return "\n".join(parts)
+
+
+def _template_html(mine, template, lead: str, filled: dict, out: Path) -> str:
+    """The HTML report: the same sections with their figures, then the runs."""
+    from analysis.templates import Discuss, Facts, Figure, Table, TO_WRITE
+
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(template.title)}</title>"
+             f"<style>{CSS}</style></head><body><h1>{html.escape(template.title)}</h1>",
+             f"<p>{html.escape(lead)} Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
     fig_index = 0
     for sec in template.sections:
-        html_parts.append(f"<h2>{html.escape(sec.title)}</h2>")
+        parts.append(f"<h2>{html.escape(sec.title)}</h2>")
         figures = []
         for b in sec.blocks:
             if isinstance(b, Table):
-                text, table = tables[id(b)]
-                html_parts.append(f"<p><b>{html.escape(b.caption)}</b></p>" + table.to_html(index=False, border=0)
-                                  if table is not None else f"<p class='missing'>{html.escape(text.strip('_'))}</p>")
-            elif isinstance(b, Facts) and (text := facts[id(b)]):
-                html_parts.append(f"<p>{html.escape(text)}</p>")
+                text, table = filled[id(b)]
+                parts.append(f"<p><b>{html.escape(b.caption)}</b></p>" + table.to_html(index=False, border=0)
+                             if table is not None else f"<p class='missing'>{html.escape(text.strip('_'))}</p>")
+            elif isinstance(b, Facts) and (text := filled[id(b)]):
+                parts.append(f"<p>{html.escape(text)}</p>")
             elif isinstance(b, Discuss):
-                html_parts.append(f"<div class='towrite'><b>{TO_WRITE}:</b> {html.escape(b.prompt)}</div>")
+                parts.append(f"<div class='towrite'><b>{TO_WRITE}:</b> {html.escape(b.prompt)}</div>")
             elif isinstance(b, Figure):
                 fig_index += 1
                 figures += _template_figure(mine, b, template, out / "figures", fig_index)
         if figures:
-            html_parts.append("<div class='grid'>" + "".join(
+            parts.append("<div class='grid'>" + "".join(
                 f"<figure{_wide(p)}>{img_tag(p, cap_)}<figcaption>{html.escape(cap_)}</figcaption></figure>"
                 for p, cap_ in figures) + "</div>")
-    html_parts.append(f"<h2>Runs</h2><p>{html.escape(budget(mine))}</p>")
+    parts.append(f"<h2>Runs</h2><p>{html.escape(budget(mine))}</p>")
     keys = [k for k in ("model", "dataset") if k in mine]
     distinguishing = varying_keys(mine)
     runs_tbl = mine.assign(settings=mine.apply(lambda r: settings(r, distinguishing), axis=1))
-    html_parts.append(runs_tbl[["run_id", "status", "settings"] + keys].to_html(index=False, border=0))
-    html_parts.append(SELF_CHECK + "</body></html>")
-    html_path = out / "report.html"
-    html_path.write_text("\n".join(html_parts))
-    return html_path, md_path
+    parts.append(runs_tbl[["run_id", "status", "settings"] + keys].to_html(index=False, border=0))
+    return "\n".join(parts + [SELF_CHECK + "</body></html>"])
 
 
 def _wide(png: Path) -> str:
@@ -338,7 +353,8 @@ def main(argv=None) -> int:
     p.add_argument("--x", default=None, help="hyperparameter for metric-vs-x plots")
     p.add_argument("--max-chars", type=int, default=None,
                    help="length cap of the markdown report (default: the assignment's cap, else 7500)")
-    p.add_argument("--template", default=None, choices=sorted(TEMPLATES) + ["generic"],
+    p.add_argument("--template", default=None, type=lambda name: OLDER_NAMES.get(name, name),
+                   choices=sorted(TEMPLATES) + ["generic"],
                    help="the assignment's report shape (default: chosen by --sweep; generic otherwise)")
     p.add_argument("--out", default="reports/report", help="output folder (default reports/report, git-ignored)")
     args = p.parse_args(argv)

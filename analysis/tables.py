@@ -32,7 +32,7 @@ INFO = [("params", "params"), ("epochs_done", "epochs"), ("best_epoch", "best ep
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """Recorded numbers: `split/name` metrics, and `best_value` (the best validation value of
-    the metric that chose best.pt, seed 004's "optimal loss")."""
+    the metric that chose best.pt, the Fashion-MNIST VAE assignment's "optimal loss")."""
     return sorted(c for c in frame.columns if ("/" in c or c == "best_value")
                   and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]))
 
@@ -192,8 +192,8 @@ def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
     frame = load_runs(args.runs, args.wandb, args.sweep)
     require_runs(frame, args.runs, args.sweep, args.wandb)
     warn_about(frame)
-    group_by = resolve_group(frame, _split(args.group_by))
-    metrics = resolve_metrics(frame, _split(args.metrics))
+    group_by = resolve_group(frame, key_list(args.group_by))
+    metrics = resolve_metrics(frame, key_list(args.metrics))
     if not (frame["status"] == "finished").any():
         counts = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items())
         raise UsageError(f"no finished runs to compare ({counts}); see summary.json of each run for the reason")
@@ -212,8 +212,12 @@ def warn_about(frame: pd.DataFrame) -> None:
         print(f"warning: {note}", file=sys.stderr)
 
 
-def _split(text):
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def key_list(text):
+    """Comma-separated config keys, older names read as today's (noise_std is noise_level)."""
+    from bench.config import canonical
+
+    keys = [t.strip() for t in text.split(",") if t.strip()] if text else None
+    return list(canonical(dict.fromkeys(keys))) if keys else None
 
 
 def add_common(p: argparse.ArgumentParser):

@@ -4,7 +4,7 @@ A template is data: sections of blocks. `Table` and `Facts` are filled in from t
 recorded runs; `Figure` (HTML only) draws or embeds figures of the runs; `Discuss` is a
 clearly marked place for the author's own discussion, its prompt taken from the
 assignment. `analysis.report` picks a template from the sweep (`--sweep celeba_models`
--> seed 003) or by `--template NAME`; a sweep no template knows gets the generic report.
+-> the CelebA assignment) or by `--template NAME`; a sweep no template knows gets the generic report.
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def budget_sentence(frame: pd.DataFrame) -> str:
     return budget(done) if len(done) else ""
 
 
-# ----------------------------------------------------------------------------- seed 003 (CelebA)
+# ----------------------------------------------------------------------------- the CelebA assignment (CelebA)
 
 CELEBA = ("ae", "sparse_ae", "dae", "vae")
 
@@ -151,8 +151,8 @@ def _celeba_collapse(frame):
             "exceeds 0.01; mean over seeds): " + "; ".join(parts) + ".") if parts else ""
 
 
-SEED_003 = Template(
-    name="seed003", title="CelebA: regularised autoencoders, representations and generation",
+CELEBA_ASSIGNMENT = Template(
+    name="celeba_assignment", title="CelebA: regularised autoencoders, representations and generation",
     seed_file="003", sweeps=("celeba_models", "celeba_sparse_lambda"), max_chars=7500, only_sections=True,
     sections=(
         Section("1. Executive Summary", (
@@ -199,7 +199,7 @@ SEED_003 = Template(
     ))
 
 
-# ----------------------------------------------------------------------------- seed 004 (Fashion-MNIST VAEs)
+# ----------------------------------------------------------------------------- the Fashion-MNIST VAE assignment (Fashion-MNIST VAEs)
 
 def _best_dims(frame):
     g = select(frame, "fashion_vae_dims")
@@ -217,8 +217,8 @@ def _best_dims(frame):
                                               means.idxmin() not in ae_dims else ""))
 
 
-SEED_004 = Template(
-    name="seed004", title="Fashion-MNIST VAEs: depth, (h, z) sizes and a plain autoencoder",
+FASHION_VAE_ASSIGNMENT = Template(
+    name="fashion_vae_assignment", title="Fashion-MNIST VAEs: depth, (h, z) sizes and a plain autoencoder",
     seed_file="004", sweeps=("fashion_vae_depth", "fashion_vae_dims"),
     sections=(
         Section("Task a: three vs four layers", (
@@ -250,10 +250,10 @@ SEED_004 = Template(
     ))
 
 
-# ----------------------------------------------------------------------------- seed 000 (CIFAR-10)
+# ----------------------------------------------------------------------------- the CIFAR-10 assignment (CIFAR-10)
 
-SEED_000 = Template(
-    name="seed000", title="CIFAR-10: AE, DAE, VAE and masked convolutional AE",
+CIFAR10_ASSIGNMENT = Template(
+    name="cifar10_assignment", title="CIFAR-10: AE, DAE, VAE and masked convolutional AE",
     seed_file="000", sweeps=("cifar10_models", "cifar10_dae_noise", "cifar10_mcae_mask"),
     sections=(
         Section("Methodology", (
@@ -294,10 +294,10 @@ SEED_000 = Template(
     ))
 
 
-# ----------------------------------------------------------------------------- seed 001 (coloured MNIST)
+# ----------------------------------------------------------------------------- the coloured-MNIST assignment (coloured MNIST)
 
-SEED_001 = Template(
-    name="seed001", title="Denoising coloured MNIST: AE, AE with dropout, VAE",
+COLORED_MNIST_ASSIGNMENT = Template(
+    name="colored_mnist_assignment", title="Denoising coloured MNIST: AE, AE with dropout, VAE",
     seed_file="001", sweeps=("colored_mnist_denoise",),
     sections=(
         Section("1. Introduction", (Discuss("What autoencoders are for and the goal: denoising."),)),
@@ -326,10 +326,10 @@ SEED_001 = Template(
     ))
 
 
-# ----------------------------------------------------------------------------- seed 002 (CNNs, STL-10, segmentation)
+# ----------------------------------------------------------------------------- the CNN and autoencoder assignment (CNNs, STL-10, segmentation)
 
-SEED_002 = Template(
-    name="seed002", title="Convolutional networks and autoencoders: CIFAR-10, MNIST, STL-10, brain tumours",
+CNN_AE_ASSIGNMENT = Template(
+    name="cnn_ae_assignment", title="Convolutional networks and autoencoders: CIFAR-10, MNIST, STL-10, brain tumours",
     seed_file="002", sweeps=("cifar10_cnn", "mnist_linear_vs_conv", "stl10_supervised", "stl10_resnet_probe",
                              "stl10_ssl", "brain_tumor_seg"),
     sections=(
@@ -364,7 +364,11 @@ SEED_002 = Template(
         )),
     ))
 
-TEMPLATES = {t.name: t for t in (SEED_000, SEED_001, SEED_002, SEED_003, SEED_004)}
+# Names the templates had before they were named after their assignments, still accepted.
+OLDER_NAMES = {f"seed00{i}": name for i, name in enumerate(
+    ("cifar10_assignment", "colored_mnist_assignment", "cnn_ae_assignment", "celeba_assignment",
+     "fashion_vae_assignment"))}
+TEMPLATES = {t.name: t for t in (CIFAR10_ASSIGNMENT, COLORED_MNIST_ASSIGNMENT, CNN_AE_ASSIGNMENT, CELEBA_ASSIGNMENT, FASHION_VAE_ASSIGNMENT)}
 
 
 def for_sweep(sweep: str | None) -> Template | None:

@@ -1,12 +1,13 @@
 """The typed run configuration and its command-line parser.
 
-Run keys (data, optimisation, evaluation, speed, tracking) are declared here; each model
-family declares its own keys, with help, default and range, in its config dataclass
-(`bench.keys.key`), and `RunConfig` is built from both, so the command line, config
-files and sweep YAMLs accept exactly these keys. A family key defaults to None here,
-meaning "the chosen model's own default"; a key the chosen model does not take is refused
-by the runner. Flags accept `--key value` and `--key=value`, with dashes or underscores
-(W&B agents pass `--noise_std=0.1`).
+Two levels. The run keys (data, optimisation, evaluation, speed, tracking) are declared
+here (`RunKeys`); each model family declares its own keys, with help, default and range,
+in its `Config` dataclass (`bench.keys.key`). A run's flat keys are resolved run keys
+first; once `--model` is known, its family's Config resolves the rest (`RunConfig.family`)
+and refuses keys it does not take. Flags, config files and sweep YAMLs stay flat and are
+checked against the catalogue of every key (`FIELDS`). Flags accept `--key value` and
+`--key=value`, with dashes or underscores (W&B agents pass `--noise_level=0.1`); older
+key names are accepted as aliases (`noise_std`).
 Precedence: defaults < the file named by $AEBENCH_CONFIG < `--config FILE` < flags.
 """
 from __future__ import annotations
@@ -94,20 +95,18 @@ class RunKeys:
         return dataclasses.asdict(self)
 
 
+@dataclass
 class RunConfig(RunKeys):
     """A resolved run configuration, in two levels: the run keys above, and `family`, the
     chosen model family's own Config (`bench.keys.FamilyConfig`), resolved from the
     remaining flat keys once `--model` is known. A family key reads flat (`cfg.latent_dim`)
     from the family; `to_dict()` is the flat record kept in config.json and checkpoints."""
-
-    def __init__(self, family=None, **run_keys):
-        super().__init__(**run_keys)
-        self.family = family
+    family: object = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, name: str):
         family = self.__dict__.get("family")
         if family is not None and not name.startswith("_") and hasattr(family, name):
-            return getattr(family, name)
+            return _copy(getattr(family, name))  # lists, as in the record
         raise AttributeError(f"the config of model {self.__dict__.get('model')!r} has no key {name!r}")
 
     def to_dict(self) -> dict:
@@ -383,7 +382,7 @@ def _metavar(tp, meta) -> str:
 
 def build_parser(prog="run.py", families=True, model: str | None = None) -> argparse.ArgumentParser:
     """The command line: every key as `--key value` or `--key=value`; the underscore spelling
-    a W&B agent passes (`--noise_std=0.1`) is accepted and not listed twice. With
+    a W&B agent passes (`--noise_level=0.1`) is accepted and not listed twice. With
     `families=False` only the run keys (no torch import: `run.py --help`); with `model`, the
     run keys and that model family's keys (`run.py --help --model vae`)."""
     parser = _Parser(prog=prog, description="Train, evaluate and log one autoencoder run.",

@@ -2,7 +2,7 @@
 
 Every image metric is computed per image on whole batches, with torchmetrics' definitions
 (PSNR and SNR written out, SSIM with a separable window; tests hold them equal to
-torchmetrics) and averaged over the split. PSNR and SSIM use data_range 1.0; SNR follows seed 001:
+torchmetrics) and averaged over the split. PSNR and SSIM use data_range 1.0; SNR follows the coloured-MNIST assignment:
 10 log10(sum x^2 / sum (x - x_hat)^2) per image, in dB (torchmetrics' signal_noise_ratio
 over the flattened image with zero_mean=False).
 """

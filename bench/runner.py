@@ -7,7 +7,6 @@ behind. Exit codes: 0 finished, 1 failed (diverged or crashed), 2 bad input,
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -22,7 +21,8 @@ import torch
 from bench import checkpoint, faults
 from bench.config import FIELDS, RESUME_FREE_KEYS, canonical, parse_args, resolve
 from bench.errors import UsageError, exit_usage
-from bench.train import Diverged, Interrupted, Trainer, read_resumable
+from bench.signals import Interrupted, StopSignals
+from bench.train import Diverged, Trainer, read_resumable
 
 
 def pick_device(name: str) -> torch.device:
@@ -121,7 +121,7 @@ def build(cfg, seconds: dict | None = None):
     cfg.family = for_data(cfg.family, data.shape, data.num_classes)
     model = build_model(entry, cfg.family)
     n_params = count_params(model)
-    # A budget limits what is learned: frozen backbones (seed 002's ResNet-18 probe) do not count.
+    # A budget limits what is learned: frozen backbones (the CNN and autoencoder assignment's ResNet-18 probe) do not count.
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if cfg.max_params is not None and trainable > cfg.max_params:
         raise UsageError(f"{cfg.model} has {trainable:,} trainable parameters ({n_params:,} in all), "
@@ -133,35 +133,26 @@ def build(cfg, seconds: dict | None = None):
 
 
 class Phases:
-    """Which phase a run is in, and SIGINT/SIGTERM outside the training loop.
-
-    Between run creation and the end, a signal raises `Interrupted(signum, phase)` right
-    away (the training loop installs its own flag-setting handler and stops between
-    steps). The signal is also remembered, so a library that swallows the exception
-    (UMAP's worker pool) cannot turn a stop into a finished run: the next phase raises."""
+    """Which phase a run is in, its wall time per phase, and SIGINT/SIGTERM outside the
+    training loop: between run creation and the end, a signal raises `Interrupted(signum,
+    phase)` at once (the training loop stops between steps instead). The signal is also
+    remembered, so a library that swallows the exception (UMAP's worker pool) cannot turn
+    a stop into a finished run: the next phase raises."""
 
     def __init__(self, before: dict | None = None):
-        self.name, self.signum, self.old = "start-up", None, {}
+        self.name = "start-up"
         self.seconds, self.t = dict(before or {}), time.perf_counter()
+        self.signals = StopSignals(raising=True, where=lambda: self.name)
 
     def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self.old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread
-                pass
+        self.signals.__enter__()
         return self
 
     def __exit__(self, *exc):
-        for s, h in self.old.items():
-            signal.signal(s, h)
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-        raise Interrupted(signum, self.name)
+        self.signals.__exit__(*exc)
 
     def enter(self, name: str) -> None:
-        self.check()
+        self.signals.check()
         self._close()
         self.name = name
         faults.point(name)
@@ -175,21 +166,6 @@ class Phases:
         """Wall seconds per phase so far (`time/phase/<name>`), what `bench.speed --per-run` reads."""
         self._close()
         return {f"time/phase/{k}": round(v, 4) for k, v in self.seconds.items()}
-
-    def check(self) -> None:
-        if self.signum is not None:
-            raise Interrupted(self.signum, self.name)
-
-    @contextlib.contextmanager
-    def ignoring_signals(self):
-        """While the final status is written, a second signal is remembered, not raised."""
-        handler = lambda signum, frame: setattr(self, "signum", signum)  # noqa: E731
-        old = {s: signal.signal(s, handler) for s in self.old}
-        try:
-            yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
 
 
 @dataclasses.dataclass
@@ -286,7 +262,7 @@ def _supervised(job: Job, phases: Phases, log) -> int:
                          epochs=job.epochs_done())
         raise
     finally:
-        with phases.ignoring_signals():
+        with phases.signals.recording_only():
             _finish(run, job.tracking, status, dict(job.extra, **phases.times()), exit_code)
     log(f"status {status}  run dir {run.path}")
     if status == "finished":

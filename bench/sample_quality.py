@@ -11,7 +11,6 @@ they are not Inception-FID numbers from papers.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from pathlib import Path
 
@@ -119,13 +118,11 @@ def _train(clf, train, device) -> None:
 
 
 def _store(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save({k: v.cpu() for k, v in state.items()}, buf)
+    from bench.checkpoint import save
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        save(path, {k: v.cpu() for k, v in state.items()})
     except OSError:
         pass  # an unwritable cache only costs a retrain next time
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from bench.config import FIELDS, canonical, coerce, parse_args, validate_value
+from bench.signals import StopSignals
 from bench.errors import UsageError, exit_usage
 from bench.store import check_plain_name, try_lock
 
@@ -309,58 +310,68 @@ class Sweep:
             prewarm(tools=evals.strip("[] ") != "", embed="embed" in evals or "all" in evals)
         bar = tqdm(total=total, initial=len(done), desc=self.name, unit="run", file=sys.stderr,
                    disable=not sys.stderr.isatty())
-        running, failed, elsewhere, slots = {}, [], [], list(range(self.workers))
-        stop = {"sig": None}
-        old = {s: signal.signal(s, lambda n, f: stop.update(sig=n)) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while True:
-                while slots and stop["sig"] is None:
-                    params = propose(self.cfg, done, self.args.count,
-                                     [p for p, *_ in running.values()] + failed + elsewhere)
-                    if params is None:
-                        break
-                    fd = self.claim(params)
-                    if fd is None:  # running or finished under another runner
-                        elsewhere.append(params)
-                        continue
-                    slot = slots.pop(0)
-                    proc, log, t0 = self.launch(params, slot, fd)
-                    running[proc.pid] = (params, proc, log, t0, slot)
-                if not running:
-                    break
-                time.sleep(0.2)
-                for pid, (params, proc, log, t0, slot) in list(running.items()):
-                    if proc.poll() is None:
-                        if stop["sig"] is not None:
-                            proc.send_signal(signal.SIGINT)
-                        continue
-                    log.close()
-                    del running[pid]
-                    slots.append(slot)
-                    status, metric, run_id = existing(self.dir, self.metric).get(config_key(params), ("failed", None, "?"))
-                    tools = failed_tools(self.dir, run_id)
-                    if status == "finished":
-                        done.append((params, metric))
-                    else:
-                        failed.append(params)
-                    bar.update(1)
-                    shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
-                    print(f"[{len(done) + len(failed)}/{total}] {status:<11} {time.time() - t0:6.1f}s  {shown}  "
-                          + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
-                          + (f"  eval failed: {', '.join(tools)}" if tools else "")
-                          + (f"  log: {log.name}" if status != "finished" else ""), flush=True)
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-            bar.close()
+        failed, elsewhere = [], []
+
+        def report(line: str) -> None:
+            bar.update(1)
+            print(f"[{len(done) + len(failed)}/{total}] {line}", flush=True)
+
+        with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
+            self._launch_all(done, failed, elsewhere, stop, report)
+        bar.close()
         now = existing(self.dir, self.metric)
         other = [p for p in elsewhere if now.get(config_key(p), (None,))[0] != "finished"]
         print(f"sweep {self.name}: {len(done)} finished, {len(failed)} failed or interrupted"
               + (f", {len(other)} running under another runner" if other else "")
               + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
-        if stop["sig"] is not None:
-            return 128 + stop["sig"]
+        if stop.signum is not None:
+            return 128 + stop.signum
         return 0 if not failed else 1
+
+    def _launch_all(self, done: list, failed: list, elsewhere: list, stop, report) -> None:
+        """Launch proposed configurations into free worker slots until none is left (or a
+        signal arrives: the running ones are then passed SIGINT); each finished run is
+        appended to `done` or `failed` and reported as one line."""
+        running, slots = {}, list(range(self.workers))
+        while True:
+            while slots and stop.signum is None:
+                params = propose(self.cfg, done, self.args.count,
+                                 [p for p, *_ in running.values()] + failed + elsewhere)
+                if params is None:
+                    break
+                fd = self.claim(params)
+                if fd is None:  # running or finished under another runner
+                    elsewhere.append(params)
+                    continue
+                slot = slots.pop(0)
+                proc, log, t0 = self.launch(params, slot, fd)
+                running[proc.pid] = (params, proc, log, t0, slot)
+            if not running:
+                return
+            time.sleep(0.2)
+            for pid, (params, proc, log, t0, slot) in list(running.items()):
+                if proc.poll() is None:
+                    if stop.signum is not None:
+                        proc.send_signal(signal.SIGINT)
+                    continue
+                log.close()
+                del running[pid]
+                slots.append(slot)
+                report(self._outcome(params, proc, log, t0, done, failed))
+
+    def _outcome(self, params, proc, log, t0, done: list, failed: list) -> str:
+        """Record a finished process's run as done or failed; its one-line summary."""
+        status, metric, run_id = existing(self.dir, self.metric).get(config_key(params), ("failed", None, "?"))
+        tools = failed_tools(self.dir, run_id)
+        if status == "finished":
+            done.append((params, metric))
+        else:
+            failed.append(params)
+        shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
+        return (f"{status:<11} {time.time() - t0:6.1f}s  {shown}  "
+                + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+                + (f"  eval failed: {', '.join(tools)}" if tools else "")
+                + (f"  log: {log.name}" if status != "finished" else ""))
 
 
 def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 2.0, cap: int = 8) -> int:

@@ -8,10 +8,8 @@ model beyond its output dict: every 0-dim tensor in it becomes a `train/` metric
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ import torch
 
 from bench import checkpoint, faults
 from bench.data import DataBundle, batches
+from bench.signals import StopSignals
 from bench.tensors import autocast, image_grid, prepare, to_float, to_uint8  # noqa: F401  (autocast, prepare: also bench.speed)
 
 
@@ -27,18 +26,6 @@ class Diverged(Exception):
     def __init__(self, epoch, step, value):
         super().__init__(f"non-finite loss ({value}) at epoch {epoch}, step {step}")
         self.epoch, self.step, self.value = epoch, step, value
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived; `where` names the phase (`epoch 3`, `test evaluation`, ...).
-
-    A BaseException, like KeyboardInterrupt, so library code that catches Exception
-    (W&B start-up, evaluation tools) cannot swallow a stop."""
-
-    def __init__(self, signum, where):
-        name = signal.Signals(signum).name
-        super().__init__(f"{name} received during {where}")
-        self.signum, self.where = signum, where
 
 
 @dataclass
@@ -55,30 +42,6 @@ class TrainState:
 def snapshot_epochs(epochs: int, n: int = 5) -> set[int]:
     """Epochs whose reconstructions are kept: the first, the last, and evenly between."""
     return {int(round(1 + i * (epochs - 1) / (n - 1))) for i in range(n)} if epochs > 1 else {1}
-
-
-class StopFlag:
-    """SIGINT/SIGTERM set a flag; the loop stops between steps."""
-
-    def __init__(self):
-        self.signum = None
-
-    @contextlib.contextmanager
-    def installed(self):
-        old = {}
-        for s in (signal.SIGINT, signal.SIGTERM):
-            try:
-                old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        try:
-            yield self
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-    def _handle(self, signum, frame):
-        self.signum = signum
 
 
 def scalar_terms(out: dict) -> dict:
@@ -197,7 +160,7 @@ class Trainer:
                                                      epoch=self.state.epoch))
 
     # -- one epoch
-    def train_epoch(self, epoch: int, stop: StopFlag) -> dict:
+    def train_epoch(self, epoch: int, stop: StopSignals) -> dict:
         model, cfg, dev = self.model, self.cfg, self.device
         model.train()
         model.set_epoch(epoch, cfg.epochs)
@@ -205,8 +168,7 @@ class Trainer:
         bar = _progress(len(self.data.train), cfg.batch_size, f"epoch {epoch + 1}/{cfg.epochs}")
         for step, (x, y) in enumerate(batches(self.data.train, cfg.batch_size, shuffle=True,
                                               generator=self.shuffle)):
-            if stop.signum is not None:
-                raise Interrupted(stop.signum, f"epoch {epoch + 1}")
+            stop.check(f"epoch {epoch + 1}")
             x = prepare(x.to(dev, non_blocking=True), cfg.channels_last)
             y = None if y is None else y.to(dev, non_blocking=True)
             t_step = time.perf_counter()
@@ -234,10 +196,8 @@ class Trainer:
             for k, v in scalar_terms(out).items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float() * b
             n += b
-            if bar:
-                bar.update(1)
-        if bar:
-            bar.close()
+            bar.update(1)
+        bar.close()
         metrics = {k: (v / n).item() for k, v in sums.items()}
         if not math.isfinite(metrics["loss"]):
             raise Diverged(epoch + 1, "end", metrics["loss"])
@@ -278,8 +238,7 @@ class Trainer:
         key, mode = self.model.best_metric
         if cfg.select_on == "test":
             key = "test/" + key.split("/", 1)[1]
-        stop = StopFlag()
-        with stop.installed():
+        with StopSignals() as stop:  # SIGINT/SIGTERM stop the loop between steps
             for epoch in range(st.epoch, cfg.epochs):
                 t_epoch = time.perf_counter()
                 tr = self.train_epoch(epoch, stop)
@@ -306,46 +265,43 @@ class Trainer:
                 self.tracking.log_summary(dict(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value,
                                                best_metric=key if key in row else "val/loss"))
                 self.log(format_row(row, cfg.epochs))
-                if stop.signum is not None:
-                    raise Interrupted(stop.signum, f"epoch {epoch + 1}")
+                stop.check(f"epoch {epoch + 1}")
         return st
 
 
 def format_row(row: dict, epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}"]
     for k, v in row.items():
-        if k.startswith(("train/", "val/")) and not k.endswith(("kl_weight", "mask_frac")):
+        if k.startswith(("train/", "val/")) and not k.endswith(("beta", "mask_frac")):
             parts.append(f"{k} {v:.4g}")
     parts.append(f"{row['time/epoch_seconds']:.1f}s {row['time/images_per_sec']:.0f} img/s")
     return "  ".join(parts)
 
 
-class LineProgress:
-    """Progress for a log file or a pipe: a line every few seconds with images/s and ETA."""
+class _Lines:
+    """A stream for tqdm where each redraw ends its line: a log file or a pipe keeps every
+    progress line instead of one line rewritten with carriage returns."""
 
-    def __init__(self, total: int, batch_size: int, desc: str, every: float):
-        self.total, self.batch_size, self.desc, self.every = total, batch_size, desc, every
-        self.done, self.t0 = 0, time.perf_counter()
-        self.last = self.t0
+    def __init__(self, stream):
+        self.stream = stream
 
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if now - self.last < self.every or self.done >= self.total:
-            return
-        self.last = now
-        rate = self.done * self.batch_size / (now - self.t0)
-        eta = (self.total - self.done) * (now - self.t0) / self.done
-        print(f"  {self.desc}  step {self.done}/{self.total}  {rate:,.0f} img/s  ETA {eta:.0f}s", flush=True)
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if text:
+            self.stream.write("  " + text + "\n")
 
-    def close(self) -> None:
-        pass
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _progress(n, batch_size, desc):
-    """A live bar with ETA in a terminal; a line every few seconds otherwise."""
-    steps = math.ceil(n / batch_size)
-    if not sys.stderr.isatty():
-        return LineProgress(steps, batch_size, desc, float(os.environ.get("AEBENCH_PROGRESS_SECONDS", 10)))
+    """tqdm's bar (steps, images/s, ETA): live in a terminal; elsewhere the same line
+    printed every $AEBENCH_PROGRESS_SECONDS seconds (default 10)."""
     from tqdm import tqdm
-    return tqdm(total=steps, desc=desc, leave=False, unit="batch")
+
+    steps = math.ceil(n / batch_size)
+    if sys.stderr.isatty():
+        return tqdm(total=steps, desc=desc, leave=False, unit="batch")
+    every = float(os.environ.get("AEBENCH_PROGRESS_SECONDS", 10))
+    return tqdm(total=steps, desc=desc, unit="batch", file=_Lines(sys.stdout), mininterval=every,
+                maxinterval=every, ascii=True, leave=False, delay=every)

@@ -102,7 +102,7 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
             assert s["arith/attribute"] == "Eyeglasses"
         if s.get("best_metric", "").startswith("test/") or c.get("select_on") == "test":
             rows = run.read_metrics()
-            assert all("test/acc" in r for r in rows)  # seed 002's accuracy history
+            assert all("test/acc" in r for r in rows)  # the CNN and autoencoder assignment's accuracy history
     # ... and the sweep's report: the assignment's sections when the sweep belongs to one
     from analysis.templates import for_sweep
 

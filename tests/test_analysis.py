@@ -154,13 +154,14 @@ def test_runs_that_are_not_replicates_are_split_not_averaged(tmp_path, capsys):
 def test_no_pareto_front_over_equal_sizes_and_no_single_epoch_curves(tmp_path, capsys):
     from analysis.plots import main as plots_main
 
+    # runs recorded under the key's older name, plotted under today's
     fake_runs(tmp_path / "runs", [({"model": "dae", "noise_std": s}, {"test/mse": m, "params": 1000})
                                    for s, m in ((0.1, 0.02), (0.3, 0.03), (0.5, 0.05))])
     assert plots_main(["--runs", str(tmp_path / "runs"), "--x", "noise_std", "--metrics", "mse",
                        "--out", str(tmp_path / "figs")]) == 0
     out = capsys.readouterr().out
     assert "no Pareto plot" in out and "no learning curves" in out
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["test_mse_vs_noise_std.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["test_mse_vs_noise_level.png"]
 
 
 def test_refused_selection_creates_no_output_folder(tmp_path):

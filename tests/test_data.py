@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import registry
 from bench.config import resolve
 from bench.data import load_data
 from bench.errors import UsageError
@@ -15,6 +16,51 @@ from formats import (trust_files, write_brain_tumor, write_celeba, write_cifar10
 
 def cfg_for(dataset, root, **kw):
     return resolve({"dataset": dataset, "data_root": str(root), **kw})
+
+
+def _trusted(cls_name, write):
+    """Write the tiny files, then point torchvision's checksum table at them."""
+    def make(root, monkeypatch):
+        import torchvision.datasets
+        written = write(root)
+        trust_files(monkeypatch, getattr(torchvision.datasets, cls_name),
+                    written[0] if isinstance(written, tuple) else written)
+    return make
+
+
+# Each registered dataset's tiny files in its real on-disk format, and the keys it needs to
+# load them: a new dataset adds its line here (the generated test below names it until then).
+FILES = {
+    "mnist": lambda root, mp: write_mnist(root, "MNIST", n_train=60, n_test=20),
+    "fashion_mnist": lambda root, mp: write_mnist(root, "FashionMNIST", n_train=60, n_test=20),
+    "colored_mnist": lambda root, mp: write_mnist(root, "MNIST", n_train=60, n_test=20),
+    "cifar10": _trusted("CIFAR10", lambda root: write_cifar10(root, n_per_batch=8)),
+    "stl10": _trusted("STL10", write_stl10),
+    "celeba": lambda root, mp: (_trusted("CelebA", lambda r: write_celeba(r, n=12))(root, mp),
+                                {"limit_train": 8, "limit_test": 3})[1],
+    "brain_tumor": lambda root, mp: write_brain_tumor(root, n=10),
+    "synthetic": None, "synthetic_rgb": None, "synthetic_seg": None,  # made in memory, no files
+}
+
+
+@pytest.mark.parametrize("name", sorted(registry.DATASETS))
+def test_every_registered_dataset_loads_in_its_declared_shape(tmp_path, monkeypatch, name):
+    """Generated from the dataset registry: tiny files in the real format load with the
+    registered shape, uint8 pixels, non-empty splits, and labels or masks in range."""
+    entry = registry.dataset_entry(name)
+    assert name in FILES, f"dataset {name} has no tiny-file writer: add one to FILES in {__file__}"
+    extra = FILES[name](tmp_path, monkeypatch) if FILES[name] else None
+    task = {"labels": "classify", "masks": "segment"}.get(entry.kind, "reconstruct")
+    data = load_data(cfg_for(name, tmp_path, **(extra if isinstance(extra, dict) else {})), task)
+    assert data.shape == entry.shape and data.kind == entry.kind
+    for split in (data.train, data.val, data.test):
+        assert len(split) > 0 and split.x.dtype == torch.uint8 and tuple(split.x.shape[1:]) == entry.shape
+    if entry.kind == "labels":
+        assert len(data.classes) == entry.num_classes
+        assert 0 <= int(data.test.y.min()) and int(data.train.y.max()) < entry.num_classes
+    if entry.kind == "masks":
+        assert tuple(data.test.y.shape[1:]) == (1,) + entry.shape[1:]
+        assert set(data.test.y.unique().tolist()) <= {0, 1}
 
 
 def test_mnist_idx_files(tmp_path):
@@ -89,7 +135,7 @@ def test_celeba_attributes_and_resize(tmp_path, monkeypatch):
 
     base, attrs = write_celeba(tmp_path, n=12)
     trust_files(monkeypatch, CelebA, base)
-    with pytest.raises(UsageError, match="fewer than the 30000 asked"):  # seed 003's subset, exactly
+    with pytest.raises(UsageError, match="fewer than the 30000 asked"):  # the CelebA assignment's subset, exactly
         load_data(cfg_for("celeba", tmp_path, label_attr="Smiling"))
     data = load_data(cfg_for("celeba", tmp_path, label_attr="Smiling", limit_train=8, limit_test=3))
     assert data.shape == (3, 64, 64)
@@ -141,8 +187,8 @@ def test_decoded_dataset_is_cached_checked_and_refreshed(tmp_path, monkeypatch):
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
     write_mnist(tmp_path, "MNIST", n_train=60, n_test=20)
     decodes = []
-    real = vision._decode_mnist_like
-    monkeypatch.setattr(vision, "_decode_mnist_like", lambda *a: decodes.append(a) or real(*a))
+    real = vision._decode_idx
+    monkeypatch.setattr(vision, "_decode_idx", lambda *a: decodes.append(a) or real(*a))
     first = load_data(cfg_for("mnist", tmp_path))
     (entry,) = (tmp_path / "cache" / "data" / "decoded").glob("mnist-*.pt")
     again = load_data(cfg_for("mnist", tmp_path))

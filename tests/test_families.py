@@ -28,7 +28,7 @@ def test_vae_logs_recon_and_kl_curves(tmp_path):
     rows = only_run(tmp_path).read_metrics()
     for r in rows:
         assert r["train/kl"] > 0 and r["val/kl"] > 0 and "train/recon_loss" in r and "val/recon_loss" in r
-    assert rows[0]["train/kl_weight"] == pytest.approx(0.5) and rows[1]["train/kl_weight"] == 1.0
+    assert rows[0]["train/beta"] == pytest.approx(0.5) and rows[1]["train/beta"] == 1.0
 
 
 def test_classifier_keeps_best_checkpoint_by_val_accuracy(tmp_path):

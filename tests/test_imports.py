@@ -209,3 +209,13 @@ def test_the_family_resolves_its_own_keys():
     assert set(record) == RUN_FIELDS | set(cli_keys(registry.model_entry("mlp_vae").config_cls))
     assert "mlp_dims" not in resolve({"model": "mlp_vae"}).to_dict()  # an unset shorthand is not recorded
     assert resolve({"probe_from": "some-run"}).model == "linear_probe"  # a key that chooses its model
+
+
+def test_no_function_is_over_sixty_lines():
+    """Read statically: every function and method of the library, the analysis and the two
+    entry points fits on a screen."""
+    files = [*(ROOT / "bench").rglob("*.py"), *(ROOT / "analysis").rglob("*.py"), ROOT / "run.py", ROOT / "registry.py"]
+    long = [f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in files for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
+    assert not long, long

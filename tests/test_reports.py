@@ -40,13 +40,13 @@ def _celeba_store(root, with_lambda=True):
     return recorded
 
 
-def test_seed003_report_has_exactly_its_five_sections_filled_from_the_runs(tmp_path):
+def test_celeba_assignment_report_has_exactly_its_five_sections_filled_from_the_runs(tmp_path):
     recorded = _celeba_store(tmp_path / "runs")
     out = tmp_path / "rep"
     p = run_cli(["--runs", tmp_path / "runs", "--sweep", "celeba_models", "--out", out], cwd=tmp_path,
                 script="analysis.report")
     assert p.returncode == 0, p.stderr
-    assert "template seed003" in p.stdout and "left for your text" in p.stdout
+    assert "template celeba_assignment" in p.stdout and "left for your text" in p.stdout
     md = (out / "report.md").read_text()
     headers = [line for line in md.splitlines() if line.startswith("#")]
     assert headers == ["## 1. Executive Summary", "## 2. Autoencoder Regularization",
@@ -75,7 +75,7 @@ def test_seed003_report_has_exactly_its_five_sections_filled_from_the_runs(tmp_p
 
 def test_a_sweep_not_yet_run_is_named_with_its_command(tmp_path):
     _celeba_store(tmp_path / "runs", with_lambda=False)
-    p = run_cli(["--runs", tmp_path / "runs", "--template", "seed003", "--out", tmp_path / "rep"], cwd=tmp_path,
+    p = run_cli(["--runs", tmp_path / "runs", "--template", "celeba_assignment", "--out", tmp_path / "rep"], cwd=tmp_path,
                 script="analysis.report")
     assert p.returncode == 0, p.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
@@ -86,7 +86,7 @@ def test_a_sweep_not_yet_run_is_named_with_its_command(tmp_path):
 
 def test_template_without_its_runs_exits_2(tmp_path):
     _celeba_store(tmp_path / "runs", with_lambda=False)
-    p = run_cli(["--runs", tmp_path / "runs", "--template", "seed004", "--out", tmp_path / "rep"], cwd=tmp_path,
+    p = run_cli(["--runs", tmp_path / "runs", "--template", "seed004", "--out", tmp_path / "rep"], cwd=tmp_path,  # the older name
                 script="analysis.report")
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "fashion_vae_depth" in p.stderr and not (tmp_path / "rep").exists()

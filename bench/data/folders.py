@@ -1,4 +1,4 @@
-"""Image + mask folders: the brain-tumour segmentation set of seed 002.
+"""Image + mask folders: the brain-tumour segmentation set of the CNN and autoencoder assignment.
 
 Expected layout under --data-root:
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,6 +19,8 @@ import torch
 from bench.data import Source, Split
 from bench.data.decoded import decoded
 from bench.errors import UsageError
+from bench.checkpoint import save
+from bench.store import atomic_write_bytes
 from bench.tensors import to_float
 from registry import register_dataset
 
@@ -87,25 +88,27 @@ def _unpack_fashion(root: str) -> str:
             for f in MNIST_FILES:
                 if (raw / f).exists():
                     continue
-                tmp = raw / f".{f}.{os.getpid()}.tmp"
-                with gzip.open(src / f"{f}.gz", "rb") as fin, open(tmp, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-                if f in sums and hashlib.sha256(tmp.read_bytes()).hexdigest() != sums[f]:
-                    tmp.unlink()
+                with gzip.open(src / f"{f}.gz", "rb") as fin:
+                    data = fin.read()
+                if f in sums and hashlib.sha256(data).hexdigest() != sums[f]:
                     raise UsageError(f"fashion_mnist: {src / f}.gz does not match its SHA-256 sum")
-                os.replace(tmp, raw / f)
+                atomic_write_bytes(raw / f, data)
             return str(target)
         except OSError:
             continue  # unwritable data root: unpack into the cache instead
     return root
 
 
-def _mnist_like(folder, name, cfg, root=None) -> Source:
+def idx_dataset(folder: str, name: str, cfg, root: str | None = None) -> Source:
+    """A dataset of idx files in torchvision's layout, `<root>/<folder>/raw/`, where `folder`
+    is the torchvision class that reads it (MNIST, FashionMNIST, KMNIST, ...): the base of
+    every MNIST-shaped dataset. A new one is a registered function that returns
+    `idx_dataset("KMNIST", "kmnist", cfg)`. Decoded once into the user cache."""
     root = root or cfg.data_root
-    return decoded(name, Path(root) / folder, "", lambda: _decode_mnist_like(folder, name, root))
+    return decoded(name, Path(root) / folder, "", lambda: _decode_idx(folder, name, root))
 
 
-def _decode_mnist_like(folder, name, root) -> Source:
+def _decode_idx(folder, name, root) -> Source:
     import torchvision.datasets
     from torchvision.datasets import mnist as tv_mnist
 
@@ -137,13 +140,13 @@ def _which_idx_file_is_bad(where, name, err, tv_mnist):
 @register_dataset(shape=(1, 28, 28))
 def mnist(cfg, task):
     """MNIST handwritten digits, 1x28x28, 60k/10k, 10 classes (torchvision)."""
-    return _mnist_like("MNIST", "mnist", cfg)
+    return idx_dataset("MNIST", "mnist", cfg)
 
 
 @register_dataset(shape=(1, 28, 28))
 def fashion_mnist(cfg, task):
     """Fashion-MNIST clothing, 1x28x28, 60k/10k, 10 classes (torchvision; Debian's or the shipped files)."""
-    return _mnist_like("FashionMNIST", "fashion_mnist", cfg, _unpack_fashion(cfg.data_root))
+    return idx_dataset("FashionMNIST", "fashion_mnist", cfg, _unpack_fashion(cfg.data_root))
 
 
 PALETTE = torch.tensor([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -163,7 +166,7 @@ def colorize(x: torch.Tensor, y: torch.Tensor, mode: str, seed: int) -> torch.Te
 
 @register_dataset(shape=(3, 28, 28))
 def colored_mnist(cfg, task):
-    """MNIST digits coloured per class or per image (--color-mode), 3x28x28 (seed 001)."""
+    """MNIST digits coloured per class or per image (--color-mode), 3x28x28 (the coloured-MNIST assignment)."""
     src = mnist(cfg, task)
     tr = Split(colorize(src.train.x, src.train.y, cfg.color_mode, cfg.seed), src.train.y)
     te = Split(colorize(src.test.x, src.test.y, cfg.color_mode, cfg.seed + 1), src.test.y)
@@ -224,13 +227,13 @@ def _decode_stl10(root, split) -> Source:
 
     def as_split(ds):
         return Split(torch.as_tensor(ds.data), torch.as_tensor(ds.labels, dtype=torch.long))
-    # Seed 002: pretrain on `unlabeled`, then probe on the labelled train split.
+    # The CNN and autoencoder assignment: pretrain on `unlabeled`, then probe on the labelled train split.
     labelled = as_split(load("train")) if split != "train" else None
     return Source(as_split(tr), as_split(te), classes, labelled=labelled)
 
 
 CELEBA_SIZE = 64
-CELEBA_SUBSET = (30000, 5000)  # seed 003: exactly 30k train / 5k test images
+CELEBA_SUBSET = (30000, 5000)  # the CelebA assignment: exactly 30k train / 5k test images
 
 
 def _celeba_split(root, split, n, size):
@@ -245,7 +248,7 @@ def _celeba_split(root, split, n, size):
     if len(ds) < n:
         flag = "--limit-train" if split == "train" else "--limit-test"
         raise UsageError(f"celeba: the {split} split has {len(ds)} images, fewer than the {n} asked "
-                         f"(seed 003's subset is {CELEBA_SUBSET[0]}/{CELEBA_SUBSET[1]}); pass {flag} {len(ds)}")
+                         f"(the CelebA assignment's subset is {CELEBA_SUBSET[0]}/{CELEBA_SUBSET[1]}); pass {flag} {len(ds)}")
     xs, attrs = torch.empty(n, 3, size, size, dtype=torch.uint8), ds.attr[:n].long()
     for i in range(n):
         try:
@@ -254,7 +257,7 @@ def _celeba_split(root, split, n, size):
             raise UsageError(f"celeba: cannot decode {ds.filename[i]} ({type(e).__name__})") from None
     out = {"x": xs, "attrs": attrs, "names": list(ds.attr_names[:40])}
     try:
-        torch.save(out, cache)
+        save(cache, out)
     except OSError:
         pass  # read-only data root: decode again next time
     return out

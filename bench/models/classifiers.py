@@ -2,7 +2,7 @@
 linear probe on the frozen encoder of a finished autoencoder run.
 
 - `cnn_classifier`: conv blocks (Conv-BN-ReLU x2, max-pool, dropout), linear head
-  (seed 002 Task 1, > 70% CIFAR-10 test accuracy).
+  (the CNN and autoencoder assignment Task 1, > 70% CIFAR-10 test accuracy).
 - `resnet18_probe`: torchvision ResNet-18 (He et al., arXiv 1512.03385) frozen, new head;
   `--encoder timm:NAME` swaps in any timm backbone (features_only). ImageNet weights are
   loaded from the torch hub cache and never silently replaced by random ones.

@@ -4,11 +4,11 @@ One class covers the family because the variants differ only in what happens to 
 input (corruption), to the feature maps (masking) and to the loss (L1 on z):
 - `ae`: conv encoder, ConvTranspose decoder, sigmoid output, MSE (seeds 000, 001, 003).
 - `dae`: trained on corrupted inputs, loss against the clean image (Vincent et al. 2008).
-- `sparse_ae`: MSE + lambda * sum_j |z_j| per image, averaged over the batch (seed 003).
-- `dropout_ae`: dropout (and optional BatchNorm) after every conv/deconv layer (seed 001).
+- `sparse_ae`: MSE + lambda * sum_j |z_j| per image, averaged over the batch (the CelebA assignment).
+- `dropout_ae`: dropout (and optional BatchNorm) after every conv/deconv layer (the coloured-MNIST assignment).
 - `mcae`: random patches of the encoder's first feature maps are zeroed during training
-  (masked convolutional AE, seed 000; cf. ConvMAE, arXiv 2205.03892).
-- `stl_ae`: fully convolutional, BatchNorm + ReLU, ~200k parameters at 3x96x96 (seed 002).
+  (masked convolutional AE, the CIFAR-10 assignment; cf. ConvMAE, arXiv 2205.03892).
+- `stl_ae`: fully convolutional, BatchNorm + ReLU, ~200k parameters at 3x96x96 (the CNN and autoencoder assignment).
 """
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ class ConvAE(BenchModel):
             recon_loss = (w * err).mean() / w.mean()
         else:
             recon_loss = mse
-        l1 = z.flatten(1).abs().sum(1).mean()  # seed 003: lambda * sum_j |z_j| per image
+        l1 = z.flatten(1).abs().sum(1).mean()  # the CelebA assignment: lambda * sum_j |z_j| per image
         loss = recon_loss + self.cfg.l1_lambda * l1 if self.cfg.l1_lambda > 0 else recon_loss
         out = {"loss": loss, "recon": recon, "z": z, "mse": mse.detach(), "l1": l1.detach(),
                "near_zero": (z.abs() < self.cfg.near_zero).float().mean().detach()}

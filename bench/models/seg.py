@@ -1,4 +1,4 @@
-"""Segmentation autoencoder of seed 002 (brain-tumour MRI): 1x240x240 in, mask logits out.
+"""Segmentation autoencoder of the CNN and autoencoder assignment (brain-tumour MRI): 1x240x240 in, mask logits out.
 
 Symmetric conv / ConvTranspose stacks whose output paddings are derived from the
 encoder's sizes, so any square input comes back at its own size. The Dice loss is the

@@ -1,4 +1,4 @@
-"""Compact autoencoders of seed 002: the linear AE and the max-pool/unpool conv AE.
+"""Compact autoencoders of the CNN and autoencoder assignment: the linear AE and the max-pool/unpool conv AE.
 
 - `linear_ae`: flatten, 784-128-64-32-15 with ReLU, mirrored decoder, sigmoid, MSE.
 - `pool_ae`: two 3x3 stride-2 convs, a 5x5 conv, MaxPool2d(return_indices=True);
@@ -21,7 +21,7 @@ from registry import register_model
 
 @dataclass
 class LinearAEConfig(ImageInput, Corruption):
-    """MLP autoencoder of seed 002 (linear_ae)"""
+    """MLP autoencoder of the CNN and autoencoder assignment (linear_ae)"""
     hidden_dims: list[int] = key((128, 64, 32), **HIDDEN_DIMS)
     latent_dim: int = key(15, **LATENT_DIM)
 

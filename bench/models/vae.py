@@ -3,7 +3,7 @@
 - `vae`: conv encoder with linear mu / logvar heads, reparameterisation, recon + beta*KL
   with optional linear KL warm-up (seeds 000, 001, 003; 64x64 / latent 128 for CelebA).
 - `mlp_vae`: the classic PyTorch-example MLP VAE with a list of hidden widths
-  (seed 004: 784-400-20 and 784-400-100-20), BCE summed over pixels + KL.
+  (the Fashion-MNIST VAE assignment: 784-400-20 and 784-400-100-20), BCE summed over pixels + KL.
 - `mlp_ae`: its deterministic twin (one z layer, no KL), the seed's "AE conversion".
 
 Losses are per image (summed over pixels / latent dims, averaged over the batch), so
@@ -74,7 +74,7 @@ class VAEMixin(BenchModel):
         weight = self.beta * self._kl_scale
         loss = rec + weight * kl if weight > 0 else rec
         return {"loss": loss, "recon_loss": rec.detach(), "kl": kl.detach(),
-                "kl_weight": torch.tensor(weight), "mse": F.mse_loss(recon.detach(), x)}
+                "beta": torch.tensor(weight), "mse": F.mse_loss(recon.detach(), x)}
 
 
 @dataclass

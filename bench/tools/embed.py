@@ -41,26 +41,38 @@ def embed(model, data, cfg, run, device):
 
     Each method is fitted once per point set and view: 2-D and 3-D of the clean latents,
     and one t-SNE of clean and noisy latents together; `--embed-points` caps the points."""
-    from sklearn.neighbors import KNeighborsClassifier
-
     labels_required(data, "embed")
-    limit = cfg.embed_points
-    z, y = latents(model, data.test, device, limit)
-    proj = {}
+    z, y = latents(model, data.test, device, cfg.embed_points)
+    proj, proj3 = {}, {}
     for m in METHODS:
         progress(f"embed: 2-D {m} of {len(z)} points")
         proj[m] = project(m, z, cfg.seed)
-    figs = {}
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     for ax, (name, xy) in zip(axes, proj.items()):
         scatter(ax, xy, y, f"{name.upper()} of test latents (n={len(z)})")
     legend(fig, y, data.classes)
-    figs["embed_2d"] = save_figure(fig, run.figures / "embed_2d.png")
-
-    proj3 = {}
+    figs = {"embed_2d": save_figure(fig, run.figures / "embed_2d.png")}
     for m in METHODS:
         progress(f"embed: 3-D {m}")
         proj3[m] = project(m, z, cfg.seed, dims=3)
+    figs["embed_3d"] = _figure_3d(proj3, y, data, run.figures / "embed_3d.png")
+    figs["embed_clean_vs_noisy"] = _clean_vs_noisy(model, data, cfg, device, z, y,
+                                                   run.figures / "embed_clean_vs_noisy.png")
+    knn_acc, figs["decision_regions"] = _decision_regions(proj["umap"], y, data, run.figures / "decision_regions.png")
+    cols = ["image", "label", "class"] + [f"{p}_{a}" for p in METHODS for a in ("x", "y")] \
+        + [f"{p}3d_{a}" for p in METHODS for a in ("x", "y", "z")]
+    names = [str(c) for c in data.classes]
+    thumbs = data.test.x[:len(z)].cpu().permute(0, 2, 3, 1).numpy()  # the test images the points stand for
+    thumbs = thumbs[..., 0] if thumbs.shape[-1] == 1 else thumbs
+    rows = [[thumbs[i], int(y[i]), names[int(y[i])] if int(y[i]) < len(names) else str(int(y[i]))]
+            + [float(proj[p][i, j]) for p in METHODS for j in (0, 1)]
+            + [float(proj3[p][i, j]) for p in METHODS for j in (0, 1, 2)]
+            for i in range(len(z))]
+    numbers = {"embed/points": len(z), "embed/knn2d_acc": knn_acc}
+    return {"numbers": numbers, "figures": figs, "tables": {"embeddings": (cols, rows)}, "arrays": proj}
+
+
+def _figure_3d(proj3: dict, y, data, path):
     fig = plt.figure(figsize=(15, 4.8))
     for k, (name, xyz) in enumerate(proj3.items()):
         ax = fig.add_subplot(1, 3, k + 1, projection="3d")
@@ -70,19 +82,27 @@ def embed(model, data, cfg, run, device):
         ax.set_yticklabels([])
         ax.set_zticklabels([])
     legend(fig, y, data.classes)
-    figs["embed_3d"] = save_figure(fig, run.figures / "embed_3d.png")
+    return save_figure(fig, path)
 
+
+def _clean_vs_noisy(model, data, cfg, device, z, y, path):
+    """One t-SNE fitted on clean and corrupted latents together (the model's own noise
+    level, else 0.3), shown side by side."""
     sigma = model.noise_level if model.noise_level > 0 else 0.3
-    zn, _ = latents(model, data.test, device, limit, sigma=sigma, seed=cfg.seed)
+    zn, _ = latents(model, data.test, device, cfg.embed_points, sigma=sigma, seed=cfg.seed)
     progress("embed: t-SNE of clean and noisy latents")
-    both = project("tsne", np.concatenate([z, zn]), cfg.seed)  # one projection fitted on both
+    both = project("tsne", np.concatenate([z, zn]), cfg.seed)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     scatter(axes[0], both[: len(z)], y, "clean inputs (t-SNE fitted on both)")
-    scatter(axes[1], both[len(z):], y, f"{model.noise_type} noise, sigma={sigma:g}")
+    scatter(axes[1], both[len(z):], y, f"{model.noise_type} noise, level {sigma:g}")
     legend(fig, y, data.classes)
-    figs["embed_clean_vs_noisy"] = save_figure(fig, run.figures / "embed_clean_vs_noisy.png")
+    return save_figure(fig, path)
 
-    xy = proj["umap"]
+
+def _decision_regions(xy, y, data, path) -> tuple[float, object]:
+    """A 15-NN classifier on the 2-D UMAP embedding: its training accuracy and its regions."""
+    from sklearn.neighbors import KNeighborsClassifier
+
     knn = KNeighborsClassifier(n_neighbors=15).fit(xy, y)
     pad = 0.05 * (xy.max(0) - xy.min(0))
     gx, gy = np.meshgrid(np.linspace(xy[:, 0].min() - pad[0], xy[:, 0].max() + pad[0], 200),
@@ -92,16 +112,4 @@ def embed(model, data, cfg, run, device):
     ax.contourf(gx, gy, regions, levels=np.arange(11) - 0.5, cmap="tab10", alpha=0.25, vmin=0, vmax=9)
     scatter(ax, xy, y, "decision regions of a 15-NN classifier on the 2-D UMAP embedding")
     legend(fig, y, data.classes)
-    figs["decision_regions"] = save_figure(fig, run.figures / "decision_regions.png")
-
-    cols = ["image", "label", "class"] + [f"{p}_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y")] \
-        + [f"{p}3d_{a}" for p in ("pca", "tsne", "umap") for a in ("x", "y", "z")]
-    names = [str(c) for c in data.classes]
-    thumbs = data.test.x[:len(z)].cpu().permute(0, 2, 3, 1).numpy()  # the test images the points stand for
-    thumbs = thumbs[..., 0] if thumbs.shape[-1] == 1 else thumbs
-    rows = [[thumbs[i], int(y[i]), names[int(y[i])] if int(y[i]) < len(names) else str(int(y[i]))]
-            + [float(proj[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1)]
-            + [float(proj3[p][i, j]) for p in ("pca", "tsne", "umap") for j in (0, 1, 2)]
-            for i in range(len(z))]
-    numbers = {"embed/points": len(z), "embed/knn2d_acc": float(knn.score(xy, y))}
-    return {"numbers": numbers, "figures": figs, "tables": {"embeddings": (cols, rows)}, "arrays": proj}
+    return float(knn.score(xy, y)), save_figure(fig, path)

@@ -21,24 +21,17 @@ def sample(model, data, cfg, run, device):
     """Decoded samples and their Frechet distance to test images: from a Gaussian fitted to
     the training codes and from a 10-component GMM (ex-post density estimation, Ghosh et al.
     arXiv 1903.12436, for any autoencoder), and for a VAE also from its prior N(0, I)."""
-    from sklearn.mixture import GaussianMixture
-
     from bench.sample_quality import feature_network, frechet_each
+    from bench.samplers import GaussianSampler, GMMSampler, PriorSampler
 
     decode = decoder(model, "sample")
     shape = model.encode(images(data.test, torch.arange(1), device)).shape[1:]
     mu = codes(model, data.train, device)
-    n, d = mu.shape
+    samplers = {"prior": PriorSampler()} if model.is_variational else {}
+    samplers.update(ex_post=GaussianSampler(), gmm=GMMSampler(10, seed=cfg.seed))
     rng = np.random.default_rng(cfg.seed)
-    mean, cov = mu.mean(0), np.cov(mu, rowvar=False) + 1e-6 * np.eye(d)
     n_scored = min(N_SAMPLES_SCORED, len(data.test))  # as many samples as real images they are compared with
-    draws = {}
-    if model.is_variational:
-        draws["prior"] = rng.standard_normal((n_scored, d))
-    draws["ex_post"] = rng.multivariate_normal(mean, cov, n_scored)
-    gmm = GaussianMixture(n_components=min(10, n), covariance_type="full", reg_covar=1e-5,
-                          random_state=cfg.seed).fit(mu)
-    draws["gmm"] = gmm.sample(n_scored)[0][rng.permutation(n_scored)]
+    draws = {name: s.fit(mu).sample(n_scored, rng) for name, s in samplers.items()}
     features = feature_network(data, device, cfg)
     real = images(data.test, torch.arange(n_scored), device)
     decoded = {name: torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
