@@ -18,7 +18,7 @@ from bench.store import RecordError, effective_status, list_runs
 # Config keys that never define a configuration (where and how a run was recorded).
 BOOKKEEPING = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "resume", "device",
                "num_threads", "group", "sweep", "eval", "compile", "amp", "channels_last", "task", "config",
-               "wandb_system", "wandb_artifacts", "sweep_id"}
+               "wandb_system", "wandb_artifacts", "sweep_id", "verbose"}
 SUMMARY_RENAME = {"epochs": "epochs_done", "status": "recorded_status", "model": "_model", "dataset": "_dataset",
                   "group": "_group", "sweep": "_sweep"}
 

@@ -87,6 +87,7 @@ class RunKeys:
     sweep: Optional[str] = _opt(None, "sweep this run belongs to (set by bench.sweep and by the sweep YAML's "
                                       "command for `wandb agent`)")
     wandb_system: bool = _opt(True, "W&B console capture and system metrics (false: off, and W&B stays quiet)")
+    verbose: bool = _opt(False, "also print W&B's own start-up banner and footer")
     wandb_artifacts: str = _opt("best", "checkpoints uploaded as a W&B `model` artifact (aliases best, latest)",
                                 choices=["best", "all", "none"])
     resume: Optional[str] = _opt(None, "run directory or id to continue")
@@ -170,7 +171,7 @@ def canonical(values: dict) -> dict:
 
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
 RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
-                    "eval", "embed_points", "compile", "wandb_system", "wandb_artifacts"}
+                    "eval", "embed_points", "compile", "wandb_system", "wandb_artifacts", "verbose"}
 
 
 def _base_type(tp):
@@ -312,7 +313,7 @@ HELP_GROUPS = [
     ("evaluation after training", ["eval", "eval_sigmas", "embed_points"]),
     ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
     ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep",
-                           "wandb_system", "wandb_artifacts"]),
+                           "wandb_system", "wandb_artifacts", "verbose"]),
 ]
 
 

@@ -15,6 +15,7 @@ import torch
 
 from bench import figures, metrics
 from bench.errors import UsageError, exit_usage
+from bench.data import batches
 from bench.tensors import to_float, to_uint8
 
 
@@ -118,27 +119,45 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
 
 
 @torch.no_grad()
+@torch.no_grad()
 def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[list]]:
-    """The first n test images, their corrupted input (denoisers), the reconstruction and
-    per-image MSE / PSNR / SSIM: a W&B table sortable to find the worst reconstructions
-    (and `test_images.csv` locally)."""
+    """The whole test set ranked by per-image MSE, keeping the n/2 worst and the n/2 best
+    reconstructions: each with its index, input, corrupted input (denoisers), reconstruction
+    and MSE / PSNR / SSIM (a W&B table; `test_images.csv` locally)."""
     model.eval()
-    x = to_float(data.test.x[:n].to(device))
-    noisy = None
-    if model.noise_level > 0:
-        noisy = model.corrupt(x, torch.Generator(device=device).manual_seed(cfg.seed))
-    recon = model(noisy if noisy is not None else x)["recon"]
-    m = metrics.image_metrics(recon, x)  # the same definitions as the test metrics
-    mse, psnr = m["mse"], m["psnr"]
-    ssim = m.get("ssim", torch.full_like(mse, float("nan")))  # SSIM needs at least 11x11 images
+    mse = torch.cat([m["mse"].cpu() for _, _, _, m in _test_passes(model, data, cfg, device)])
+    order = torch.argsort(mse, descending=True)
+    half = min(n // 2, len(order) // 2 or 1)
+    chosen = {int(i): f"worst {k + 1}" for k, i in enumerate(order[:half])}
+    chosen.update({int(i): f"best {k + 1}" for k, i in enumerate(order.flip(0)[:half]) if int(i) not in chosen})
 
     def image(t):
         a = to_uint8(t).permute(1, 2, 0).numpy()
         return a[..., 0] if a.shape[2] == 1 else a
-    cols = ["index", "input"] + (["corrupted"] if noisy is not None else []) + ["reconstruction", "mse", "psnr", "ssim"]
-    rows = [[i, image(x[i])] + ([image(noisy[i])] if noisy is not None else [])
-            + [image(recon[i]), float(mse[i]), float(psnr[i]), float(ssim[i])] for i in range(len(x))]
-    return cols, rows
+    corrupted = model.noise_level > 0
+    cols = ["rank", "index", "input"] + (["corrupted"] if corrupted else []) + ["reconstruction", "mse", "psnr", "ssim"]
+    rows, start = {}, 0
+    for x, noisy, recon, m in _test_passes(model, data, cfg, device):  # the same noise as the ranking pass
+        for j in range(len(x)):
+            if start + j in chosen:
+                ssim = float(m["ssim"][j]) if "ssim" in m else float("nan")  # SSIM needs 11x11 images or more
+                rows[start + j] = [chosen[start + j], start + j, image(x[j])] \
+                    + ([image(noisy[j])] if corrupted else []) \
+                    + [image(recon[j]), float(m["mse"][j]), float(m["psnr"][j]), ssim]
+        start += len(x)
+    ranked = sorted(rows.values(), key=lambda r: (r[0].split()[0] != "worst", int(r[0].split()[1])))
+    return cols, ranked
+
+
+def _test_passes(model, data, cfg, device, batch_size: int = 500):
+    """(clean, model input, reconstruction, per-image metrics) per test batch; a denoiser's
+    input is corrupted with noise fixed by the seed, the same on every pass."""
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    for xb, _ in batches(data.test, batch_size):
+        x = xb.to(device)
+        noisy = model.corrupt(x, g) if model.noise_level > 0 else x
+        recon = model(noisy)["recon"]
+        yield x, noisy, recon, metrics.image_metrics(recon, x)  # the same definitions as the test metrics
 
 
 def record_results(run, tracking, results: dict, figs: dict) -> None:

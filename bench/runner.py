@@ -231,7 +231,7 @@ def execute(argv: list[str], log=print) -> int:
 def _supervised(job: Job, phases: Phases, log) -> int:
     """Everything that happens to an existing run; whatever stops it, its status is recorded."""
     run, cfg = job.run, job.cfg
-    exit_code, status = 0, "finished"
+    exit_code, status, last = 0, "finished", None
     try:
         _train_and_evaluate(job, phases, log)
     except Diverged as e:
@@ -245,8 +245,8 @@ def _supervised(job: Job, phases: Phases, log) -> int:
         reason = str(e) if isinstance(e, Interrupted) else f"SIGINT received during {phases.name}"
         exit_code, status = 128 + signum, "interrupted"
         job.extra.update(reason=reason, epochs=job.epochs_done())
-        print(f"run {run.id} interrupted ({reason}) after {job.epochs_done()} finished epochs; "
-              f"continue with: python run.py --resume {run.id} --runs-dir {cfg.runs_dir}", file=sys.stderr)
+        last = (f"run {run.id} interrupted ({reason}) after {job.epochs_done()} finished epochs; "
+                f"continue with: python run.py --resume {run.id} --runs-dir {cfg.runs_dir}")
     except OSError as e:  # full or unwritable storage: recorded where possible, one line, exit 2
         exit_code, status = 2, "failed"
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
@@ -264,10 +264,31 @@ def _supervised(job: Job, phases: Phases, log) -> int:
     finally:
         with phases.signals.recording_only():
             _finish(run, job.tracking, status, dict(job.extra, **phases.times()), exit_code)
+    # Last on screen, after W&B's own footer: the test numbers, the run folder, what next.
+    if status == "finished":
+        log(summary_line(job.extra))
     log(f"status {status}  run dir {run.path}")
+    if last:
+        print(last, file=sys.stderr)
     if status == "finished":
         log(next_steps(run, cfg, job.tracking))
     return exit_code
+
+
+def settings_line(record: dict) -> str:
+    """The keys that differ from the chosen model's defaults, one short line
+    (`--print-config` prints every key)."""
+    defaults = resolve({"model": record["model"]}).to_dict() if "probe_from" not in record else {}
+    changed = {k: v for k, v in record.items() if k not in ("model", "task") and defaults.get(k, object()) != v}
+    shown = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(changed.items()))
+    return f"settings {record['model']} ({record.get('task')})" + (f": {shown}" if shown else ": all defaults") \
+        + "  (--print-config shows every key)"
+
+
+def summary_line(extra: dict) -> str:
+    """The test numbers of best.pt, one line."""
+    return "summary " + "  ".join(f"{k} {v:.4f}" for k, v in extra.items()
+                                  if k.startswith("test") and isinstance(v, float))
 
 
 def _train_and_evaluate(job: Job, phases: Phases, log) -> None:
@@ -299,7 +320,7 @@ def _start(job: Job, log) -> None:
     run, cfg, model, data = job.run, job.cfg, job.model, job.data
     if not job.resumed:
         run.write_config(job.record)
-    log("config " + json.dumps(job.record, sort_keys=True))
+    log(settings_line(job.record))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"run {run.id}  model {cfg.model} ({job.n_params:,} params, {trainable:,} trainable)  data {cfg.dataset} "
         f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {job.device}")
@@ -350,8 +371,8 @@ def _test_evaluation(job: Job, state, log) -> None:
     record_results(run, job.tracking, job.extra, figs)
     if model.reconstructs:
         job.tracking.log_table("test_images", *image_table(model, job.data, job.cfg, device))
-    log("summary " + "  ".join(f"{k} {v:.4f}" for k, v in results.items()
-                               if k.startswith("test") and isinstance(v, float)))
+    if job.cfg.eval:  # the tools may take a while: the test numbers now, and again at the end
+        log(summary_line(results))
 
 
 def next_steps(run, cfg, tracking) -> str:

@@ -139,9 +139,11 @@ class WandbTracker(Tracker):
         self.wandb = wandb
         self.mode = mode
         quiet = not cfg.get("wandb_system", True)
+        # W&B's own banner and footer only with --verbose: our lines say where the run is
         settings = wandb.Settings(init_timeout=float(os.environ.get("AEBENCH_WANDB_INIT_TIMEOUT", 90)),
-                                  console="off" if quiet else "auto", x_disable_stats=quiet, silent=quiet)
-        config = {k: v for k, v in cfg.items() if k not in ("wandb_system",)}
+                                  console="off" if quiet else "auto", x_disable_stats=quiet,
+                                  silent=quiet or not cfg.get("verbose", False))
+        config = {k: v for k, v in cfg.items() if k not in ("wandb_system", "verbose")}
         if agent_sweep():
             config["sweep_id"] = agent_sweep()
         self.run = wandb.init(project=cfg.get("project"), entity=cfg.get("entity"), group=cfg.get("group"),
@@ -217,8 +219,12 @@ class WandbTracker(Tracker):
             return
 
         def put():
+            summary = run.read_summary()  # the selection metric and its value, as Lightning's logger records
+            metadata = {"run_id": run.id, "model": run.read_config().get("model"),
+                        "best_metric": summary.get("best_metric"), "best_value": summary.get("best_value"),
+                        "best_epoch": summary.get("best_epoch")}
             art = self.wandb.Artifact(f"model-{run.id}", type="model",
-                                      metadata={"run_id": run.id, "model": run.read_config().get("model")})
+                                      metadata={k: v for k, v in metadata.items() if v is not None})
             names = ["best.pt", "config.json", "summary.json", "metrics.jsonl"] + (["last.pt"] if which == "all" else [])
             for n in names:
                 if (run.path / n).is_file():
@@ -268,7 +274,8 @@ class Tracking(Tracker):
     def _note(self, run):
         """The W&B run's id and page in the local record (an agent's run has its own id)."""
         w = self.trackers[-1].run
-        run.update_summary(wandb_run_id=w.id, wandb_url=getattr(w, "url", None) or None)
+        online = self.wandb_mode == "online"  # an offline run has no page (asking W&B warns)
+        run.update_summary(wandb_run_id=w.id, wandb_url=(getattr(w, "url", None) or None) if online else None)
 
     def offline_dir(self) -> str | None:
         """The W&B offline folder of this run, to `wandb sync` later, if it logged offline."""

@@ -76,9 +76,16 @@ def test_media_per_epoch_tables_with_images_and_model_artifact(agent_run):
     assert model.type == "model" and {"best", "latest"} <= set(model.aliases)
     files = {e.path for e in model.manifest.contents}
     assert {"best.pt", "config.json"} <= files and "last.pt" not in files
-    # the local copy of the image table: per-image numbers, sortable, no image columns
-    head = (run.path / "test_images.csv").read_text().splitlines()[0]
-    assert head == "index,mse,psnr,ssim"
+    meta = json.loads(model.metadata)  # the selection metric and its value travel with the weights
+    assert meta["best_metric"] == summary["best_metric"] and meta["best_value"] == pytest.approx(summary["best_value"])
+    # the local copy of the image table: the whole test set ranked, its worst and best images kept
+    import csv
+    rows = list(csv.DictReader((run.path / "test_images.csv").open()))
+    assert list(rows[0]) == ["rank", "index", "mse", "psnr", "ssim"] and len(rows) == 32
+    worst = [float(r["mse"]) for r in rows if r["rank"].startswith("worst")]
+    best = [float(r["mse"]) for r in rows if r["rank"].startswith("best")]
+    assert worst == sorted(worst, reverse=True) and best == sorted(best) and min(worst) >= max(best)
+    assert max(int(r["index"]) for r in rows) >= 32  # chosen from the whole test set (120 images)
 
 
 def test_run_url_or_offline_folder_is_printed(agent_run):
