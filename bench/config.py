@@ -75,6 +75,9 @@ class RunKeys:
     eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix", lo=0.0, hi=1.0)
     embed_points: int = _opt(2000, "test images embedded by --eval embed (t-SNE and UMAP time grows with it)",
                              lo=10, hi=100000)
+    embed_views: list[str] = _list(["2d", "3d", "noisy"], "what --eval embed draws: 2d (PCA, t-SNE, UMAP, and "
+                                   "decision regions on the UMAP), 3d (the same three in 3-D), noisy (one t-SNE of "
+                                   "clean and corrupted latents); each view is its own fits", choices=["2d", "3d", "noisy"])
     # --- tracking
     runs_dir: str = _opt("runs", "local run store")
     name: Optional[str] = _opt(None, "run name (default: generated)")
@@ -171,7 +174,7 @@ def canonical(values: dict) -> dict:
 
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
 RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
-                    "eval", "embed_points", "compile", "wandb_system", "wandb_artifacts", "verbose"}
+                    "eval", "embed_points", "embed_views", "compile", "wandb_system", "wandb_artifacts", "verbose"}
 
 
 def _base_type(tp):
@@ -310,7 +313,7 @@ HELP_GROUPS = [
     ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test", "color_mode", "label_attr",
               "train_split"]),
     ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "seed", "select_on", "max_params"]),
-    ("evaluation after training", ["eval", "eval_sigmas", "embed_points"]),
+    ("evaluation after training", ["eval", "eval_sigmas", "embed_points", "embed_views"]),
     ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
     ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep",
                            "wandb_system", "wandb_artifacts", "verbose"]),

@@ -91,7 +91,11 @@ class Corruption(FamilyConfig):
                           choices=["gaussian", "dropout", "salt_pepper"])
 
     def task(self, registered: str) -> str:
-        return "denoise" if registered == "reconstruct" and self.noise_level > 0 else super().task(registered)
+        """An autoencoder denoises exactly when its inputs are corrupted (a `dae` at level 0
+        is the plain-AE baseline)."""
+        if registered in ("reconstruct", "denoise"):
+            return "denoise" if self.noise_level > 0 else "reconstruct"
+        return super().task(registered)
 
 
 def cli_keys(config_cls) -> dict:

@@ -52,10 +52,11 @@ def data_root(tmp_path_factory):
 def expected_keys(cfg: dict, params: dict) -> list[str]:
     from registry import MODELS
 
+    from bench.config import canonical
+
     model = params["model"]
-    task = MODELS[model].task
-    if task in ("reconstruct", "denoise") and "noise_level" in params:  # sigma 0 is the plain-AE baseline
-        task = "denoise" if float(params["noise_level"]) > 0 else "reconstruct"
+    entry = MODELS[model]
+    task = entry.task_of(entry.config(canonical(params)))  # noise level 0 is the plain-AE baseline
     keys = list(TASK_KEYS[task])
     for tool in params.get("eval") or []:
         keys += TOOL_KEYS[tool]
@@ -76,7 +77,8 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
                PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "acceptance_site"), str(ROOT)]))
     args = [sys.executable, "-m", "bench.sweep", str(path), "--seed", "0", "--epochs", "1", "--workers", "2",
             "--data-root", str(data_root), "--runs-dir", str(runs), "--wandb", "disabled",
-            "--limit-train", "400", "--limit-test", "200", "--embed-points", "100"] + EXTRA.get(name, [])
+            "--limit-train", "300", "--limit-test", "100", "--embed-points", "100", "--embed-views", "2d"] \
+        + EXTRA.get(name, [])  # embed's 3-D and noisy views are checked in test_latent
     p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     logs = "\n".join(f.read_text()[-1500:] for f in sorted((runs / name / "logs").glob("*.log"))) \
         if (runs / name / "logs").is_dir() else ""

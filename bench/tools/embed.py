@@ -42,33 +42,37 @@ def embed(model, data, cfg, run, device):
     Each method is fitted once per point set and view: 2-D and 3-D of the clean latents,
     and one t-SNE of clean and noisy latents together; `--embed-points` caps the points."""
     labels_required(data, "embed")
+    views = set(cfg.embed_views) or {"2d"}
     z, y = latents(model, data.test, device, cfg.embed_points)
-    proj, proj3 = {}, {}
-    for m in METHODS:
-        progress(f"embed: 2-D {m} of {len(z)} points")
-        proj[m] = project(m, z, cfg.seed)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    for ax, (name, xy) in zip(axes, proj.items()):
-        scatter(ax, xy, y, f"{name.upper()} of test latents (n={len(z)})")
-    legend(fig, y, data.classes)
-    figs = {"embed_2d": save_figure(fig, run.figures / "embed_2d.png")}
-    for m in METHODS:
-        progress(f"embed: 3-D {m}")
-        proj3[m] = project(m, z, cfg.seed, dims=3)
-    figs["embed_3d"] = _figure_3d(proj3, y, data, run.figures / "embed_3d.png")
-    figs["embed_clean_vs_noisy"] = _clean_vs_noisy(model, data, cfg, device, z, y,
-                                                   run.figures / "embed_clean_vs_noisy.png")
-    knn_acc, figs["decision_regions"] = _decision_regions(proj["umap"], y, data, run.figures / "decision_regions.png")
-    cols = ["image", "label", "class"] + [f"{p}_{a}" for p in METHODS for a in ("x", "y")] \
-        + [f"{p}3d_{a}" for p in METHODS for a in ("x", "y", "z")]
+    proj, proj3, figs, numbers = {}, {}, {}, {"embed/points": len(z)}
+    if "2d" in views:
+        for m in METHODS:
+            progress(f"embed: 2-D {m} of {len(z)} points")
+            proj[m] = project(m, z, cfg.seed)
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+        for ax, (name, xy) in zip(axes, proj.items()):
+            scatter(ax, xy, y, f"{name.upper()} of test latents (n={len(z)})")
+        legend(fig, y, data.classes)
+        figs["embed_2d"] = save_figure(fig, run.figures / "embed_2d.png")
+        numbers["embed/knn2d_acc"], figs["decision_regions"] = _decision_regions(
+            proj["umap"], y, data, run.figures / "decision_regions.png")
+    if "3d" in views:
+        for m in METHODS:
+            progress(f"embed: 3-D {m}")
+            proj3[m] = project(m, z, cfg.seed, dims=3)
+        figs["embed_3d"] = _figure_3d(proj3, y, data, run.figures / "embed_3d.png")
+    if "noisy" in views:
+        figs["embed_clean_vs_noisy"] = _clean_vs_noisy(model, data, cfg, device, z, y,
+                                                       run.figures / "embed_clean_vs_noisy.png")
+    cols = ["image", "label", "class"] + [f"{p}_{a}" for p in proj for a in ("x", "y")] \
+        + [f"{p}3d_{a}" for p in proj3 for a in ("x", "y", "z")]
     names = [str(c) for c in data.classes]
     thumbs = data.test.x[:len(z)].cpu().permute(0, 2, 3, 1).numpy()  # the test images the points stand for
     thumbs = thumbs[..., 0] if thumbs.shape[-1] == 1 else thumbs
     rows = [[thumbs[i], int(y[i]), names[int(y[i])] if int(y[i]) < len(names) else str(int(y[i]))]
-            + [float(proj[p][i, j]) for p in METHODS for j in (0, 1)]
-            + [float(proj3[p][i, j]) for p in METHODS for j in (0, 1, 2)]
+            + [float(proj[p][i, j]) for p in proj for j in (0, 1)]
+            + [float(proj3[p][i, j]) for p in proj3 for j in (0, 1, 2)]
             for i in range(len(z))]
-    numbers = {"embed/points": len(z), "embed/knn2d_acc": knn_acc}
     return {"numbers": numbers, "figures": figs, "tables": {"embeddings": (cols, rows)}, "arrays": proj}
 
 
