@@ -22,12 +22,69 @@ os.environ.setdefault("WANDB_MODE", "offline")
 _OWN_CACHE = None
 if "AEBENCH_CACHE" not in os.environ:
     _OWN_CACHE = os.environ["AEBENCH_CACHE"] = tempfile.mkdtemp(prefix="aebench-cache-")
+# Read-only fixtures built once for the session by whichever worker asks first (`built_once`).
+_OWN_SHARED = None
+if "AEBENCH_TEST_SHARED" not in os.environ:
+    _OWN_SHARED = os.environ["AEBENCH_TEST_SHARED"] = tempfile.mkdtemp(prefix="aebench-tests-")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """UMAP's numba code takes about half a minute of one core to compile, once per cache.
+    When the session will embed, a background process compiles it into the session's cache
+    from the start, beside the first tests, rather than in front of the first embed (whose
+    test, and every other one that embeds meanwhile, would wait on it)."""
+    if not _own_session() or not any(item.get_closest_marker("embeds") for item in items):
+        return
+    try:
+        (Path(os.environ["AEBENCH_TEST_SHARED"]) / "umap-primer").mkdir()  # the first worker only
+    except FileExistsError:
+        return
+    primer = subprocess.Popen([sys.executable, "-c", "from bench.cache import import_umap; import_umap()"],
+                              cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    (Path(os.environ["AEBENCH_TEST_SHARED"]) / "umap-primer" / "pid").write_text(str(primer.pid))
+
+
+def _own_session() -> bool:
+    """This session made its cache folder (a cache the user points at is left alone)."""
+    return os.environ.get("AEBENCH_CACHE", "").startswith(tempfile.gettempdir()) and \
+        Path(os.environ["AEBENCH_CACHE"]).name.startswith("aebench-cache-")
 
 
 def pytest_unconfigure(config):
-    if _OWN_CACHE and not hasattr(config, "workerinput"):
+    if not hasattr(config, "workerinput"):
         import shutil
-        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+        import signal
+
+        pid = Path(os.environ["AEBENCH_TEST_SHARED"]) / "umap-primer" / "pid"
+        if pid.exists():
+            try:
+                os.kill(int(pid.read_text()), signal.SIGKILL)  # done long ago, or no longer needed
+            except (OSError, ValueError):
+                pass
+        for own in (_OWN_CACHE, _OWN_SHARED):
+            if own:
+                shutil.rmtree(own, ignore_errors=True)
+
+
+def built_once(name: str, build) -> Path:
+    """A folder made once for the whole session: the first worker to ask runs `build(folder)`
+    while the others wait on a lock, then all read it. What a session-scoped fixture is
+    when every xdist worker would otherwise build its own copy. Readers never change it
+    (a test that does copies it first)."""
+    import fcntl
+    import shutil
+
+    root = Path(os.environ["AEBENCH_TEST_SHARED"])
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 sys.path.insert(0, str(ROOT))
 
 
@@ -92,13 +149,14 @@ def _own_working_folder(tmp_path, monkeypatch):
 # -- one finished run, made once per session and copied into each test that changes it
 
 @pytest.fixture(scope="session")
-def finished_run_template(tmp_path_factory):
+def finished_run_template():
     """A tiny finished `ae` run (1 epoch on synthetic data), trained once for the session."""
-    root = tmp_path_factory.mktemp("finished") / "runs"
-    assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 1, "--runs-dir", root,
-                       "--wandb", "disabled", "--limit-train", 200, "--limit-test", 50]) == 0
+    def build(folder):
+        assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 1, "--runs-dir", folder / "runs",
+                           "--wandb", "disabled", "--limit-train", 200, "--limit-test", 50]) == 0
+
     from bench.store import list_runs
-    return list_runs(str(root))[0].path
+    return list_runs(str(built_once("finished_run", build) / "runs"))[0].path
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import yaml
 from conftest import ROOT
 from formats import write_brain_tumor, write_celeba, write_cifar10, write_mnist, write_stl10
 
+pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
+
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
 # What each evaluation tool must leave in summary.json.

@@ -1,30 +1,28 @@
 """Runs -> tables, plots and reports; the report is opened in a real headless browser."""
 import json
 import re
-import shutil
 import subprocess
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from analysis.load import load_runs, load_wandb
 from analysis.tables import main as tables_main
 from analysis.tables import summarise
-from conftest import ROOT, FakeApi, chromium, fake_runs, run_cli, run_inproc
+from conftest import FakeApi, built_once, chromium, fake_runs, run_cli, run_inproc
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """Two configurations: ae on 3 seeds, linear_ae on 1 seed."""
-    d = tmp_path_factory.mktemp("store")
-    for seed in (0, 1, 2):
-        assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 2, "--seed", seed,
-                           "--limit-train", 300, "--runs-dir", d / "runs", "--wandb", "disabled",
-                           "--group", "g1", "--sweep", "demo"]) == 0
-    assert run_inproc(["--model", "linear_ae", "--dataset", "synthetic", "--epochs", 2, "--limit-train", 300,
-                       "--runs-dir", d / "runs", "--wandb", "disabled", "--sweep", "demo"]) == 0
-    return d
+def store():
+    """Two configurations: ae on 3 seeds, linear_ae on 1 seed (made once for the session, read only)."""
+    def build(d):
+        for seed in (0, 1, 2):
+            assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 2, "--seed", seed,
+                               "--limit-train", 300, "--runs-dir", d / "runs", "--wandb", "disabled",
+                               "--group", "g1", "--sweep", "demo"]) == 0
+        assert run_inproc(["--model", "linear_ae", "--dataset", "synthetic", "--epochs", 2, "--limit-train", 300,
+                           "--runs-dir", d / "runs", "--wandb", "disabled", "--sweep", "demo"]) == 0
+
+    return built_once("analysis_store", build)
 
 
 def test_table_means_and_ci_come_from_recorded_runs(store, capsys):

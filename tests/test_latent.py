@@ -17,6 +17,8 @@ from bench.store import RunDir
 from bench.train import Trainer
 from conftest import only_run, quick, run_inproc
 
+pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
+
 
 class _NoTrack:
     def log_epoch(self, row, media=None):

@@ -10,26 +10,33 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, FakeApi, run_cli
+from conftest import ROOT, FakeApi, built_once
 from wandb_records import offline_run
+
+pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
 
 
 @pytest.fixture(scope="module")
-def agent_run(tmp_path_factory):
+def agent_run():
     """A denoiser started the way `wandb agent` starts a run of a shipped sweep: the agent's
-    environment (sweep id), the YAML's literal --sweep, then the sweep's arguments."""
-    d = tmp_path_factory.mktemp("agent")
-    env = dict(os.environ, WANDB_SWEEP_ID="ab12cd34", WANDB_DIR=str(d), WANDB_MODE="offline",
-               WANDB_SILENT="true", PYTHONPATH=str(ROOT))
-    env.pop("WANDB_API_KEY", None)
-    p = subprocess.run([sys.executable, str(ROOT / "run.py"), "--sweep=mysweep", "--model=dae", "--dataset=synthetic",
-                        "--epochs=3", "--limit-train=300", "--limit-test=120", "--noise-std=0.2", "--eval=embed", "--embed-points=50",
-                        "--wandb=offline"], cwd=d, env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    environment (sweep id), the YAML's literal --sweep, then the sweep's arguments (made
+    once for the session, read only)."""
+    def build(d):
+        env = dict(os.environ, WANDB_SWEEP_ID="ab12cd34", WANDB_DIR=str(d), WANDB_MODE="offline",
+                   WANDB_SILENT="true", PYTHONPATH=str(ROOT))
+        env.pop("WANDB_API_KEY", None)
+        p = subprocess.run([sys.executable, str(ROOT / "run.py"), "--sweep=mysweep", "--model=dae",
+                            "--dataset=synthetic", "--epochs=3", "--limit-train=300", "--limit-test=120",
+                            "--noise-std=0.2", "--eval=embed", "--embed-points=50", "--wandb=offline"],
+                           cwd=d, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        (d / "stdout.txt").write_text(p.stdout)
+
     from bench.store import list_runs
+    d = built_once("agent_run", build)
     runs = list_runs(str(d / "runs"))
     assert len(runs) == 1
-    return d, runs[0], p.stdout
+    return d, runs[0], (d / "stdout.txt").read_text()
 
 
 def test_agent_run_joins_its_sweep(agent_run):
