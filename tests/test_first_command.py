@@ -33,13 +33,16 @@ def scratch_venv(path: Path) -> Path:
 
 def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     command = readme_first_command()
-    assert command.startswith("pip install -r requirements.txt && python run.py")
+    assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt "
+                              "&& python run.py")
     work = tmp_path / "aebench"
     top_level = {".git", ".venv", "runs", "wandb", "data", "reports"}  # what a fresh clone lacks
     shutil.copytree(ROOT, work, ignore=lambda d, names: [n for n in names if n == "__pycache__"
                                                          or n.endswith(".egg-info")
                                                          or (d == str(ROOT) and n in top_level)])
-    venv = scratch_venv(tmp_path / "venv")
+    # The command's own `python3 -m venv .venv` re-initialises this scratch venv in place (its
+    # site-packages, and so the path line to this environment's packages, stay).
+    venv = scratch_venv(work / ".venv")
     (tmp_path / "short.yaml").write_text("epochs: 1\nlimit_train: 3000\nlimit_test: 1000\n")
     env = dict(os.environ, AEBENCH_CONFIG=str(tmp_path / "short.yaml"), AEBENCH_OFFLINE="1",
                # no other copy of Fashion-MNIST: the shipped files must serve
