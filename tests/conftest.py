@@ -12,6 +12,11 @@ SHARED_DATA = ROOT.parent / "shared" / "datasets"
 SEEDS = ROOT.parent / "shared" / "seeds"  # the course assignments the templates follow
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
+# One thread per process: the suite runs in parallel processes (xdist workers, sweeps, CLI
+# subprocesses), as the sweep runner packs runs (workers x threads = cores); tiny models on
+# several OpenMP threads each only spin-wait for one another (the suite takes twice the CPU).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 # Tests never reach the network and never wait on W&B servers.
 os.environ.setdefault("AEBENCH_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
