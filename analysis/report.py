@@ -264,7 +264,7 @@ def _template_lead(mine, template) -> str:
 
     found = [sw for sw in template.sweeps if ((mine.get("sweep") == sw) | (mine.get("group") == sw)).any()]
     missing = [s for s in template.sweeps if s not in found]
-    lead = (f"Report for the assignment in `seeds/{template.seed_file}_*`, generated from the recorded runs "
+    lead = (f"Report for {template.assignment or template.title}, generated from the recorded runs "
             f"({status_table(mine)}) of {', '.join(found)}"
             + (f"; not yet run: {', '.join(missing)}" if missing else "")
             + f". {CI_NOTE} Places marked {TO_WRITE} are the author's.")

@@ -58,9 +58,10 @@ class Section:
 class Template:
     name: str
     title: str
-    seed_file: str                     # ../shared/seeds/<seed_file>_*.txt
+    seed_file: str                     # ../shared/seeds/<seed_file>_*.txt: the assignment's text
     sweeps: tuple[str, ...]
     sections: tuple[Section, ...]
+    assignment: str = ""               # its title, as it names itself (each ", "-part is in its text)
     max_chars: int | None = None       # the assignment's length cap on the markdown
     only_sections: bool = False        # markdown holds exactly these sections and no other header
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -153,7 +154,8 @@ def _celeba_collapse(frame):
 
 CELEBA_ASSIGNMENT = Template(
     name="celeba_assignment", title="CelebA: regularised autoencoders, representations and generation",
-    seed_file="003", sweeps=("celeba_models", "celeba_sparse_lambda"), max_chars=7500, only_sections=True,
+    seed_file="003", assignment='Assignment 9: Autoencoders & Representation Learning',
+    sweeps=("celeba_models", "celeba_sparse_lambda"), max_chars=7500, only_sections=True,
     sections=(
         Section("1. Executive Summary", (
             Facts(_celeba_key),
@@ -219,7 +221,8 @@ def _best_dims(frame):
 
 FASHION_VAE_ASSIGNMENT = Template(
     name="fashion_vae_assignment", title="Fashion-MNIST VAEs: depth, (h, z) sizes and a plain autoencoder",
-    seed_file="004", sweeps=("fashion_vae_depth", "fashion_vae_dims"),
+    seed_file="004", assignment='Task 4: Auto-Encoders',
+    sweeps=("fashion_vae_depth", "fashion_vae_dims"),
     sections=(
         Section("Task a: three vs four layers", (
             Table("Optimal loss (best validation loss, nats per image) and test reconstruction",
@@ -254,7 +257,8 @@ FASHION_VAE_ASSIGNMENT = Template(
 
 CIFAR10_ASSIGNMENT = Template(
     name="cifar10_assignment", title="CIFAR-10: AE, DAE, VAE and masked convolutional AE",
-    seed_file="000", sweeps=("cifar10_models", "cifar10_dae_noise", "cifar10_mcae_mask"),
+    seed_file="000", assignment='CS671: Deep Learning and Applications, Programming Assignment-2',
+    sweeps=("cifar10_models", "cifar10_dae_noise", "cifar10_mcae_mask"),
     sections=(
         Section("Methodology", (
             Facts(budget_sentence),
@@ -298,7 +302,8 @@ CIFAR10_ASSIGNMENT = Template(
 
 COLORED_MNIST_ASSIGNMENT = Template(
     name="colored_mnist_assignment", title="Denoising coloured MNIST: AE, AE with dropout, VAE",
-    seed_file="001", sweeps=("colored_mnist_denoise",),
+    seed_file="001", assignment='DEEP LEARNING CSL 4020, Assignment 6',
+    sweeps=("colored_mnist_denoise",),
     sections=(
         Section("1. Introduction", (Discuss("What autoencoders are for and the goal: denoising."),)),
         Section("2. Methodology and training setup", (
@@ -330,7 +335,8 @@ COLORED_MNIST_ASSIGNMENT = Template(
 
 CNN_AE_ASSIGNMENT = Template(
     name="cnn_ae_assignment", title="Convolutional networks and autoencoders: CIFAR-10, MNIST, STL-10, brain tumours",
-    seed_file="002", sweeps=("cifar10_cnn", "mnist_linear_vs_conv", "stl10_supervised", "stl10_resnet_probe",
+    seed_file="002", assignment='Programming Assignment 3, Autoencoders and Their Applications',
+    sweeps=("cifar10_cnn", "mnist_linear_vs_conv", "stl10_supervised", "stl10_resnet_probe",
                              "stl10_ssl", "brain_tumor_seg"),
     sections=(
         Section("Part 1, Task 1: CIFAR-10 classification (<= 500k parameters)", (

@@ -191,7 +191,9 @@ class Job:
         return (self.resume or {}).get("state", {}).get("epoch", 0)
 
 
-def execute(argv: list[str], log=print) -> int:
+def execute(argv: list[str], log=print, started=None) -> int:
+    """One run from run.py's flags; its exit code. `started(run)` is called once the run
+    folder exists (`bench.api.train` reads the record from it)."""
     import psutil
 
     from registry import describe
@@ -222,6 +224,8 @@ def execute(argv: list[str], log=print) -> int:
     if resume_run and resume_run.ckpt("last").exists():  # a bad checkpoint is refused here, untouched
         resume = read_resumable(resume_run.ckpt("last"), model, cfg)
     run = resume_run or RunDir.create(cfg.runs_dir, cfg.model, cfg.dataset)
+    if started is not None:
+        started(run)
     before["model"] += time.perf_counter() - t  # checkpoint check
     job = Job(run, resume_run is not None, cfg, model, data, device, n_params, resume, record=cfg.to_dict())
     with Phases(before) as phases:

@@ -74,7 +74,7 @@ def load_sweep(path: str) -> dict:
         raise UsageError(f"{path}: metric {metric['name']!r} is not a key run.py logs; use val/<term>, "
                          f"test/<metric> or best_value")
     for name, spec in params.items():
-        key = canonical({name.replace("-", "_"): None}).popitem()[0]  # noise_std is noise_level
+        key = _canonical_key(name)  # noise_std is noise_level
         if key not in FIELDS:
             close = difflib.get_close_matches(key, list(FIELDS), n=1)
             raise UsageError(f"{path}: unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
@@ -409,6 +409,11 @@ def _gpu_count() -> int:
         return 0
 
 
+def _canonical_key(name: str) -> str:
+    """A sweep parameter's key as run.py names it today (`noise-std` -> `noise_level`)."""
+    return next(iter(canonical({name.replace("-", "_"): None})))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
     p.add_argument("yaml", help="sweep YAML (W&B format)")
@@ -428,7 +433,10 @@ def main(argv=None) -> int:
             raise UsageError("--count must be >= 1")
         overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
         cfg = load_sweep(args.yaml)
-        swept = {k.replace("-", "_") for k in cfg["parameters"]}
+        if not (ROOT / "run.py").is_file():
+            raise UsageError(f"run.py is not beside the installed package ({ROOT}): a plain `pip install .` "
+                             f"copies the library only; install from a clone with `pip install -e .`")
+        swept = {_canonical_key(k) for k in cfg["parameters"]}
         for k, v in overrides.items():
             if k not in swept:
                 v = coerce(k, v)
@@ -436,7 +444,7 @@ def main(argv=None) -> int:
                 _check_name(k, v)
         # Other flags are appended to every run. A flag naming a swept parameter pins it, typed as run.py reads it; a comma list
         # for a scalar key (`--seed 1,2`) replaces the parameter's values (adds seeds to a grid).
-        params = {k.replace("-", "_"): k for k in cfg["parameters"]}
+        params = {_canonical_key(k): k for k in cfg["parameters"]}
         for k in [k for k in overrides if k in params]:
             cfg["parameters"][params[k]] = pinned(k, overrides.pop(k))
         num_threads = coerce("num_threads", overrides["num_threads"]) if "num_threads" in overrides else None

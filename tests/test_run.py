@@ -102,3 +102,18 @@ def test_amp_auto_is_fp32_on_cpu_and_phases_are_timed(tmp_path):
             "finish"} <= set(phases)
     assert phases["training"] >= s["train_seconds"] > 0
     assert sum(v for k, v in phases.items() if k != "imports") <= wall
+
+
+def test_train_from_python_returns_the_record(tmp_path):
+    """What a notebook calls: the same run as run.py, its record returned; bad input raises."""
+    from bench.api import load, train
+    from bench.errors import UsageError
+
+    record = train(model="mlp_vae", dataset="synthetic", epochs=1, limit_train=100, limit_test=40,
+                   mlp_dims=[16, 3], wandb="disabled", runs_dir=str(tmp_path / "runs"))
+    assert record["status"] == "finished" and record["exit_code"] == 0
+    assert record["config"]["latent_dim"] == 3 and record["summary"]["test/mse"] > 0
+    model, config = load(record["run_dir"])
+    assert config == record["config"] and model.cfg.latent_dim == 3
+    with pytest.raises(UsageError, match="unknown model 'nope'"):
+        train(model="nope", runs_dir=str(tmp_path / "runs"))

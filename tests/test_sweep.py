@@ -174,3 +174,14 @@ def test_packed_workers_give_the_runs_of_one_by_one(tmp_path):
     assert finals["1"].keys() == finals["auto"].keys() == {4, 8}
     for k, v in finals["1"].items():
         assert finals["auto"][k] == pytest.approx(v, rel=1e-5), (k, v, finals["auto"][k])
+
+
+def test_a_copy_without_run_py_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """A plain `pip install .` copies the library without run.py: the runner says so."""
+    import bench.sweep as sweep
+
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    with pytest.raises(SystemExit) as e:
+        sweep.main([str(ROOT / "sweeps" / "latent_dims.yaml"), "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "pip install -e ." in err[0]
