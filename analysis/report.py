@@ -25,7 +25,8 @@ import pandas as pd
 from analysis import plots
 from analysis.templates import OLDER_NAMES, TEMPLATES, TO_WRITE, for_sweep
 from analysis.load import load_runs, require_runs, unreadable_note, varying_keys
-from analysis.tables import add_common, budget, build_table, display, md_cell, to_markdown
+from analysis.tables import (add_common, budget, build_table, display, few_seeds_warning, md_cell, summarise,
+                             to_markdown)
 from bench.errors import UsageError, exit_usage
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -124,6 +125,8 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
         if m in runs_tbl:
             runs_tbl[m] = runs_tbl[m].map(lambda v: "-" if v != v else f"{v:.4g}")
     note = unreadable_note(frame)
+    if few_seeds_warning(summary):
+        notes.append(few_seeds_warning(summary).removeprefix("warning: "))
     failures = tool_failures(frame)
     status = status_table(frame) + (f"; {note}" if note else "") + "".join(f"; {n}" for n in notes) + \
         ("; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
@@ -271,6 +274,9 @@ def _template_lead(mine, template) -> str:
     failures = tool_failures(mine)
     if failures:
         lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
+    few = few_seeds_warning(summarise(mine, varying_keys(mine), []))
+    if few:
+        lead += " " + few.removeprefix("warning: ")[0].upper() + few.removeprefix("warning: ")[1:] + "."
     return lead
 
 

@@ -94,6 +94,7 @@ def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     for key, g in keyed.groupby(group_by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         g, dups = one_per_seed(g)
+        g = g.sort_values("seed") if "seed" in g else g
         row = dict(zip(group_by, key))
         row["runs"] = len(g)
         row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"].dropna())) if "seed" in g else ""
@@ -102,6 +103,7 @@ def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
             vals = g[m].to_numpy(dtype=float) if m in g else np.array([np.nan])
             row[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
             row[f"{m}_ci"] = ci95(vals)
+            row[f"{m}_values"] = tuple(float(v) for v in vals if np.isfinite(v))  # per seed, in seed order
         for col, _ in INFO:
             if col in g:
                 row[col] = float(pd.to_numeric(g[col], errors="coerce").mean())
@@ -134,13 +136,29 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     if "duplicates" in summary and summary["duplicates"].any():
         out["duplicate runs set aside"] = summary["duplicates"]
     for m in metrics:
-        out[m] = [_fmt(v, c if c is not None else float("nan")) for v, c in zip(summary[m], summary[f"{m}_ci"])]
+        out[m] = [_fmt(v, c if c is not None else float("nan")) + _few(vals)
+                  for v, c, vals in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"])]
     for col, label in INFO:
         if col in summary:
             integer = col in ("params", "epochs_done", "best_epoch")
             out[label] = summary[col].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}" if v >= 100 or integer
                                           else f"{v:.1f}")
     return out
+
+
+def _few(values) -> str:
+    """The per-seed values beside an interval from fewer than three seeds."""
+    return f" ({', '.join(_fmt(v) for v in values)})" if len(values) == 2 else ""
+
+
+def few_seeds_warning(summary: pd.DataFrame) -> str | None:
+    """One line when an interval rests on two seeds (Student t = 12.71 with one degree of
+    freedom: wide by construction); such cells also show their per-seed values."""
+    n = int((summary["runs"] == 2).sum()) if "runs" in summary else 0
+    if not n:
+        return None
+    return (f"warning: {n} configuration(s) have 2 seeds: their ± uses Student t = 12.71 (one degree of "
+            f"freedom), so it is wide by construction; their cells show the two values; run a third seed")
 
 
 def md_cell(value) -> str:
@@ -161,8 +179,8 @@ def to_markdown(df: pd.DataFrame) -> str:
 def render(summary, group_by, metrics, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(json.loads(summary.to_json(orient="records")), indent=2)
-    if fmt == "csv":
-        return summary.to_csv(index=False)
+    if fmt == "csv":  # one value per cell: the per-seed values are in the json
+        return summary[[c for c in summary.columns if not c.endswith("_values")]].to_csv(index=False)
     table = display(summary, group_by, metrics)
     if fmt == "latex":
         return table.to_latex(index=False, escape=True)
@@ -258,6 +276,8 @@ def main(argv=None) -> int:
     if summary["duplicates"].any():
         print(f"warning: {int(summary['duplicates'].sum())} run(s) repeat a seed of their configuration; "
               f"each seed is counted once (the latest run)", file=sys.stderr)
+    if few_seeds_warning(summary):
+        print(few_seeds_warning(summary), file=sys.stderr)
     text = render(summary, group_by, metrics, args.format)
     if args.out:
         try:

@@ -181,3 +181,16 @@ def test_wandb_source_without_login_or_server_is_one_line(tmp_path, env, needle)
     p = run_cli(["--wandb", "ent/proj"], cwd=tmp_path, script="analysis.tables", env=env)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and needle in lines[0], p.stderr
+
+
+def test_two_seeds_show_their_values_and_a_warning(tmp_path, capsys):
+    """An interval from two seeds (t = 12.71) is shown, with both values and one warning line."""
+    fake_runs(tmp_path / "runs", [({"model": "vae", "seed": s}, {"test/mse": m}) for s, m in ((0, 0.02), (1, 0.04))]
+              + [({"model": "ae", "seed": s}, {"test/mse": 0.03 + s / 1000}) for s in (0, 1, 2)])
+    assert tables_main(["--runs", str(tmp_path / "runs"), "--metrics", "mse"]) == 0
+    captured = capsys.readouterr()
+    vae = next(line for line in captured.out.splitlines() if line.startswith("| vae "))
+    ae = next(line for line in captured.out.splitlines() if line.startswith("| ae "))
+    assert "0.0300 ± 0.1271 (0.0200, 0.0400)" in vae and "(" not in ae.split("|")[-2]
+    warnings = [line for line in captured.err.splitlines() if "2 seeds" in line]
+    assert len(warnings) == 1 and "1 configuration(s)" in warnings[0] and "12.71" in warnings[0]
