@@ -223,7 +223,8 @@ def _template_figure(frame, block, template, out: Path, index: int) -> list[tupl
         for _, r in (g.sort_values("seed") if "seed" in g else g).iterrows():
             hit = [p for p in run_figures(str(r["path"])) if p.stem == stem] if r.get("source") == "local" else []
             if hit:
-                shown.append((hit[0], f"{block.caption}: {key or r['run_id']}"))
+                seed = f", seed {int(r['seed'])}" if "seed" in r and r["seed"] == r["seed"] else ""
+                shown.append((hit[0], f"{block.caption}: {key + ' ' if key else ''}(run {r['run_id']}{seed})"))
                 break
     return shown
 
@@ -274,6 +275,11 @@ def _template_lead(mine, template) -> str:
     failures = tool_failures(mine)
     if failures:
         lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
+    if "sample/fd_features" in mine:  # which network the Frechet distances are measured in
+        nets = sorted(str(v) for v in mine["sample/fd_features"].dropna().unique())
+        if nets:
+            lead += (f" FD is the Frechet distance in the features of {', '.join(nets)} (a small classifier aebench "
+                     f"trains once per dataset): comparable within this report, not with Inception FIDs.")
     few = few_seeds_warning(summarise(mine, varying_keys(mine), []))
     if few:
         lead += " " + few.removeprefix("warning: ")[0].upper() + few.removeprefix("warning: ")[1:] + "."

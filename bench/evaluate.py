@@ -32,6 +32,10 @@ def output_collapsed(model, data, device, n=256) -> bool:
 def _recon_eval(model, data, cfg, device):
     kw = dict(amp=cfg.amp, channels_last=cfg.channels_last)
     res = {f"test/{k}": v for k, v in metrics.reconstruction(model, data.test, device, **kw).items()}
+    # The model's own terms on the test set too (loss; a VAE's recon_loss and kl; a sparse AE's l1)
+    from bench.train import evaluate_loss
+    terms = evaluate_loss(model, data.test, max(cfg.batch_size, 256), device, cfg.amp, cfg.channels_last)
+    res.update({f"test/{k}": v for k, v in terms.items() if f"test/{k}" not in res and k != "beta"})
     res["warning/output_collapsed"] = output_collapsed(model, data, device)
     if res["warning/output_collapsed"]:
         print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "
