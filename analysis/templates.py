@@ -207,12 +207,17 @@ def _best_dims(frame):
     g = select(frame, "fashion_vae_dims")
     if not len(g) or "best_value" not in g or not g["best_value"].notna().any():
         return ""
-    means = g.assign(_d=g["mlp_dims"].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
-                     ).groupby("_d")["best_value"].mean()
+    keyed = g.assign(_d=g["mlp_dims"].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)))
+    means, seeds = keyed.groupby("_d")["best_value"].mean(), keyed.groupby("_d")["best_value"].count()
+    epochs = int(pd.to_numeric(g.get("epochs_done", pd.Series(dtype=float)), errors="coerce").max() or 0)
+    caveat = ""
+    if seeds.min() < 3 or epochs < 10:  # a ranking from one short run is a hint, not a finding
+        caveat = (f" A caveat: {int(seeds.min())} seed(s) per configuration and {epochs} epoch(s) each, so this "
+                  f"ranking may not hold; rerun with more seeds (`--seed 0,1,2`) and the sweep's full epochs.")
     ae = select(frame, "fashion_vae_depth", ("mlp_ae",))
     ae_dims = sorted({",".join(map(str, v)) for v in ae["mlp_dims"]}) if len(ae) and "mlp_dims" in ae else []
     return (f"Best configuration of task b by optimal loss: (h, z) = ({means.idxmin()}), {means.min():.2f} nats per "
-            f"image, mean over its seeds." + (f" The plain autoencoders recorded here use mlp_dims "
+            f"image, mean over its seeds." + caveat + (f" The plain autoencoders recorded here use mlp_dims "
                                               f"{' and '.join(ae_dims)}; to convert exactly the best one run "
                                               f"`python run.py --model mlp_ae --dataset fashion_mnist --mlp-dims "
                                               f"{means.idxmin()} --sweep fashion_vae_depth`." if ae_dims and

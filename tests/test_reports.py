@@ -159,3 +159,19 @@ def test_generic_report_prints_to_pdf(ae_vae_store, tmp_path):
     data = pdf.read_bytes()
     assert data[:5] == b"%PDF-" and len(re.findall(rb"/Type\s*/Page\b", data)) >= 1
     assert len(data) > 50_000  # the embedded figures are in it
+
+
+def test_a_best_configuration_from_short_single_runs_says_so():
+    """The Fashion-MNIST VAE template names the best (h, z); from one 2-epoch seed it adds a caveat."""
+    import pandas as pd
+
+    from analysis.templates import _best_dims
+
+    def frame(seeds, epochs):
+        return pd.DataFrame([{"sweep": "fashion_vae_dims", "model": "mlp_vae", "mlp_dims": dims, "seed": s,
+                              "best_value": v + s, "epochs_done": epochs, "status": "finished"}
+                             for dims, v in (((400, 20), 250.0), ((400, 50), 240.0)) for s in seeds])
+
+    short = _best_dims(frame([0], 2))
+    assert "(h, z) = (400,50)" in short and "caveat" in short and "1 seed(s)" in short
+    assert "caveat" not in _best_dims(frame([0, 1, 2], 50))
