@@ -161,6 +161,18 @@ def _recon_arrays(path: Path) -> dict | None:
     return arrays if ok else None
 
 
+def colour_range(values: np.ndarray, least: float = 0.05) -> dict:
+    """vmin/vmax of a colour scale spanning at least `least` of the values' magnitude, so that
+    near-equal values (0.076970 and 0.076975) look equal instead of filling the whole scale."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return {}
+    lo, hi = float(finite.min()), float(finite.max())
+    span = max(hi - lo, least * max(abs(lo), abs(hi)), 1e-12)
+    mid = (lo + hi) / 2
+    return {"vmin": mid - span / 2, "vmax": mid + span / 2}
+
+
 def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, path: Path) -> Path | None:
     """Configurations (rows) x test noise sigma (columns), the denoise tool's `denoise/<metric>@s`
     averaged over seeds, with a colour bar: clean-vs-noisy performance at a glance."""
@@ -172,7 +184,7 @@ def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, pat
     names = [label(r, group_by) for _, r in summary.iterrows()]
     fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 3.5, 0.45 * len(names) + 1.6))
     cmap = "viridis" if metric in HIGHER_IS_BETTER else "viridis_r"
-    im = ax.imshow(grid, cmap=cmap, aspect="auto")
+    im = ax.imshow(grid, cmap=cmap, aspect="auto", **colour_range(grid))
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             if np.isfinite(grid[i, j]):

@@ -194,3 +194,15 @@ def test_two_seeds_show_their_values_and_a_warning(tmp_path, capsys):
     assert "0.0300 ± 0.1271 (0.0200, 0.0400)" in vae and "(" not in ae.split("|")[-2]
     warnings = [line for line in captured.err.splitlines() if "2 seeds" in line]
     assert len(warnings) == 1 and "1 configuration(s)" in warnings[0] and "12.71" in warnings[0]
+
+
+def test_near_equal_values_share_one_colour():
+    """A colour scale never stretches four equal-looking values over its whole range."""
+    import numpy as np
+
+    from analysis.plots import colour_range
+
+    near = colour_range(np.array([[0.076970, 0.076975], [0.076972, np.nan]]))
+    assert near["vmax"] - near["vmin"] == pytest.approx(0.05 * 0.076975)  # differences of 5e-6 look alike
+    apart = colour_range(np.array([0.02, 0.09]))
+    assert (apart["vmin"], apart["vmax"]) == pytest.approx((0.02, 0.09))
