@@ -164,7 +164,7 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
 
 def _table_block(frame, block, template) -> tuple[str, object]:
     """(markdown, display frame or None) of one template table."""
-    from analysis.tables import _fmt, split_keys, summarise
+    from analysis.tables import _fmt, seed_values_note, split_keys, summarise
     from analysis.templates import metric_spec, select
 
     if block.sweep:
@@ -184,12 +184,13 @@ def _table_block(frame, block, template) -> tuple[str, object]:
     group_by = (group_by + [k for k in split_keys(sub, group_by) if k not in group_by]) or ["model"]
     summary = summarise(sub, group_by, [k for k, _ in metrics])
     table = pd.DataFrame({k: summary[k].map(_fmt) for k in group_by})
-    table["seeds"] = summary["runs"]
+    table["seeds"] = summary["seeds"]  # which seeds, as in every table (their count is the interval's n)
     for k, lab in metrics:
         if k in ("params", "best_epoch", "epochs_done"):
             table[lab] = summary[k].map(lambda v: "-" if v != v else f"{v:,.0f}")
         else:
-            table[lab] = [_fmt(v, c if c is not None else float("nan")) for v, c in zip(summary[k], summary[f"{k}_ci"])]
+            table[lab] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals) for v, c, vals
+                          in zip(summary[k], summary[f"{k}_ci"], summary[f"{k}_values"])]
     return f"**{block.caption}**\n\n{to_markdown(table)}", table
 
 

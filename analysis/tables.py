@@ -136,7 +136,7 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     if "duplicates" in summary and summary["duplicates"].any():
         out["duplicate runs set aside"] = summary["duplicates"]
     for m in metrics:
-        out[m] = [_fmt(v, c if c is not None else float("nan")) + _few(vals)
+        out[m] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals)
                   for v, c, vals in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"])]
     for col, label in INFO:
         if col in summary:
@@ -146,7 +146,7 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     return out
 
 
-def _few(values) -> str:
+def seed_values_note(values) -> str:
     """The per-seed values beside an interval from fewer than three seeds."""
     return f" ({', '.join(_fmt(v) for v in values)})" if len(values) == 2 else ""
 
