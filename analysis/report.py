@@ -45,6 +45,11 @@ script{display:none}}"""
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def html_table(table: pd.DataFrame) -> str:
+    """A table as HTML (escaped by pandas) whose `mean ± ci` cells never break at the ±."""
+    return table.to_html(index=False, border=0).replace(" ± ", "&nbsp;±&nbsp;")
+
+
 def img_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -140,12 +145,12 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p>Runs: {html.escape(status)}. Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>",
              f"<p>{html.escape(budget(frame))} {html.escape(CI_NOTE)}</p>",
-             "<h2>Comparison</h2>", table.to_html(index=False, border=0),
+             "<h2>Comparison</h2>", html_table(table),
              "<h2>Plots</h2><div class='grid'>"]
     for name, p in figs.items():
         parts.append(f"<figure{_wide(p)}>{img_tag(p, name)}<figcaption>{html.escape(name)}</figcaption></figure>")
     parts.append("</div><h2>Runs</h2>")
-    parts.append(runs_tbl.to_html(index=False, border=0))
+    parts.append(html_table(runs_tbl))
     for _, r in frame.iterrows():
         pngs = run_figures(str(r["path"])) if r.get("source") == "local" else []
         if not pngs:
@@ -320,7 +325,7 @@ def _template_html(mine, template, lead: str, filled: dict, out: Path) -> str:
         for b in sec.blocks:
             if isinstance(b, Table):
                 text, table = filled[id(b)]
-                parts.append(f"<p><b>{html.escape(b.caption)}</b></p>" + table.to_html(index=False, border=0)
+                parts.append(f"<p><b>{html.escape(b.caption)}</b></p>" + html_table(table)
                              if table is not None else f"<p class='missing'>{html.escape(text.strip('_'))}</p>")
             elif isinstance(b, Facts) and (text := filled[id(b)]):
                 parts.append(f"<p>{html.escape(text)}</p>")
@@ -337,7 +342,7 @@ def _template_html(mine, template, lead: str, filled: dict, out: Path) -> str:
     keys = [k for k in ("model", "dataset") if k in mine]
     distinguishing = varying_keys(mine)
     runs_tbl = mine.assign(settings=mine.apply(lambda r: settings(r, distinguishing), axis=1))
-    parts.append(runs_tbl[["run_id", "status", "settings"] + keys].to_html(index=False, border=0))
+    parts.append(html_table(runs_tbl[["run_id", "status", "settings"] + keys]))
     return "\n".join(parts + [SELF_CHECK + "</body></html>"])
 
 
