@@ -68,6 +68,11 @@ def load_sweep(path: str) -> dict:
         check_plain_name(f"{path}: sweep name", str(cfg["name"]))
     method = cfg.get("method")
     metric = cfg.get("metric")
+    if method == "grid":
+        ranged = [name for name, spec in params.items() if "values" not in spec and "value" not in spec]
+        if ranged:
+            raise UsageError(f"{path}: method grid needs a list of values for {ranged[0]!r} (a grid cannot "
+                             f"enumerate a range); use values: [...], or method random/bayes with --count")
     if method == "bayes" and not (isinstance(metric, dict) and metric.get("name")):
         raise UsageError(f"{path}: method bayes needs a metric to optimise, e.g. metric: {{name: val/loss, goal: minimize}}")
     if isinstance(metric, dict) and metric.get("name") and not _is_logged(str(metric["name"])):
@@ -164,6 +169,18 @@ def plan(cfg: dict, count: int | None) -> list[dict]:
     """Every run the engine proposes up front (grid), or the first `count` (random/bayes)."""
     if cfg["method"] != "grid" and count is None:
         raise UsageError(f"method {cfg['method']!r} proposes runs without end; give --count K")
+    if cfg["method"] == "grid":  # every combination once, in one pass: linear in the grid's size
+        import itertools
+
+        names = list(cfg["parameters"])
+        choices = [spec["values"] if "values" in spec else [spec["value"]] for spec in cfg["parameters"].values()]
+        seen, out = set(), []
+        for combo in itertools.product(*choices):
+            key = json.dumps(combo, sort_keys=True, default=str)
+            if key not in seen:  # a value listed twice is one configuration, as the engine sees it
+                seen.add(key)
+                out.append(dict(zip(names, combo)))
+        return out[:count]
     out = []
     while True:
         p = propose(cfg, [(q, None) for q in out], count)

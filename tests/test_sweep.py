@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.config import parse_args, resolve
+from bench.errors import UsageError
 from bench.sweep import command_for, load_sweep, plan
 from conftest import ROOT, run_cli
 
@@ -185,3 +186,28 @@ def test_a_copy_without_run_py_is_refused_in_one_line(tmp_path, monkeypatch, cap
         sweep.main([str(ROOT / "sweeps" / "latent_dims.yaml"), "--dry-run"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "pip install -e ." in err[0]
+
+
+def test_grid_plan_is_what_the_engine_proposes():
+    """The plan of a grid (one pass over the combinations) holds exactly the configurations
+    W&B's own engine proposes one after another, for every shipped grid."""
+    from bench.sweep import plan, propose
+
+    for path in YAMLS:
+        cfg = load_sweep(str(path))
+        if cfg["method"] != "grid":
+            continue
+        proposed = []
+        while (p := propose(cfg, [(q, None) for q in proposed], None)) is not None:
+            proposed.append(p)
+        as_set = lambda runs: sorted(json.dumps(r, sort_keys=True) for r in runs)  # noqa: E731
+        assert as_set(plan(cfg, None)) == as_set(proposed), path.name
+    big = {"method": "grid", "parameters": {k: {"values": list(range(10))} for k in ("a", "b", "c", "d")}}
+    assert len({json.dumps(r, sort_keys=True) for r in plan(big, None)}) == 10 ** 4
+
+
+def test_a_grid_over_a_range_is_refused(tmp_path):
+    y = tmp_path / "g.yaml"
+    y.write_text("program: run.py\nmethod: grid\nparameters:\n  lr: {min: 0.001, max: 0.01}\n")
+    with pytest.raises(UsageError, match="method grid needs a list of values for 'lr'"):
+        load_sweep(str(y))
