@@ -66,7 +66,7 @@ class RunKeys:
                     "probe; always off on CPU)", choices=["off", "bf16", "fp16", "auto"])
     compile: bool = _opt(False, "torch.compile the model")
     channels_last: bool = _opt(False, "channels_last memory format for conv models")
-    num_threads: Optional[int] = _opt(None, "torch CPU threads (default: all cores)", lo=1)
+    num_threads: Optional[int] = _opt(None, "torch CPU threads (default: all cores)", lo=1, hi=4096)
     select_on: str = _opt("val", "split whose metric picks best.pt: val (honest) or test (where a seed asks for "
                           "the best test accuracy)", choices=["val", "test"])
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)

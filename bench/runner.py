@@ -51,8 +51,11 @@ def for_agent(cfg, overrides: dict):
     """A run started by `wandb agent` joins its sweep: the sweep's name (from the sweep
     YAML's command) becomes its group, and the local store files it under that name as the
     local runner does (`runs/<sweep>/`)."""
+    from bench.store import check_plain_name
     from bench.track import agent_sweep
 
+    if cfg.sweep is not None:  # it names a folder of the runs directory
+        check_plain_name("--sweep", cfg.sweep)
     if agent_sweep() and cfg.sweep:
         cfg.group = cfg.group or cfg.sweep
         if "runs_dir" not in overrides:
@@ -394,8 +397,10 @@ def next_steps(run, cfg, tracking) -> str:
 
 def _finish(run, tracking, status, extra, exit_code) -> None:
     """Record the final status; a full disk may refuse even that (the run then reads as crashed)."""
+    # A resumed run that finishes no longer carries why it stopped before.
+    stale = ("reason", "failed_epoch", "failed_step", "traceback") if status == "finished" else ()
     try:
-        summary = run.update_summary(status=status, finished_at=time.time(), **extra)
+        summary = run.update_summary(forget=stale, status=status, finished_at=time.time(), **extra)
     except OSError as e:
         print(f"warning: could not record status {status} in {run.path} ({e.strerror}); "
               f"it will read as crashed", file=sys.stderr)

@@ -224,8 +224,11 @@ class RunDir:
     def read_summary(self) -> dict:
         return self._read_record("summary.json", missing_ok=True)
 
-    def update_summary(self, **fields) -> dict:
+    def update_summary(self, forget: tuple = (), **fields) -> dict:
+        """Merge `fields` into summary.json (atomically); `forget` names keys to drop."""
         summary = self.read_summary()
+        for key in forget:
+            summary.pop(key, None)
         summary.update(fields)
         summary["updated_at"] = time.time()
         atomic_write_json(self.path / "summary.json", summary)

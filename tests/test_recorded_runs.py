@@ -37,6 +37,7 @@ def test_an_old_stopped_run_resumes_to_the_end(runs, capsys):
     assert run_inproc(["--resume", STOPPED, "--runs-dir", str(runs), "--wandb", "disabled"]) == 0
     summary = json.loads((runs / STOPPED / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["test/mse"] > 0
+    assert "reason" not in summary  # why it stopped before no longer describes it
     assert (runs / STOPPED / "config.json").read_text() == before  # the record is the user's: never rewritten
     assert "test_noisy/psnr" in summary  # still a denoiser: noise_std 0.2 read as noise_level
 
