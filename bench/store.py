@@ -302,6 +302,11 @@ def find_local_run(ref: str, runs_dir: str = "runs") -> RunDir:
         raise UsageError(f"no run given: name a run directory or an id in {runs_dir}/")
     if (Path(ref) / "config.json").exists():
         return RunDir(Path(ref))
+    if Path(ref).is_file():  # e.g. runs/ID/summary.json
+        raise UsageError(f"{ref} is a file; give its run folder ({Path(ref).parent}) or the run id")
+    if Path(ref).is_dir():
+        raise UsageError(f"{ref} is not a run folder: it has no config.json (a run folder holds config.json, "
+                         f"summary.json and checkpoints)")
     check_plain_name("run id", ref)
     if (Path(runs_dir) / ref / "config.json").exists():
         return RunDir(Path(runs_dir) / ref)

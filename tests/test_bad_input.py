@@ -345,3 +345,13 @@ def _assert_refused(tmp_path, capsys, code, needle):
     assert needle in err[0], err[0]
     finished = [r for r in list_runs(str(tmp_path / "runs")) if r.read_summary().get("status") == "finished"]
     assert not finished
+
+
+@pytest.mark.parametrize("target,needle", [("summary", "is a file; give its run folder"),
+                                           ("empty", "is not a run folder: it has no config.json")])
+def test_resume_names_what_is_wrong_with_the_path(tmp_path, capsys, finished_run, target, needle):
+    (tmp_path / "empty").mkdir()
+    path = finished_run.path / "summary.json" if target == "summary" else tmp_path / "empty"
+    code = run_inproc(["--resume", path, "--runs-dir", tmp_path / "runs", "--wandb", "disabled"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
