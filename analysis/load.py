@@ -51,19 +51,38 @@ def load_local(runs_dir: str, sweep: str | None = None) -> pd.DataFrame:
         warnings.simplefilter("ignore")  # torn trailing lines are skipped; the run is still shown
         for run in list_runs(runs_dir):
             try:
-                config = run.read_config()
-                summary = run.read_summary()
-            except RecordError as e:
+                config, summary = run.read_config(), run.read_summary()
+                if sweep and config.get("sweep") != sweep and config.get("group") != sweep:
+                    continue
+                _check_types(config, summary)
+                history = run.read_metrics()
+            except (RecordError, OSError, UnicodeDecodeError, ValueError) as e:
+                # one damaged folder is named, and the others are still analysed
                 if sweep is None or run.path.parent.name == sweep:
-                    unreadable.append((str(run.path), str(e).split(": ", 1)[-1]))
+                    reason = str(e).split(": ", 1)[-1] if isinstance(e, RecordError) else \
+                        f"{type(e).__name__}: {' '.join(str(e).split())[:120]}"
+                    unreadable.append((str(run.path), reason))
                 continue
-            if sweep and config.get("sweep") != sweep and config.get("group") != sweep:
-                continue
-            status = effective_status(summary, run.path)
-            rows.append(_row(run.id, "local", str(run.path), status, config, summary, run.read_metrics()))
+            rows.append(_row(run.id, "local", str(run.path), effective_status(summary, run.path), config,
+                             summary, history))
     frame = pd.DataFrame(rows)
     frame.attrs["unreadable"] = unreadable
     return frame
+
+
+def _check_types(config: dict, summary: dict) -> None:
+    """What analysis computes with must be what run.py writes: a seed is an integer, times
+    are numbers. Anything else is a damaged or hand-edited record (ValueError)."""
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"config.json: seed {seed!r} is not an integer")
+    pid = summary.get("pid")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
+        raise ValueError(f"summary.json: pid {pid!r} is not a process id")
+    for key in ("finished_at", "started_at", "updated_at"):
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"summary.json: {key} {value!r} is not a time")
 
 
 def unreadable_note(frame: pd.DataFrame) -> str | None:

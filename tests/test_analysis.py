@@ -208,3 +208,24 @@ def test_near_equal_values_share_one_colour():
     assert near["vmax"] - near["vmin"] == pytest.approx(0.05 * 0.076975)  # differences of 5e-6 look alike
     apart = colour_range(np.array([0.02, 0.09]))
     assert (apart["vmin"], apart["vmax"]) == pytest.approx((0.02, 0.09))
+
+
+def test_damaged_run_folders_are_named_and_the_rest_analysed(tmp_path, capsys):
+    """Each damaged record is listed as unreadable with its reason; the table still comes."""
+    import json as _json
+
+    rows = [({"model": "ae", "seed": s}, {"test/mse": 0.02 + s / 100}) for s in range(6)]
+    fake_runs(tmp_path / "runs", rows)
+    runs = sorted((tmp_path / "runs").iterdir())
+    (runs[1] / "metrics.jsonl").mkdir()                                     # a folder where a file belongs
+    (runs[2] / "metrics.jsonl").write_bytes(b"\xff\xfe{not utf-8}\n")        # not UTF-8
+    for run, key, value, name in ((runs[3], "seed", "zero", "config.json"), (runs[4], "finished_at", "yesterday",
+                                  "summary.json"), (runs[5], "pid", "x", "summary.json")):
+        record = _json.loads((run / name).read_text())
+        record[key] = value
+        (run / name).write_text(_json.dumps(record))
+    assert tables_main(["--runs", str(tmp_path / "runs"), "--metrics", "mse"]) == 0
+    out, err = capsys.readouterr()
+    assert "| ae " in out and "5 unreadable run(s)" in err
+    for needle in ("IsADirectoryError", "UnicodeDecodeError", "seed 'zero'", "finished_at 'yesterday'", "pid 'x'"):
+        assert needle in err, needle
