@@ -97,7 +97,43 @@ def load_sweep(path: str) -> dict:
                 raise UsageError(f"{path}: parameter {name!r}: {e}") from None
         if "min" in spec and "max" in spec and not float(spec["min"]) < float(spec["max"]):
             raise UsageError(f"{path}: parameter {name!r}: min {spec['min']} must be below max {spec['max']}")
+    _check_against_registry(path, params)
     return cfg
+
+
+def _check_against_registry(path: str, params: dict) -> None:
+    """Every run the sweep can make is one run.py accepts: each swept model takes each swept
+    model key, its task suits each swept dataset, each eval tool exists, and a parameter with
+    a range is never drawn from a normal distribution (whose support has no bounds)."""
+    import registry
+    from bench import tools
+    from bench.config import FIELDS, MODEL_KEYS
+    from bench.keys import cli_keys
+
+    params = {_canonical_key(k): spec for k, spec in params.items()}
+
+    def values(key):
+        spec = params.get(key, {"value": FIELDS[key].default})
+        return list(spec.get("values", [spec["value"]] if "value" in spec else []))
+
+    for m in values("model"):
+        entry, taken = registry.model_entry(str(m)), set(cli_keys(registry.model_entry(str(m)).config_cls))
+        for key in [k for k in params if k in MODEL_KEYS and k not in taken]:
+            raise UsageError(f"{path}: parameter {key!r}: model {m} does not take it; its keys: "
+                             f"{', '.join(sorted(taken)) or 'none'}")
+        needs = {"classify": "labels", "segment": "masks"}.get(entry.task)
+        for d in values("dataset"):
+            if needs and registry.dataset_entry(str(d)).kind != needs:
+                raise UsageError(f"{path}: model {m} needs a dataset with {needs}; {d} has "
+                                 f"{registry.dataset_entry(str(d)).kind}")
+    for chosen in values("eval") if "eval" in params else []:
+        tools.expand([chosen] if isinstance(chosen, str) else list(chosen or []))
+    for key, spec in params.items():
+        meta = FIELDS[key].metadata if key in FIELDS else {}
+        bounded = meta.get("lo") is not None or meta.get("hi") is not None
+        if spec.get("distribution") in ("normal", "q_normal") and bounded:
+            raise UsageError(f"{path}: parameter {key!r}: a normal distribution draws values outside its range; "
+                             f"use uniform or log_uniform_values between bounds")
 
 
 def _is_logged(metric: str) -> bool:

@@ -214,6 +214,15 @@ SWEEP_CASES = [
     (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--seed", "abc"], "expected an integer"),
     (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--model", "resnet"], "unknown model"),
     (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--count", "0"], "--count"),
+    # every run the sweep would make must be one run.py accepts
+    (HEAD + "parameters:\n  model: {value: pool_ae}\n  latent_dim: {values: [4, 8]}\n", [],
+     "model pool_ae does not take it"),
+    (HEAD + "parameters:\n  model: {value: cnn_classifier}\n  dataset: {value: synthetic_seg}\n", [],
+     "needs a dataset with labels"),
+    (HEAD + "parameters:\n  eval: {value: [probe, magic]}\n", [], "unknown evaluation"),
+    ("method: random\nparameters:\n  lr: {distribution: normal, mu: -1, sigma: 1}\n", ["--count", "2"],
+     "a normal distribution draws values outside its range"),
+    ("method: grid\nparameters:\n  lr: {min: 0.001, max: 0.01}\n", [], "method grid needs a list of values"),
     (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--workers", "-1"], "--workers"),
 ]
 
