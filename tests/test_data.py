@@ -10,8 +10,8 @@ import registry
 from bench.config import resolve
 from bench.data import load_data
 from bench.errors import UsageError
-from formats import (trust_files, write_brain_tumor, write_celeba, write_cifar10, write_mnist,
-                     write_stl10)
+from formats import (trust_files, write_brain_tumor, write_celeba, write_cifar10, write_idx_images,
+                     write_idx_labels, write_mnist, write_stl10)
 
 
 def cfg_for(dataset, root, **kw):
@@ -200,3 +200,31 @@ def test_decoded_dataset_is_cached_checked_and_refreshed(tmp_path, monkeypatch):
     write_mnist(tmp_path, "MNIST", n_train=80, n_test=20, seed=1)  # the files change
     changed = load_data(cfg_for("mnist", tmp_path))
     assert len(decodes) == 3 and len(changed.train) + len(changed.val) == 80
+
+
+def _short_labels(raw):
+    write_idx_labels(raw / "train-labels-idx1-ubyte", np.arange(40) % 10)  # 60 images, 40 labels
+
+
+def _label_200(raw):
+    write_idx_labels(raw / "t10k-labels-idx1-ubyte", np.array([200] + [1] * 19))
+
+
+def _small_test_images(raw):
+    write_idx_images(raw / "t10k-images-idx3-ubyte", np.zeros((20, 32, 32), np.uint8))
+
+
+@pytest.mark.parametrize("damage,needle", [(_short_labels, "60 images but 40 labels"),
+                                           (_label_200, "labels from 1 to 200; mnist has 10 classes"),
+                                           (_small_test_images, "images of shape (1, 32, 32)")],
+                         ids=["short labels", "label 200", "32x32 test images"])
+def test_damaged_files_are_refused_before_a_run_exists(tmp_path, capsys, damage, needle):
+    """Counts, shapes and label ranges are checked when the data loads: one line, exit 2, no run."""
+    from conftest import run_inproc
+
+    damage(write_mnist(tmp_path, "MNIST", n_train=60, n_test=20))
+    code = run_inproc(["--model", "cnn_classifier", "--dataset", "mnist", "--data-root", tmp_path, "--epochs", 1,
+                       "--runs-dir", tmp_path / "runs", "--wandb", "disabled"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "runs").exists()

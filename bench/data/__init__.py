@@ -90,6 +90,29 @@ def resize(split: Split, size: int, kind: str) -> Split:
     return Split(x, y, split.attrs)
 
 
+def check_split(dataset: str, name: str, split: Split, entry) -> None:
+    """What the files hold is what the dataset declares, checked before any run exists: the
+    image shape, one label (or mask) per image, labels within the classes, binary masks."""
+    where = f"{dataset}: the {name} split"
+    if split.x.dim() != 4 or tuple(split.x.shape[1:]) != tuple(entry.shape):
+        raise UsageError(f"{where} holds images of shape {tuple(split.x.shape[1:])}, the dataset declares "
+                         f"{tuple(entry.shape)}; its files are damaged or of another dataset")
+    if split.y is None:
+        return
+    if len(split.y) != len(split.x):
+        raise UsageError(f"{where} has {len(split.x)} images but {len(split.y)} labels; its files are truncated "
+                         f"or do not belong together")
+    if entry.kind == "labels" and len(split.y):
+        known = split.y[split.y != -1]  # -1: torchvision's "no label" (STL-10's unlabeled images)
+        lo, hi = (int(known.min()), int(known.max())) if len(known) else (0, 0)
+        if lo < 0 or hi >= entry.num_classes:
+            raise UsageError(f"{where} has labels from {lo} to {hi}; {dataset} has {entry.num_classes} classes "
+                             f"(0 to {entry.num_classes - 1})")
+    if entry.kind == "masks" and tuple(split.y.shape[1:]) != (1,) + tuple(entry.shape[1:]):
+        raise UsageError(f"{where} holds masks of shape {tuple(split.y.shape[1:])}, expected "
+                         f"{(1,) + tuple(entry.shape[1:])}")
+
+
 def load_data(cfg, task: str = "reconstruct") -> DataBundle:
     """Load, limit, split and resize the configured dataset."""
     from registry import dataset_entry
@@ -100,6 +123,9 @@ def load_data(cfg, task: str = "reconstruct") -> DataBundle:
     train, test = src.train, src.test
     if len(train) == 0 or len(test) == 0:
         raise UsageError(f"{cfg.dataset}: the dataset is empty (train {len(train)}, test {len(test)} images)")
+    for name, split in (("train", train), ("test", test), ("labelled", src.labelled)):
+        if split is not None:
+            check_split(cfg.dataset, name, split, entry)
     perm = torch.randperm(len(train), generator=g)
     if cfg.limit_train is not None:
         perm = perm[: cfg.limit_train]
