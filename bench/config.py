@@ -448,17 +448,31 @@ def _unknown_flag_message(args):
     return f"unknown argument {bad}{hint}"
 
 
+CONFIG_MAX_BYTES = 1 << 20  # a config file is a page of keys; anything far larger is not one
+
+
 def load_config_file(path: str) -> dict:
     p = Path(path)
+    kind = "JSON" if p.suffix == ".json" else "YAML"
     try:
-        text = p.read_text()
+        if not p.is_file():  # a FIFO would block, /dev/zero never ends, a folder is not a file
+            raise UsageError(f"--config: {path} is not a regular file" if p.exists() else
+                             f"--config: cannot read {path}: No such file or directory")
+        if p.stat().st_size > CONFIG_MAX_BYTES:
+            raise UsageError(f"--config: {path} is {p.stat().st_size:,} bytes; a config file is at most "
+                             f"{CONFIG_MAX_BYTES:,}")
+        text = p.read_bytes().decode("utf-8")
     except OSError as e:
         raise UsageError(f"--config: cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--config: {path} is not UTF-8 text (byte {e.start})") from None
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(f"--config: {path} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {first}") from None
+        raise UsageError(f"--config: {path} is not valid {kind}: {first}") from None
+    except RecursionError:
+        raise UsageError(f"--config: {path} is nested too deeply to be a config file") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

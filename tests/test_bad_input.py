@@ -1,6 +1,7 @@
 """Bad input across run.py, the sweep runner and analysis: exit 2, one line naming the
 problem and what is valid, no traceback, and no run left marked finished."""
 import json
+import os
 
 import pytest
 
@@ -185,9 +186,29 @@ def test_every_bad_config_file(tmp_path, capsys, text, needle):
     _assert_refused(tmp_path, capsys, code, needle)
 
 
-def test_config_file_that_is_a_directory(tmp_path, capsys):
-    code = run_inproc(_base(tmp_path) + ["--config", tmp_path])
-    _assert_refused(tmp_path, capsys, code, "cannot read")
+def _fifo(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    return tmp_path / "pipe.yaml"
+
+
+def _write(name, data):
+    def make(tmp_path):
+        (tmp_path / name).write_bytes(data)
+        return tmp_path / name
+    return make
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda t: t, "is not a regular file"),                       # a folder
+    (_fifo, "is not a regular file"),                             # would block forever
+    (lambda t: "/dev/zero", "is not a regular file"),             # would never end
+    (_write("latin.yaml", b"epochs: 1 # caf\xe9\n"), "is not UTF-8 text"),
+    (_write("deep.json", b"[" * 100000 + b"]" * 100000), "nested too deeply"),
+    (_write("huge.yaml", b"# " + b"x" * (2 << 20) + b"\n"), "a config file is at most"),
+], ids=["folder", "fifo", "dev-zero", "not-utf8", "deep", "huge"])
+def test_config_files_that_are_not_config_files(tmp_path, capsys, make, needle):
+    code = run_inproc(_base(tmp_path) + ["--config", make(tmp_path)])
+    _assert_refused(tmp_path, capsys, code, needle)
 
 
 HEAD = "program: run.py\nmethod: grid\nmetric: {name: val/loss, goal: minimize}\n"
