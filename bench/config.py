@@ -70,6 +70,9 @@ class RunKeys:
     select_on: str = _opt("val", "split whose metric picks best.pt: val (honest) or test (where a seed asks for "
                           "the best test accuracy)", choices=["val", "test"])
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
+    max_memory: Optional[float] = _opt(None, "refuse models whose weights, gradients and Adam state (16 bytes per "
+                                       "parameter) need more GiB than this (default: 80%% of the memory free at "
+                                       "start; activations come on top)", lo=0.0, lo_open=True, hi=1e6)
     # --- evaluation
     eval: list[str] = _list([], f"evaluation tools after training: {','.join(tool_names())} or all")
     eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix", lo=0.0, hi=1.0)
@@ -174,7 +177,7 @@ def canonical(values: dict) -> dict:
 
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
 RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
-                    "eval", "embed_points", "embed_views", "compile", "wandb_system", "wandb_artifacts", "verbose"}
+                    "eval", "embed_points", "embed_views", "compile", "max_memory", "wandb_system", "wandb_artifacts", "verbose"}
 
 
 def _base_type(tp):
@@ -312,7 +315,7 @@ HELP_GROUPS = [
     ("what to run", ["model", "dataset", "task"]),
     ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test", "color_mode", "label_attr",
               "train_split"]),
-    ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "seed", "select_on", "max_params"]),
+    ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "seed", "select_on", "max_params", "max_memory"]),
     ("evaluation after training", ["eval", "eval_sigmas", "embed_points", "embed_views"]),
     ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
     ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep",

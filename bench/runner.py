@@ -122,7 +122,9 @@ def build(cfg, seconds: dict | None = None):
     data = load_data(cfg, task)
     t_data = time.perf_counter()
     cfg.family = for_data(cfg.family, data.shape, data.num_classes)
+    check_size(entry, cfg)
     model = build_model(entry, cfg.family)
+    dry_forward(model, data, cfg)
     n_params = count_params(model)
     # A budget limits what is learned: frozen backbones (the CNN and autoencoder assignment's ResNet-18 probe) do not count.
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -133,6 +135,48 @@ def build(cfg, seconds: dict | None = None):
     if seconds is not None:
         seconds.update(data=t_data - t, model=time.perf_counter() - t_data)
     return model, data, device, n_params
+
+
+def check_size(entry, cfg) -> None:
+    """Refuse a model too large for memory before allocating it: it is first built on the
+    meta device (no memory, no random numbers drawn) and its parameters counted."""
+    import psutil
+
+    from registry import build_model, count_params
+
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            n = count_params(build_model(entry, cfg.family))
+    except UsageError:
+        raise
+    except Exception:  # a family that cannot be built on meta (pretrained weights): built for real
+        return
+    limit = cfg.max_memory if cfg.max_memory is not None else 0.8 * psutil.virtual_memory().available / 2 ** 30
+    need = n * 16 / 2 ** 30  # float32 weights, gradients, Adam's two moments
+    if need > limit:
+        raise UsageError(f"{cfg.model} has {n:,} parameters: about {need:.3g} GiB for weights, gradients and "
+                         f"Adam state, over {'--max-memory' if cfg.max_memory is not None else 'the free memory'} "
+                         f"({limit:.3g} GiB); choose smaller widths")
+
+
+def dry_forward(model, data, cfg) -> None:
+    """One forward pass on two training images (no gradients, eval mode, no random numbers):
+    a configuration its input cannot pass through (a stack that shrinks the image to
+    nothing) is refused here, not as a traceback in the middle of training."""
+    from bench.tensors import to_float
+
+    x = to_float(data.train.x[:2])
+    y = None if data.train.y is None else data.train.y[:2]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(x, y)
+    except (RuntimeError, ValueError) as e:
+        first = " ".join(str(e).split())[:160]
+        raise UsageError(f"{cfg.model} cannot take {cfg.dataset}'s {'x'.join(map(str, data.shape))} images with "
+                         f"this configuration: {first}") from None
+    finally:
+        model.train(was_training)
 
 
 class Phases:
