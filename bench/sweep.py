@@ -42,13 +42,16 @@ def load_sweep(path: str) -> dict:
         warnings.simplefilter("ignore")
         import sweeps
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
+        cfg = yaml.safe_load(text)
     except OSError as e:
         raise UsageError(f"cannot read sweep file {path}: {e.strerror or e}") from None
-    try:
-        cfg = yaml.safe_load(text)
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise UsageError(f"{path} is nested too deeply to be a sweep file") from None
     if not isinstance(cfg, dict):
         raise UsageError(f"{path}: a sweep config is a mapping with method, metric and parameters")
     params = cfg.get("parameters")
@@ -78,6 +81,13 @@ def load_sweep(path: str) -> dict:
     if isinstance(metric, dict) and metric.get("name") and not _is_logged(str(metric["name"])):
         raise UsageError(f"{path}: metric {metric['name']!r} is not a key run.py logs; use val/<term>, "
                          f"test/<metric> or best_value")
+    _check_parameters(path, params)
+    _check_against_registry(path, params)
+    return cfg
+
+
+def _check_parameters(path: str, params: dict) -> None:
+    """Each parameter is a run.py key, and each of its values (and bounds) one it accepts."""
     for name, spec in params.items():
         key = _canonical_key(name)  # noise_std is noise_level
         if key not in FIELDS:
@@ -97,8 +107,6 @@ def load_sweep(path: str) -> dict:
                 raise UsageError(f"{path}: parameter {name!r}: {e}") from None
         if "min" in spec and "max" in spec and not float(spec["min"]) < float(spec["max"]):
             raise UsageError(f"{path}: parameter {name!r}: min {spec['min']} must be below max {spec['max']}")
-    _check_against_registry(path, params)
-    return cfg
 
 
 def _check_against_registry(path: str, params: dict) -> None:

@@ -249,6 +249,8 @@ SWEEP_CASES = [
     ("method: random\nparameters:\n  lr: {distribution: normal, mu: -1, sigma: 1}\n", ["--count", "2"],
      "a normal distribution draws values outside its range"),
     ("method: grid\nparameters:\n  lr: {min: 0.001, max: 0.01}\n", [], "method grid needs a list of values"),
+    (b"method: grid\nparameters:\n  seed: {values: [1]}  # caf\xe9\n", [], "is not UTF-8 text"),
+    ("[" * 20000 + "]" * 20000, [], "nested too deeply"),
     (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--workers", "-1"], "--workers"),
 ]
 
@@ -258,7 +260,7 @@ def test_every_bad_sweep(tmp_path, capsys, text, extra, needle):
     from bench.sweep import main as sweep_main
 
     y = tmp_path / "bad.yaml"
-    y.write_text(text)
+    y.write_bytes(text) if isinstance(text, bytes) else y.write_text(text)
     with pytest.raises(SystemExit) as e:
         sweep_main([str(y), "--dry-run", "--runs-dir", str(tmp_path / "runs")] + extra)
     _assert_refused(tmp_path, capsys, e.value.code, needle)
