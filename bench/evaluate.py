@@ -236,14 +236,24 @@ def main(argv=None) -> int:
 
 def _standalone(args) -> int:
     from bench import tools
-    from bench.checkpoint import load_run_model
-    from bench.config import FIELDS, canonical, resolve
-    from bench.data import load_data
     from bench.artifacts import find_run
-    from bench.track import Tracking
 
     tools.expand([w for w in args.what.split(",") if w])  # unknown names first, before any file is read
     run = find_run(args.run, args.runs_dir)
+    run.lock()  # a run that trains, resumes or is evaluated elsewhere is refused: its best.pt may change
+    try:
+        return _evaluate_locked(args, run)
+    finally:
+        run.unlock()
+
+
+def _evaluate_locked(args, run) -> int:
+    from bench import tools
+    from bench.checkpoint import load_run_model
+    from bench.config import FIELDS, canonical, resolve
+    from bench.data import load_data
+    from bench.track import Tracking
+
     model, saved = load_run_model(str(run.path), args.runs_dir)
     overrides = {k: v for k, v in canonical(saved).items() if k in FIELDS}
     if args.data_root:

@@ -173,6 +173,14 @@ class RunDir:
         self._lock_fd = fd
         _HELD_LOCKS.append(fd)
 
+    def unlock(self) -> None:
+        """Let go of this run (a lock taken by `lock()` in this process)."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError, ValueError):
+                _HELD_LOCKS.remove(self._lock_fd)
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
     # -- files
     @property
     def figures(self) -> Path:

@@ -322,3 +322,28 @@ def test_unusable_runs_dir_is_one_line(tmp_path, capsys):
     for runs_dir, needle in ((a_file, "not a directory"), (unwritable, "cannot create a run")):
         code = run_inproc(quick(tmp_path, epochs=1)[:-10] + ["--runs-dir", runs_dir, "--limit-train", 300])
         assert code == 2 and needle in _one_line(capsys.readouterr().err)
+
+
+def test_evaluating_a_run_in_use_is_refused(tmp_path, capsys, finished_run):
+    """`bench.evaluate` takes the run's lock: while another process holds the run (a resume
+    that trains), it is refused in one line and writes nothing."""
+    import subprocess
+    import sys
+
+    from bench.evaluate import main as evaluate_main
+
+    before = (finished_run.path / "summary.json").read_text()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bench.store import RunDir; "
+                               f"RunDir({str(finished_run.path)!r}).lock(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as e:
+            evaluate_main([str(finished_run.path), "--what", "collapse"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and "in use by another process" in err[0], err
+        assert (finished_run.path / "summary.json").read_text() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert evaluate_main([str(finished_run.path), "--what", "collapse"]) == 0  # free again: evaluated
