@@ -78,15 +78,18 @@ class ModelEntry:
         kw = dict(self.defaults)
         kw.update({k: tuple(v) if isinstance(v, list) else v for k, v in given.items()
                    if k in keys and v is not None})
+        cfg = self.with_data(self.config_cls(**kw), in_shape, num_classes)
+        cfg.derive()
+        return cfg
+
+    def with_data(self, cfg, in_shape=None, num_classes=None):
+        """`cfg` with what the model takes from the data: channels, (square) size, classes."""
         c, h, w = in_shape or self.default_input
         if h != w:
             raise UsageError(f"{self.name}: only square images are supported, got {h}x{w}")
-        for k, v in (("in_channels", c), ("image_size", h), ("num_classes", num_classes)):
-            if k in keys and v is not None:
-                kw[k] = v
-        cfg = self.config_cls(**kw)
-        cfg.derive()
-        return cfg
+        given = {"in_channels": c, "image_size": h, "num_classes": num_classes}
+        keys = self.config_keys()
+        return dataclasses.replace(cfg, **{k: v for k, v in given.items() if k in keys and v is not None})
 
     def task_of(self, cfg) -> str:
         return cfg.task(self.task)

@@ -356,6 +356,19 @@ def _default(f):
     return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
+def default_record(model: str) -> dict:
+    """The flat record of a run of `model` given no keys: run-key defaults, its family's
+    defaults, then the model's own (before keys derived from others; nothing is required)."""
+    import registry
+    from bench.keys import cli_keys
+
+    entry = registry.model_entry(model)
+    out = {f.name: _copy(_default(f)) for f in dataclasses.fields(RunKeys)}
+    out.update({k: _copy(_default(f)) for k, f in cli_keys(entry.config_cls).items()})
+    out.update({k: _copy(v) for k, v in entry.defaults})
+    return dict(out, model=model)
+
+
 def _show(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench import checkpoint, faults
-from bench.config import FIELDS, RESUME_FREE_KEYS, canonical, parse_args, resolve
+from bench.config import FIELDS, RESUME_FREE_KEYS, canonical, default_record, parse_args, resolve
 from bench.errors import UsageError, exit_usage
 from bench.signals import Interrupted, StopSignals
 from bench.train import Diverged, Trainer, read_resumable
@@ -93,13 +93,6 @@ def resolve_run_config(overrides: dict):
     return resolve(saved), run
 
 
-def for_data(family, in_shape, num_classes):
-    """The family config with what the model takes from the data (channels, size, classes)."""
-    c, h, _ = in_shape
-    given = {"in_channels": c, "image_size": h, "num_classes": num_classes}
-    return dataclasses.replace(family, **{k: v for k, v in given.items() if hasattr(family, k)})
-
-
 def build(cfg, seconds: dict | None = None):
     """Validate names, load data, build the model. Raises UsageError on any bad input.
     `seconds` receives the wall time of loading the data and of building the model."""
@@ -121,7 +114,7 @@ def build(cfg, seconds: dict | None = None):
     t = time.perf_counter()
     data = load_data(cfg, task)
     t_data = time.perf_counter()
-    cfg.family = for_data(cfg.family, data.shape, data.num_classes)
+    cfg.family = entry.with_data(cfg.family, data.shape, data.num_classes)
     check_size(entry, cfg)
     model = build_model(entry, cfg.family)
     dry_forward(model, data, cfg)
@@ -140,11 +133,11 @@ def build(cfg, seconds: dict | None = None):
 def check_size(entry, cfg) -> None:
     """Refuse a model too large for memory before allocating it: it is first built on the
     meta device (no memory, no random numbers drawn) and its parameters counted."""
+    import warnings
+
     import psutil
 
     from registry import build_model, count_params
-
-    import warnings
 
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
@@ -332,7 +325,7 @@ def _supervised(job: Job, phases: Phases, log) -> int:
 def settings_line(record: dict) -> str:
     """The keys that differ from the chosen model's defaults, one short line
     (`--print-config` prints every key)."""
-    defaults = resolve({"model": record["model"]}).to_dict() if "probe_from" not in record else {}
+    defaults = default_record(record["model"])
     changed = {k: v for k, v in record.items() if k not in ("model", "task") and defaults.get(k, object()) != v}
     shown = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(changed.items()))
     return f"settings {record['model']} ({record.get('task')})" + (f": {shown}" if shown else ": all defaults") \

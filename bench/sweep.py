@@ -125,7 +125,8 @@ def _check_against_registry(path: str, params: dict) -> None:
         return list(spec.get("values", [spec["value"]] if "value" in spec else []))
 
     for m in values("model"):
-        entry, taken = registry.model_entry(str(m)), set(cli_keys(registry.model_entry(str(m)).config_cls))
+        entry = registry.model_entry(str(m))
+        taken = set(cli_keys(entry.config_cls))
         for key in [k for k in params if k in MODEL_KEYS and k not in taken]:
             raise UsageError(f"{path}: parameter {key!r}: model {m} does not take it; its keys: "
                              f"{', '.join(sorted(taken)) or 'none'}")
