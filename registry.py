@@ -173,6 +173,28 @@ def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def forward_terms(entry: ModelEntry, in_shape, num_classes: int) -> set[str] | None:
+    """The scalar terms (loss, mse, kl, acc, ...) a training forward pass of this model at
+    its defaults returns, found on the meta device (no memory, no weights, no random
+    numbers drawn); None for a family that cannot be built there (it loads weights or a run)."""
+    import warnings
+
+    import torch
+
+    try:
+        cfg = entry.config({}, tuple(in_shape), num_classes)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = build_model(entry, cfg).train()
+            x = torch.rand(2, *in_shape)
+            y = {"classify": torch.zeros(2, dtype=torch.long),
+                 "segment": torch.zeros(2, 1, *tuple(in_shape)[1:])}.get(entry.task)
+            out = model(x, y)
+    except Exception:  # noqa: BLE001 (UsageError included: the family needs what a dry build lacks)
+        return None
+    return {k for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}
+
+
 def describe() -> str:
     discover()
     lines = ["Models", "------"]

@@ -41,6 +41,12 @@ def load(path: Path, map_location="cpu") -> dict:
     missing = [k for k in ("model", "in_shape", "num_classes") if not isinstance(state, dict) or k not in state]
     if missing:
         raise UsageError(f"checkpoint {path} is not an aebench checkpoint (no {', '.join(missing)})")
+    shape, classes = state["in_shape"], state["num_classes"]
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise UsageError(f"checkpoint {path}: in_shape {shape!r} is not (channels, height, width) of positive integers")
+    if classes is not None and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 0):
+        raise UsageError(f"checkpoint {path}: num_classes {classes!r} is not a count")
     return state
 
 
@@ -67,6 +73,20 @@ def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def check_record(cfg: dict, run_id: str) -> None:
+    """Every known key of a run's saved config has a value of its type and range: a damaged
+    config.json is named in one line, not met as a traceback deep in a model."""
+    from bench.config import FIELDS, coerce, validate_value
+    from bench.store import RecordError
+
+    for key, value in cfg.items():
+        if key in FIELDS and value is not None:
+            try:
+                validate_value(key, coerce(key, value))
+            except UsageError as e:
+                raise RecordError(f"run {run_id}: config.json: {e}") from None
+
+
 def load_run_model(ref: str, runs_dir: str = "runs", which: str = "best"):
     """(model in eval mode on CPU, resolved config dict) of a finished or stopped run."""
     from registry import create_model
@@ -78,6 +98,11 @@ def load_run_model(ref: str, runs_dir: str = "runs", which: str = "best"):
     if not path.exists():
         raise UsageError(f"run {run.id} has no checkpoint yet ({run.path})")
     state = load(path)
-    model = create_model(cfg["model"], tuple(state["in_shape"]), state["num_classes"], **cfg)
+    check_record(cfg, run.id)
+    try:
+        model = create_model(cfg["model"], tuple(state["in_shape"]), state["num_classes"], **cfg)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"run {run.id}: its config.json and {path.name} do not build a model "
+                         f"({' '.join(str(e).split())[:160]})") from None
     load_weights(model, state, path)
     return model.eval(), cfg

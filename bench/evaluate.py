@@ -8,6 +8,7 @@ After training, `run.py` calls `test_evaluation` (metrics by task, then figures)
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 
@@ -170,6 +171,16 @@ def record_results(run, tracking, results: dict, figs: dict) -> None:
     tracking.log_images(figs)
 
 
+STORAGE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
+
+
+def _tool_failed(name, e, run) -> dict:
+    reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+    print(f"eval {name} failed: {reason}; re-run it with "
+          f"`python -m bench.evaluate {run.path} --what {name}`", file=sys.stderr, flush=True)
+    return {f"{name}/failed": reason}
+
+
 def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_each=None) -> dict:
     """Latent-space tools by name, each guarded; returns the numbers they add to the summary.
 
@@ -192,11 +203,12 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_
         except UsageError as e:  # not applicable to this model or data: say so, go on
             print(f"eval {name} skipped: {e}", flush=True)
             numbers = {f"{name}/skipped": " ".join(str(e).split())}
+        except OSError as e:
+            if e.errno in STORAGE_ERRORS:  # the disk, not the tool: the caller says so once
+                raise
+            numbers = _tool_failed(name, e, run)
         except Exception as e:
-            reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
-            print(f"eval {name} failed: {reason}; re-run it with "
-                  f"`python -m bench.evaluate {run.path} --what {name}`", file=sys.stderr, flush=True)
-            numbers = {f"{name}/failed": reason}
+            numbers = _tool_failed(name, e, run)
         else:
             numbers = dict(out.get("numbers", {}), **{f"{name}/failed": None, f"{name}/skipped": None})
             if out.get("figures"):
@@ -232,6 +244,8 @@ def main(argv=None) -> int:
         return _standalone(args)
     except UsageError as e:
         exit_usage(p.prog, e)
+    except OSError as e:  # a full or read-only disk: one line, and the run's record stays as it was
+        exit_usage(p.prog, UsageError(f"cannot write {e.filename or 'the run folder'}: {e.strerror or e}"))
 
 
 def _standalone(args) -> int:

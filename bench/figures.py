@@ -11,6 +11,22 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
+def save_figure(fig, path, dpi: int = 100) -> Path:
+    """Render `fig` to PNG and replace `path` atomically (a link planted at `path` is
+    replaced, never written through); the figure is closed."""
+    import io
+
+    from bench.store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
 def run_title(cfg) -> str:
     """A run named by what its sweep varies, so a figure says which setting it shows:
     `dae (batchnorm=True, noise_level=0.3) seed 0 on colored_mnist`."""
@@ -64,9 +80,7 @@ def image_rows(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = ""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str = "", cols: int = 4) -> Path:
@@ -83,9 +97,7 @@ def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str =
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def curves(history: list[dict], path: Path, title: str = "") -> Path:
@@ -119,6 +131,4 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

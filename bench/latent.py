@@ -81,11 +81,5 @@ def legend(fig, y, classes):
     fig.subplots_adjust(right=0.86)
 
 
-def save_figure(fig, path):
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def progress(what: str) -> None:
     print(f"  {what} ...", flush=True)

@@ -51,6 +51,35 @@ def check_plain_name(what: str, name: str) -> str:
     return name
 
 
+def find_link(folder: Path) -> Path | None:
+    """The first symbolic link at or below `folder` (not followed), or None. A run or sweep
+    folder holds only its own files: a planted link would send a write or a read elsewhere."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        return folder
+    for parent, dirs, files in os.walk(folder, followlinks=False):
+        for name in sorted(dirs + files):
+            if os.path.islink(os.path.join(parent, name)):
+                return Path(parent, name)
+    return None
+
+
+def refuse_links(what: str, folder: Path) -> None:
+    """One line naming the link when `folder` holds one (see `find_link`)."""
+    link = find_link(folder)
+    if link is not None:
+        where = link.relative_to(folder) if link != Path(folder) else link
+        raise UsageError(f"{what}: {where} is a symbolic link (to {os.readlink(link)}); a run folder holds only "
+                         f"its own files, so nothing is written through it: remove the link and try again")
+
+
+def open_nofollow(path: Path, mode: str = "w"):
+    """open() for writing that refuses a symbolic link at `path` (O_NOFOLLOW) instead of
+    writing to wherever it points."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o644), mode, newline="")
+
+
 def atomic_write_bytes(path: Path, data) -> None:
     """Write through a temporary file and os.replace: readers see the old or the new file,
     never a torn one, and a full disk or a kill mid-write leaves no temporary file behind."""
@@ -86,7 +115,7 @@ def try_lock(path: Path) -> int | None:
 
     The lock lives as long as the open file description, so a child process that inherits
     the fd keeps it after its parent dies, and the kernel drops it when the holder exits."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -162,7 +191,9 @@ class RunDir:
         raise UsageError(f"--runs-dir {runs_dir}: could not allocate a run id")
 
     def lock(self) -> None:
-        """Hold this run for the life of the process: a second `--resume` of it is refused."""
+        """Hold this run for the life of the process: a second `--resume` of it is refused.
+        A folder with a symbolic link in it is refused before anything is written."""
+        refuse_links(f"run {self.id}", self.path)
         try:
             fd = try_lock(self.path / ".lock")
         except OSError as e:
@@ -195,6 +226,9 @@ class RunDir:
 
     def _read_record(self, name: str, missing_ok: bool) -> dict:
         p = self.path / name
+        if p.is_symlink():
+            raise RecordError(f"run {self.id}: {name} is a symbolic link (to {os.readlink(p)}); "
+                              f"a run's record is read only from its own files")
         try:
             data = json.loads(p.read_text())
         except FileNotFoundError:
@@ -217,7 +251,7 @@ class RunDir:
 
     def append_metrics(self, row: dict) -> None:
         line = json.dumps(row, sort_keys=True, default=_jsonable) + "\n"
-        with open(self.path / "metrics.jsonl", "a") as f:
+        with open_nofollow(self.path / "metrics.jsonl", "a") as f:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
@@ -256,7 +290,8 @@ class RunDir:
         self._stop_beat.set()
 
     def _touch(self):
-        (self.path / "heartbeat").write_text(f"{time.time()}\n")
+        with open_nofollow(self.path / "heartbeat") as f:
+            f.write(f"{time.time()}\n")
 
     def _beat_loop(self):
         while not self._stop_beat.wait(HEARTBEAT_SECONDS):

@@ -31,7 +31,7 @@ import yaml
 from bench.config import FIELDS, canonical, coerce, parse_args, validate_value
 from bench.signals import StopSignals
 from bench.errors import UsageError, exit_usage
-from bench.store import check_plain_name, try_lock
+from bench.store import atomic_write_text, check_plain_name, open_nofollow, refuse_links, try_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,8 @@ def load_sweep(path: str) -> dict:
                          f"test/<metric> or best_value")
     _check_parameters(path, params)
     _check_against_registry(path, params)
+    if isinstance(metric, dict) and metric.get("name"):
+        _check_metric(path, params, str(metric["name"]))
     return cfg
 
 
@@ -143,6 +145,47 @@ def _check_against_registry(path: str, params: dict) -> None:
         if spec.get("distribution") in ("normal", "q_normal") and bounded:
             raise UsageError(f"{path}: parameter {key!r}: a normal distribution draws values outside its range; "
                              f"use uniform or log_uniform_values between bounds")
+
+
+# Test-set keys by task beside the model's own terms (bench.evaluate's EVALUATORS, bench.metrics.image_metrics)
+TEST_KEYS = {"reconstruct": {"mse", "mae", "psnr", "ssim", "snr"}, "denoise": {"mse", "mae", "psnr", "ssim", "snr"},
+             "classify": {"acc", "loss"}, "segment": {"dice", "iou"}}
+
+
+def _check_metric(path: str, params: dict, metric: str) -> None:
+    """The metric is one every swept model logs on every swept dataset: its training terms
+    as train/ and val/, its task's test metrics as test/, an evaluation tool's numbers under
+    the tool's name, or the run's best_value, best_epoch and time/ keys."""
+    import registry
+    from bench import tools
+    from bench.config import FIELDS
+
+    split, _, term = metric.partition("/")
+    if metric in ("best_value", "best_epoch") or split in ("time", "test_noisy", "warning") or split in tools.names():
+        return
+    params = {_canonical_key(k): spec for k, spec in params.items()}
+
+    def values(key):
+        spec = params.get(key, {"value": FIELDS[key].default})
+        return list(spec.get("values", [spec["value"]] if "value" in spec else []))
+
+    for m in values("model"):
+        entry = registry.model_entry(str(m))
+        for d in values("dataset"):
+            data = registry.dataset_entry(str(d))
+            terms = registry.forward_terms(entry, data.shape, data.num_classes)
+            if terms is None and entry.task == "classify":
+                terms = TEST_KEYS["classify"]
+            if terms is None:
+                continue
+            logged = {f"{s}/{t}" for s in ("train", "val", "test") for t in terms - {"beta"}}
+            logged |= {f"test/{t}" for t in TEST_KEYS.get(entry.task, ())}
+            if metric not in logged:
+                near = difflib.get_close_matches(metric, sorted(logged), n=1)
+                raise UsageError(f"{path}: metric {metric!r} is never logged by model {m} on {d}"
+                                 f"{f' (did you mean {near[0]!r}?)' if near else ''}; it logs "
+                                 f"{', '.join(sorted(k for k in logged if not k.startswith('train/')))}, "
+                                 f"best_value and the eval tools' numbers")
 
 
 def _is_logged(metric: str) -> bool:
@@ -330,7 +373,7 @@ class Sweep:
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         # One log per launch: the configuration's hash tells runs started in the same second apart.
-        log = open(self.dir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.lock_path(params).stem}.log", "w")
+        log = open_nofollow(self.dir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.lock_path(params).stem}.log")
         try:
             if self.fork:
                 from bench.forked import ForkedRun
@@ -357,8 +400,13 @@ class Sweep:
     def run(self) -> int:
         from tqdm import tqdm
 
+        if self.dir.is_symlink():
+            refuse_links(f"sweep {self.name}", self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "sweep.yaml").write_text(yaml.safe_dump(self.cfg, sort_keys=False))
+        for own in (self.dir / "sweep.yaml", self.dir / "logs", self.dir / "locks"):
+            if os.path.lexists(own):
+                refuse_links(f"sweep {self.name}", own)
+        atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.cfg, sort_keys=False))
         prior = existing(self.dir, self.metric)
         done = [(json.loads(k), m) for k, (s, m, _) in prior.items() if s == "finished" and k]
         done = [(p, m) for p, m in done if in_space(p, self.cfg)]
@@ -521,6 +569,8 @@ def main(argv=None) -> int:
         return Sweep(args.yaml, cfg, args, fixed, num_threads).run()
     except UsageError as e:
         exit_usage(p.prog, e)
+    except OSError as e:  # a full or read-only disk under --runs-dir
+        exit_usage(p.prog, UsageError(f"cannot write {e.filename or args.runs_dir}: {e.strerror or e}"))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from bench.store import RunDir
+from bench.store import RunDir, open_nofollow
 
 
 def warn(msg: str) -> None:
@@ -64,7 +64,7 @@ class LocalTracker(Tracker):
         """A CSV beside the run's record; image columns stay in W&B (the figures hold them here)."""
         import csv
         keep = [i for i, _ in enumerate(columns) if not (rows and is_image(rows[0][i]))]
-        with open(self.run.path / f"{name.replace('/', '_')}.csv", "w", newline="") as f:
+        with open_nofollow(self.run.path / f"{name.replace('/', '_')}.csv") as f:
             w = csv.writer(f)
             w.writerow([columns[i] for i in keep])
             w.writerows([[r[i] for i in keep] for r in rows])
@@ -106,26 +106,44 @@ def resolve_wandb_mode(mode: Optional[str]) -> str:
 SYNC_HINT = "the local record is complete; re-run with --wandb offline to keep a W&B copy for `wandb sync`"
 
 
-def server_reachable(timeout: float = 3.0) -> str | None:
-    """None if the W&B server accepts a TCP connection within `timeout`, else the reason.
+def server_reachable(timeout: float = 4.0) -> str | None:
+    """None if the W&B server answers an HTTP request within `timeout` seconds, else the reason.
 
-    wandb.init waits up to its init timeout (90 s) on a dead server; this costs at most
-    a few seconds and lets the run go offline at once."""
+    wandb.init waits up to its init timeout on a server that is down or hangs (accepts the
+    connection, never answers); this costs at most a few seconds and lets the run go
+    offline at once. Any HTTP answer, an error status included, means the server is up."""
     import socket
+    import urllib.error
+    import urllib.request
     from urllib.parse import urlparse
 
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (443 if url.scheme == "https" else 80)
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
+    host = urlparse(base).hostname or base
     try:
-        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(base + "/healthz", method="GET"), timeout=timeout):
             return None
-    except OSError as e:
-        return f"{url.hostname}:{port} unreachable ({e.strerror or type(e).__name__})"
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            return f"unreachable ({host} did not answer within {timeout:g} s)"
+        return f"unreachable ({host}: {getattr(reason, 'strerror', None) or reason})"
 
 
 def agent_sweep() -> str | None:
     """The W&B sweep id when this process was started by `wandb agent`, else None."""
     return os.environ.get("WANDB_SWEEP_ID") or None
+
+
+def _no_analytics() -> None:
+    """An offline run sends nothing: wandb (0.31+) otherwise posts its own usage metrics to
+    the server at exit, which on a server that hangs costs its HTTP timeout (about 11 s)."""
+    try:
+        from wandb.analytics.opentelemetry.opentelemetry_proxy import disable
+    except ImportError:  # a wandb without that exporter sends nothing
+        return
+    disable()
 
 
 class WandbTracker(Tracker):
@@ -138,9 +156,11 @@ class WandbTracker(Tracker):
 
         self.wandb = wandb
         self.mode = mode
+        if mode == "offline":
+            _no_analytics()
         quiet = not cfg.get("wandb_system", True)
         # W&B's own banner and footer only with --verbose: our lines say where the run is
-        settings = wandb.Settings(init_timeout=float(os.environ.get("AEBENCH_WANDB_INIT_TIMEOUT", 90)),
+        settings = wandb.Settings(init_timeout=float(os.environ.get("AEBENCH_WANDB_INIT_TIMEOUT", 30)),
                                   console="off" if quiet else "auto", x_disable_stats=quiet,
                                   silent=quiet or not cfg.get("verbose", False))
         config = {k: v for k, v in cfg.items() if k not in ("wandb_system", "verbose")}
@@ -261,6 +281,7 @@ class Tracking(Tracker):
             try:  # keep a W&B record anyway, to upload when the server is back
                 offline = WandbTracker(cfg, run, "offline")
                 self.trackers.append(offline)
+                self.wandb_mode = "offline"
                 self._note(run)
                 warn(f"W&B could not start online ({reason}); logging offline instead: the local record is "
                      f"complete; upload later with `wandb sync {offline.sync_dir}`")

@@ -38,6 +38,19 @@ class TrainState:
     compile_seconds: float = 0.0
     snapshots: dict = field(default_factory=dict)  # epoch -> uint8 reconstructions of fixed test images
 
+    def __post_init__(self):
+        """A state read back from a checkpoint holds what this class writes, or is refused."""
+        def number(v, kind):
+            return isinstance(v, kind) and not isinstance(v, bool)
+
+        ok = (number(self.epoch, int) and self.epoch >= 0 and isinstance(self.history, list)
+              and isinstance(self.snapshots, dict) and number(self.train_seconds, (int, float))
+              and number(self.compile_seconds, (int, float))
+              and (self.best_value is None or number(self.best_value, (int, float)))
+              and (self.best_epoch is None or number(self.best_epoch, int)))
+        if not ok:
+            raise TypeError(f"training state has values of the wrong type (epoch {self.epoch!r})")
+
 
 def snapshot_epochs(epochs: int, n: int = 5) -> set[int]:
     """Epochs whose reconstructions are kept: the first, the last, and evenly between."""

@@ -252,6 +252,13 @@ SWEEP_CASES = [
     (b"method: grid\nparameters:\n  seed: {values: [1]}  # caf\xe9\n", [], "is not UTF-8 text"),
     ("[" * 20000 + "]" * 20000, [], "nested too deeply"),
     (HEAD + "parameters:\n  seed: {values: [1]}\n", ["--workers", "-1"], "--workers"),
+    # the metric is one the swept models log
+    ("method: grid\nmetric: {name: val/acc_typo}\nparameters:\n  model: {value: cnn_classifier}\n"
+     "  dataset: {value: synthetic}\n", [], "did you mean 'val/acc'"),
+    ("method: bayes\nmetric: {name: test/bogus, goal: maximize}\nparameters:\n  lr: {min: 0.001, max: 0.01}\n",
+     ["--count", "2"], "metric 'test/bogus' is never logged by model ae"),
+    ("method: grid\nmetric: {name: val/kl}\nparameters:\n  model: {values: [vae, ae]}\n", [],
+     "never logged by model ae"),
 ]
 
 

@@ -173,3 +173,33 @@ def test_wandb_unreachable_run_goes_on(tmp_path):
     assert (tmp_path / folder).is_dir() and list((tmp_path / folder).glob("*.wandb"))
     s = only_run(tmp_path).read_summary()
     assert s["status"] == "finished" and "test/psnr" in s
+
+
+@pytest.fixture
+def hung_server():
+    """A W&B address that accepts connections and never answers (a server that hangs)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    yield f"http://127.0.0.1:{s.getsockname()[1]}"
+    s.close()
+
+
+def test_a_hung_server_is_found_within_the_deadline(hung_server, monkeypatch):
+    from bench.track import server_reachable
+
+    monkeypatch.setenv("WANDB_BASE_URL", hung_server)
+    assert "did not answer within 0.5 s" in server_reachable(timeout=0.5)
+
+
+@pytest.mark.slow
+def test_a_hung_wandb_server_costs_seconds_and_the_run_logs_offline(tmp_path, hung_server):
+    env = {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": hung_server}
+    p = run_cli(quick(tmp_path, "--wandb", "online", model="linear_ae", epochs=1), cwd=tmp_path, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    warnings_ = [l for l in p.stderr.splitlines() if l.startswith("warning: W&B")]
+    assert len(warnings_) == 1 and "did not answer" in warnings_[0] and "wandb sync" in warnings_[0], p.stderr
+    s = only_run(tmp_path).read_summary()
+    assert s["status"] == "finished" and s["time/phase/wandb_init"] < 15

@@ -347,3 +347,83 @@ def test_evaluating_a_run_in_use_is_refused(tmp_path, capsys, finished_run):
         holder.kill()
         holder.wait()
     assert evaluate_main([str(finished_run.path), "--what", "collapse"]) == 0  # free again: evaluated
+
+
+# -- nothing written or read through a link planted in a run or sweep folder
+
+LINKS = [("resume", "heartbeat"), ("resume", "test_images.csv"), ("resume", "figures/curves.png"),
+         ("resume", ".lock"), ("resume", "figures"), ("evaluate", "figures"), ("evaluate", "denoise_matrix.csv"),
+         ("evaluate", "config.json"), ("evaluate", "summary.json")]
+
+
+@pytest.mark.parametrize("entry,planted", LINKS, ids=[f"{e}-{p}" for e, p in LINKS])
+def test_a_planted_link_is_refused_and_its_target_untouched(tmp_path, finished_run, capsys, entry, planted):
+    from bench.evaluate import main as evaluate_main
+
+    link = finished_run.path / planted
+    victim = tmp_path / ("victim_dir" if planted == "figures" else "victim.json")
+    if planted == "figures":
+        victim.mkdir()
+        (victim / "keep.txt").write_text("victim")
+        before = {"keep.txt": "victim"}
+    else:
+        victim.write_bytes(link.read_bytes() if link.is_file() else b'{"api_key": "secret"}')
+        before = victim.read_bytes()
+    if link.is_dir():
+        import shutil
+        shutil.rmtree(link)
+    elif link.exists():
+        link.unlink()
+    link.symlink_to(victim)
+    finished_run.update_summary(status="interrupted") if planted != "summary.json" else None
+    capsys.readouterr()
+    if entry == "resume":
+        code = run_inproc(["--resume", finished_run.id, "--runs-dir", tmp_path / "runs", "--wandb", "disabled"])
+    else:
+        try:
+            code = evaluate_main([str(finished_run.path), "--what", "collapse", "--runs-dir", str(tmp_path / "runs")])
+        except SystemExit as e:
+            code = e.code
+    line = _one_line(capsys.readouterr().err)
+    assert code == 2 and "symbolic link" in line and planted.split("/")[-1] in line, line
+    after = {p.name: p.read_text() for p in victim.iterdir()} if victim.is_dir() else victim.read_bytes()
+    assert after == before
+
+
+@pytest.mark.parametrize("planted", ["sweep.yaml", "logs", "locks", "."])
+def test_a_sweep_folder_with_a_planted_link_is_refused(tmp_path, capsys, planted):
+    from bench.sweep import main as sweep_main
+
+    y = tmp_path / "g3.yaml"
+    y.write_text(GRID3 % 1)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "sweep.yaml").write_text("victim")
+    target = tmp_path / "runs" / "g3" / planted if planted != "." else tmp_path / "runs" / "g3"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(victim / "sweep.yaml" if planted == "sweep.yaml" else victim)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        sweep_main([str(y), "--runs-dir", str(tmp_path / "runs"), "--wandb", "disabled", "--spawn", "exec"])
+    line = _one_line(capsys.readouterr().err)
+    assert e.value.code == 2 and "symbolic link" in line, line
+    assert sorted(p.name for p in victim.iterdir()) == ["sweep.yaml"]
+    assert (victim / "sweep.yaml").read_text() == "victim"
+
+
+@pytest.mark.parametrize("tool", ["bench.evaluate", "bench.sweep"])
+def test_evaluate_and_sweep_on_a_full_disk_are_one_line(tmp_path, finished_run, tool):
+    def full_disk():  # every file write fails with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    y = tmp_path / "g3.yaml"
+    y.write_text(GRID3 % 1)
+    args = ([str(finished_run.path), "--what", "collapse"] if tool == "bench.evaluate"
+            else [str(y), "--runs-dir", "runs", "--wandb", "disabled", "--spawn", "exec"])
+    summary = (finished_run.path / "summary.json").read_bytes()
+    p = subprocess.run([sys.executable, "-m", tool, *args], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), preexec_fn=full_disk, timeout=300)
+    line = _one_line(p.stderr)
+    assert p.returncode == 2 and "cannot write" in line, line
+    assert (finished_run.path / "summary.json").read_bytes() == summary

@@ -149,12 +149,17 @@ def load_data(cfg, task: str = "reconstruct") -> DataBundle:
 
 def batches(split: Split, batch_size: int, shuffle: bool = False,
             generator: Optional[torch.Generator] = None) -> Iterator[tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """Yield (x float in [0,1], y) batches; shuffling is a permutation of indices."""
+    """Yield (x float in [0,1], y) batches; shuffling is a permutation of indices.
+
+    A shuffled (training) pass leaves out a last batch of one image: batch statistics of
+    one value (BatchNorm) are undefined, and the image left out changes every epoch."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else None
     if order is not None and split.x.device.type != "cpu":
         order = order.to(split.x.device)
     for i in range(0, n, batch_size):
+        if shuffle and n - i == 1 and n > 1:
+            break
         if order is None:
             xb, yb = split.x[i:i + batch_size], None if split.y is None else split.y[i:i + batch_size]
         else:

@@ -210,10 +210,15 @@ class LinearProbe(Classifier):
         self.encoder_model, _ = load_run_model(cfg.probe_from, cfg.runs_dir)
         for p in self.encoder_model.parameters():
             p.requires_grad_(False)
-        with torch.no_grad():
-            self.encoder_model.eval()
-            dim = self.encoder_model.encode(torch.zeros(2, cfg.in_channels, cfg.image_size,
-                                                        cfg.image_size)).flatten(1).shape[1]
+        shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+        try:
+            with torch.no_grad():
+                self.encoder_model.eval()
+                dim = self.encoder_model.encode(torch.zeros(2, *shape)).flatten(1).shape[1]
+        except RuntimeError:
+            raise UsageError(f"--probe-from {cfg.probe_from}: its encoder was trained on other images; it cannot "
+                             f"encode this dataset's {'x'.join(map(str, shape))} images (probe it on the dataset "
+                             f"it was trained on)") from None
         # Parameter-free BatchNorm standardises z first, as in MAE's linear probe (He et al.
         # 2021): the probe stays linear, and its learning rate no longer depends on z's scale.
         self.head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), nn.Linear(dim, cfg.num_classes))

@@ -6,7 +6,7 @@ import torch
 
 from bench.data import batches
 from bench.figures import plt
-from bench.latent import save_figure
+from bench.figures import save_figure
 from bench.tools import register_tool
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E[z|x]) > 0.01

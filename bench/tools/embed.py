@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.figures import plt
-from bench.latent import labels_required, latents, legend, progress, save_figure, scatter
+from bench.figures import plt, save_figure
+from bench.latent import labels_required, latents, legend, progress, scatter
 from bench.tools import register_tool
 
 TSNE_EXACT_MAX = 600  # exact t-SNE gradients up to this many points, Barnes-Hut above

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from bench import metrics
-from bench.figures import plt
+from bench.figures import plt, save_figure
 from bench.latent import images
 from bench.tools import register_tool
 
@@ -38,8 +38,7 @@ def occlusion(model, data, cfg, run, device, n_images=4):
     fig.colorbar(shown, ax=list(axes[1]), shrink=0.8, label="rise in MSE")
     fig.suptitle(f"occlusion heatmaps ({patch}x{patch} gray patch): rise in reconstruction MSE", fontsize=9)
     figs = {"occlusion": run.figures / "occlusion.png"}
-    fig.savefig(figs["occlusion"], dpi=100)
-    plt.close(fig)
+    save_figure(fig, figs["occlusion"])
     numbers = {"occlusion/max_rise": float(heat.max()), "occlusion/mean_rise": float(heat.mean())}
     if model.mask_ratio > 0:
         numbers.update(_mask_ratio_curve(model, data, device, run, figs))
@@ -60,6 +59,5 @@ def _mask_ratio_curve(model, data, device, run, figs, ratios=(0.0, 0.25, 0.5, 0.
     ax.set_title(f"reconstruction vs mask ratio (trained at {trained:g})", fontsize=9)
     figs["mask_ratio_curve"] = run.figures / "mask_ratio_curve.png"
     fig.tight_layout()
-    fig.savefig(figs["mask_ratio_curve"], dpi=100)
-    plt.close(fig)
+    save_figure(fig, figs["mask_ratio_curve"])
     return out
