@@ -73,7 +73,14 @@ def curves(frame: pd.DataFrame, group_by: list[str], path: Path) -> Path | None:
     panels = _panels(frame) if len(frame) else []
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    # At most three panels a row (four as 2x2): a strip of four is illegible on an A4 page
+    cols = len(panels) if len(panels) <= 3 else 2 if len(panels) == 4 else 3
+    nrows = -(-len(panels) // cols)
+    fig, grid = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.6 * nrows), squeeze=False)
+    for ax in grid.flat[len(panels):]:
+        ax.set_visible(False)
+    axes = grid.reshape(1, -1)[:, :len(panels)]
+    tested = set()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     keyed = frame.assign(_key=frame.apply(lambda r: label(r, group_by), axis=1))
     for ci, (key, g) in enumerate(keyed.groupby("_key", sort=True)):
@@ -82,18 +89,21 @@ def curves(frame: pd.DataFrame, group_by: list[str], path: Path) -> Path | None:
             g_here = g[which.reindex(g.index, fill_value=False)]
             if not len(g_here):
                 continue
-            for split, style in (("val", "-"), ("train", "--")):
+            for split, style in (("val", "-"), ("train", "--"), ("test", ":")):  # test: classifiers, per epoch
                 series = [pd.Series({r["epoch"]: r.get(f"{split}/{term}") for r in h}) for h in g_here["history"]]
                 df = pd.concat(series, axis=1).astype(float)
                 if not df.notna().any().any():
                     continue
+                if split == "test":
+                    tested.add(term)
                 mean = df.mean(axis=1)
                 ax.plot(df.index, mean, style, color=color, label=key if split == "val" else None, lw=1.5)
                 if split == "val" and df.shape[1] > 1:
                     band = np.array([ci95(row) or 0.0 for row in df.to_numpy()])
                     ax.fill_between(df.index, mean - band, mean + band, color=color, alpha=0.15, lw=0)
     for ax, (term, title, _) in zip(axes[0], panels):
-        ax.set_title(f"{title}\n(solid val, dashed train; band: 95% CI over seeds)", fontsize=8)
+        lines = "solid val, dashed train" + (", dotted test" if term in tested else "")
+        ax.set_title(f"{title}\n({lines}; band: 95% CI over seeds)", fontsize=8)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

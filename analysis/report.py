@@ -25,8 +25,8 @@ import pandas as pd
 from analysis import plots
 from analysis.templates import OLDER_NAMES, TEMPLATES, TO_WRITE, for_sweep
 from analysis.load import load_runs, require_runs, unreadable_note, varying_keys
-from analysis.tables import (add_common, budget, build_table, display, few_seeds_warning, md_cell, summarise,
-                             to_markdown)
+from analysis.tables import (add_common, budget, build_table, collapse_warning, display, few_seeds_warning, md_cell,
+                             summarise, to_markdown)
 from bench.errors import UsageError, exit_usage
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -38,7 +38,7 @@ th{background:#f3f3f3}img{max-width:100%;box-sizing:border-box;border:1px solid 
 .missing{color:#777;font-style:italic}
 @page{size:A4;margin:14mm}
 @media print{body{max-width:none;margin:0;font-size:11px}h2{break-after:avoid}
-figure,tr,.towrite{break-inside:avoid}.grid figure{max-width:48%}img{max-height:120mm;border:0}
+figure,tr,.towrite,section.runs{break-inside:avoid}.grid figure{max-width:48%}img{max-height:120mm;border:0}
 script{display:none}}"""
 
 
@@ -130,8 +130,9 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
         if m in runs_tbl:
             runs_tbl[m] = runs_tbl[m].map(lambda v: "-" if v != v else f"{v:.4g}")
     note = unreadable_note(frame)
-    if few_seeds_warning(summary):
-        notes.append(few_seeds_warning(summary).removeprefix("warning: "))
+    for warning in (collapse_warning(summary), few_seeds_warning(summary)):
+        if warning:
+            notes.append(warning.removeprefix("warning: "))
     failures = tool_failures(frame)
     status = status_table(frame) + (f"; {note}" if note else "") + "".join(f"; {n}" for n in notes) + \
         ("; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
@@ -191,12 +192,40 @@ def _table_block(frame, block, template) -> tuple[str, object]:
     table = pd.DataFrame({k: summary[k].map(_fmt) for k in group_by})
     table["seeds"] = summary["seeds"]  # which seeds, as in every table (their count is the interval's n)
     for k, lab in metrics:
-        if k in ("params", "best_epoch", "epochs_done"):
+        if k in ("params", "trainable_params", "best_epoch", "epochs_done"):
             table[lab] = summary[k].map(lambda v: "-" if v != v else f"{v:,.0f}")
         else:
             table[lab] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals) for v, c, vals
                           in zip(summary[k], summary[f"{k}_ci"], summary[f"{k}_values"])]
+    if summary["collapsed"].any():
+        table["collapsed"] = [f"{c}/{n} collapsed" if c else "" for c, n in zip(summary["collapsed"], summary["runs"])]
     return f"**{block.caption}**\n\n{to_markdown(table)}", table
+
+
+# The evaluation tool that draws each per-run figure (the others come with training)
+FIGURE_TOOLS = {"arithmetic": "arith", "attribute_direction": "arith", "decision_regions": "embed", "embed_2d": "embed",
+                "embed_3d": "embed", "embed_clean_vs_noisy": "embed", "interpolation": "interp",
+                "occlusion": "occlusion", "mask_ratio_curve": "occlusion", "samples": "sample", "kl_per_dim": "collapse",
+                "denoise": "denoise"}
+
+
+def missing_figure(frame, block, template) -> str:
+    """One line for a figure the runs cannot make yet: what is missing and the exact command."""
+    from analysis.templates import select
+
+    sweep = block.sweep or template.sweeps[0]
+    sub = select(frame, sweep, block.models) if len(frame) else frame
+    stem = block.kind.split(":", 1)[-1]
+    tool = FIGURE_TOOLS.get(stem)
+    who = f" of {', '.join(block.models)}" if block.models else ""
+    if not len(sub):
+        return f"missing: {block.caption}: no finished runs{who} of sweep {sweep}; run `python -m bench.sweep sweeps/{sweep}.yaml`"
+    if tool:
+        first = sub.sort_values("run_id")["path"].iloc[0] if "path" in sub else "RUN"
+        return (f"missing: {block.caption}: the runs{who} of sweep {sweep} have no {stem} figure; run "
+                f"`python -m bench.evaluate {first} --what {tool}` for each run, or the sweep with `--eval {tool}`")
+    return (f"missing: {block.caption}: the runs{who} of sweep {sweep} cannot draw it (curves need 2 epochs or more, "
+            f"snapshots a reconstructing model); run `python -m bench.sweep sweeps/{sweep}.yaml`")
 
 
 def _template_figure(frame, block, template, out: Path, index: int) -> list[tuple[Path, str]]:
@@ -286,7 +315,11 @@ def _template_lead(mine, template) -> str:
         if nets:
             lead += (f" FD is the Frechet distance in the features of {', '.join(nets)} (a small classifier aebench "
                      f"trains once per dataset): comparable within this report, not with Inception FIDs.")
-    few = few_seeds_warning(summarise(mine, varying_keys(mine), []))
+    mine_summary = summarise(mine, varying_keys(mine), [])
+    collapsed = collapse_warning(mine_summary)
+    if collapsed:  # first: every number after it may describe a constant image
+        lead = "Warning: " + collapsed.removeprefix("warning: ") + ". " + lead
+    few = few_seeds_warning(mine_summary)
     if few:
         lead += " " + few.removeprefix("warning: ")[0].upper() + few.removeprefix("warning: ")[1:] + "."
     return lead
@@ -333,17 +366,34 @@ def _template_html(mine, template, lead: str, filled: dict, out: Path) -> str:
                 parts.append(f"<div class='towrite'><b>{TO_WRITE}:</b> {html.escape(b.prompt)}</div>")
             elif isinstance(b, Figure):
                 fig_index += 1
-                figures += _template_figure(mine, b, template, out / "figures", fig_index)
+                made = _template_figure(mine, b, template, out / "figures", fig_index)
+                figures += made
+                if not made:
+                    parts.append(f"<p class='missing'>{html.escape(missing_figure(mine, b, template))}</p>")
         if figures:
             parts.append("<div class='grid'>" + "".join(
                 f"<figure{_wide(p)}>{img_tag(p, cap_)}<figcaption>{html.escape(cap_)}</figcaption></figure>"
                 for p, cap_ in figures) + "</div>")
-    parts.append(f"<h2>Runs</h2><p>{html.escape(budget(mine))}</p>")
-    keys = [k for k in ("model", "dataset") if k in mine]
-    distinguishing = varying_keys(mine)
-    runs_tbl = mine.assign(settings=mine.apply(lambda r: settings(r, distinguishing), axis=1))
-    parts.append(html_table(runs_tbl[["run_id", "status", "settings"] + keys]))
+    parts.append(f"<section class='runs'><h2>Runs</h2><p>{html.escape(budget(mine))}</p>"
+                 + html_table(_runs_table(mine)) + "</section>")
     return "\n".join(parts + [SELF_CHECK + "</body></html>"])
+
+
+def _runs_table(mine: pd.DataFrame) -> pd.DataFrame:
+    """Every run with its settings, its headline numbers and whether it collapsed."""
+    from analysis.tables import collapsed_runs, resolve_metrics
+
+    keys = [k for k in ("model", "dataset", "seed") if k in mine]
+    distinguishing = varying_keys(mine)
+    metrics = resolve_metrics(mine, None)[:5]
+    tbl = mine.assign(settings=mine.apply(lambda r: settings(r, distinguishing), axis=1))
+    tbl = tbl[["run_id", "status", "settings"] + keys + metrics].copy()
+    for m in metrics:
+        tbl[m] = tbl[m].map(lambda v: "-" if v != v else f"{v:.4g}")
+    flags = collapsed_runs(mine)
+    if flags.any():
+        tbl["collapsed"] = flags.map(lambda c: "collapsed" if c else "")
+    return tbl
 
 
 def _wide(png: Path) -> str:

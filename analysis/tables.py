@@ -83,6 +83,29 @@ def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return kept.sort_index(), len(g) - len(kept)
 
 
+def collapsed_runs(g: pd.DataFrame) -> pd.Series:
+    """Runs whose model collapsed: its output does not depend on its input
+    (`warning/output_collapsed`, checked at test time), or a VAE with no active latent unit
+    (`collapse/active_units` = 0, from the collapse tool). Their numbers describe a constant."""
+    flag = pd.Series(False, index=g.index)
+    if "warning/output_collapsed" in g:
+        flag |= g["warning/output_collapsed"].map(lambda v: v is True or v == 1 or str(v).lower() == "true")
+    if "collapse/active_units" in g:
+        flag |= pd.to_numeric(g["collapse/active_units"], errors="coerce").eq(0)
+    return flag
+
+
+def collapse_warning(summary: pd.DataFrame) -> str | None:
+    """One line when some configurations collapsed (all of them: said first)."""
+    if "collapsed" not in summary or not summary["collapsed"].any():
+        return None
+    hit, runs = int(summary["collapsed"].sum()), int(summary["runs"].sum())
+    lead = "every run collapsed" if hit == runs else f"{hit} of {runs} runs collapsed"
+    return (f"warning: {lead} (output independent of the input, or no active latent unit): their numbers "
+            f"describe a constant image, not a learned code; see the `collapsed` column; train longer, lower "
+            f"--lr or add --batchnorm")
+
+
 def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
     """One row per configuration: `<metric>` mean, `<metric>_ci` (NaN with one seed), run count.
 
@@ -99,6 +122,7 @@ def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
         row["runs"] = len(g)
         row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"].dropna())) if "seed" in g else ""
         row["duplicates"] = dups
+        row["collapsed"] = int(collapsed_runs(g).sum())
         for m in metrics:
             vals = g[m].to_numpy(dtype=float) if m in g else np.array([np.nan])
             row[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
@@ -135,6 +159,8 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
         out["seeds"] = summary["seeds"]
     if "duplicates" in summary and summary["duplicates"].any():
         out["duplicate runs set aside"] = summary["duplicates"]
+    if "collapsed" in summary and summary["collapsed"].any():
+        out["collapsed"] = [f"{c}/{n} collapsed" if c else "" for c, n in zip(summary["collapsed"], summary["runs"])]
     for m in metrics:
         out[m] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals)
                   for v, c, vals in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"])]
@@ -276,8 +302,9 @@ def main(argv=None) -> int:
     if summary["duplicates"].any():
         print(f"warning: {int(summary['duplicates'].sum())} run(s) repeat a seed of their configuration; "
               f"each seed is counted once (the latest run)", file=sys.stderr)
-    if few_seeds_warning(summary):
-        print(few_seeds_warning(summary), file=sys.stderr)
+    for warning in (few_seeds_warning(summary), collapse_warning(summary)):
+        if warning:
+            print(warning, file=sys.stderr)
     text = render(summary, group_by, metrics, args.format)
     if args.out:
         try:

@@ -278,6 +278,8 @@ CIFAR10_ASSIGNMENT = Template(
                    "probe/linear_acc=probe acc"), "cifar10_dae_noise", (), ("noise_level",)),
             Figure("denoise", "test MSE at each test-time sigma", "cifar10_dae_noise"),
             Figure("curves", "average error vs epochs, AE and DAE", "cifar10_models", ("ae", "dae")),
+            Figure("run:recon_epochs", "outputs over epochs (noisy input and denoised output for the DAE)",
+                   "cifar10_dae_noise"),
             Figure("run:embed_clean_vs_noisy", "latent space of clean vs noisy inputs", "cifar10_models"),
             Discuss("Effectiveness of AEs for feature learning; when AE vs DAE is preferable."),
         )),
@@ -322,6 +324,8 @@ COLORED_MNIST_ASSIGNMENT = Template(
             Figure("denoise", "MSE at each test-time sigma", "colored_mnist_denoise"),
             Figure("side_by_side", "noisy input and each model's output", "colored_mnist_denoise"),
             Figure("curves", "training curves", "colored_mnist_denoise"),
+            Figure("run:recon_epochs", "the same noisy test images denoised after selected epochs",
+                   "colored_mnist_denoise"),
             Discuss("Which model denoises best and why (dropout, BatchNorm, the VAE's KL)."),
         )),
         Section("4. Latent space (t-SNE)", (
@@ -358,7 +362,8 @@ CNN_AE_ASSIGNMENT = Template(
         )),
         Section("Part 2, Task 1: STL-10 supervised", (
             Table("CNN from scratch", ("test/acc=test acc", "params=params"), "stl10_supervised"),
-            Table("Frozen pretrained ResNet-18, trained head", ("test/acc=test acc", "params=trainable params"),
+            Table("Frozen pretrained ResNet-18, trained head", ("test/acc=test acc", "trainable_params=trainable params",
+                                                                    "params=params"),
                   "stl10_resnet_probe"),
             Discuss("Scratch CNN vs pretrained embeddings."),
         )),

@@ -116,10 +116,11 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
     if model.task in FIGURES:
         figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
     if snapshots:
-        rows = [("original", to_float(data.test.x[:8]))]
-        rows += [(f"epoch {e}", to_float(s)) for e, s in sorted(snapshots.items())]
+        from bench.train import snapshot_rows
+        rows = snapshot_rows(model, data, cfg.seed, snapshots)
+        what = "denoised" if model.noise_level > 0 else "reconstructed"
         figs["recon_epochs"] = figures.image_rows(rows, run.figures / "recon_epochs.png",
-                                                  "the same test images after selected epochs")
+                                                  f"the same test images {what} after selected epochs")
     return results, figs
 
 

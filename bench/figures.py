@@ -101,7 +101,8 @@ def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str =
 
 
 def curves(history: list[dict], path: Path, title: str = "") -> Path:
-    """train/ and val/ curves vs epoch, one panel per term (loss, recon_loss, kl, l1, acc...)."""
+    """train/ and val/ curves vs epoch (and test/, for models tested every epoch: the
+    classifiers), one panel per term (loss, recon_loss, kl, l1, acc...)."""
     skip = ("beta", "mask_frac")
     terms = []
     for row in history:
@@ -117,7 +118,7 @@ def curves(history: list[dict], path: Path, title: str = "") -> Path:
     from matplotlib.ticker import MaxNLocator
     epochs = [r["epoch"] for r in history]
     for ax, t in zip(axes.flat, terms):
-        for split, style in (("train", "-o"), ("val", "--s")):
+        for split, style in (("train", "-o"), ("val", "--s"), ("test", ":^")):  # test: where recorded per epoch
             ys = [r.get(f"{split}/{t}") for r in history]
             if any(y is not None for y in ys):
                 ax.plot(epochs, [np.nan if y is None else y for y in ys], style, ms=3, label=split)

@@ -334,8 +334,11 @@ def settings_line(record: dict) -> str:
 
 def summary_line(extra: dict) -> str:
     """The test numbers of best.pt, one line."""
-    return "summary " + "  ".join(f"{k} {v:.4f}" for k, v in extra.items()
+    line = "summary " + "  ".join(f"{k} {v:.4f}" for k, v in extra.items()
                                   if k.startswith("test") and isinstance(v, float))
+    if extra.get("warning/output_collapsed") or extra.get("collapse/active_units") == 0:
+        line += "  COLLAPSED (output independent of the input: these numbers describe a constant image)"
+    return line
 
 
 def _train_and_evaluate(job: Job, phases: Phases, log) -> None:

@@ -76,8 +76,7 @@ def refuse_links(what: str, folder: Path) -> None:
 def open_nofollow(path: Path, mode: str = "w"):
     """open() for writing that refuses a symbolic link at `path` (O_NOFOLLOW) instead of
     writing to wherever it points."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
-    return os.fdopen(os.open(path, flags, 0o644), mode, newline="")
+    return open(path, mode, newline="", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW, 0o644))
 
 
 def atomic_write_bytes(path: Path, data) -> None:

@@ -57,6 +57,25 @@ def snapshot_epochs(epochs: int, n: int = 5) -> set[int]:
     return {int(round(1 + i * (epochs - 1) / (n - 1))) for i in range(n)} if epochs > 1 else {1}
 
 
+@torch.no_grad()
+def snapshot_inputs(model, data, seed: int, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the fixed test images every snapshot shows, what the model is given): a model
+    trained on corrupted input is shown the same corrupted images at every epoch, so its
+    snapshots show what it is asked to do (denoise), not a copy of clean input."""
+    x = to_float(data.test.x[:n])
+    if model.noise_level <= 0:
+        return x, x
+    return x, model.corrupt(x, torch.Generator(device=x.device).manual_seed(seed + 2))
+
+
+def snapshot_rows(model, data, seed: int, snapshots: dict) -> list[tuple[str, torch.Tensor]]:
+    """Rows of a snapshot figure: original, corrupted input (denoisers), then each epoch's output."""
+    x, given = snapshot_inputs(model, data, seed, len(next(iter(snapshots.values()))))
+    rows = [("original", x)] + ([(f"input ({model.noise_type} noise {model.noise_level:g})", given)]
+                                if given is not x else [])
+    return rows + [(f"epoch {e}", to_float(s.to(x.device))) for e, s in sorted(snapshots.items())]
+
+
 def scalar_terms(out: dict) -> dict:
     return {k: v for k, v in out.items() if torch.is_tensor(v) and v.dim() == 0}
 
@@ -222,21 +241,23 @@ class Trainer:
         if not self.model.reconstructs or epoch not in snapshot_epochs(self.cfg.epochs):
             return
         self.model.eval()
-        x = to_float(self.data.test.x[:n_images])
-        recon = self.model(prepare(x, self.cfg.channels_last))["recon"]
+        _, given = snapshot_inputs(self.model, self.data, self.cfg.seed, n_images)
+        recon = self.model(prepare(given, self.cfg.channels_last))["recon"]
         self.state.snapshots[epoch] = to_uint8(recon)
 
     def snapshot_media(self, epoch: int) -> dict:
-        """This epoch's snapshot as one image (originals above, reconstructions below) for
-        the W&B image slider over epochs; {} on epochs without a snapshot."""
+        """This epoch's snapshot as one image for the W&B image slider over epochs: the test
+        images, what the model is given (corrupted, for a denoiser), and its outputs; {} on
+        epochs without a snapshot."""
         if epoch not in self.state.snapshots:
             return {}
         recon = self.state.snapshots[epoch]
-        orig = self.data.test.x[:len(recon)].cpu()
-        grid = image_grid(torch.cat([orig, recon]), nrow=len(recon), padding=1).permute(1, 2, 0).numpy()
+        rows = snapshot_rows(self.model, self.data, self.cfg.seed, {epoch: recon})
+        grid = image_grid(torch.cat([to_uint8(r.cpu()) for _, r in rows]), nrow=len(recon), padding=1)
+        grid = grid.permute(1, 2, 0).numpy()
         grid = grid[..., 0] if grid.shape[2] == 1 else grid  # grey images as (H, W)
-        return {"media/reconstructions": (grid, f"epoch {epoch}: test images (top) "
-                                          f"and their reconstructions")}
+        return {"media/reconstructions": (grid, f"epoch {epoch}: " + ", ".join(name for name, _ in rows[:-1])
+                                          + " and the outputs, top to bottom")}
 
     def evaluate(self, split: str) -> dict:
         """Every scalar term over a split, seen the way the model validates (a denoiser on
