@@ -63,9 +63,16 @@ EVALUATORS = {"reconstruct": _recon_eval, "denoise": _recon_eval,
 
 
 @torch.no_grad()
+def shown_images(n_test: int, n: int = 9) -> torch.Tensor:
+    """Indices of the test images the reconstructions figure shows: n drawn at random with a
+    fixed seed (the assignments show "nine random images"), the same for every run of a
+    test set, so figures of different models and seeds compare like with like."""
+    return torch.randperm(n_test, generator=torch.Generator().manual_seed(0))[:n].sort().values
+
+
 def _recon_figure(model, data, cfg, device, path):
     model.eval()
-    x = to_float(data.test.x[:8].to(device))
+    x = to_float(data.test.x[shown_images(len(data.test)).to(data.test.x.device)].to(device))
     rows = [("original", x)]
     if model.noise_level > 0:
         g = torch.Generator(device=device).manual_seed(cfg.seed)

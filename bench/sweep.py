@@ -277,13 +277,24 @@ def plan(cfg: dict, count: int | None) -> list[dict]:
         out.append(p)
 
 
-def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
-    """config key -> (status, metric value, run id) of runs already in the sweep folder,
-    read from the run store. A finished run wins over failed attempts of the same
-    configuration; an unreadable record counts as not finished."""
+# Runner flags that do not change a run's numbers: a run made with other values of these is
+# the same configuration. Every other flag given to the runner (--limit-train, --epochs, ...)
+# is part of what a finished run stands for.
+NOT_IDENTITY = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "group", "device", "num_threads",
+                "eval", "compile", "amp", "channels_last", "verbose", "wandb_system", "wandb_artifacts", "workers",
+                "embed_views", "max_memory"}
+
+
+def fixed_identity(overrides: dict) -> str:
+    """The runner's own flags that change results, as one canonical string (recorded by each run)."""
+    return config_key({k: coerce(k, v) for k, v in overrides.items() if k not in NOT_IDENTITY})
+
+
+def _records(runs_dir: Path, metric: str | None):
+    """(config key, runner flags, status, metric value, run id) of each run of a sweep folder;
+    an unreadable record is left out (it counts as not finished)."""
     from bench.store import RecordError, effective_status, list_runs
 
-    out = {}
     for run in list_runs(str(runs_dir)):
         try:
             summary = run.read_summary()
@@ -292,11 +303,19 @@ def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float |
         key = summary.get("sweep_params")
         if not isinstance(key, str):
             continue
-        status = effective_status(summary, run.path)
         value = summary.get(metric) if metric else None
         value = float(value) if isinstance(value, (int, float)) and value == value else None
-        if key not in out or status == "finished":
-            out[key] = (status, value, run.id)
+        yield key, summary.get("sweep_fixed") or "{}", effective_status(summary, run.path), value, run.id
+
+
+def existing(runs_dir: Path, metric: str | None, identity: str = "{}") -> dict[str, tuple[str, float | None, str]]:
+    """config key -> (status, metric value, run id) of runs already in the sweep folder made
+    with the same runner flags (`identity`). A finished run wins over failed attempts of
+    the same configuration."""
+    out = {}
+    for key, fixed, status, value, run_id in _records(runs_dir, metric):
+        if fixed == identity and (key not in out or status == "finished"):
+            out[key] = (status, value, run_id)
     return out
 
 
@@ -345,8 +364,8 @@ class Sweep:
     it exits, and a configuration is re-checked after its lock is taken, so no
     configuration ever runs twice."""
 
-    def __init__(self, path, cfg, args, fixed, num_threads=None):
-        self.cfg, self.args, self.fixed = cfg, args, fixed
+    def __init__(self, path, cfg, args, fixed, num_threads=None, identity: str = "{}"):
+        self.cfg, self.args, self.fixed, self.identity = cfg, args, fixed, identity
         self.name = sweep_name(cfg, path)
         self.dir = Path(args.runs_dir) / self.name
         self.metric = cfg.get("metric", {}).get("name")
@@ -361,14 +380,15 @@ class Sweep:
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
 
     def lock_path(self, params) -> Path:
-        return self.dir / "locks" / (hashlib.sha1(config_key(params).encode()).hexdigest()[:16] + ".lock")
+        key = config_key(params) + ("" if self.identity == "{}" else self.identity)
+        return self.dir / "locks" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".lock")
 
     def launch(self, params, slot, lock_fd):
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         extra = [f"--num-threads={self.threads}"] if self.pass_threads else []
         cmd = command_for(params, self.fixed + extra, self.name, str(self.dir))
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), PYTHONPATH=path,
+        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), AEBENCH_SWEEP_FIXED=self.identity, PYTHONPATH=path,
                    AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
@@ -391,7 +411,7 @@ class Sweep:
         fd = try_lock(self.lock_path(params))
         if fd is None:
             return None
-        status = existing(self.dir, self.metric).get(config_key(params), (None,))[0]
+        status = existing(self.dir, self.metric, self.identity).get(config_key(params), (None,))[0]
         if status == "finished":
             os.close(fd)
             return None
@@ -407,12 +427,17 @@ class Sweep:
             if os.path.lexists(own):
                 refuse_links(f"sweep {self.name}", own)
         atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.cfg, sort_keys=False))
-        prior = existing(self.dir, self.metric)
+        prior = existing(self.dir, self.metric, self.identity)
         done = [(json.loads(k), m) for k, (s, m, _) in prior.items() if s == "finished" and k]
         done = [(p, m) for p, m in done if in_space(p, self.cfg)]
         total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
+        other = sum(1 for _, fixed, status, _, _ in _records(self.dir, None)
+                    if fixed != self.identity and status == "finished")
         print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
               f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
+        if other > 0:
+            print(f"sweep {self.name}: {other} finished run(s) in the folder were made with other runner flags "
+                  f"(e.g. --limit-train); they are kept but not counted for these settings", flush=True)
         if self.fork:
             from bench.forked import prewarm
             evals = json.dumps([v for k, v in self.cfg["parameters"].items() if k == "eval"]) \
@@ -429,7 +454,7 @@ class Sweep:
         with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
             self._launch_all(done, failed, elsewhere, stop, report)
         bar.close()
-        now = existing(self.dir, self.metric)
+        now = existing(self.dir, self.metric, self.identity)
         other = [p for p in elsewhere if now.get(config_key(p), (None,))[0] != "finished"]
         print(f"sweep {self.name}: {len(done)} finished, {len(failed)} failed or interrupted"
               + (f", {len(other)} running under another runner" if other else "")
@@ -471,7 +496,8 @@ class Sweep:
 
     def _outcome(self, params, proc, log, t0, done: list, failed: list) -> str:
         """Record a finished process's run as done or failed; its one-line summary."""
-        status, metric, run_id = existing(self.dir, self.metric).get(config_key(params), ("failed", None, "?"))
+        now = existing(self.dir, self.metric, self.identity)
+        status, metric, run_id = now.get(config_key(params), ("failed", None, "?"))
         tools = failed_tools(self.dir, run_id)
         if status == "finished":
             done.append((params, metric))
@@ -566,7 +592,7 @@ def main(argv=None) -> int:
                 print(f"{i:3d}  " + shlex.join(command_for(params, fixed, name, str(Path(args.runs_dir) / name))[1:]))
             print(f"{len(runs)} runs")
             return 0
-        return Sweep(args.yaml, cfg, args, fixed, num_threads).run()
+        return Sweep(args.yaml, cfg, args, fixed, num_threads, fixed_identity(overrides)).run()
     except UsageError as e:
         exit_usage(p.prog, e)
     except OSError as e:  # a full or read-only disk under --runs-dir

@@ -229,3 +229,20 @@ def test_damaged_run_folders_are_named_and_the_rest_analysed(tmp_path, capsys):
     assert "| ae " in out and "5 unreadable run(s)" in err
     for needle in ("IsADirectoryError", "UnicodeDecodeError", "seed 'zero'", "finished_at 'yesterday'", "pid 'x'"):
         assert needle in err, needle
+
+
+def test_collapsed_runs_are_flagged_in_the_table_and_a_warning(tmp_path, capsys):
+    """A run whose output does not depend on its input, or a VAE with no active unit, is
+    flagged in its configuration's row; a warning line says how many."""
+    fake_runs(tmp_path / "runs", [({"model": "dae", "seed": s}, {"test/mse": 0.09, "warning/output_collapsed": s < 2})
+                                  for s in (0, 1, 2)]
+              + [({"model": "vae", "seed": s}, {"test/mse": 0.03, "collapse/active_units": 0 if s == 0 else 5})
+                 for s in (0, 1, 2)]
+              + [({"model": "ae", "seed": s}, {"test/mse": 0.02, "warning/output_collapsed": False}) for s in (0, 1, 2)])
+    assert tables_main(["--runs", str(tmp_path / "runs"), "--metrics", "mse"]) == 0
+    captured = capsys.readouterr()
+    rows = {line.split("|")[1].strip(): line for line in captured.out.splitlines() if line.startswith("| ")}
+    assert "collapsed" in rows["model"]
+    assert "2/3 collapsed" in rows["dae"] and "1/3 collapsed" in rows["vae"] and "collapsed" not in rows["ae"]
+    warning = [line for line in captured.err.splitlines() if "collapsed" in line]
+    assert len(warning) == 1 and "3 of 9 runs collapsed" in warning[0]

@@ -68,6 +68,8 @@ def test_embeddings_have_one_point_per_test_image(tmp_path):
     assert all(np.array_equal(rows[i][0], data.test.x[i, 0].numpy()) for i in (0, 149))
     for f in ("embed_2d", "embed_3d", "embed_clean_vs_noisy", "decision_regions"):
         assert out["figures"][f].stat().st_size > 5000
+    # the regions are the linear probe's: its accuracy on these points, above chance (0.1) for a trained encoder
+    assert 0.2 < out["numbers"]["embed/probe_acc"] <= 1 and 0 < out["numbers"]["embed/knn2d_acc"] <= 1
 
 
 def test_interpolation_endpoints_match_reconstructions(tmp_path):

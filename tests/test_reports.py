@@ -175,3 +175,24 @@ def test_a_best_configuration_from_short_single_runs_says_so():
     short = _best_dims(frame([0], 2))
     assert "(h, z) = (400,50)" in short and "caveat" in short and "1 seed(s)" in short
     assert "caveat" not in _best_dims(frame([0, 1, 2], 50))
+
+
+def test_a_report_of_collapsed_runs_says_so_first_and_names_each_missing_figure(tmp_path):
+    rows = [({"model": m, "seed": s, "sweep": "colored_mnist_denoise", "group": "colored_mnist_denoise",
+              "noise_level": 0.3, "batchnorm": False},
+             {"test_noisy/mse": 0.08, "test_noisy/snr": 1.0, "warning/output_collapsed": True})
+            for m in ("ae", "vae") for s in (0, 1, 2)]
+    fake_runs(tmp_path / "runs", rows, dataset="colored_mnist", epochs=3)
+    out = tmp_path / "rep"
+    p = run_cli(["--runs", tmp_path / "runs", "--template", "colored_mnist_assignment", "--out", out], cwd=tmp_path,
+                script="analysis.report")
+    assert p.returncode == 0, p.stderr
+    html = (out / "report.html").read_text()
+    lead = html.split("<p>", 1)[1]
+    assert lead.startswith("Warning: every run collapsed")
+    assert "6/6 collapsed" not in html and "3/3 collapsed" in html  # per configuration, in the results table
+    missing = re.findall(r"<p class='missing'>(missing: [^<]*)</p>", html)
+    assert any("noisy test images denoised" in m and "python -m bench.sweep sweeps/colored_mnist_denoise.yaml" in m
+               for m in missing), missing
+    assert any("3-D latent space" in m and "--what embed" in m for m in missing), missing
+    assert any("latent interpolation" in m and "--what interp" in m for m in missing), missing

@@ -117,3 +117,48 @@ def test_train_from_python_returns_the_record(tmp_path):
     assert config == record["config"] and model.cfg.latent_dim == 3
     with pytest.raises(UsageError, match="unknown model 'nope'"):
         train(model="nope", runs_dir=str(tmp_path / "runs"))
+
+
+def test_a_denoisers_snapshots_show_the_noisy_input_and_its_output(tmp_path):
+    """Outputs over epochs for a model trained on corrupted input: the same test images,
+    corrupted the same way at every epoch, and what the model made of them."""
+    import torch
+
+    from bench import checkpoint
+    from bench.checkpoint import load_run_model
+    from bench.config import resolve
+    from bench.data import load_data
+    from bench.tensors import to_uint8
+    from bench.train import snapshot_inputs, snapshot_rows
+
+    assert run_inproc(quick(tmp_path, "--noise-level", 0.4, model="dae", epochs=2)) == 0
+    run = only_run(tmp_path)
+    model, cfg = load_run_model(str(run.path), str(tmp_path / "runs"), which="last")
+    data = load_data(resolve({k: v for k, v in cfg.items() if k in ("dataset", "limit_train", "limit_test", "seed")}),
+                     model.task)
+    x, given = snapshot_inputs(model, data, cfg["seed"])
+    again = snapshot_inputs(model, data, cfg["seed"])[1]
+    assert torch.equal(given, again) and (given - x).abs().mean() > 0.05  # fixed noise, really added
+    snaps = checkpoint.load(run.ckpt("last"))["state"]["snapshots"]
+    assert sorted(snaps) == [1, 2]
+    with torch.no_grad():
+        assert torch.equal(snaps[2], to_uint8(model(given)["recon"]))  # the output of the noisy input
+    names = [name for name, _ in snapshot_rows(model, data, cfg["seed"], snaps)]
+    assert names == ["original", "input (gaussian noise 0.4)", "epoch 1", "epoch 2"]
+    assert (run.path / "figures" / "recon_epochs.png").is_file()
+
+
+def test_the_reconstructions_figure_shows_nine_images_drawn_at_random_once():
+    from bench.evaluate import shown_images
+
+    first = shown_images(1000)
+    assert len(first) == 9 and len(set(first.tolist())) == 9 and first.max() > 9
+    assert first.tolist() == sorted(first.tolist()) and shown_images(1000).tolist() == first.tolist()
+    assert len(shown_images(5)) == 5
+
+
+def test_the_last_line_of_a_collapsed_run_says_so():
+    from bench.runner import summary_line
+
+    assert "COLLAPSED" in summary_line({"test/mse": 0.1, "warning/output_collapsed": True})
+    assert "COLLAPSED" not in summary_line({"test/mse": 0.1, "warning/output_collapsed": False})

@@ -211,3 +211,26 @@ def test_a_grid_over_a_range_is_refused(tmp_path):
     y.write_text("program: run.py\nmethod: grid\nparameters:\n  lr: {min: 0.001, max: 0.01}\n")
     with pytest.raises(UsageError, match="method grid needs a list of values for 'lr'"):
         load_sweep(str(y))
+
+
+def test_a_run_made_with_other_runner_flags_is_not_counted_as_done(tmp_path):
+    """Rerunning a sweep with a flag that changes results (--limit-train 600 after 300) runs
+    every configuration again; the same flags again find them finished."""
+    y = tmp_path / "s.yaml"
+    y.write_text(SWEEP4.replace("latent_dim: {values: [4, 8]}", "latent_dim: {value: 4}")
+                 .replace("seed: {values: [0, 1]}", "seed: {value: 0}") % 1)
+
+    def sweep(limit):
+        p = run_cli([y, "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", limit], cwd=tmp_path,
+                    script="bench.sweep")
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    assert "0 finished already" in sweep(300)
+    out = sweep(600)
+    assert "0 finished already" in out and "1 finished run(s) in the folder were made with other runner flags" in out
+    assert "1 finished already" in sweep(600)
+    from bench.store import list_runs
+    runs = [r.read_summary() for r in list_runs(str(tmp_path / "runs" / "s4"))]
+    assert sorted(r["n_train"] + r["n_val"] for r in runs) == [300, 600]
+    assert sorted(json.loads(r["sweep_fixed"])["limit_train"] for r in runs) == [300, 600]
