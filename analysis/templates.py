@@ -152,6 +152,21 @@ def _celeba_collapse(frame):
             "exceeds 0.01; mean over seeds): " + "; ".join(parts) + ".") if parts else ""
 
 
+def _celeba_lambda(frame):
+    """Which lambda the sparse AE of the model comparison used, and why."""
+    g = select(frame, "celeba_models", ("sparse_ae",))
+    if not len(g) or "l1_lambda" not in g:
+        return ""
+    lams = sorted({float(v) for v in g["l1_lambda"].dropna()})
+    used = ", ".join(f"{v:g}" for v in lams)
+    why = sorted({str(v) for v in g["from_best"].dropna()}) if "from_best" in g else []
+    if why:
+        return f"The sparse AE of the model comparison used lambda = {used}: {why[0]}."
+    return (f"The sparse AE of the model comparison used lambda = {used}, not chosen by the lambda sweep; to carry "
+            f"its choice, run `python -m bench.sweep sweeps/celeba_models.yaml --from-best celeba_sparse_lambda "
+            f"--within 10` (the largest lambda within 10% of the best validation MSE).")
+
+
 CELEBA_ASSIGNMENT = Template(
     name="celeba_assignment", title="CelebA: regularised autoencoders, representations and generation",
     seed_file="003", assignment='Assignment 9: Autoencoders & Representation Learning',
@@ -169,6 +184,7 @@ CELEBA_ASSIGNMENT = Template(
                   "celeba_models", ("ae", "sparse_ae", "dae"), ("model",)),
             Table("Sparse AE: L1 weight lambda (penalty lambda * sum_j |z_j|)",
                   ("test/mse=MSE", "val/l1=mean sum|z|"), "celeba_sparse_lambda", (), ("l1_lambda",)),
+            Facts(_celeba_lambda),
             Discuss("Visual differences between the undercomplete, sparse and denoising reconstructions "
                     "(side-by-side figure in the HTML report); how corruption stops the DAE from learning "
                     "the identity, against the bottleneck and the L1 penalty."),

@@ -380,7 +380,7 @@ def _start(job: Job, log) -> None:
                        params=job.n_params, trainable_params=trainable, model=cfg.model, dataset=cfg.dataset,
                        run_id=run.id, sweep=cfg.sweep, group=cfg.group,
                        sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"),
-                       sweep_fixed=os.environ.get("AEBENCH_SWEEP_FIXED"))
+                       sweep_fixed=os.environ.get("AEBENCH_SWEEP_FIXED"), from_best=os.environ.get("AEBENCH_FROM_BEST"))
     if job.resumed:
         # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
         history = (job.resume or {}).get("state", {}).get("history", [])

@@ -308,14 +308,15 @@ def _records(runs_dir: Path, metric: str | None):
         yield key, summary.get("sweep_fixed") or "{}", effective_status(summary, run.path), value, run.id
 
 
-def existing(runs_dir: Path, metric: str | None, identity: str = "{}") -> dict[str, tuple[str, float | None, str]]:
-    """config key -> (status, metric value, run id) of runs already in the sweep folder made
-    with the same runner flags (`identity`). A finished run wins over failed attempts of
-    the same configuration."""
+def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
+    """run key (`Sweep.key`: the swept values and the runner's result-changing flags) ->
+    (status, metric value, run id) of the runs already in the sweep folder. A finished run
+    wins over failed attempts of the same configuration."""
     out = {}
     for key, fixed, status, value, run_id in _records(runs_dir, metric):
-        if fixed == identity and (key not in out or status == "finished"):
-            out[key] = (status, value, run_id)
+        full = f"{key}\n{fixed}"
+        if full not in out or status == "finished":
+            out[full] = (status, value, run_id)
     return out
 
 
@@ -364,8 +365,9 @@ class Sweep:
     it exits, and a configuration is re-checked after its lock is taken, so no
     configuration ever runs twice."""
 
-    def __init__(self, path, cfg, args, fixed, num_threads=None, identity: str = "{}"):
-        self.cfg, self.args, self.fixed, self.identity = cfg, args, fixed, identity
+    def __init__(self, path, cfg, args, fixed, num_threads=None, overrides=None, carried=None):
+        self.cfg, self.args, self.fixed = cfg, args, fixed
+        self.overrides, self.carried = dict(overrides or {}), carried
         self.name = sweep_name(cfg, path)
         self.dir = Path(args.runs_dir) / self.name
         self.metric = cfg.get("metric", {}).get("name")
@@ -379,17 +381,38 @@ class Sweep:
         self.threads = num_threads or max(1, (os.cpu_count() or 1) // self.workers)
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
 
+    def carried_flags(self, params) -> dict:
+        """The `--from-best` values for a run of a model that sweep trained (its sparse AE's lambda)."""
+        if self.carried is None:
+            return {}
+        from registry import model_entry
+        model = params.get("model") or self.overrides.get("model") or FIELDS["model"].default
+        if str(model) not in self.carried.models:  # an AE takes l1_lambda too, but is not the sparse AE
+            return {}
+        taken = model_entry(str(model)).config_keys()
+        return {k: v for k, v in self.carried.values.items() if k in taken}
+
+    def identity(self, params) -> str:
+        """The runner's flags that change this run's results (`--limit-train`, carried values)."""
+        return fixed_identity(dict(self.overrides, **self.carried_flags(params)))
+
+    def key(self, params) -> str:
+        """What a finished run stands for: its swept values and the result-changing flags."""
+        return f"{config_key(params)}\n{self.identity(params)}"
+
     def lock_path(self, params) -> Path:
-        key = config_key(params) + ("" if self.identity == "{}" else self.identity)
-        return self.dir / "locks" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".lock")
+        return self.dir / "locks" / (hashlib.sha1(self.key(params).encode()).hexdigest()[:16] + ".lock")
 
     def launch(self, params, slot, lock_fd):
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         extra = [f"--num-threads={self.threads}"] if self.pass_threads else []
-        cmd = command_for(params, self.fixed + extra, self.name, str(self.dir))
+        carried = [f"--{k.replace('_', '-')}={fmt_value(v)}" for k, v in self.carried_flags(params).items()]
+        cmd = command_for(params, self.fixed + carried + extra, self.name, str(self.dir))
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), AEBENCH_SWEEP_FIXED=self.identity, PYTHONPATH=path,
-                   AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
+        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), AEBENCH_SWEEP_FIXED=self.identity(params),
+                   PYTHONPATH=path, AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
+        if carried:
+            env["AEBENCH_FROM_BEST"] = self.carried.reason
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         # One log per launch: the configuration's hash tells runs started in the same second apart.
@@ -411,11 +434,20 @@ class Sweep:
         fd = try_lock(self.lock_path(params))
         if fd is None:
             return None
-        status = existing(self.dir, self.metric, self.identity).get(config_key(params), (None,))[0]
+        status = existing(self.dir, self.metric).get(self.key(params), (None,))[0]
         if status == "finished":
             os.close(fd)
             return None
         return fd
+
+    def dry_run(self) -> int:
+        """Print each run's command line and the count; nothing is written."""
+        runs = plan(self.cfg, self.args.count)
+        for i, params in enumerate(runs, 1):
+            carried = [f"--{k.replace('_', '-')}={fmt_value(v)}" for k, v in self.carried_flags(params).items()]
+            print(f"{i:3d}  " + shlex.join(command_for(params, self.fixed + carried, self.name, str(self.dir))[1:]))
+        print(f"{len(runs)} runs")
+        return 0
 
     def run(self) -> int:
         from tqdm import tqdm
@@ -427,12 +459,11 @@ class Sweep:
             if os.path.lexists(own):
                 refuse_links(f"sweep {self.name}", own)
         atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.cfg, sort_keys=False))
-        prior = existing(self.dir, self.metric, self.identity)
-        done = [(json.loads(k), m) for k, (s, m, _) in prior.items() if s == "finished" and k]
-        done = [(p, m) for p, m in done if in_space(p, self.cfg)]
+        prior = existing(self.dir, self.metric)
+        finished = [(json.loads(k.split("\n")[0]), k, m) for k, (s, m, _) in prior.items() if s == "finished"]
+        done = [(p, m) for p, k, m in finished if in_space(p, self.cfg) and k == self.key(p)]
+        other = sum(1 for p, k, _ in finished if k != self.key(p))
         total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
-        other = sum(1 for _, fixed, status, _, _ in _records(self.dir, None)
-                    if fixed != self.identity and status == "finished")
         print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
               f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
         if other > 0:
@@ -454,8 +485,8 @@ class Sweep:
         with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
             self._launch_all(done, failed, elsewhere, stop, report)
         bar.close()
-        now = existing(self.dir, self.metric, self.identity)
-        other = [p for p in elsewhere if now.get(config_key(p), (None,))[0] != "finished"]
+        now = existing(self.dir, self.metric)
+        other = [p for p in elsewhere if now.get(self.key(p), (None,))[0] != "finished"]
         print(f"sweep {self.name}: {len(done)} finished, {len(failed)} failed or interrupted"
               + (f", {len(other)} running under another runner" if other else "")
               + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
@@ -496,8 +527,7 @@ class Sweep:
 
     def _outcome(self, params, proc, log, t0, done: list, failed: list) -> str:
         """Record a finished process's run as done or failed; its one-line summary."""
-        now = existing(self.dir, self.metric, self.identity)
-        status, metric, run_id = now.get(config_key(params), ("failed", None, "?"))
+        status, metric, run_id = existing(self.dir, self.metric).get(self.key(params), ("failed", None, "?"))
         tools = failed_tools(self.dir, run_id)
         if status == "finished":
             done.append((params, metric))
@@ -562,6 +592,12 @@ def main(argv=None) -> int:
                    help="fork: each run is a child of this runner, which imported torch and the project once "
                         "(seconds less per run); exec: each run is a fresh `python run.py ...` process")
     p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--from-best", default=None, metavar="SWEEP",
+                   help="carry the best configuration of a finished sweep (its swept values, e.g. l1_lambda) into "
+                        "every run whose model takes them")
+    p.add_argument("--within", type=float, default=0.0, metavar="PCT",
+                   help="with --from-best: the largest swept value whose metric is within PCT%% of the best "
+                        "(the strongest regularisation that costs at most PCT%%)")
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
     args, rest = p.parse_known_args(argv)
     try:
@@ -585,14 +621,15 @@ def main(argv=None) -> int:
             cfg["parameters"][params[k]] = pinned(k, overrides.pop(k))
         num_threads = coerce("num_threads", overrides["num_threads"]) if "num_threads" in overrides else None
         fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
-        if args.dry_run:
-            runs = plan(cfg, args.count)
-            name = sweep_name(cfg, args.yaml)
-            for i, params in enumerate(runs, 1):
-                print(f"{i:3d}  " + shlex.join(command_for(params, fixed, name, str(Path(args.runs_dir) / name))[1:]))
-            print(f"{len(runs)} runs")
-            return 0
-        return Sweep(args.yaml, cfg, args, fixed, num_threads, fixed_identity(overrides)).run()
+        carried = None
+        if args.from_best:
+            from bench.best import from_best
+            if not 0 <= args.within < 100:
+                raise UsageError(f"--within {args.within:g}: give a percentage in [0, 100)")
+            carried = from_best(args.runs_dir, args.from_best, args.within)
+            print(f"sweep {sweep_name(cfg, args.yaml)}: carrying {carried.reason}", flush=True)
+        sweep = Sweep(args.yaml, cfg, args, fixed, num_threads, overrides, carried)
+        return sweep.dry_run() if args.dry_run else sweep.run()
     except UsageError as e:
         exit_usage(p.prog, e)
     except OSError as e:  # a full or read-only disk under --runs-dir

@@ -31,7 +31,7 @@ class Tracker:
 # Summary keys that are bookkeeping of the local store (which process, when, how it was
 # tracked): they stay in summary.json and never clutter the W&B summary.
 BOOKKEEPING = {"pid", "pid_started", "host", "started_at", "updated_at", "finished_at", "heartbeat", "wandb_mode",
-               "sweep_params", "sweep_fixed", "run_id", "traceback", "status", "epoch", "wandb_run_id", "wandb_url"}
+               "sweep_params", "sweep_fixed", "from_best", "run_id", "traceback", "status", "epoch", "wandb_run_id", "wandb_url"}
 HIGHER_IS_BETTER = ("acc", "psnr", "ssim", "snr", "dice", "iou")
 LOWER_IS_BETTER = ("mse", "mae")  # and every term named *loss
 

@@ -196,3 +196,19 @@ def test_a_report_of_collapsed_runs_says_so_first_and_names_each_missing_figure(
                for m in missing), missing
     assert any("3-D latent space" in m and "--what embed" in m for m in missing), missing
     assert any("latent interpolation" in m and "--what interp" in m for m in missing), missing
+
+
+@pytest.mark.parametrize("carried", [True, False])
+def test_the_celeba_report_says_which_lambda_the_comparison_used_and_why(tmp_path, carried):
+    from analysis.load import load_local
+    from analysis.templates import _celeba_lambda
+
+    why = "l1_lambda=0.001 from sweep celeba_sparse_lambda: the largest l1_lambda whose mean val/mse is within 10%"
+    fake_runs(tmp_path / "runs", [({"model": "sparse_ae", "seed": s, "sweep": "celeba_models", "group": "celeba_models",
+                                    "l1_lambda": 1e-3 if carried else 1e-4},
+                                   {"test/mse": 0.01, **({"from_best": why} if carried else {})}) for s in (0, 1)])
+    text = _celeba_lambda(load_local(str(tmp_path / "runs")))
+    if carried:
+        assert text == f"The sparse AE of the model comparison used lambda = 0.001: {why}."
+    else:
+        assert "lambda = 0.0001, not chosen by the lambda sweep" in text and "--from-best celeba_sparse_lambda" in text

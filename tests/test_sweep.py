@@ -234,3 +234,44 @@ def test_a_run_made_with_other_runner_flags_is_not_counted_as_done(tmp_path):
     runs = [r.read_summary() for r in list_runs(str(tmp_path / "runs" / "s4"))]
     assert sorted(r["n_train"] + r["n_val"] for r in runs) == [300, 600]
     assert sorted(json.loads(r["sweep_fixed"])["limit_train"] for r in runs) == [300, 600]
+
+
+def _lambda_sweep(root, mse):
+    """A finished sparse-AE lambda sweep, as the runner records it (no training)."""
+    from conftest import fake_runs
+
+    folder = root / "lam"
+    fake_runs(folder, [({"model": "sparse_ae", "seed": s, "l1_lambda": lam},
+                        {"val/mse": m + s / 1000, "model": "sparse_ae",
+                         "sweep_params": json.dumps({"l1_lambda": lam, "model": "sparse_ae", "seed": s}, sort_keys=True)})
+                       for lam, m in mse.items() for s in (0, 1)])
+    (folder / "sweep.yaml").write_text("name: lam\nmethod: grid\nmetric: {name: val/mse, goal: minimize}\n"
+                                       "parameters:\n  l1_lambda: {values: [1.0e-5, 1.0e-3, 1.0e-1]}\n")
+
+
+@pytest.mark.parametrize("within,chosen", [(0, "1e-05"), (10, "0.001"), (60, "0.1")])
+def test_from_best_carries_the_chosen_value_to_the_models_that_sweep_trained(tmp_path, capsys, within, chosen):
+    from bench.sweep import main as sweep_main
+
+    _lambda_sweep(tmp_path / "runs", {1e-5: 0.100, 1e-3: 0.108, 1e-1: 0.150})
+    y = tmp_path / "cmp.yaml"
+    y.write_text("name: cmp\nmethod: grid\nmetric: {name: val/mse, goal: minimize}\n"
+                 "parameters:\n  model: {values: [ae, sparse_ae]}\n  epochs: {value: 1}\n")
+    assert sweep_main([str(y), "--dry-run", "--runs-dir", str(tmp_path / "runs"), "--from-best", "lam",
+                       "--within", str(within)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"sweep cmp: carrying l1_lambda={chosen} from sweep lam"), out[0]
+    assert "over 2 seed(s), 3 configurations compared (for sparse_ae)" in out[0]
+    ae, sparse = (line for line in out if "--model=" in line)
+    assert "--l1-lambda" not in ae and f"--l1-lambda={chosen} " in sparse, sparse
+
+
+def test_from_best_of_a_sweep_not_run_is_one_line(tmp_path, capsys):
+    from bench.sweep import main as sweep_main
+
+    y = tmp_path / "cmp.yaml"
+    y.write_text("name: cmp\nmethod: grid\nparameters:\n  model: {values: [ae, sparse_ae]}\n")
+    with pytest.raises(SystemExit) as e:
+        sweep_main([str(y), "--dry-run", "--runs-dir", str(tmp_path / "runs"), "--from-best", "lam"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "no sweep lam" in err[0] and "sweeps/lam.yaml" in err[0]
