@@ -281,9 +281,20 @@ CIFAR10_ASSIGNMENT = Template(
     seed_file="000", assignment='CS671: Deep Learning and Applications, Programming Assignment-2',
     sweeps=("cifar10_models", "cifar10_dae_noise", "cifar10_mcae_mask"),
     sections=(
-        Section("Methodology", (
+        Section("Problem definition and methodology", (
             Facts(budget_sentence),
-            Discuss("Problem definition, architectures and hyperparameter choices."),
+            Discuss("Problem definition: unsupervised feature learning on CIFAR-10 with AE, DAE, VAE and MCAE; "
+                    "the data split, the losses and how each model is evaluated."),
+        )),
+        Section("Hyperparameter tuning and architecture choices", (
+            Table("Model sizes and cost at latent 128", ("params=params", "train_seconds=train s",
+                                                         "best_epoch=best epoch"), "cifar10_models", (), ("model",)),
+            Table("Tuning the DAE's training noise (validation MSE of best.pt)", ("best_value=best val MSE",),
+                  "cifar10_dae_noise", (), ("noise_level",)),
+            Table("Tuning the MCAE's mask ratio (validation MSE of best.pt)", ("best_value=best val MSE",),
+                  "cifar10_mcae_mask", (), ("mask_ratio",)),
+            Discuss("Architecture choices (encoder depth and width, latent size) and how the noise level and "
+                    "mask ratio were chosen from these sweeps."),
         )),
         Section("Part I: AE and DAE", (
             Table("Reconstruction on clean test images", ("test/mse=MSE", "test/mae=MAE", "test/psnr=PSNR",
@@ -315,8 +326,17 @@ CIFAR10_ASSIGNMENT = Template(
             Table("MCAE vs AE vs VAE", ("test/mse=MSE", "test/ssim=SSIM", "probe/linear_acc=probe acc"),
                   "cifar10_models", ("ae", "vae", "mcae")),
             Figure("run:occlusion", "occlusion heatmaps", "cifar10_mcae_mask"),
-            Figure("run:decision_regions", "decision regions on the embeddings", "cifar10_models"),
+            Figure("run:decision_regions", "linear probe decision regions on the 2-D embedding", "cifar10_models"),
             Discuss("Does feature-map masking retain global information like a ViT's?"),
+        )),
+        Section("Key findings from the latent space analysis", (
+            Table("Latent space: linear separability and 2-D structure",
+                  ("probe/linear_acc=linear probe", "probe/logreg_acc=logistic regression",
+                   "embed/probe_acc=probe on shown points", "embed/knn2d_acc=kNN acc in 2-D UMAP"),
+                  "cifar10_models", (), ("model",)),
+            Figure("run:embed_2d", "PCA, t-SNE and UMAP of the test latents", "cifar10_models"),
+            Discuss("Key findings: which model's codes separate the classes, how the VAE's KL term shapes "
+                    "the space, what interpolation and arithmetic show."),
         )),
     ))
 

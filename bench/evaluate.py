@@ -107,8 +107,19 @@ def _segment_figure(model, data, cfg, device, path):
     model.eval()
     x = to_float(data.test.x[:8].to(device))
     pred = (model(x)["recon"] > 0.5).float()
-    return figures.image_rows([("image", x), ("mask", data.test.y[:8].float()), ("predicted", pred)],
-                              path, figures.run_title(cfg))
+    mask = data.test.y[:8].float().to(device)
+    return figures.image_rows([("image", x), ("true mask (red)", overlay(x, mask, (1.0, 0.1, 0.1))),
+                               ("predicted (green)", overlay(x, pred, (0.1, 0.9, 0.1))),
+                               ("white: both, grey: one", pred * 0.5 + mask * 0.5)], path, figures.run_title(cfg))
+
+
+def overlay(x, mask, rgb) -> torch.Tensor:
+    """The image in grey with `mask` tinted `rgb`: a mask of all ones or all zeros stays visible
+    (a white mask on the page's white is not)."""
+    grey = x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    tint = torch.tensor(rgb, device=x.device).view(1, 3, 1, 1)
+    m = mask[:, :1]
+    return grey * (1 - 0.55 * m) + tint * 0.55 * m
 
 
 FIGURES = {"reconstruct": _recon_figure, "denoise": _recon_figure, "segment": _segment_figure}
