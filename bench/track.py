@@ -175,6 +175,11 @@ class WandbTracker(Tracker):
             self.run.define_metric(prefix, step_metric="epoch")
         self.defined: set[str] = set()
         self.failed = False
+        # W&B's step is the epoch: a run resumed in a fresh (offline) W&B folder goes on from
+        # the epochs already logged instead of restarting at 0, so `wandb sync` of both folders
+        # keeps every row; end-of-run figures and tables share the last epoch's step.
+        self.step = max([int(r.get("epoch", 0)) for r in run.read_metrics() if isinstance(r.get("epoch"), int)],
+                        default=0)
         where = self.run.url if mode == "online" else f"offline: {self.sync_dir}"
         print(f"W&B run {self.run.id}: {where}", flush=True)
 
@@ -204,16 +209,18 @@ class WandbTracker(Tracker):
             out = dict(row)
             for name, (images, caption) in (media or {}).items():
                 out[name] = self.wandb.Image(images, caption=caption)
-            self.run.log(out)
+            self.step = max(self.step, int(row.get("epoch", self.step)))
+            self.run.log(out, step=self.step)
         self._safe(put)
 
     def log_images(self, images):
-        self._safe(self.run.log, {f"figures/{k}": self.wandb.Image(str(p)) for k, p in images.items()})
+        self._safe(lambda: self.run.log({f"figures/{k}": self.wandb.Image(str(p)) for k, p in images.items()},
+                                        step=self.step))
 
     def log_table(self, name, columns, rows):
         def put():
             data = [[self.wandb.Image(v) if is_image(v) else v for v in r] for r in rows]
-            self.run.log({name: self.wandb.Table(columns=columns, data=data)})
+            self.run.log({name: self.wandb.Table(columns=columns, data=data)}, step=self.step)
         self._safe(put)
 
     def log_summary(self, summary):

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, FakeApi, built_once
-from wandb_records import offline_run
+from conftest import ROOT, FakeApi, built_once, only_run, quick, run_cli
+from wandb_records import OfflineRun, offline_run
 
 pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
 
@@ -189,3 +189,18 @@ def test_the_package_imports_from_anywhere(tmp_path, finished_run_template):
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split()[0] == "ae" and int(p.stdout.split()[2]) == run.read_summary()["params"]
     assert json.loads((run.path / "config.json").read_text())["model"] == "ae"
+
+
+def test_a_resumed_offline_run_goes_on_from_its_last_step(tmp_path):
+    """A run stopped after epoch 1 and resumed logs into a second offline folder (same run
+    id); its rows go on at step 2, 3 (W&B's step is the epoch), so `wandb sync` of both
+    folders keeps every row instead of overwriting steps 0, 1."""
+    args = quick(tmp_path, "--wandb", "offline", model="linear_ae", epochs=3)
+    first = run_cli(args, cwd=tmp_path, env={"AEBENCH_FAULT": "checkpoint:SIGTERM"})
+    assert first.returncode == 143 and "interrupted" in first.stdout, first.stderr
+    run = only_run(tmp_path)
+    assert run_cli(["--resume", run.id, "--runs-dir", tmp_path / "runs", "--wandb", "offline"],
+                   cwd=tmp_path).returncode == 0
+    folders = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run.id}/run-{run.id}.wandb"))
+    steps = [[(h.get("_step"), h.get("epoch")) for h in OfflineRun(f).history] for f in folders]
+    assert steps == [[(1, 1)], [(2, 2), (3, 3)]], steps
