@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.figures import plt, save_figure
-from bench.latent import labels_required, latents, legend, progress, scatter
+from bench.latent import Steps, labels_required, latents, legend, scatter
 from bench.tools import register_tool
 
 TSNE_EXACT_MAX = 600  # exact t-SNE gradients up to this many points, Barnes-Hut above
@@ -45,9 +45,10 @@ def embed(model, data, cfg, run, device):
     views = set(cfg.embed_views) or {"2d"}
     z, y = latents(model, data.test, device, cfg.embed_points)
     proj, proj3, figs, numbers = {}, {}, {}, {"embed/points": len(z)}
+    step = Steps("embed", _costs(views))
     if "2d" in views:
         for m in METHODS:
-            progress(f"embed: 2-D {m} of {len(z)} points")
+            step(f"2d {m}", f"2-D {m} of {len(z)} points")
             proj[m] = project(m, z, cfg.seed)
         fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
         for ax, (name, xy) in zip(axes, proj.items()):
@@ -55,14 +56,16 @@ def embed(model, data, cfg, run, device):
         legend(fig, y, data.classes)
         figs["embed_2d"] = save_figure(fig, run.figures / "embed_2d.png")
         numbers["embed/knn2d_acc"] = _knn2d_accuracy(proj["umap"], y)
+        step("probe", "linear probe for the decision regions")
         numbers["embed/probe_acc"], figs["decision_regions"] = _decision_regions(
             model, data, device, z, proj["umap"], y, run.figures / "decision_regions.png")
     if "3d" in views:
         for m in METHODS:
-            progress(f"embed: 3-D {m}")
+            step(f"3d {m}", f"3-D {m}")
             proj3[m] = project(m, z, cfg.seed, dims=3)
         figs["embed_3d"] = _figure_3d(proj3, y, data, run.figures / "embed_3d.png")
     if "noisy" in views:
+        step("noisy", "t-SNE of clean and noisy latents")
         figs["embed_clean_vs_noisy"] = _clean_vs_noisy(model, data, cfg, device, z, y,
                                                        run.figures / "embed_clean_vs_noisy.png")
     cols = ["image", "label", "class"] + [f"{p}_{a}" for p in proj for a in ("x", "y")] \
@@ -75,6 +78,18 @@ def embed(model, data, cfg, run, device):
             + [float(proj3[p][i, j]) for p in proj3 for j in (0, 1, 2)]
             for i in range(len(z))]
     return {"numbers": numbers, "figures": figs, "tables": {"embeddings": (cols, rows)}, "arrays": proj}
+
+
+def _costs(views) -> dict[str, float]:
+    """Rough relative cost of each step of the chosen views (for the time-left estimate)."""
+    costs = {}
+    if "2d" in views:
+        costs.update({"2d pca": 0.02, "2d tsne": 1.0, "2d umap": 1.0, "probe": 0.3})
+    if "3d" in views:
+        costs.update({"3d pca": 0.02, "3d tsne": 1.5, "3d umap": 1.0})
+    if "noisy" in views:
+        costs["noisy"] = 2.0
+    return costs
 
 
 def _figure_3d(proj3: dict, y, data, path):
@@ -95,7 +110,6 @@ def _clean_vs_noisy(model, data, cfg, device, z, y, path):
     level, else 0.3), shown side by side."""
     sigma = model.noise_level if model.noise_level > 0 else 0.3
     zn, _ = latents(model, data.test, device, cfg.embed_points, sigma=sigma, seed=cfg.seed)
-    progress("embed: t-SNE of clean and noisy latents")
     both = project("tsne", np.concatenate([z, zn]), cfg.seed)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     scatter(axes[0], both[: len(z)], y, "clean inputs (t-SNE fitted on both)")
@@ -124,7 +138,6 @@ def _decision_regions(model, data, device, z, xy, y, path) -> tuple[float, objec
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    progress("embed: linear probe for the decision regions")
     ztr, ytr = latents(model, data.labelled_train, device, REGION_PROBE_TRAIN)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(ztr, ytr)
     pred = probe.predict(z)
