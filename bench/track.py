@@ -136,16 +136,6 @@ def agent_sweep() -> str | None:
     return os.environ.get("WANDB_SWEEP_ID") or None
 
 
-def _no_analytics() -> None:
-    """An offline run sends nothing: wandb (0.31+) otherwise posts its own usage metrics to
-    the server at exit, which on a server that hangs costs its HTTP timeout (about 11 s)."""
-    try:
-        from wandb.analytics.opentelemetry.opentelemetry_proxy import disable
-    except ImportError:  # a wandb without that exporter sends nothing
-        return
-    disable()
-
-
 class WandbTracker(Tracker):
     """One W&B run per local run (same id): per-epoch rows against `epoch`, every val metric
     with its summary direction, the selection metric as `best/...`, reconstructions of fixed
@@ -156,11 +146,9 @@ class WandbTracker(Tracker):
 
         self.wandb = wandb
         self.mode = mode
-        if mode == "offline":
-            _no_analytics()
         quiet = not cfg.get("wandb_system", True)
         # W&B's own banner and footer only with --verbose: our lines say where the run is
-        settings = wandb.Settings(init_timeout=float(os.environ.get("AEBENCH_WANDB_INIT_TIMEOUT", 30)),
+        settings = wandb.Settings(init_timeout=float(os.environ.get("AEBENCH_WANDB_INIT_TIMEOUT", 10)),
                                   console="off" if quiet else "auto", x_disable_stats=quiet,
                                   silent=quiet or not cfg.get("verbose", False))
         config = {k: v for k, v in cfg.items() if k not in ("wandb_system", "verbose")}
@@ -275,6 +263,9 @@ class Tracking(Tracker):
         self.wandb_mode = resolve_wandb_mode(cfg.get("wandb"))
         if self.wandb_mode == "disabled":
             return
+        # W&B gets the runs, not wandb's own error reports (WANDB_ERROR_REPORTING=true keeps
+        # them): on a server that hangs, their upload alone holds the process ~10 s at exit.
+        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
         unreachable = server_reachable() if self.wandb_mode == "online" else None
         try:
             if unreachable:
@@ -286,6 +277,8 @@ class Tracking(Tracker):
             reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
         if self.wandb_mode == "online":
             try:  # keep a W&B record anyway, to upload when the server is back
+                import wandb
+                wandb.teardown()  # a failed online start still holds the run id in wandb's service
                 offline = WandbTracker(cfg, run, "offline")
                 self.trackers.append(offline)
                 self.wandb_mode = "offline"
