@@ -367,7 +367,8 @@ class Sweep:
 
     def __init__(self, path, cfg, args, fixed, num_threads=None, overrides=None, carried=None):
         self.cfg, self.args, self.fixed = cfg, args, fixed
-        self.overrides, self.carried = dict(overrides or {}), carried
+        self.overrides = dict(overrides or {})
+        self.carried = [c for c in (carried if isinstance(carried, (list, tuple)) else [carried]) if c is not None]
         self.name = sweep_name(cfg, path)
         self.dir = Path(args.runs_dir) / self.name
         self.metric = cfg.get("metric", {}).get("name")
@@ -382,15 +383,22 @@ class Sweep:
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
 
     def carried_flags(self, params) -> dict:
-        """The `--from-best` values for a run of a model that sweep trained (its sparse AE's lambda)."""
-        if self.carried is None:
+        """Values carried to the runs of some models only: `--from-best` (a sweep's choice, for
+        the models it trained) or a suite's (its latent size, for the families that take one)."""
+        if not self.carried:
             return {}
         from registry import model_entry
-        model = params.get("model") or self.overrides.get("model") or FIELDS["model"].default
-        if str(model) not in self.carried.models:  # an AE takes l1_lambda too, but is not the sparse AE
-            return {}
-        taken = model_entry(str(model)).config_keys()
-        return {k: v for k, v in self.carried.values.items() if k in taken}
+        model = str(params.get("model") or self.overrides.get("model") or FIELDS["model"].default)
+        taken = model_entry(model).config_keys() | {"eval"}
+        out = {}
+        for choice in self.carried:
+            if model in choice.models:  # an AE takes l1_lambda too, but is not the sweep's sparse AE
+                out.update({k: v for k, v in choice.values.items() if k in taken})
+        return out
+
+    def carried_reason(self, params) -> str:
+        model = str(params.get("model") or self.overrides.get("model") or FIELDS["model"].default)
+        return "; ".join(c.reason for c in self.carried if c.reason and model in c.models)
 
     def identity(self, params) -> str:
         """The runner's flags that change this run's results (`--limit-train`, carried values)."""
@@ -411,8 +419,8 @@ class Sweep:
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), AEBENCH_SWEEP_FIXED=self.identity(params),
                    PYTHONPATH=path, AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
-        if carried:
-            env["AEBENCH_FROM_BEST"] = self.carried.reason
+        if self.carried_reason(params):
+            env["AEBENCH_FROM_BEST"] = self.carried_reason(params)
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         # One log per launch: the configuration's hash tells runs started in the same second apart.

@@ -15,8 +15,10 @@ PROBE_MAX_TRAIN = 20000  # the probe trains on at most this many training latent
 
 @register_tool(needs={"labels"}, rank=0)
 def probe(model, data, cfg, run, device, epochs=100):
-    """Frozen encoder + nn.Linear (cross-entropy) and scikit-learn LogisticRegression."""
+    """Frozen encoder + nn.Linear (cross-entropy) and scikit-learn LogisticRegression, and a
+    5-nearest-neighbour classifier on the same standardised codes."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.preprocessing import StandardScaler
 
     labels_required(data, "probe")
@@ -44,11 +46,13 @@ def probe(model, data, cfg, run, device, epochs=100):
     with torch.no_grad():
         linear_acc = (head(torch.from_numpy(zte_s)).argmax(1).numpy() == yte).mean()
     logreg = LogisticRegression(max_iter=2000).fit(ztr_s, ytr)
+    knn = KNeighborsClassifier(n_neighbors=5).fit(ztr_s, ytr)  # neighbourhoods of z, no linear boundary
     after = model.state_dict()
     unchanged = all(torch.equal(before[k], after[k]) for k in before)
     if not unchanged:
         raise RuntimeError("probe changed the frozen encoder")
     numbers = {"probe/linear_acc": float(linear_acc), "probe/logreg_acc": float(logreg.score(zte_s, yte)),
+               "probe/knn_acc": float(knn.score(zte_s, yte)),
                "probe/train_size": int(len(ztr)), "probe/latent_dim": int(ztr.shape[1]),
                "probe/encoder_unchanged": unchanged}
     return {"numbers": numbers}

@@ -1,0 +1,274 @@
+"""The leaderboard of a benchmark suite: every family ranked on the same budget, mean and
+95% CI over seeds, per dataset.
+
+    python -m analysis.leaderboard standard --scale cpu [--runs runs] [--out DIR] [--wandb offline]
+
+Columns: reconstruction (MSE, PSNR, SSIM on the clean test set), denoising MSE at the
+suite's noise level, linear-probe and kNN accuracy on the codes, the sample-quality score
+(Frechet distance in the suite's feature network: samples from the prior for VAEs, from an
+ex-post GMM of the training codes for the others), parameters and seconds per epoch. The
+best family of each column is marked, and so is every family whose interval overlaps the
+best one's (a tie: the data cannot tell them apart). Families are ranked by their mean rank
+over the quality columns. Writes `leaderboard.md`, `.csv`, `.tex` and `leaderboard.html`
+(with a Pareto figure: test MSE against parameters) under `--out`.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import load_local, unreadable_note
+from analysis.tables import ci95, collapsed_runs, one_per_seed
+from bench.errors import UsageError, exit_usage
+
+# (column, label, True when higher is better)
+QUALITY = [("test/mse", "MSE", False), ("test/psnr", "PSNR", True), ("test/ssim", "SSIM", True),
+           ("denoise", "denoise MSE", False), ("probe/linear_acc", "probe acc", True),
+           ("probe/knn_acc", "kNN acc", True), ("gen_fd", "sample FD", False)]
+COST = [("params", "params"), ("s_per_epoch", "s/epoch")]
+
+
+def suite_frame(runs_dir: str, suite: dict, scale: str) -> pd.DataFrame:
+    """The suite's finished runs, with the derived columns the table shows."""
+    from bench.suite import sweep_name
+
+    frame = load_local(runs_dir, sweep_name(suite, scale))
+    if not len(frame):
+        raise UsageError(f"no runs of suite {suite['name']} at scale {scale} in {runs_dir}/; run "
+                         f"`python -m bench.suite {suite['name']} --scale {scale}` first")
+    unreadable = frame.attrs.get("unreadable", [])
+    frame = frame[frame["status"] == "finished"].copy()
+    frame.attrs["unreadable"] = unreadable
+    sigma = suite.get("denoise_sigma")
+    frame["denoise"] = frame.get(f"denoise/mse@{sigma:g}") if sigma is not None else np.nan
+    prior = frame.get("sample/prior_fd", pd.Series(np.nan, index=frame.index))
+    frame["gen_fd"] = prior.fillna(frame.get("sample/gmm_fd", pd.Series(np.nan, index=frame.index)))
+    frame["s_per_epoch"] = pd.to_numeric(frame.get("train_seconds"), errors="coerce") / \
+        pd.to_numeric(frame.get("epochs_done"), errors="coerce")
+    frame["collapsed"] = collapsed_runs(frame)
+    return frame
+
+
+def family_rows(frame: pd.DataFrame, suite: dict, dataset: str) -> pd.DataFrame:
+    """One row per family on one dataset: mean and CI of each column, seeds, notes."""
+    latent = (suite["datasets"][dataset] or {}).get("latent_dim")
+    rows = []
+    for family, g in frame[frame["dataset"] == dataset].groupby("model", sort=True):
+        g, _ = one_per_seed(g)
+        row = {"family": family, "seeds": len(g)}
+        for col, _, _ in QUALITY + [(c, lab, False) for c, lab in COST]:
+            vals = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float) if col in g else np.array([np.nan])
+            row[col] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
+            row[f"{col}_ci"] = ci95(vals) or 0.0
+        notes = []
+        code = pd.to_numeric(g.get("probe/latent_dim"), errors="coerce").dropna() if "probe/latent_dim" in g else []
+        if latent is not None and len(code) and int(code.iloc[0]) != int(latent):
+            notes.append(f"code size {int(code.iloc[0])}: takes no latent size (suite: {latent})")
+        if g["collapsed"].any():
+            notes.append(f"{int(g['collapsed'].sum())}/{len(g)} collapsed")
+        if math.isnan(row["gen_fd"]):
+            notes.append("cannot generate")
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rank(table: pd.DataFrame) -> pd.DataFrame:
+    """Best and tied marks per quality column, the mean rank over them, sorted by it."""
+    ranks = []
+    for col, _, higher in QUALITY:
+        vals = table[col]
+        if vals.notna().sum() == 0:
+            table[f"{col}_mark"] = ""
+            continue
+        best = vals.idxmax() if higher else vals.idxmin()
+        lo, hi = vals - table[f"{col}_ci"], vals + table[f"{col}_ci"]
+        tied = (lo <= hi[best]) & (hi >= lo[best])
+        table[f"{col}_mark"] = ["best" if i == best else "tie" if t and pd.notna(vals[i]) else ""
+                                for i, t in tied.items()]
+        ranks.append(vals.rank(ascending=not higher, method="average"))
+    table["rank"] = pd.concat(ranks, axis=1).mean(axis=1) if ranks else np.nan
+    return table.sort_values(["rank", "family"]).reset_index(drop=True)
+
+
+def _cell(row, col, style: str) -> str:
+    v, ci = row[col], row.get(f"{col}_ci", 0.0)
+    if v != v:
+        return "-"
+    digits = 4 if abs(v) < 10 else 2 if abs(v) < 1000 else 0
+    text = f"{v:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci else "")
+    mark = row.get(f"{col}_mark", "")
+    if style == "md":
+        return f"**{text}**" if mark == "best" else f"_{text}_" if mark == "tie" else text
+    if style == "tex":
+        text = text.replace("±", r"$\pm$")
+        return rf"\textbf{{{text}}}" if mark == "best" else rf"\underline{{{text}}}" if mark == "tie" else text
+    return f"<b>{text}</b>" if mark == "best" else f"<u>{text}</u>" if mark == "tie" else html.escape(text)
+
+
+def _shown(table: pd.DataFrame, style: str) -> tuple[list[str], list[list[str]]]:
+    head = ["rank", "family", "seeds"] + [lab for _, lab, _ in QUALITY] + ["params", "s/epoch", "notes"]
+    body = []
+    for _, r in table.iterrows():
+        cost = [f"{r['params']:,.0f}" if r["params"] == r["params"] else "-",
+                f"{r['s_per_epoch']:.2f}" if r["s_per_epoch"] == r["s_per_epoch"] else "-"]
+        body.append([f"{r['rank']:.1f}", r["family"], str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
+                    + cost + [r["notes"]])
+    return head, body
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    head, body = _shown(table, "md")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in body])
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    head, body = _shown(table, "tex")
+    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%")  # noqa: E731
+    lines = [r"\begin{tabular}{" + "l" * len(head) + "}", r"\toprule", " & ".join(map(esc, head)) + r" \\",
+             r"\midrule"] + [" & ".join(esc(c) if "\\" not in c else c for c in r) + r" \\" for r in body]
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
+
+
+def to_csv(tables: dict) -> str:
+    """Every dataset's rows, numbers unrounded: mean, CI half-width and mark per column."""
+    cols = ["rank", "family", "seeds"] + [x for c, _, _ in QUALITY for x in (c, f"{c}_ci", f"{c}_mark")] + \
+        ["params", "s_per_epoch", "notes"]
+    return pd.concat([t[cols].assign(dataset=d) for d, t in tables.items()]).to_csv(index=False)
+
+
+def to_html_table(table: pd.DataFrame) -> str:
+    head, body = _shown(table, "html")
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" +
+            "".join("<tr>" + "".join(f"<td>{c if c.startswith(('<b>', '<u>')) else c}</td>" for c in r) + "</tr>"
+                    for r in body) + "</table>")
+
+
+def pareto_figure(table: pd.DataFrame, dataset: str, path: Path) -> Path | None:
+    """Test MSE against parameters, one point per family (with its CI); the Pareto front
+    (no other family both smaller and better) joined by a line."""
+    from analysis.plots import plt
+
+    t = table.dropna(subset=["params", "test/mse"]).sort_values("params")
+    if not len(t):
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.errorbar(t["params"], t["test/mse"], yerr=t["test/mse_ci"], fmt="o", ms=5, capsize=3)
+    for _, r in t.iterrows():
+        ax.annotate(r["family"], (r["params"], r["test/mse"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    front, best = [], math.inf
+    for _, r in t.iterrows():
+        if r["test/mse"] < best:
+            front.append(r)
+            best = r["test/mse"]
+    ax.plot([r["params"] for r in front], [r["test/mse"] for r in front], "-", color="tab:red", lw=1,
+            label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test MSE (lower is better)")
+    ax.set_title(f"{dataset}: reconstruction against size", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def build(runs_dir: str, suite: dict, scale: str) -> tuple[dict[str, pd.DataFrame], str | None]:
+    """(dataset -> ranked family table, a note naming unreadable runs or None)."""
+    frame = suite_frame(runs_dir, suite, scale)
+    tables = {d: rank(family_rows(frame, suite, d)) for d in suite["datasets"] if (frame["dataset"] == d).any()}
+    if not tables:
+        raise UsageError(f"no finished runs of suite {suite['name']} at scale {scale} in {runs_dir}/")
+    return tables, unreadable_note(frame)
+
+
+def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) -> list[Path]:
+    """leaderboard.md, .csv, .tex and .html (with one Pareto figure per dataset) under `out`."""
+    import base64
+
+    out.mkdir(parents=True, exist_ok=True)
+    budget = suite["scales"][scale]
+    lead = (f"Suite {suite['name']} at scale {scale}: budget {budget} for every family; mean ± 95% CI over seeds "
+            f"(Student t). Bold: best of the column; underlined or italic: its interval overlaps the best's (a tie). "
+            f"Rank: mean rank over the quality columns." + (f" {note}" if note else ""))
+    md = [f"# Leaderboard: {suite['name']} ({scale})", "", lead]
+    tex, parts = [], [f"<!doctype html><html><head><meta charset='utf-8'><title>leaderboard "
+                               f"{html.escape(suite['name'])}</title><style>table{{border-collapse:collapse}}"
+                               f"td,th{{border:1px solid #ccc;padding:3px 7px;font-size:13px}}</style></head><body>"
+                               f"<h1>Leaderboard: {html.escape(suite['name'])} ({scale})</h1><p>{html.escape(lead)}</p>"]
+    for dataset, table in tables.items():
+        latent = (suite["datasets"][dataset] or {}).get("latent_dim")
+        md += ["", f"## {dataset} (latent size {latent})", "", to_markdown(table)]
+        tex += [f"% {dataset} (latent size {latent})", to_latex(table)]
+        png = pareto_figure(table, dataset, out / f"pareto_{dataset}.png")
+        parts.append(f"<h2>{html.escape(dataset)} (latent size {latent})</h2>" + to_html_table(table))
+        if png:
+            parts.append(f"<p><img alt='Pareto front, {html.escape(dataset)}' src='data:image/png;base64,"
+                         f"{base64.b64encode(png.read_bytes()).decode()}'></p>")
+    paths = [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.tex", out / "leaderboard.html"]
+    paths[0].write_text("\n".join(md) + "\n")
+    paths[1].write_text(to_csv(tables))
+    paths[2].write_text("\n\n".join(tex) + "\n")
+    paths[3].write_text("\n".join(parts) + "</body></html>\n")
+    return paths
+
+
+def log_wandb(tables: dict, suite: dict, scale: str, mode: str) -> str:
+    """The leaderboard as one `wandb.Table` per dataset, in a run of the suite's W&B group."""
+    from bench.suite import sweep_name
+    from bench.track import resolve_wandb_mode, server_reachable
+
+    import wandb
+
+    mode = resolve_wandb_mode(mode)
+    if mode == "online" and server_reachable():
+        mode = "offline"
+    run = wandb.init(project="aebench", group=sweep_name(suite, scale), job_type="leaderboard", mode=mode,
+                     name=f"leaderboard-{suite['name']}-{scale}", settings=wandb.Settings(silent=True))
+    for dataset, table in tables.items():
+        head, body = _shown(table, "plain")
+        run.log({f"leaderboard/{dataset}": wandb.Table(columns=head, data=[[html.unescape(c) for c in r]
+                                                                           for r in body])})
+    run.finish()
+    return f"W&B ({mode}): group {sweep_name(suite, scale)}, run {run.id}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.leaderboard", description=__doc__.splitlines()[0])
+    p.add_argument("suite", help="a suite under sweeps/suite/ (e.g. standard)")
+    p.add_argument("--scale", default="tiny", choices=("tiny", "cpu", "full"))
+    p.add_argument("--runs", default="runs", help="the local run store")
+    p.add_argument("--out", default=None, help="folder for the tables and the HTML page "
+                                               "(default reports/leaderboard_<suite>_<scale>)")
+    p.add_argument("--wandb", default="disabled", choices=("online", "offline", "disabled"),
+                   help="also log the leaderboard as a wandb.Table in the suite's W&B group")
+    p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
+    args = p.parse_args(argv)
+    try:
+        from bench.suite import load_suite
+
+        suite = load_suite(args.suite)
+        tables, note = build(args.runs, suite, args.scale)
+        out = Path(args.out or f"reports/leaderboard_{args.suite}_{args.scale}")
+        paths = write(tables, suite, args.scale, out, note)
+    except UsageError as e:
+        exit_usage(p.prog, e)
+    for dataset, table in tables.items():
+        print(f"\n{dataset}\n" + to_markdown(table))
+    print(f"\nwrote {', '.join(str(p) for p in paths)}")
+    if args.wandb != "disabled":
+        print(log_wandb(tables, suite, args.scale, args.wandb))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The standard benchmark: every registered autoencoder family, the same budget, 3 seeds.
+
+    python -m bench.suite standard --scale tiny|cpu|full [--workers auto] [--data-root DIR]
+    python -m analysis.leaderboard standard --scale cpu        # the ranked table
+
+A suite file (`sweeps/suite/<name>.yaml`) names its datasets with one latent size each, the
+families (`all`: every registered autoencoder, so a new file under `bench/models/` joins
+without editing the suite), the seeds, the evaluation tools and the budget of each scale
+(epochs, batch size, learning rate, image counts), stated once and the same for every
+family. Each dataset runs as a grid (family x seed) through the local sweep runner, so a
+suite resumes like a sweep, never runs a configuration twice, and its runs share one
+folder and one W&B group, `suite_<name>_<scale>`. A family that has no latent size to set
+(`pool_ae`: its code size is fixed by its architecture) runs at its own size.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from bench.errors import UsageError, exit_usage
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = ROOT / "sweeps" / "suite"
+SCALES = ("tiny", "cpu", "full")
+BUDGET = ("epochs", "batch_size", "lr", "limit_train", "limit_test")
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES.glob("*.yaml"))
+
+
+def load_suite(name: str) -> dict:
+    """The suite file `sweeps/suite/<name>.yaml`, checked: datasets and families registered,
+    every scale's budget made of run keys in range."""
+    from bench.config import coerce, validate_value
+    from bench.store import check_plain_name
+
+    path = SUITES / f"{check_plain_name('suite', name)}.yaml"
+    if not path.is_file():
+        raise UsageError(f"unknown suite {name!r}; valid: {', '.join(suite_names()) or 'none'}")
+    suite = yaml.safe_load(path.read_text())
+    if not isinstance(suite, dict) or not isinstance(suite.get("datasets"), dict) or \
+            not isinstance(suite.get("scales"), dict):
+        raise UsageError(f"{path}: a suite names datasets (with latent_dim) and scales (with the budget)")
+    import registry
+    for dataset in suite["datasets"]:
+        registry.dataset_entry(str(dataset))
+    for scale, budget in suite["scales"].items():
+        for key, value in (budget or {}).items():
+            if key not in BUDGET:
+                raise UsageError(f"{path}: scale {scale}: {key!r} is not a budget key; valid: {', '.join(BUDGET)}")
+            validate_value(key, coerce(key, value))
+    return suite
+
+
+def families(suite: dict) -> list[str]:
+    """The suite's families: `all` is every registered model that reconstructs its input."""
+    import registry
+
+    registry.discover()
+    chosen = suite.get("families", "all")
+    if chosen == "all":
+        return sorted(n for n, e in registry.MODELS.items() if e.task in ("reconstruct", "denoise") and not e.hidden)
+    return [registry.model_entry(str(m)).name for m in chosen]
+
+
+def sweep_name(suite: dict, scale: str) -> str:
+    return f"suite_{suite['name']}_{scale}"
+
+
+def sweep_for(suite: dict, scale: str, dataset: str, models: list[str]) -> dict:
+    """One dataset of the suite as a W&B grid sweep: family x seed."""
+    return {"name": sweep_name(suite, scale), "method": "grid", "program": "run.py",
+            "metric": suite.get("metric") or {"name": "val/mse", "goal": "minimize"},
+            "parameters": {"model": {"values": models}, "dataset": {"value": dataset},
+                           "seed": {"values": list(suite.get("seeds") or [0, 1, 2])}}}
+
+
+def budget_flags(suite: dict, scale: str) -> dict:
+    """The run keys every run of this scale gets: the budget and the denoising noise level."""
+    budget = dict(suite["scales"][scale] or {})
+    flags = {k: v for k, v in budget.items() if v is not None}
+    if suite.get("denoise_sigma") is not None:
+        flags["eval_sigmas"] = str(suite["denoise_sigma"])
+    return flags
+
+
+def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
+    """The suite's tools that apply to each family (`sample` needs a decoder of z, which
+    `pool_ae` lacks): one `--eval` list per group of families, so no run is refused."""
+    import warnings
+
+    import torch
+
+    import registry
+    from bench import tools
+    from bench.best import Choice
+
+    data = registry.dataset_entry(dataset)
+    groups: dict[str, list[str]] = {}
+    for m in models:
+        entry = registry.model_entry(m)
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = registry.build_model(entry, entry.config({}, data.shape, data.num_classes))
+            chosen = [t for t in suite.get("eval") or [] if not tools.missing_needs(t, model, data.kind)]
+        except UsageError:
+            chosen = list(suite.get("eval") or [])
+        groups.setdefault(",".join(chosen), []).append(m)
+    return [Choice({"eval": names}, "", frozenset(ms)) for names, ms in groups.items() if names]
+
+
+def latent_choice(suite: dict, dataset: str, models: list[str]):
+    """The dataset's latent size, for the families that take one."""
+    import registry
+    from bench.best import Choice
+
+    size = (suite["datasets"][dataset] or {}).get("latent_dim")
+    if size is None:
+        return None
+    takers = [m for m in models if "latent_dim" in registry.model_entry(m).config_keys()]
+    return Choice({"latent_dim": int(size)}, "", frozenset(takers))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.splitlines()[0])
+    p.add_argument("suite", help="a suite under sweeps/suite/ (e.g. standard)")
+    p.add_argument("--scale", choices=SCALES, default="tiny",
+                   help="the budget: tiny (seconds, the test suite), cpu (about an hour on 2 cores), full (GPU)")
+    p.add_argument("--datasets", default=None, help="only these of the suite's datasets (comma list)")
+    p.add_argument("--families", default=None, help="only these families (comma list; default: the suite's)")
+    p.add_argument("--workers", default="1", help="runs at once, or auto (as bench.sweep)")
+    p.add_argument("--spawn", choices=["fork", "exec"], default="fork")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--dry-run", action="store_true", help="print every run's command line, then exit")
+    p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
+    args, rest = p.parse_known_args(argv)
+    try:
+        return _run_suite(args, rest)
+    except UsageError as e:
+        exit_usage(p.prog, e)
+    except OSError as e:
+        exit_usage(p.prog, UsageError(f"cannot write {e.filename or args.runs_dir}: {e.strerror or e}"))
+
+
+def _run_suite(args, rest) -> int:
+    from bench.config import parse_args
+    from bench.sweep import Sweep, _check_against_registry, _workers, fmt_value
+
+    suite = load_suite(args.suite)
+    overrides, _ = parse_args(rest, prog="bench.suite")  # --data-root, --wandb, --device, ...
+    fixed_budget = [k for k in overrides if k in BUDGET + ("model", "dataset", "seed", "latent_dim", "eval")]
+    if fixed_budget:
+        raise UsageError(f"--{fixed_budget[0].replace('_', '-')}: the suite fixes it (the same budget for every "
+                         f"family); choose --scale {'|'.join(SCALES)} or edit sweeps/suite/{args.suite}.yaml")
+    if args.scale not in suite["scales"]:
+        raise UsageError(f"suite {args.suite} has no scale {args.scale}; its scales: {', '.join(suite['scales'])}")
+    models = families(suite)
+    if args.families:
+        wanted = [m.strip() for m in args.families.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in models]
+        if unknown:
+            raise UsageError(f"--families: {unknown[0]!r} is not a family of suite {args.suite}; valid: {', '.join(models)}")
+        models = wanted
+    datasets = list(suite["datasets"])
+    if args.datasets:
+        wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        unknown = [d for d in wanted if d not in datasets]
+        if unknown:
+            raise UsageError(f"--datasets: {unknown[0]!r} is not in suite {args.suite}; valid: {', '.join(datasets)}")
+        datasets = wanted
+    overrides.update(budget_flags(suite, args.scale))
+    fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
+    args.workers, args.count = _workers(args.workers), None
+    print(f"suite {args.suite} at scale {args.scale}: {len(models)} families x {len(datasets)} datasets x "
+          f"{len(suite.get('seeds') or [0, 1, 2])} seeds; budget {suite['scales'][args.scale]}", flush=True)
+    code = 0
+    for dataset in datasets:
+        cfg = sweep_for(suite, args.scale, dataset, models)
+        _check_against_registry(f"suite {args.suite}", cfg["parameters"])
+        carried = [latent_choice(suite, dataset, models)] + tool_choices(suite, dataset, models)
+        sweep = Sweep(f"{args.suite}.yaml", cfg, args, fixed, None, overrides, carried)
+        code = max(code, sweep.dry_run() if args.dry_run else sweep.run())
+    if not args.dry_run:
+        print(f"leaderboard: python -m analysis.leaderboard {args.suite} --scale {args.scale} --runs {args.runs_dir}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
