@@ -102,7 +102,7 @@ def _cell(row, col, style: str) -> str:
     if v != v:
         return "-"
     digits = 4 if abs(v) < 10 else 2 if abs(v) < 1000 else 0
-    text = f"{v:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci else "")
+    text = f"{v:.{digits}f}" + (f" ± {ci:.{digits}f}" if round(ci, digits) > 0 else "")
     mark = row.get(f"{col}_mark", "")
     if style == "md":
         return f"**{text}**" if mark == "best" else f"_{text}_" if mark == "tie" else text
@@ -118,7 +118,7 @@ def _shown(table: pd.DataFrame, style: str) -> tuple[list[str], list[list[str]]]
     for _, r in table.iterrows():
         cost = [f"{r['params']:,.0f}" if r["params"] == r["params"] else "-",
                 f"{r['s_per_epoch']:.2f}" if r["s_per_epoch"] == r["s_per_epoch"] else "-"]
-        body.append([f"{r['rank']:.1f}", r["family"], str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
+        body.append([f"{r['rank']:.2f}", r["family"], str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
                     + cost + [r["notes"]])
     return head, body
 

@@ -7,7 +7,7 @@ A suite file (`sweeps/suite/<name>.yaml`) names its datasets with one latent siz
 families (`all`: every registered autoencoder, so a new file under `bench/models/` joins
 without editing the suite), the seeds, the evaluation tools and the budget of each scale
 (epochs, batch size, learning rate, image counts), stated once and the same for every
-family. Each dataset runs as a grid (family x seed) through the local sweep runner, so a
+family, and `family_keys` given to every family that takes them (BatchNorm). Each dataset runs as a grid (family x seed) through the local sweep runner, so a
 suite resumes like a sweep, never runs a configuration twice, and its runs share one
 folder and one W&B group, `suite_<name>_<scale>`. A family that has no latent size to set
 (`pool_ae`: its code size is fixed by its architecture) runs at its own size.
@@ -114,6 +114,19 @@ def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
     return [Choice({"eval": names}, "", frozenset(ms)) for names, ms in groups.items() if names]
 
 
+def family_keys(suite: dict, models: list[str]):
+    """Keys the suite gives every family that takes them (`batchnorm: true`), checked as run.py would."""
+    from bench.best import Choice
+    from bench.config import FIELDS, coerce, validate_value
+
+    keys = dict(suite.get("family_keys") or {})
+    for k, v in keys.items():
+        if k not in FIELDS:
+            raise UsageError(f"suite {suite['name']}: family_keys: {k!r} is not a run key")
+        validate_value(k, coerce(k, v))
+    return Choice(keys, "", frozenset(models)) if keys else None
+
+
 def latent_choice(suite: dict, dataset: str, models: list[str]):
     """The dataset's latent size, for the families that take one."""
     import registry
@@ -182,7 +195,8 @@ def _run_suite(args, rest) -> int:
     for dataset in datasets:
         cfg = sweep_for(suite, args.scale, dataset, models)
         _check_against_registry(f"suite {args.suite}", cfg["parameters"])
-        carried = [latent_choice(suite, dataset, models)] + tool_choices(suite, dataset, models)
+        carried = [latent_choice(suite, dataset, models), family_keys(suite, models)] + \
+            tool_choices(suite, dataset, models)
         sweep = Sweep(f"{args.suite}.yaml", cfg, args, fixed, None, overrides, carried)
         code = max(code, sweep.dry_run() if args.dry_run else sweep.run())
     if not args.dry_run:

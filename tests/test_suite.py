@@ -1,0 +1,190 @@
+"""The standard benchmark suite and its leaderboard: every family on one budget, a user's
+own family joining without an edit, ranks with intervals, best and ties marked."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, fake_runs, run_cli
+
+USER_FAMILY = '''"""A family written by a user: one file, nothing else edited."""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.keys import LATENT_DIM, Corruption, ImageInput, key
+from bench.models.base import BenchModel, flat_mse
+from registry import register_model
+
+
+@dataclass
+class TinyUserConfig(ImageInput, Corruption):
+    """One linear layer each way (tiny_user_ae)"""
+    latent_dim: int = key(8, **LATENT_DIM)
+
+
+class TinyUser(BenchModel):
+    can_decode = True
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+        d = cfg.in_channels * cfg.image_size ** 2
+        self.enc, self.dec = nn.Linear(d, cfg.latent_dim), nn.Linear(cfg.latent_dim, d)
+
+    def encode(self, x):
+        return self.enc(x.flatten(1))
+
+    def decode(self, z):
+        return torch.sigmoid(self.dec(z)).view(-1, *self.shape)
+
+    def forward(self, x, y=None):
+        z = self.encode(x)
+        recon = self.decode(z)
+        loss = flat_mse(recon, x)
+        return {"loss": loss, "recon": recon, "z": z, "mse": loss.detach()}
+
+
+@register_model(config=TinyUserConfig)
+def tiny_user_ae(cfg):
+    """A user's one-layer autoencoder."""
+    return TinyUser(cfg)
+'''
+
+
+def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
+    from bench.suite import main as suite_main
+
+    assert suite_main(["standard", "--scale", "cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    runs = [line for line in out if "--model=" in line]
+    models = {line.split("--model=")[1].split()[0] for line in runs}
+    assert len(runs) == len(models) * 2 * 3 and {"ae", "vae", "pool_ae", "mcae", "linear_ae"} <= models
+    budget = "--epochs=4 --batch_size=128 --lr=0.001 --limit_train=6000 --limit_test=1000 --eval_sigmas=0.3"
+    assert all(budget in line and "--group=suite_standard_cpu" in line for line in runs)
+    for line in runs:
+        if "--model=pool_ae" in line:  # its code size is fixed by its architecture; it cannot generate
+            assert "--latent-dim" not in line and "--eval=probe,denoise " in line
+        else:
+            assert "--latent-dim=16" in line and "--eval=probe,denoise,sample " in line
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["nope"], "unknown suite 'nope'; valid: standard"),
+    (["standard", "--epochs", "9"], "--epochs: the suite fixes it"),
+    (["standard", "--families", "ae,resnet"], "'resnet' is not a family of suite standard"),
+    (["standard", "--datasets", "cifar10"], "'cifar10' is not in suite standard"),
+])
+def test_bad_suite_input_is_one_line(capsys, argv, needle):
+    from bench.suite import main as suite_main
+
+    with pytest.raises(SystemExit) as e:
+        suite_main(argv + ["--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def _scratch_copy(tmp_path):
+    """The project as a user's clone: its tracked files, plus ../shared beside it."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    dst = tmp_path / "aebench"
+    for f in files:
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dst / f)
+    return dst
+
+
+def test_a_users_own_family_joins_the_suite_without_editing_it(tmp_path):
+    repo = _scratch_copy(tmp_path)
+    (repo / "bench" / "models" / "tiny_user.py").write_text(USER_FAMILY)
+    p = subprocess.run([sys.executable, "-m", "bench.suite", "standard", "--dry-run"], cwd=repo,
+                       capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)})
+    assert p.returncode == 0, p.stderr
+    mine = [line for line in p.stdout.splitlines() if "--model=tiny_user_ae" in line]
+    assert len(mine) == 6 and all("--latent-dim=16" in line and "--eval=probe,denoise,sample " in line
+                                  for line in mine)
+
+
+def _suite_runs(root):
+    """Finished runs of suite standard at scale tiny, as the runner records them (no training)."""
+    rows = []
+    for model, mse, acc, params, extra in (
+            ("ae", 0.010, 0.90, 200_000, {"sample/gmm_fd": 30.0}),
+            ("vae", 0.020, 0.80, 210_000, {"sample/prior_fd": 20.0, "sample/gmm_fd": 25.0}),
+            ("pool_ae", 0.011, 0.70, 30_000, {})):
+        for seed in (0, 1, 2):
+            s = {"test/mse": mse + seed / 10_000, "test/psnr": 20 - 100 * mse, "test/ssim": 0.8,
+                 "denoise/mse@0.3": mse * 2, "probe/linear_acc": acc + seed / 100, "probe/knn_acc": acc,
+                 "probe/latent_dim": 16 if model != "pool_ae" else 98, "params": params,
+                 "train_seconds": 4.0, "epochs": 1, **extra}
+            rows.append(({"model": model, "seed": seed, "dataset": "mnist", "sweep": "suite_standard_tiny",
+                          "group": "suite_standard_tiny"}, s))
+    fake_runs(root, rows)
+
+
+def test_the_leaderboard_ranks_with_intervals_and_marks_best_and_ties(tmp_path):
+    from analysis.leaderboard import main as leaderboard_main
+
+    _suite_runs(tmp_path / "runs")
+    out = tmp_path / "board"
+    assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    md = (out / "leaderboard.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "family" not in line]
+    # mean rank over the quality columns a family has (pool_ae is not ranked on generation)
+    assert [r.split("|")[2].strip() for r in rows] == ["ae", "vae", "pool_ae"]
+    ae, vae, pool = rows
+    assert "**0.0101 ± 0.0002**" in ae  # best MSE: mean of 0.0100, 0.0101, 0.0102, t(2) = 4.30 interval
+    assert "**20.00**" in vae and "| - |" in pool  # the VAE's prior FD is the best; pool_ae cannot generate
+    assert "code size 98: takes no latent size (suite: 16)" in pool and "cannot generate" in pool
+    csv = (out / "leaderboard.csv").read_text().splitlines()
+    assert csv[0].startswith("rank,family,seeds,test/mse,test/mse_ci,test/mse_mark") and len(csv) == 4
+    assert r"\textbf{" in (out / "leaderboard.tex").read_text()
+    page = (out / "leaderboard.html").read_text()
+    assert "data:image/png;base64," in page and "<b>0.0101" in page
+
+
+def test_tied_intervals_are_marked(tmp_path):
+    from analysis.leaderboard import rank
+
+    import pandas as pd
+
+    table = pd.DataFrame({"family": ["a", "b", "c"], "test/mse": [0.10, 0.11, 0.30], "test/mse_ci": [0.02, 0.02, 0.01]})
+    for col in ("test/psnr", "test/ssim", "denoise", "probe/linear_acc", "probe/knn_acc", "gen_fd"):
+        table[col], table[f"{col}_ci"] = float("nan"), 0.0
+    ranked = rank(table)
+    assert list(ranked["test/mse_mark"]) == ["best", "tie", ""]
+
+
+def test_the_leaderboard_is_logged_as_a_wandb_table(tmp_path, monkeypatch):
+    from analysis.leaderboard import main as leaderboard_main
+    from wandb_records import OfflineRun
+
+    monkeypatch.chdir(tmp_path)
+    _suite_runs(tmp_path / "runs")
+    assert leaderboard_main(["standard", "--scale", "tiny", "--runs", "runs", "--wandb", "offline"]) == 0
+    run = OfflineRun(next((tmp_path / "wandb").glob("offline-run-*/run-*.wandb")))
+    assert run.run.run_group == "suite_standard_tiny" and run.run.job_type == "leaderboard"
+    row = next(h for h in run.history if "leaderboard/mnist/_type" in h)
+    assert row["leaderboard/mnist/_type"] == "table-file" and row["leaderboard/mnist/nrows"] == 3
+
+
+@pytest.mark.slow
+def test_a_users_family_trains_in_the_tiny_suite_and_reaches_the_leaderboard(tmp_path):
+    repo = _scratch_copy(tmp_path)
+    (repo / "bench" / "models" / "tiny_user.py").write_text(USER_FAMILY)
+    (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "bench.suite", "standard", "--scale", "tiny", "--families",
+                        "tiny_user_ae,linear_ae", "--datasets", "mnist", "--data-root", "../shared/datasets",
+                        "--wandb", "disabled"], cwd=repo, capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    p = subprocess.run([sys.executable, "-m", "analysis.leaderboard", "standard", "--scale", "tiny"], cwd=repo,
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    board = (repo / "reports" / "leaderboard_standard_tiny" / "leaderboard.csv").read_text()
+    rows = {r.split(",")[1]: r for r in board.splitlines()[1:]}
+    assert set(rows) == {"tiny_user_ae", "linear_ae"}
+    assert all(json.dumps(r).count(",") > 20 for r in rows.values())
