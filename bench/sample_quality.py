@@ -106,9 +106,15 @@ def feature_network(data, device, cfg=None) -> Features:
 
 @torch.enable_grad()
 def _train(clf, train, device) -> None:
+    import time
+
     opt = torch.optim.Adam(clf.parameters(), 2e-3)
     g = torch.Generator().manual_seed(FEATURE_SEED)
-    for _ in range(FEATURE_EPOCHS):
+    t0 = time.perf_counter()
+    for epoch in range(FEATURE_EPOCHS):
+        left = (time.perf_counter() - t0) / epoch * (FEATURE_EPOCHS - epoch) if epoch else None
+        print(f"  sample: training the feature network once for this dataset (epoch {epoch + 1} of "
+              f"{FEATURE_EPOCHS}{f', about {left:.0f} s left' if left is not None else ''}) ...", flush=True)
         clf.train()
         for x, y in batches(train, 128, shuffle=True, generator=g):
             loss = clf(x.to(device), y.to(device))["loss"]

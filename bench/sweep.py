@@ -485,10 +485,14 @@ class Sweep:
         bar = tqdm(total=total, initial=len(done), desc=self.name, unit="run", file=sys.stderr,
                    disable=not sys.stderr.isatty())
         failed, elsewhere = [], []
+        started, before = time.time(), len(done)
 
         def report(line: str) -> None:
             bar.update(1)
-            print(f"[{len(done) + len(failed)}/{total}] {line}", flush=True)
+            n = len(done) + len(failed)
+            per_run = (time.time() - started) / max(1, n - before)
+            left = f", ~{per_run * (total - n) / 60:.0f} min left" if total and n < total else ""
+            print(f"[{n}/{total}{left}] {line}", flush=True)
 
         with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
             self._launch_all(done, failed, elsewhere, stop, report)
