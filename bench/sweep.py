@@ -233,7 +233,9 @@ def propose(cfg: dict, done: list, count: int | None, pending: list | None = Non
 
     `pending` holds runs in flight and runs that failed in this invocation (so the
     engine moves on; a later invocation retries them)."""
-    from sweeps import RunState, SweepRun, next_run
+    with warnings.catch_warnings():  # `sweeps` warns about its own pydantic settings on import
+        warnings.simplefilter("ignore")
+        from sweeps import RunState, SweepRun, next_run
 
     runs = []
     for params, metric in done:
