@@ -313,6 +313,22 @@ def _not_a_checkpoint(d):
     (d / "last.pt").unlink()
 
 
+def _config_value(key, value):
+    def mutate(d):
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps(dict(cfg, **{key: value})))
+    return mutate
+
+
+def _ckpt_field(key, value, which="best"):
+    def mutate(d):
+        import torch
+        state = torch.load(d / f"{which}.pt", weights_only=True)
+        state[key] = dict(state[key], **value) if isinstance(value, dict) else value
+        torch.save(state, d / f"{which}.pt")
+    return mutate
+
+
 def _config_not_object(d):
     (d / "config.json").write_text("[1, 2]")
 
@@ -333,6 +349,12 @@ FOLDER_CASES = [
     ("probe_from", _no_ckpt, [], "no checkpoint"),
     ("probe_from", _torn("config.json"), [], "config.json is unreadable"),
     ("probe_from", _crafted, [], "refused"),
+    # damaged records are named in one line, never met as a traceback deep in a model
+    ("evaluate", _config_value("latent_dim", "big"), [], "config.json: --latent-dim: expected an integer"),
+    ("evaluate", _ckpt_field("in_shape", [1, 28]), [], "in_shape [1, 28] is not (channels, height, width)"),
+    ("resume", lambda d: (_stopped(d), _ckpt_field("state", {"epoch": "x"}, "last")(d)), [],
+     "training state has values of the wrong type"),
+    ("probe_from", lambda d: None, ["--dataset", "synthetic_rgb"], "cannot encode this dataset's 3x32x32 images"),
 ]
 
 
@@ -399,3 +421,13 @@ def test_resume_names_what_is_wrong_with_the_path(tmp_path, capsys, finished_run
     code = run_inproc(["--resume", path, "--runs-dir", tmp_path / "runs", "--wandb", "disabled"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_a_probe_whose_last_batch_holds_one_image_trains(tmp_path, capsys, a_finished_run):
+    """12 training images in batches of 10 leave a last batch of one after the validation
+    split: BatchNorm cannot normalise it, so a training pass leaves it out (it changes each epoch)."""
+    run = _copy_run(a_finished_run, tmp_path, lambda d: None)
+    code = run_inproc(["--model", "linear_probe", "--dataset", "synthetic", "--epochs", 1, "--runs-dir",
+                       tmp_path / "runs", "--wandb", "disabled", "--limit-train", 12, "--batch-size", 10,
+                       "--probe-from", run.name])
+    assert code == 0, capsys.readouterr().err
