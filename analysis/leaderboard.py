@@ -69,7 +69,8 @@ def family_rows(frame: pd.DataFrame, suite: dict, dataset: str) -> pd.DataFrame:
         notes = []
         code = pd.to_numeric(g.get("probe/latent_dim"), errors="coerce").dropna() if "probe/latent_dim" in g else []
         if latent is not None and len(code) and int(code.iloc[0]) != int(latent):
-            notes.append(f"code size {int(code.iloc[0])}: takes no latent size (suite: {latent})")
+            notes.append(f"its code has {int(code.iloc[0])} values, not the suite's {latent} (the latent size "
+                         f"does not set it): not comparable on the code columns")
         if g["collapsed"].any():
             notes.append(f"{int(g['collapsed'].sum())}/{len(g)} collapsed")
         if math.isnan(row["gen_fd"]):

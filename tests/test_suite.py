@@ -138,7 +138,7 @@ def test_the_leaderboard_ranks_with_intervals_and_marks_best_and_ties(tmp_path):
     ae, vae, pool = rows
     assert "**0.0101 ± 0.0002**" in ae  # best MSE: mean of 0.0100, 0.0101, 0.0102, t(2) = 4.30 interval
     assert "**20.00**" in vae and "| - |" in pool  # the VAE's prior FD is the best; pool_ae cannot generate
-    assert "code size 98: takes no latent size (suite: 16)" in pool and "cannot generate" in pool
+    assert "its code has 98 values, not the suite's 16" in pool and "cannot generate" in pool
     csv = (out / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("rank,family,seeds,test/mse,test/mse_ci,test/mse_mark") and len(csv) == 4
     assert r"\textbf{" in (out / "leaderboard.tex").read_text()
