@@ -398,9 +398,11 @@ CNN_AE_ASSIGNMENT = Template(
         )),
         Section("Part 2, Task 1: STL-10 supervised", (
             Table("CNN from scratch", ("test/acc=test acc", "params=params"), "stl10_supervised"),
+            Figure("curves", "CNN from scratch: train, validation and test accuracy per epoch", "stl10_supervised"),
             Table("Frozen pretrained ResNet-18, trained head", ("test/acc=test acc", "trainable_params=trainable params",
                                                                     "params=params"),
                   "stl10_resnet_probe"),
+            Figure("curves", "ResNet-18 head: accuracy history", "stl10_resnet_probe"),
             Discuss("Scratch CNN vs pretrained embeddings."),
         )),
         Section("Part 2, Task 2: STL-10 self-supervised autoencoder", (
