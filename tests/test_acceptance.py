@@ -122,3 +122,35 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
             [sec.title for sec in template.sections]
         assert "TO WRITE" in md and "nan" not in md
         assert template.max_chars is None or len(md) <= template.max_chars
+        _assert_every_figure_or_its_command(tmp_path / "report" / "report.html", template, name)
+    for run in recorded:
+        _assert_snapshots_show_the_task(run)
+
+
+def _assert_every_figure_or_its_command(page, template, name):
+    """Each figure the template asks for of this sweep is drawn, or a one-line `missing:`
+    names the command that makes it; the results say which runs collapsed."""
+    from analysis.templates import Figure
+
+    import html as html_lib
+
+    page = html_lib.unescape(page.read_text())
+    asked = [b for sec in template.sections for b in sec.blocks if isinstance(b, Figure) and b.sweep == name]
+    for block in asked:
+        drawn = f"<figcaption>{block.caption}" in page
+        missing = f"missing: {block.caption}" in page
+        assert drawn or missing, (name, block.caption)
+    assert all("python -m bench." in line.split("</p>")[0] for line in page.split("<p class='missing'>missing:")[1:])
+
+
+def _assert_snapshots_show_the_task(run):
+    """A reconstructing run keeps outputs over epochs; a denoiser's show its noisy input too."""
+    from bench import checkpoint
+
+    cfg = run.read_config()
+    if cfg.get("model") in ("cnn_classifier", "resnet18_probe", "linear_probe", "seg_ae"):
+        return
+    figures = {p.stem for p in (run.path / "figures").glob("*.png")}
+    assert "recon_epochs" in figures, (run.id, figures)
+    snaps = checkpoint.load(run.ckpt("last"))["state"]["snapshots"]
+    assert snaps and all(s.dtype.is_floating_point is False for s in snaps.values())
