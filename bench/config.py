@@ -26,7 +26,15 @@ from typing import Optional
 import yaml
 
 from bench.errors import UsageError
-from bench.tools import names as tool_names  # the tools' files, none of them imported
+
+
+def tool_names() -> list[str]:
+    """The evaluation tools' names, from the files of `bench/tools/` alone (nothing imported:
+    `run.py --help` stays fast, and the run keys never depend on the tools' code)."""
+    import pkgutil
+
+    folder = Path(__file__).resolve().parent / "tools"
+    return sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_"))
 
 
 def _opt(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi_open=False):

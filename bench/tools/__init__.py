@@ -10,7 +10,6 @@ listed in `--help`, runs in `--eval all`, and gets a generated test.
 """
 from __future__ import annotations
 
-import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,7 +39,9 @@ def register_tool(*, needs=(), rank: int = 100):
 
 def names() -> list[str]:
     """The tools' names, from the package's files alone (nothing imported: `run.py --help`)."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    from bench.config import tool_names
+
+    return tool_names()
 
 
 def tools() -> dict[str, Tool]:
