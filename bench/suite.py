@@ -160,6 +160,17 @@ def main(argv=None) -> int:
         exit_usage(p.prog, UsageError(f"cannot write {e.filename or args.runs_dir}: {e.strerror or e}"))
 
 
+def _subset(given: str | None, allowed: list[str], message: str) -> list[str]:
+    """The comma list `given` (all of `allowed` when None), each name one of `allowed`."""
+    if not given:
+        return allowed
+    wanted = [x.strip() for x in given.split(",") if x.strip()]
+    unknown = [x for x in wanted if x not in allowed]
+    if unknown:
+        raise UsageError(message.format(unknown[0]) + f"; valid: {', '.join(allowed)}")
+    return wanted
+
+
 def _run_suite(args, rest) -> int:
     from bench.config import parse_args
     from bench.sweep import Sweep, _check_against_registry, _workers, fmt_value
@@ -172,20 +183,8 @@ def _run_suite(args, rest) -> int:
                          f"family); choose --scale {'|'.join(SCALES)} or edit sweeps/suite/{args.suite}.yaml")
     if args.scale not in suite["scales"]:
         raise UsageError(f"suite {args.suite} has no scale {args.scale}; its scales: {', '.join(suite['scales'])}")
-    models = families(suite)
-    if args.families:
-        wanted = [m.strip() for m in args.families.split(",") if m.strip()]
-        unknown = [m for m in wanted if m not in models]
-        if unknown:
-            raise UsageError(f"--families: {unknown[0]!r} is not a family of suite {args.suite}; valid: {', '.join(models)}")
-        models = wanted
-    datasets = list(suite["datasets"])
-    if args.datasets:
-        wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
-        unknown = [d for d in wanted if d not in datasets]
-        if unknown:
-            raise UsageError(f"--datasets: {unknown[0]!r} is not in suite {args.suite}; valid: {', '.join(datasets)}")
-        datasets = wanted
+    models = _subset(args.families, families(suite), f"--families: {{!r}} is not a family of suite {args.suite}")
+    datasets = _subset(args.datasets, list(suite["datasets"]), f"--datasets: {{!r}} is not in suite {args.suite}")
     overrides.update(budget_flags(suite, args.scale))
     fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
     args.workers, args.count = _workers(args.workers), None

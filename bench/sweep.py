@@ -111,6 +111,15 @@ def _check_parameters(path: str, params: dict) -> None:
             raise UsageError(f"{path}: parameter {name!r}: min {spec['min']} must be below max {spec['max']}")
 
 
+def _values_of(params: dict):
+    """key -> the list of values a sweep's parameters (canonical names) give it: its `values`,
+    its `value`, or the key's default when the sweep does not set it."""
+    def values(key):
+        spec = params.get(key, {"value": FIELDS[key].default})
+        return list(spec.get("values", [spec["value"]] if "value" in spec else []))
+    return values
+
+
 def _check_against_registry(path: str, params: dict) -> None:
     """Every run the sweep can make is one run.py accepts: each swept model takes each swept
     model key, its task suits each swept dataset, each eval tool exists, and a parameter with
@@ -121,11 +130,7 @@ def _check_against_registry(path: str, params: dict) -> None:
     from bench.keys import cli_keys
 
     params = {_canonical_key(k): spec for k, spec in params.items()}
-
-    def values(key):
-        spec = params.get(key, {"value": FIELDS[key].default})
-        return list(spec.get("values", [spec["value"]] if "value" in spec else []))
-
+    values = _values_of(params)
     for m in values("model"):
         entry = registry.model_entry(str(m))
         taken = set(cli_keys(entry.config_cls))
@@ -158,17 +163,11 @@ def _check_metric(path: str, params: dict, metric: str) -> None:
     the tool's name, or the run's best_value, best_epoch and time/ keys."""
     import registry
     from bench import tools
-    from bench.config import FIELDS
 
-    split, _, term = metric.partition("/")
+    split = metric.partition("/")[0]
     if metric in ("best_value", "best_epoch") or split in ("time", "test_noisy", "warning") or split in tools.names():
         return
-    params = {_canonical_key(k): spec for k, spec in params.items()}
-
-    def values(key):
-        spec = params.get(key, {"value": FIELDS[key].default})
-        return list(spec.get("values", [spec["value"]] if "value" in spec else []))
-
+    values = _values_of({_canonical_key(k): spec for k, spec in params.items()})
     for m in values("model"):
         entry = registry.model_entry(str(m))
         for d in values("dataset"):
