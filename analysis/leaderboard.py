@@ -162,8 +162,10 @@ def pareto_figure(table: pd.DataFrame, dataset: str, path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.errorbar(t["params"], t["test/mse"], yerr=t["test/mse_ci"], fmt="o", ms=5, capsize=3)
-    for _, r in t.iterrows():
-        ax.annotate(r["family"], (r["params"], r["test/mse"]), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    for params, g in t.groupby("params"):  # families of one size (the conv AEs) share one label, best first
+        g = g.sort_values("test/mse")
+        ax.annotate("\n".join(g["family"]), (params, g["test/mse"].iloc[0]), fontsize=7, xytext=(5, -2),
+                    textcoords="offset points", va="top")
     front, best = [], math.inf
     for _, r in t.iterrows():
         if r["test/mse"] < best:
@@ -172,6 +174,8 @@ def pareto_figure(table: pd.DataFrame, dataset: str, path: Path) -> Path | None:
     ax.plot([r["params"] for r in front], [r["test/mse"] for r in front], "-", color="tab:red", lw=1,
             label="Pareto front")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())  # 3x10^4, 4x10^4, ... overlap; decades suffice
     ax.set_xlabel("parameters")
     ax.set_ylabel("test MSE (lower is better)")
     ax.set_title(f"{dataset}: reconstruction against size", fontsize=10)
