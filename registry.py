@@ -7,6 +7,7 @@ configuration.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 from dataclasses import dataclass
@@ -173,18 +174,29 @@ def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def forward_terms(entry: ModelEntry, in_shape, num_classes: int) -> set[str] | None:
-    """The scalar terms (loss, mse, kl, acc, ...) a training forward pass of this model at
-    its defaults returns, found on the meta device (no memory, no weights, no random
-    numbers drawn); None for a family that cannot be built there (it loads weights or a run)."""
+@contextlib.contextmanager
+def on_meta():
+    """Build (and run) models on the meta device: shapes and parameter counts without memory,
+    weights or random numbers drawn (the global RNG is left as it was). A family that loads
+    weights warns that meta tensors ignore them; those warnings are silenced."""
     import warnings
 
     import torch
 
+    with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def forward_terms(entry: ModelEntry, in_shape, num_classes: int) -> set[str] | None:
+    """The scalar terms (loss, mse, kl, acc, ...) a training forward pass of this model at
+    its defaults returns, found on the meta device (no memory, no weights, no random
+    numbers drawn); None for a family that cannot be built there (it loads weights or a run)."""
+    import torch
+
     try:
         cfg = entry.config({}, tuple(in_shape), num_classes)
-        with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with on_meta():
             model = build_model(entry, cfg).train()
             x = torch.rand(2, *in_shape)
             y = {"classify": torch.zeros(2, dtype=torch.long),

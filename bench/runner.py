@@ -133,15 +133,12 @@ def build(cfg, seconds: dict | None = None):
 def check_size(entry, cfg) -> None:
     """Refuse a model too large for memory before allocating it: it is first built on the
     meta device (no memory, no random numbers drawn) and its parameters counted."""
-    import warnings
-
     import psutil
 
-    from registry import build_model, count_params
+    from registry import build_model, count_params, on_meta
 
     try:
-        with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a family that loads weights warns that meta tensors ignore them
+        with on_meta():
             n = count_params(build_model(entry, cfg.family))
     except UsageError:
         raise

@@ -91,10 +91,6 @@ def budget_flags(suite: dict, scale: str) -> dict:
 def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
     """The suite's tools that apply to each family (`sample` needs a decoder of z, which
     `pool_ae` lacks): one `--eval` list per group of families, so no run is refused."""
-    import warnings
-
-    import torch
-
     import registry
     from bench import tools
     from bench.best import Choice
@@ -104,8 +100,7 @@ def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
     for m in models:
         entry = registry.model_entry(m)
         try:
-            with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with registry.on_meta():
                 model = registry.build_model(entry, entry.config({}, data.shape, data.num_classes))
             chosen = [t for t in suite.get("eval") or [] if not tools.missing_needs(t, model, data.kind)]
         except UsageError:
