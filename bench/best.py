@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -28,22 +29,42 @@ class Choice:
     models: frozenset     # the models the sweep trained: only their runs take the values
 
 
-def _finished(folder: Path, metric: str, models: set) -> dict[str, list[float]]:
-    """Configuration (its swept values but the seed, as JSON) -> the metric of each finished
-    run; `models` collects the models they trained."""
-    out: dict[str, list[float]] = {}
+class Record(NamedTuple):
+    key: str              # the run's swept values (`sweep_params`, canonical JSON)
+    fixed: str            # the runner's result-changing flags (`sweep_fixed`)
+    status: str
+    value: float | None   # the metric asked for; None when not recorded (or NaN)
+    run_id: str
+    model: str | None
+
+
+def sweep_records(folder: Path, metric: str | None):
+    """A `Record` of each run of a sweep folder that the runner started; an unreadable
+    record is left out (it counts as not finished)."""
     for run in list_runs(str(folder)):
         try:
             summary = run.read_summary()
         except RecordError:
             continue
-        value = summary.get(metric)
-        if effective_status(summary, run.path) != "finished" or not isinstance(summary.get("sweep_params"), str) \
-                or not isinstance(value, (int, float)) or value != value:
+        key = summary.get("sweep_params")
+        if not isinstance(key, str):
             continue
-        params = {k: v for k, v in json.loads(summary["sweep_params"]).items() if k != "seed"}
-        models.add(summary.get("model"))
-        out.setdefault(json.dumps(params, sort_keys=True), []).append(float(value))
+        value = summary.get(metric) if metric else None
+        value = float(value) if isinstance(value, (int, float)) and value == value else None
+        yield Record(key, summary.get("sweep_fixed") or "{}", effective_status(summary, run.path), value, run.id,
+                     summary.get("model"))
+
+
+def _finished(folder: Path, metric: str, models: set) -> dict[str, list[float]]:
+    """Configuration (its swept values but the seed, as JSON) -> the metric of each finished
+    run; `models` collects the models they trained."""
+    out: dict[str, list[float]] = {}
+    for r in sweep_records(folder, metric):
+        if r.status != "finished" or r.value is None:
+            continue
+        params = {k: v for k, v in json.loads(r.key).items() if k != "seed"}
+        models.add(r.model)
+        out.setdefault(json.dumps(params, sort_keys=True), []).append(r.value)
     return out
 
 

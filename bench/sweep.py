@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from bench.config import FIELDS, canonical, coerce, parse_args, validate_value
+from bench.best import sweep_records
 from bench.signals import StopSignals
 from bench.errors import UsageError, exit_usage
 from bench.store import atomic_write_text, check_plain_name, open_nofollow, refuse_links, try_lock
@@ -291,33 +292,15 @@ def fixed_identity(overrides: dict) -> str:
     return config_key({k: coerce(k, v) for k, v in overrides.items() if k not in NOT_IDENTITY})
 
 
-def _records(runs_dir: Path, metric: str | None):
-    """(config key, runner flags, status, metric value, run id) of each run of a sweep folder;
-    an unreadable record is left out (it counts as not finished)."""
-    from bench.store import RecordError, effective_status, list_runs
-
-    for run in list_runs(str(runs_dir)):
-        try:
-            summary = run.read_summary()
-        except RecordError:
-            continue
-        key = summary.get("sweep_params")
-        if not isinstance(key, str):
-            continue
-        value = summary.get(metric) if metric else None
-        value = float(value) if isinstance(value, (int, float)) and value == value else None
-        yield key, summary.get("sweep_fixed") or "{}", effective_status(summary, run.path), value, run.id
-
-
 def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
     """run key (`Sweep.key`: the swept values and the runner's result-changing flags) ->
     (status, metric value, run id) of the runs already in the sweep folder. A finished run
     wins over failed attempts of the same configuration."""
     out = {}
-    for key, fixed, status, value, run_id in _records(runs_dir, metric):
-        full = f"{key}\n{fixed}"
-        if full not in out or status == "finished":
-            out[full] = (status, value, run_id)
+    for r in sweep_records(runs_dir, metric):
+        full = f"{r.key}\n{r.fixed}"
+        if full not in out or r.status == "finished":
+            out[full] = (r.status, r.value, r.run_id)
     return out
 
 
@@ -383,13 +366,16 @@ class Sweep:
         self.threads = num_threads or max(1, (os.cpu_count() or 1) // self.workers)
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
 
+    def model_of(self, params) -> str:
+        return str(params.get("model") or self.overrides.get("model") or FIELDS["model"].default)
+
     def carried_flags(self, params) -> dict:
         """Values carried to the runs of some models only: `--from-best` (a sweep's choice, for
         the models it trained) or a suite's (its latent size, for the families that take one)."""
         if not self.carried:
             return {}
         from registry import model_entry
-        model = str(params.get("model") or self.overrides.get("model") or FIELDS["model"].default)
+        model = self.model_of(params)
         taken = model_entry(model).config_keys() | {"eval"}
         out = {}
         for choice in self.carried:
@@ -397,8 +383,12 @@ class Sweep:
                 out.update({k: v for k, v in choice.values.items() if k in taken})
         return out
 
+    def carried_args(self, params) -> list[str]:
+        """`carried_flags` as run.py flags."""
+        return [f"--{k.replace('_', '-')}={fmt_value(v)}" for k, v in self.carried_flags(params).items()]
+
     def carried_reason(self, params) -> str:
-        model = str(params.get("model") or self.overrides.get("model") or FIELDS["model"].default)
+        model = self.model_of(params)
         return "; ".join(c.reason for c in self.carried if c.reason and model in c.models)
 
     def identity(self, params) -> str:
@@ -415,13 +405,13 @@ class Sweep:
     def launch(self, params, slot, lock_fd):
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         extra = [f"--num-threads={self.threads}"] if self.pass_threads else []
-        carried = [f"--{k.replace('_', '-')}={fmt_value(v)}" for k, v in self.carried_flags(params).items()]
-        cmd = command_for(params, self.fixed + carried + extra, self.name, str(self.dir))
+        cmd = command_for(params, self.fixed + self.carried_args(params) + extra, self.name, str(self.dir))
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), AEBENCH_SWEEP_FIXED=self.identity(params),
                    PYTHONPATH=path, AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
-        if self.carried_reason(params):
-            env["AEBENCH_FROM_BEST"] = self.carried_reason(params)
+        reason = self.carried_reason(params)
+        if reason:
+            env["AEBENCH_FROM_BEST"] = reason
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         # One log per launch: the configuration's hash tells runs started in the same second apart.
@@ -453,8 +443,8 @@ class Sweep:
         """Print each run's command line and the count; nothing is written."""
         runs = plan(self.cfg, self.args.count)
         for i, params in enumerate(runs, 1):
-            carried = [f"--{k.replace('_', '-')}={fmt_value(v)}" for k, v in self.carried_flags(params).items()]
-            print(f"{i:3d}  " + shlex.join(command_for(params, self.fixed + carried, self.name, str(self.dir))[1:]))
+            cmd = command_for(params, self.fixed + self.carried_args(params), self.name, str(self.dir))
+            print(f"{i:3d}  " + shlex.join(cmd[1:]))
         print(f"{len(runs)} runs")
         return 0
 
