@@ -119,8 +119,9 @@ def _shown(table: pd.DataFrame, style: str) -> tuple[list[str], list[list[str]]]
     for _, r in table.iterrows():
         cost = [f"{r['params']:,.0f}" if r["params"] == r["params"] else "-",
                 f"{r['s_per_epoch']:.2f}" if r["s_per_epoch"] == r["s_per_epoch"] else "-"]
-        body.append([f"{r['rank']:.2f}", r["family"], str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
-                    + cost + [r["notes"]])
+        text = html.escape if style == "html" else str  # number cells are escaped by _cell
+        body.append([f"{r['rank']:.2f}", text(r["family"]), str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
+                    + cost + [text(r["notes"])])
     return head, body
 
 
@@ -148,8 +149,7 @@ def to_csv(tables: dict) -> str:
 def to_html_table(table: pd.DataFrame) -> str:
     head, body = _shown(table, "html")
     return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" +
-            "".join("<tr>" + "".join(f"<td>{c if c.startswith(('<b>', '<u>')) else c}</td>" for c in r) + "</tr>"
-                    for r in body) + "</table>")
+            "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body) + "</table>")
 
 
 def pareto_figure(table: pd.DataFrame, dataset: str, path: Path) -> Path | None:

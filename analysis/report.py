@@ -170,7 +170,7 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
 
 def _table_block(frame, block, template) -> tuple[str, object]:
     """(markdown, display frame or None) of one template table."""
-    from analysis.tables import _fmt, seed_values_note, split_keys, summarise
+    from analysis.tables import _fmt, collapsed_cells, seed_values_note, split_keys, summarise
     from analysis.templates import metric_spec, select
 
     if block.sweep:
@@ -198,7 +198,7 @@ def _table_block(frame, block, template) -> tuple[str, object]:
             table[lab] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals) for v, c, vals
                           in zip(summary[k], summary[f"{k}_ci"], summary[f"{k}_values"])]
     if summary["collapsed"].any():
-        table["collapsed"] = [f"{c}/{n} collapsed" if c else "" for c, n in zip(summary["collapsed"], summary["runs"])]
+        table["collapsed"] = collapsed_cells(summary)
     return f"**{block.caption}**\n\n{to_markdown(table)}", table
 
 

@@ -95,6 +95,11 @@ def collapsed_runs(g: pd.DataFrame) -> pd.Series:
     return flag
 
 
+def collapsed_cells(summary: pd.DataFrame) -> list[str]:
+    """The `collapsed` column of a table: "2/3 collapsed" per configuration, blank when none."""
+    return [f"{c}/{n} collapsed" if c else "" for c, n in zip(summary["collapsed"], summary["runs"])]
+
+
 def collapse_warning(summary: pd.DataFrame) -> str | None:
     """One line when some configurations collapsed (all of them: said first)."""
     if "collapsed" not in summary or not summary["collapsed"].any():
@@ -160,7 +165,7 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     if "duplicates" in summary and summary["duplicates"].any():
         out["duplicate runs set aside"] = summary["duplicates"]
     if "collapsed" in summary and summary["collapsed"].any():
-        out["collapsed"] = [f"{c}/{n} collapsed" if c else "" for c, n in zip(summary["collapsed"], summary["runs"])]
+        out["collapsed"] = collapsed_cells(summary)
     for m in metrics:
         out[m] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals)
                   for v, c, vals in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"])]

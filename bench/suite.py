@@ -7,8 +7,8 @@ A suite file (`sweeps/suite/<name>.yaml`) names its datasets with one latent siz
 families (`all`: every registered autoencoder, so a new file under `bench/models/` joins
 without editing the suite), the seeds, the evaluation tools and the budget of each scale
 (epochs, batch size, learning rate, image counts), stated once and the same for every
-family, and `family_keys` given to every family that takes them (BatchNorm). Each dataset runs as a grid (family x seed) through the local sweep runner, so a
-suite resumes like a sweep, never runs a configuration twice, and its runs share one
+family, and `family_keys` given to every family that takes them (BatchNorm). Each dataset
+runs as a grid (family x seed) through the local sweep runner, so a suite resumes like a sweep, never runs a configuration twice, and its runs share one
 folder and one W&B group, `suite_<name>_<scale>`. A family that has no latent size to set
 (`pool_ae`: its code size is fixed by its architecture) runs at its own size.
 """
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.splitlines()[0])
     p.add_argument("suite", help="a suite under sweeps/suite/ (e.g. standard)")
     p.add_argument("--scale", choices=SCALES, default="tiny",
-                   help="the budget: tiny (seconds, the test suite), cpu (about an hour on 2 cores), full (GPU)")
+                   help="the budget: tiny (seconds, the test suite), cpu (about 15 minutes on 2 cores), full (GPU)")
     p.add_argument("--datasets", default=None, help="only these of the suite's datasets (comma list)")
     p.add_argument("--families", default=None, help="only these families (comma list; default: the suite's)")
     p.add_argument("--workers", default="1", help="runs at once, or auto (as bench.sweep)")
