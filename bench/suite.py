@@ -9,8 +9,9 @@ without editing the suite), the seeds, the evaluation tools and the budget of ea
 (epochs, batch size, learning rate, image counts), stated once and the same for every
 family, and `family_keys` given to every family that takes them (BatchNorm). Each dataset
 runs as a grid (family x seed) through the local sweep runner, so a suite resumes like a
-sweep, never runs a configuration twice, and its runs share one folder and one W&B group, `suite_<name>_<scale>`. A family that has no latent size to set
-(`pool_ae`: its code size is fixed by its architecture) runs at its own size.
+sweep, never runs a configuration twice, and its runs share one folder and one W&B group,
+`suite_<name>_<scale>`. A family that has no latent size to set (`pool_ae`: its code size
+is fixed by its architecture) runs at its own size.
 """
 from __future__ import annotations
 
