@@ -238,7 +238,8 @@ def log_wandb(tables: dict, suite: dict, scale: str, mode: str) -> str:
     if mode == "online" and server_reachable():
         mode = "offline"
     run = wandb.init(project="aebench", group=sweep_name(suite, scale), job_type="leaderboard", mode=mode,
-                     name=f"leaderboard-{suite['name']}-{scale}", settings=wandb.Settings(silent=True))
+                     name=f"leaderboard-{suite['name']}-{scale}", settings=wandb.Settings(silent=True),
+                     dir=str(Path.cwd()))  # ./wandb of now, not of the process's first W&B run
     for dataset, table in tables.items():
         head, body = _shown(table, "plain")
         run.log({f"leaderboard/{dataset}": wandb.Table(columns=head, data=[[html.unescape(c) for c in r]

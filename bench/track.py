@@ -157,6 +157,7 @@ class WandbTracker(Tracker):
         self.run = wandb.init(project=cfg.get("project"), entity=cfg.get("entity"), group=cfg.get("group"),
                               tags=list(cfg.get("tags") or []) or None, name=cfg.get("name") or run.id,
                               id=run.id, resume="allow", config=config, mode=mode, settings=settings,
+                              dir=os.getcwd(),  # ./wandb of now: wandb keeps the first run's folder otherwise
                               job_type=cfg.get("task") or "train")
         self.run.define_metric("epoch")
         for prefix in ("train/*", "time/*", "media/*", "test/*"):

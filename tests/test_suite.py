@@ -162,9 +162,13 @@ def test_the_leaderboard_is_logged_as_a_wandb_table(tmp_path, monkeypatch):
     from analysis.leaderboard import main as leaderboard_main
     from wandb_records import OfflineRun
 
-    monkeypatch.chdir(tmp_path)
     _suite_runs(tmp_path / "runs")
-    assert leaderboard_main(["standard", "--scale", "tiny", "--runs", "runs", "--wandb", "offline"]) == 0
+    for here in (tmp_path / "first", tmp_path):  # each call's W&B files go under its own ./wandb
+        here.mkdir(exist_ok=True)
+        monkeypatch.chdir(here)
+        assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"),
+                                 "--out", "board", "--wandb", "offline"]) == 0
+        assert len(list((here / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
     run = OfflineRun(next((tmp_path / "wandb").glob("offline-run-*/run-*.wandb")))
     assert run.run.run_group == "suite_standard_tiny" and run.run.job_type == "leaderboard"
     row = next(h for h in run.history if "leaderboard/mnist/_type" in h)
