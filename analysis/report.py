@@ -312,9 +312,12 @@ def _template_lead(mine, template) -> str:
         lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
     if "sample/fd_features" in mine:  # which network the Frechet distances are measured in
         nets = sorted(str(v) for v in mine["sample/fd_features"].dropna().unique())
+        spreads = mine[[c for c in mine.columns if c.startswith("sample/") and c.endswith("_fd_spread")]]
+        spread = f" (they disagree by up to {spreads.max().max():.0%} on these samples)" if spreads.notna().any().any() else ""
         if nets:
-            lead += (f" FD is the Frechet distance in the features of {', '.join(nets)} (a small classifier aebench "
-                     f"trains once per dataset): comparable within this report, not with Inception FIDs.")
+            lead += (f" FD is the Frechet distance in the features of {', '.join(nets)}: the mean over three small "
+                     f"classifiers aebench trains once per dataset with seeds 0, 1, 2{spread}; comparable within this "
+                     f"report, not with Inception FIDs.")
     mine_summary = summarise(mine, varying_keys(mine), [])
     collapsed = collapse_warning(mine_summary)
     if collapsed:  # first: every number after it may describe a constant image

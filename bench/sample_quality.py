@@ -1,12 +1,18 @@
-"""Sample quality: a Frechet distance in the features of one small classifier per dataset.
+"""Sample quality: a Frechet distance in the features of small classifiers trained per dataset.
 
-The score is torchmetrics' FrechetInceptionDistance with a custom feature extractor:
-the penultimate layer of a small CNN classifier trained on the dataset's labelled
-training images. That network is trained once, deterministically (fixed seed, fixed
-image subset, fixed epochs), cached on disk, and shared by every run on the same data;
-its identity (dataset, shape, images, recipe, hashed) is recorded beside every score.
-Scores are comparable between runs that name the same identity, and only between them;
-they are not Inception-FID numbers from papers.
+The score is torchmetrics' FrechetInceptionDistance with a custom feature extractor: the
+penultimate layer of a small CNN trained on the dataset's labelled training images (on a
+dataset with binary attributes, CelebA, on all of them at once, multi-label: one attribute
+such as Smiling leaves features that cannot tell samplers apart). How far generated images
+lie from real ones in such a space depends on the network's training seed (off the data,
+where samples lie, networks trained alike disagree: 20-50% on MNIST VAE samples), so there
+are three networks, trained with seeds 0, 1 and 2: the score is the mean of the three
+distances, and its spread (max - min over mean) is recorded beside it, so a reader sees how
+far to trust a difference. Each network is trained once, deterministically (fixed seed,
+image subset and epochs), cached on disk and shared by every run on the same data; their
+identity (dataset, shape, images, recipe, hashed) is recorded beside every score. Scores
+are comparable between runs that name the same identity, and only between them; they are
+not Inception-FID numbers from papers.
 """
 from __future__ import annotations
 
@@ -20,11 +26,11 @@ from torch import nn
 from bench.cache import cache_root
 from bench.data import batches
 
-FEATURE_SEED = 0
+FEATURE_SEEDS = (0, 1, 2)
 FEATURE_EPOCHS = 3
 FEATURE_MAX_TRAIN = 20000
 FEATURE_CHANNELS = (16, 32, 64)
-RECIPE = f"cnn{'-'.join(map(str, FEATURE_CHANNELS))}-adam2e-3-e{FEATURE_EPOCHS}-s{FEATURE_SEED}-v1"
+RECIPE = f"cnn{'-'.join(map(str, FEATURE_CHANNELS))}-adam2e-3-e{FEATURE_EPOCHS}-v2"
 
 
 class Features(nn.Module):
@@ -40,16 +46,40 @@ class Features(nn.Module):
         return self.clf.encode(x.float())
 
 
+class FeatureNetworks:
+    """The networks of one dataset, one per seed in FEATURE_SEEDS; `identity` names them all."""
+
+    def __init__(self, members: list[Features]):
+        self.members = members
+        first = members[0].identity
+        self.identity = first[:first.rindex("-s")] + f"-s{'.'.join(map(str, FEATURE_SEEDS))}"
+
+
 def cache_dir() -> Path:
     return cache_root() / "fd_features"
 
 
-def _identity(data, train, device) -> str:
-    h = hashlib.sha256(f"{RECIPE}|{data.name}|{tuple(data.shape)}|{data.num_classes}|{device.type}".encode())
+def _identity(data, train, device, seed: int) -> str:
+    h = hashlib.sha256(f"{RECIPE}|{data.name}|{tuple(data.shape)}|{device.type}".encode())
     h.update(train.x.cpu().numpy().tobytes())
     h.update(train.y.cpu().numpy().tobytes())
     c, hh, w = data.shape
-    return f"{data.name}-{c}x{hh}x{w}-n{len(train)}-{RECIPE}-{h.hexdigest()[:12]}"
+    target = f"attrs{train.y.shape[1]}" if train.y.dim() == 2 else f"classes{data.num_classes}"
+    return f"{data.name}-{c}x{hh}x{w}-n{len(train)}-{target}-{RECIPE}-{h.hexdigest()[:12]}-s{seed}"
+
+
+def _targets(data, train):
+    """The training split with what the networks learn as `y`: every binary attribute where the
+    dataset has them (multi-label), else the class."""
+    from bench.data import Split
+    from bench.errors import UsageError
+
+    if train.attrs is not None and train.attrs.dim() == 2 and train.attrs.shape[1] > 1:
+        return Split(train.x, train.attrs.float())
+    if train.y is None or train.y.dim() != 1 or data.num_classes < 2:
+        raise UsageError(f"sample quality needs class labels or attributes to train its feature networks; "
+                         f"{data.name} has none")
+    return train
 
 
 def _full_training_set(data, cfg):
@@ -63,33 +93,35 @@ def _full_training_set(data, cfg):
 
     if cfg is None or cfg.limit_train is None:
         return data.labelled_train
-    full = dataclasses.replace(cfg, limit_train=None, limit_test=1, seed=FEATURE_SEED)
+    full = dataclasses.replace(cfg, limit_train=None, limit_test=1, seed=FEATURE_SEEDS[0])
     try:
         return load_data(full).labelled_train
     except UsageError:  # the whole dataset is not there (CelebA's subset asked of a smaller copy)
         return data.labelled_train
 
 
-def feature_network(data, device, cfg=None) -> Features:
-    """The shared feature network for this dataset: loaded from the cache, or trained and cached.
+def feature_networks(data, device, cfg=None) -> FeatureNetworks:
+    """The shared feature networks for this dataset: loaded from the cache, or trained and cached.
 
-    With the run's `cfg` it is trained on the dataset's first FEATURE_MAX_TRAIN labelled
-    training images whatever the run's own limits, so one network serves every run on the
-    dataset. A file lock makes concurrent runs (a sweep's workers) train it once."""
+    With the run's `cfg` they are trained on the dataset's first FEATURE_MAX_TRAIN labelled
+    training images whatever the run's own limits, so they serve every run on the dataset. A
+    file lock per network makes concurrent runs (a sweep's workers) train each once."""
+    train = _targets(data, _full_training_set(data, cfg))
+    train = train.take(torch.arange(min(len(train), FEATURE_MAX_TRAIN), device=train.x.device))
+    return FeatureNetworks([_member(data, train, device, seed) for seed in FEATURE_SEEDS])
+
+
+def _member(data, train, device, seed: int) -> Features:
     from registry import create_model
 
-    from bench.errors import UsageError
     from bench.store import locked
 
-    train = _full_training_set(data, cfg)
-    if train.y is None or train.y.dim() != 1 or data.num_classes < 2:
-        raise UsageError(f"sample quality needs class labels to train its feature network; {data.name} has none")
-    train = train.take(torch.arange(min(len(train), FEATURE_MAX_TRAIN), device=train.x.device))
-    ident = _identity(data, train, device)
+    ident = _identity(data, train, device, seed)
     path = cache_dir() / f"{ident}.pt"
+    outputs = train.y.shape[1] if train.y.dim() == 2 else data.num_classes
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), locked(path):
-        torch.manual_seed(FEATURE_SEED)
-        clf = create_model("cnn_classifier", data.shape, data.num_classes, channels=FEATURE_CHANNELS).to(device)
+        torch.manual_seed(seed)
+        clf = create_model("cnn_classifier", data.shape, outputs, channels=FEATURE_CHANNELS).to(device)
         try:
             clf.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         except (OSError, RuntimeError, ValueError, EOFError):
@@ -97,7 +129,7 @@ def feature_network(data, device, cfg=None) -> Features:
             threads = torch.get_num_threads()
             torch.set_num_threads(max(threads, os.cpu_count() or 1))
             try:
-                _train(clf, train.to(device), device)
+                _train(clf, train.to(device), device, seed)
             finally:
                 torch.set_num_threads(threads)
             _store(path, clf.state_dict())
@@ -105,19 +137,23 @@ def feature_network(data, device, cfg=None) -> Features:
 
 
 @torch.enable_grad()
-def _train(clf, train, device) -> None:
+def _train(clf, train, device, seed: int) -> None:
     import time
 
+    import torch.nn.functional as F
+
     opt = torch.optim.Adam(clf.parameters(), 2e-3)
-    g = torch.Generator().manual_seed(FEATURE_SEED)
+    g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for epoch in range(FEATURE_EPOCHS):
         left = (time.perf_counter() - t0) / epoch * (FEATURE_EPOCHS - epoch) if epoch else None
-        print(f"  sample: training the feature network once for this dataset (epoch {epoch + 1} of "
+        print(f"  sample: training feature network seed {seed} once for this dataset (epoch {epoch + 1} of "
               f"{FEATURE_EPOCHS}{f', about {left:.0f} s left' if left is not None else ''}) ...", flush=True)
         clf.train()
         for x, y in batches(train, 128, shuffle=True, generator=g):
-            loss = clf(x.to(device), y.to(device))["loss"]
+            x, y = x.to(device), y.to(device)
+            loss = F.binary_cross_entropy_with_logits(clf.head(clf.encode(x)), y) if y.dim() == 2 else \
+                clf(x, y)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -134,15 +170,28 @@ def _store(path: Path, state: dict) -> None:
 
 
 @torch.no_grad()
-def frechet(features: Features, real: torch.Tensor, fake: torch.Tensor) -> float:
-    """Frechet distance between two image sets (N, C, H, W) in [0, 1], on their own device."""
-    return frechet_each(features, real, {"fake": fake})["fake"]
+def frechet(features: FeatureNetworks, real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Frechet distance between two image sets (N, C, H, W) in [0, 1], on their own device: the
+    mean over the feature networks."""
+    return frechet_each(features, real, {"fake": fake})["fake"][0]
 
 
 @torch.no_grad()
-def frechet_each(features: Features, real: torch.Tensor, fakes: dict) -> dict[str, float]:
-    """{name: Frechet distance of fakes[name] to `real`}: the real images' features are
-    computed once and kept (torchmetrics' reset_real_features=False) for every fake set."""
+def frechet_each(features: FeatureNetworks, real: torch.Tensor, fakes: dict) -> dict[str, tuple[float, float]]:
+    """{name: (Frechet distance of fakes[name] to `real`, spread)}: the distance is the mean over
+    the feature networks, the spread (max - min) / mean."""
+    each = [_frechet_one(member, real, fakes) for member in features.members]
+    out = {}
+    for name in fakes:
+        values = [one[name] for one in each]
+        mean = sum(values) / len(values)
+        out[name] = (mean, (max(values) - min(values)) / mean if mean > 0 else 0.0)
+    return out
+
+
+def _frechet_one(features: Features, real: torch.Tensor, fakes: dict) -> dict[str, float]:
+    """The real images' features are computed once and kept (torchmetrics'
+    reset_real_features=False) for every fake set."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     fid = FrechetInceptionDistance(feature=features, normalize=True, reset_real_features=False,

@@ -1,5 +1,6 @@
-"""The sample-quality score: one deterministic, cached feature network per dataset, and a
-Frechet distance that ranks known degradations the same way every time."""
+"""The sample-quality score: three deterministic, cached feature networks per dataset (every
+attribute of an attribute dataset), and a Frechet distance that ranks known degradations the
+same way every time."""
 import pytest
 import torch
 
@@ -17,18 +18,21 @@ def fashion(tmp_path_factory):
 
 @pytest.mark.slow
 def test_feature_network_is_deterministic_cached_and_named(fashion, tmp_path, monkeypatch):
-    from bench.sample_quality import cache_dir, feature_network
+    from bench.sample_quality import FEATURE_SEEDS, cache_dir, feature_networks
 
     device = torch.device("cpu")
     x = fashion.test.x[:64].float() / 255
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "a"))
-    first = feature_network(fashion, device)
-    assert len(list(cache_dir().glob("*.pt"))) == 1 and first.identity.startswith("fashion_mnist-1x28x28-n1800-")
-    again = feature_network(fashion, device)  # from the cache
+    first = feature_networks(fashion, device)
+    assert len(list(cache_dir().glob("*.pt"))) == len(FEATURE_SEEDS) == len(first.members) == 3
+    assert first.identity.startswith("fashion_mnist-1x28x28-n1800-classes10-") and first.identity.endswith("-s0.1.2")
+    again = feature_networks(fashion, device)  # from the cache
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "b"))
-    retrained = feature_network(fashion, device)  # trained again from scratch
+    retrained = feature_networks(fashion, device)  # trained again from scratch
     with torch.no_grad():
-        assert torch.equal(first(x), again(x)) and torch.equal(first(x), retrained(x))
+        for a, b, c in zip(first.members, again.members, retrained.members):
+            assert torch.equal(a(x), b(x)) and torch.equal(a(x), c(x))
+        assert not torch.equal(first.members[0](x), first.members[1](x))  # other seeds, other networks
     assert first.identity == again.identity == retrained.identity
 
 
@@ -37,9 +41,9 @@ def test_frechet_distance_ranks_reference_degradations(fashion):
     from torchvision.transforms.functional import gaussian_blur
 
     import registry
-    from bench.sample_quality import feature_network, frechet
+    from bench.sample_quality import feature_networks, frechet
 
-    features = feature_network(fashion, torch.device("cpu"))
+    features = feature_networks(fashion, torch.device("cpu"))
     real, other = fashion.test.x[:1000].float() / 255, fashion.test.x[1000:2000].float() / 255
     g = torch.Generator().manual_seed(0)
     noisy = (other + 0.1 * torch.randn(other.shape, generator=g)).clamp(0, 1)
@@ -49,3 +53,30 @@ def test_frechet_distance_ranks_reference_degradations(fashion):
         untrained = registry.create_model("ae", (1, 28, 28), 10).decode(torch.randn(1000, 64))
     scores = [frechet(features, real, x) for x in (other, noisy, blurred, untrained)]
     assert scores == sorted(scores) and len(set(scores)) == 4, scores  # real < noised < blurred < untrained
+
+
+@pytest.mark.slow
+def test_on_an_attribute_dataset_the_networks_learn_all_the_attributes_at_once(tmp_path, monkeypatch):
+    """CelebA: the networks are trained multi-label on all 40 attributes (one attribute, Smiling,
+    left features that could not tell samplers apart), and predict them on unseen faces: here
+    Smiling, the one these tiny faces show clearly, among 39 random ones."""
+    import torchvision
+    from formats import trust_files, write_celeba
+
+    from bench import sample_quality
+    from bench.config import resolve
+    from bench.data import load_data
+
+    monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sample_quality, "FEATURE_SEEDS", (0,))  # one network: the three are tested above
+    monkeypatch.setattr(sample_quality, "FEATURE_EPOCHS", 20)  # 270 faces: more passes than the recipe's
+    base, _ = write_celeba(tmp_path, n=450)
+    trust_files(monkeypatch, torchvision.datasets.CelebA, base)
+    data = load_data(resolve({"dataset": "celeba", "data_root": str(tmp_path), "limit_train": 300,
+                              "limit_test": 150, "seed": 0}))
+    nets = sample_quality.feature_networks(data, torch.device("cpu"))
+    (net,) = nets.members
+    assert "-attrs40-" in nets.identity and net.clf.head.out_features == 40
+    with torch.no_grad():
+        right = ((net.clf.head(net(data.test.x.float() / 255)) > 0) == data.test.attrs.bool()).float().mean(0)
+    assert right[data.attr_names.index("Smiling")] > 0.9, right
