@@ -133,6 +133,9 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
     for warning in (collapse_warning(summary), few_seeds_warning(summary)):
         if warning:
             notes.append(warning.removeprefix("warning: "))
+    fd = fd_note(frame)
+    if fd:
+        notes.append(fd)
     failures = tool_failures(frame)
     status = status_table(frame) + (f"; {note}" if note else "") + "".join(f"; {n}" for n in notes) + \
         ("; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
@@ -297,6 +300,20 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
     return html_path, md_path
 
 
+def fd_note(frame) -> str | None:
+    """Which networks the sample FDs are measured in, and how far those networks disagree."""
+    if "sample/fd_features" not in frame:
+        return None
+    nets = sorted(str(v) for v in frame["sample/fd_features"].dropna().unique())
+    spreads = frame[[c for c in frame.columns if c.startswith("sample/") and c.endswith("_fd_spread")]]
+    spread = f" (they disagree by up to {spreads.max().max():.0%} on these samples)" if spreads.notna().any().any() else ""
+    if not nets:
+        return None
+    return (f"FD is the Frechet distance in the features of {', '.join(nets)}: the mean over three small classifiers "
+            f"aebench trains once per dataset with seeds 0, 1, 2{spread}; comparable within this report, not with "
+            f"Inception FIDs")
+
+
 def _template_lead(mine, template) -> str:
     """The opening paragraph: which assignment, which runs, what is missing or failed."""
     from analysis.templates import TO_WRITE
@@ -310,14 +327,9 @@ def _template_lead(mine, template) -> str:
     failures = tool_failures(mine)
     if failures:
         lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
-    if "sample/fd_features" in mine:  # which network the Frechet distances are measured in
-        nets = sorted(str(v) for v in mine["sample/fd_features"].dropna().unique())
-        spreads = mine[[c for c in mine.columns if c.startswith("sample/") and c.endswith("_fd_spread")]]
-        spread = f" (they disagree by up to {spreads.max().max():.0%} on these samples)" if spreads.notna().any().any() else ""
-        if nets:
-            lead += (f" FD is the Frechet distance in the features of {', '.join(nets)}: the mean over three small "
-                     f"classifiers aebench trains once per dataset with seeds 0, 1, 2{spread}; comparable within this "
-                     f"report, not with Inception FIDs.")
+    fd = fd_note(mine)
+    if fd:
+        lead += f" {fd}."
     mine_summary = summarise(mine, varying_keys(mine), [])
     collapsed = collapse_warning(mine_summary)
     if collapsed:  # first: every number after it may describe a constant image

@@ -49,23 +49,23 @@ class Features(nn.Module):
 class FeatureNetworks:
     """The networks of one dataset, one per seed in FEATURE_SEEDS; `identity` names them all."""
 
-    def __init__(self, members: list[Features]):
+    def __init__(self, members: list[Features], identity: str):
         self.members = members
-        first = members[0].identity
-        self.identity = first[:first.rindex("-s")] + f"-s{'.'.join(map(str, FEATURE_SEEDS))}"
+        self.identity = identity
 
 
 def cache_dir() -> Path:
     return cache_root() / "fd_features"
 
 
-def _identity(data, train, device, seed: int) -> str:
+def _identity(data, train, device) -> str:
+    """What the networks are trained on and how, hashed; a member's name adds `-s<seed>`."""
     h = hashlib.sha256(f"{RECIPE}|{data.name}|{tuple(data.shape)}|{device.type}".encode())
     h.update(train.x.cpu().numpy().tobytes())
     h.update(train.y.cpu().numpy().tobytes())
     c, hh, w = data.shape
     target = f"attrs{train.y.shape[1]}" if train.y.dim() == 2 else f"classes{data.num_classes}"
-    return f"{data.name}-{c}x{hh}x{w}-n{len(train)}-{target}-{RECIPE}-{h.hexdigest()[:12]}-s{seed}"
+    return f"{data.name}-{c}x{hh}x{w}-n{len(train)}-{target}-{RECIPE}-{h.hexdigest()[:12]}"
 
 
 def _targets(data, train):
@@ -108,15 +108,16 @@ def feature_networks(data, device, cfg=None) -> FeatureNetworks:
     file lock per network makes concurrent runs (a sweep's workers) train each once."""
     train = _targets(data, _full_training_set(data, cfg))
     train = train.take(torch.arange(min(len(train), FEATURE_MAX_TRAIN), device=train.x.device))
-    return FeatureNetworks([_member(data, train, device, seed) for seed in FEATURE_SEEDS])
+    base = _identity(data, train, device)
+    return FeatureNetworks([_member(data, train, device, seed, f"{base}-s{seed}") for seed in FEATURE_SEEDS],
+                           f"{base}-s{'.'.join(map(str, FEATURE_SEEDS))}")
 
 
-def _member(data, train, device, seed: int) -> Features:
+def _member(data, train, device, seed: int, ident: str) -> Features:
     from registry import create_model
 
     from bench.store import locked
 
-    ident = _identity(data, train, device, seed)
     path = cache_dir() / f"{ident}.pt"
     outputs = train.y.shape[1] if train.y.dim() == 2 else data.num_classes
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), locked(path):

@@ -42,9 +42,10 @@ def sample(model, data, cfg, run, device):
     numbers.update({f"sample/{name}_fd_spread": spread for name, (_, spread) in scored.items()})
     numbers["sample/fd_features"] = features.identity
     label = {name: f"{fd:.2f} (networks differ by {spread:.0%})" for name, (fd, spread) in scored.items()}
-    print("  sample: Frechet distance to test images, mean of 3 feature networks: "
+    over = f"mean over {len(features.members)} feature networks"
+    print(f"  sample: Frechet distance to test images, {over}: "
           + ", ".join(f"{name} {text}" for name, text in label.items()), flush=True)
-    path = image_grids([(f"{name} (FD {label[name]})", imgs[:N_SAMPLES_SHOWN]) for name, imgs in decoded.items()],
+    path = image_grids([(f"{name}\nFD {label[name]}", imgs[:N_SAMPLES_SHOWN]) for name, imgs in decoded.items()],
                        run.figures / "samples.png", "samples; Frechet distance to test images, lower is better "
-                       "(mean over 3 feature networks)")
+                       f"({over})")
     return {"numbers": numbers, "figures": {"samples": path}}
