@@ -31,6 +31,8 @@ from pathlib import Path
 import psutil
 import torch
 
+from bench.errors import UsageError, exit_usage
+
 CASES = [
     {"name": "mlp_vae 784-400-20", "model": "mlp_vae", "dataset": "fashion_mnist", "batch": 128,
      "extra": ["--hidden-dims", "400", "--latent-dim", "20"]},
@@ -283,6 +285,8 @@ def main(argv=None) -> int:
             for case in cases:  # on CUDA in fp32 and in bf16 (--amp; the notebook loop stays fp32)
                 for amp in (("off", "bf16") if device.type == "cuda" else ("off",)):
                     results.append(measure(case, args, device, workdir, amp))
+        except UsageError as e:  # missing data, a bad case: one line, as run.py says it
+            exit_usage("python -m bench.speed", e)
         finally:
             os.chdir(cwd)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

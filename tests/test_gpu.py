@@ -61,7 +61,7 @@ def test_sweep_packs_several_runs_on_one_device(tmp_path):
     y.write_text("name: g\nprogram: run.py\nmethod: grid\nmetric: {name: val/loss, goal: minimize}\n"
                  "parameters:\n  model: {value: mlp_vae}\n  dataset: {value: synthetic}\n"
                  "  latent_dim: {values: [4, 8, 16, 32]}\n  epochs: {value: 1}\n"
-                 "command: [${env}, ${interpreter}, ${program}, ${args}]\n")
+                 "command: [\"${env}\", \"${interpreter}\", \"${program}\", \"${args}\"]\n")
     p = run_cli([y, "--workers", "auto", "--device", "cuda", "--runs-dir", "runs", "--wandb", "disabled",
                  "--limit-train", 600], cwd=tmp_path, script="bench.sweep")
     assert p.returncode == 0, p.stdout + p.stderr
