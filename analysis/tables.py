@@ -115,18 +115,22 @@ def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     """One row per configuration: `<metric>` mean, `<metric>_ci` (NaN with one seed), run count.
 
     Only finished runs count, each seed once; `duplicates` says how many repeated runs of
-    a seed were set aside (they are flagged, never averaged in as extra seeds)."""
-    frame = frame[frame["status"] == "finished"] if "status" in frame else frame
+    a seed were set aside (they are flagged, never averaged in as extra seeds), `stopped`
+    how many runs of the configuration a sweep's early termination ended (never averaged in:
+    they trained fewer epochs)."""
+    frame = frame[frame["status"].isin(["finished", "stopped"])] if "status" in frame else frame
     rows = []
     keyed = frame.assign(**{k: frame[k].map(lambda v: v if not isinstance(v, list) else tuple(v)) for k in group_by})
     for key, g in keyed.groupby(group_by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        g, dups = one_per_seed(g)
+        row_stopped = int((g["status"] == "stopped").sum()) if "status" in g else 0
+        g, dups = one_per_seed(g[g["status"] == "finished"] if "status" in g else g)
         g = g.sort_values("seed") if "seed" in g else g
         row = dict(zip(group_by, key))
         row["runs"] = len(g)
         row["seeds"] = ",".join(str(int(s)) for s in sorted(g["seed"].dropna())) if "seed" in g else ""
         row["duplicates"] = dups
+        row["stopped"] = row_stopped
         row["collapsed"] = int(collapsed_runs(g).sum())
         for m in metrics:
             vals = g[m].to_numpy(dtype=float) if m in g else np.array([np.nan])
@@ -166,6 +170,8 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
         out["duplicate runs set aside"] = summary["duplicates"]
     if "collapsed" in summary and summary["collapsed"].any():
         out["collapsed"] = collapsed_cells(summary)
+    if "stopped" in summary and summary["stopped"].any():
+        out["stopped early (not averaged)"] = summary["stopped"]
     for m in metrics:
         out[m] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals)
                   for v, c, vals in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"])]
@@ -255,10 +261,14 @@ def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
 
 
 def warn_about(frame: pd.DataFrame) -> None:
-    """Runs that could not be read, and repeated seeds, are said on stderr, never hidden."""
+    """Runs that could not be read, and runs a sweep stopped early, are said on stderr, never hidden."""
     note = unreadable_note(frame)
     if note:
         print(f"warning: {note}", file=sys.stderr)
+    n = int((frame["status"] == "stopped").sum()) if "status" in frame else 0
+    if n:
+        print(f"note: {n} run(s) were stopped early by their sweep's early termination: counted in the `stopped "
+              f"early` column, not in any mean (they trained fewer epochs)", file=sys.stderr)
 
 
 def key_list(text):

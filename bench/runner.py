@@ -89,6 +89,9 @@ def resolve_run_config(overrides: dict):
                          f"stop it first")
     if status == "finished":
         raise UsageError(f"--resume {run.id}: the run already finished; start a new run instead")
+    if status == "stopped":
+        raise UsageError(f"--resume {run.id}: the run was stopped early by its sweep's early termination "
+                         f"({run.read_summary().get('stop_reason')}); it is done: start a new run instead")
     saved.update({k: v for k, v in overrides.items() if k in RESUME_FREE_KEYS and k != "config"})
     return resolve(saved), run
 
@@ -278,6 +281,9 @@ def _supervised(job: Job, phases: Phases, log) -> int:
     exit_code, status, last = 0, "finished", None
     try:
         _train_and_evaluate(job, phases, log)
+        if job.trainer.state.stopped:  # ended by the sweep's early termination, with its test numbers
+            status = "stopped"
+            job.extra.update(stopped_epoch=job.trainer.state.epoch, stop_reason=job.trainer.state.stopped)
     except Diverged as e:
         exit_code, status = 1, "failed"
         job.extra = {"reason": str(e), "failed_epoch": e.epoch, "failed_step": e.step, "epochs": job.epochs_done()}
@@ -309,12 +315,14 @@ def _supervised(job: Job, phases: Phases, log) -> int:
         with phases.signals.recording_only():
             _finish(run, job.tracking, status, dict(job.extra, **phases.times()), exit_code)
     # Last on screen, after W&B's own footer: the test numbers, the run folder, what next.
-    if status == "finished":
+    if status in ("finished", "stopped"):
         log(summary_line(job.extra))
-    log(f"status {status}  run dir {run.path}")
+    log(f"status {status}  run dir {run.path}"
+        + (f"  (early termination after epoch {job.extra['stopped_epoch']}/{cfg.epochs}: {job.extra['stop_reason']})"
+           if status == "stopped" else ""))
     if last:
         print(last, file=sys.stderr)
-    if status == "finished":
+    if status in ("finished", "stopped"):
         log(next_steps(run, cfg, job.tracking))
     return exit_code
 
@@ -341,6 +349,7 @@ def summary_line(extra: dict) -> str:
 def _train_and_evaluate(job: Job, phases: Phases, log) -> None:
     """The run's phases in order; each one's wall time is recorded as `time/phase/<name>`."""
     from bench.evaluate import run_extra
+    from bench.stopping import EarlyStop
     from bench.track import Tracking
 
     _start(job, log)
@@ -350,7 +359,8 @@ def _train_and_evaluate(job: Job, phases: Phases, log) -> None:
     phases.enter("setup")
     step_fn = _setup(job, log)
     job.trainer = Trainer(job.model, job.data, job.cfg, job.run, job.tracking, job.device, log=log,
-                          record=job.record, resume=job.resume, step_fn=step_fn)
+                          record=job.record, resume=job.resume, step_fn=step_fn,
+                          early_stop=EarlyStop.from_env(job.run))
     phases.enter("training")
     state = job.trainer.fit()
     phases.enter("test_evaluation")
@@ -439,7 +449,7 @@ def next_steps(run, cfg, tracking) -> str:
 def _finish(run, tracking, status, extra, exit_code) -> None:
     """Record the final status; a full disk may refuse even that (the run then reads as crashed)."""
     # A resumed run that finishes no longer carries why it stopped before.
-    stale = ("reason", "failed_epoch", "failed_step", "traceback") if status == "finished" else ()
+    stale = ("reason", "failed_epoch", "failed_step", "traceback") if status in ("finished", "stopped") else ()
     try:
         summary = run.update_summary(forget=stale, status=status, finished_at=time.time(), **extra)
     except OSError as e:

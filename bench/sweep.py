@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import stopping
 from bench.config import FIELDS, canonical, coerce, parse_args, validate_value
 from bench.best import sweep_records
 from bench.signals import StopSignals
@@ -63,6 +64,7 @@ def load_sweep(path: str) -> dict:
         if not isinstance(spec, dict):
             raise UsageError(f"{path}: invalid sweep config: parameter {name!r} must be a mapping such as {{values: [...]}}, "
                              f"got {type(spec).__name__}")
+    stopping.check(cfg, path)  # before the schema: an early_terminate type is refused with the valid ones
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         violations = sweeps.schema_violations_from_proposed_config(cfg)
@@ -238,8 +240,9 @@ def propose(cfg: dict, done: list, count: int | None, pending: list | None = Non
         from sweeps import RunState, SweepRun, next_run
 
     runs = []
-    for params, metric in done:
-        r = SweepRun(config={k: {"value": v} for k, v in params.items()}, state=RunState.finished)
+    for params, metric, *status in done:  # a run stopped early is `killed` to the engine, as on W&B
+        r = SweepRun(config={k: {"value": v} for k, v in params.items()},
+                     state=RunState.killed if status == ["stopped"] else RunState.finished)
         if metric is not None:
             name = cfg.get("metric", {}).get("name")
             r.summary_metrics = {name: metric}
@@ -292,14 +295,19 @@ def fixed_identity(overrides: dict) -> str:
     return config_key({k: coerce(k, v) for k, v in overrides.items() if k not in NOT_IDENTITY})
 
 
+# A run in one of these states is done: a later invocation never starts its configuration again
+# (`stopped`: ended by the sweep's early termination, with its test numbers).
+DONE = ("finished", "stopped")
+
+
 def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
     """run key (`Sweep.key`: the swept values and the runner's result-changing flags) ->
-    (status, metric value, run id) of the runs already in the sweep folder. A finished run
-    wins over failed attempts of the same configuration."""
+    (status, metric value, run id) of the runs already in the sweep folder. A finished (or
+    stopped) run wins over failed attempts of the same configuration."""
     out = {}
     for r in sweep_records(runs_dir, metric):
         full = f"{r.key}\n{r.fixed}"
-        if full not in out or r.status == "finished":
+        if full not in out or r.status in DONE:
             out[full] = (r.status, r.value, r.run_id)
     return out
 
@@ -327,6 +335,17 @@ def failed_tools(sweep_dir: Path, run_id: str) -> list[str]:
     except RecordError:
         return []
     return sorted(k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v)
+
+
+def stop_note(sweep_dir: Path, run_id: str) -> str:
+    """`after epoch N: <the rule's reason>` of a run stopped early."""
+    from bench.store import RecordError, RunDir
+
+    try:
+        summary = RunDir(sweep_dir / run_id).read_summary()
+    except RecordError:
+        return "stopped early"
+    return f"after epoch {summary.get('stopped_epoch')}: {summary.get('stop_reason')}"
 
 
 def in_space(params: dict, cfg: dict) -> bool:
@@ -412,6 +431,8 @@ class Sweep:
         reason = self.carried_reason(params)
         if reason:
             env["AEBENCH_FROM_BEST"] = reason
+        if self.cfg.get("early_terminate"):  # each run asks W&B's rule at its epoch boundaries (bench.stopping)
+            env[stopping.ENV] = json.dumps({k: self.cfg[k] for k in ("method", "metric", "early_terminate")})
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         # One log per launch: the configuration's hash tells runs started in the same second apart.
@@ -434,19 +455,35 @@ class Sweep:
         if fd is None:
             return None
         status = existing(self.dir, self.metric).get(self.key(params), (None,))[0]
-        if status == "finished":
+        if status in DONE:
             os.close(fd)
             return None
         return fd
 
     def dry_run(self) -> int:
-        """Print each run's command line and the count; nothing is written."""
+        """Print each run's command line and the count; nothing is written. A bayes sweep has
+        no plan: each run is chosen from the results of the runs before it."""
+        if self.cfg["method"] == "bayes":
+            print(f"sweep {self.name}: method bayes chooses each run from the finished runs' {self.metric}, one "
+                  f"at a time, so there is no plan to print; it will make at most {self.args.count} runs"
+                  + self._early_note())
+            return 0
         runs = plan(self.cfg, self.args.count)
         for i, params in enumerate(runs, 1):
             cmd = command_for(params, self.fixed + self.carried_args(params), self.name, str(self.dir))
             print(f"{i:3d}  " + shlex.join(cmd[1:]))
-        print(f"{len(runs)} runs")
+        print(f"{len(runs)} runs" + self._early_note())
         return 0
+
+    def _early_note(self) -> str:
+        et = self.cfg.get("early_terminate")
+        if not et:
+            return ""
+        spec = self.cfg["parameters"].get("epochs", {})
+        epochs = int(spec.get("value", max(spec.get("values") or [0]))) or None  # bands at or past it never act
+        bands = [b for b in stopping.bands(self.cfg) if epochs is None or b < epochs][:6]
+        return (f"; early_terminate {et['type']}: runs behind at epochs {', '.join(map(str, bands)) or '(none)'}"
+                f" by {self.metric} are stopped there")
 
     def run(self) -> int:
         from tqdm import tqdm
@@ -459,9 +496,9 @@ class Sweep:
                 refuse_links(f"sweep {self.name}", own)
         atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.cfg, sort_keys=False))
         prior = existing(self.dir, self.metric)
-        finished = [(json.loads(k.split("\n")[0]), k, m) for k, (s, m, _) in prior.items() if s == "finished"]
-        done = [(p, m) for p, k, m in finished if in_space(p, self.cfg) and k == self.key(p)]
-        other = sum(1 for p, k, _ in finished if k != self.key(p))
+        finished = [(json.loads(k.split("\n")[0]), k, m, s) for k, (s, m, _) in prior.items() if s in DONE]
+        done = [(p, m, s) for p, k, m, s in finished if in_space(p, self.cfg) and k == self.key(p)]
+        other = sum(1 for p, k, *_ in finished if k != self.key(p))
         total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
         print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
               f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
@@ -490,7 +527,11 @@ class Sweep:
         bar.close()
         now = existing(self.dir, self.metric)
         other = [p for p in elsewhere if now.get(self.key(p), (None,))[0] != "finished"]
-        print(f"sweep {self.name}: {len(done)} finished, {len(failed)} failed or interrupted"
+        stopped = sum(1 for _, _, s in done if s == "stopped")
+        print(f"sweep {self.name}: {len(done) - stopped} finished, "
+              + (f"{stopped} stopped early by {self.cfg['early_terminate']['type']} "
+                 f"({self.epochs_trained()} epochs trained), " if self.cfg.get("early_terminate") else "")
+              + f"{len(failed)} failed or interrupted"
               + (f", {len(other)} running under another runner" if other else "")
               + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
         if stop.signum is not None:
@@ -532,15 +573,29 @@ class Sweep:
         """Record a finished process's run as done or failed; its one-line summary."""
         status, metric, run_id = existing(self.dir, self.metric).get(self.key(params), ("failed", None, "?"))
         tools = failed_tools(self.dir, run_id)
-        if status == "finished":
-            done.append((params, metric))
+        if status in DONE:
+            done.append((params, metric, status))
         else:
             failed.append(params)
         shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
         return (f"{status:<11} {time.time() - t0:6.1f}s  {shown}  "
                 + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+                + (f"  ({stop_note(self.dir, run_id)})" if status == "stopped" else "")
                 + (f"  eval failed: {', '.join(tools)}" if tools else "")
-                + (f"  log: {log.name}" if status != "finished" else ""))
+                + (f"  log: {log.name}" if status not in DONE else ""))
+
+    def epochs_trained(self) -> int:
+        """Epochs trained by the runs of this sweep folder made with these runner flags."""
+        from bench.store import RecordError, RunDir
+
+        total = 0
+        for r in sweep_records(self.dir, None):
+            if r.fixed == self.identity(json.loads(r.key)):
+                try:
+                    total += int(RunDir(self.dir / r.run_id).read_summary().get("epochs") or 0)
+                except (RecordError, TypeError, ValueError):
+                    continue
+        return total
 
 
 def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 2.0, cap: int = 8) -> int:

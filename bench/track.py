@@ -226,6 +226,9 @@ class WandbTracker(Tracker):
                         del self.run.summary[k]
                 elif isinstance(v, (int, float, str, bool)):
                     self.run.summary[k] = v
+            if summary.get("status") == "stopped":  # early-terminated: as W&B's sweeps show it, a state and a tag
+                self.run.summary["state"] = "stopped"
+                self.run.tags = tuple(t for t in (self.run.tags or ()) if t != "stopped") + ("stopped",)
         self._safe(put)
 
     def log_checkpoints(self, run, which):

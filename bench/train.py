@@ -37,6 +37,7 @@ class TrainState:
     train_seconds: float = 0.0
     compile_seconds: float = 0.0
     snapshots: dict = field(default_factory=dict)  # epoch -> uint8 reconstructions of fixed test images
+    stopped: str | None = None  # why the sweep's early termination ended training here (bench.stopping)
 
     def __post_init__(self):
         """A state read back from a checkpoint holds what this class writes, or is refused."""
@@ -47,7 +48,8 @@ class TrainState:
               and isinstance(self.snapshots, dict) and number(self.train_seconds, (int, float))
               and number(self.compile_seconds, (int, float))
               and (self.best_value is None or number(self.best_value, (int, float)))
-              and (self.best_epoch is None or number(self.best_epoch, int)))
+              and (self.best_epoch is None or number(self.best_epoch, int))
+              and (self.stopped is None or isinstance(self.stopped, str)))
         if not ok:
             raise TypeError(f"training state has values of the wrong type (epoch {self.epoch!r})")
 
@@ -158,10 +160,11 @@ class Trainer:
     """Trains one model on one run, complete when built: `resume` is a checkpoint from
     `read_resumable`, `record` the resolved config stored in every checkpoint (the same
     dict as config.json), `step_fn` the callable a training step runs (the model, or its
-    compiled form)."""
+    compiled form), `early_stop` the sweep's early-termination rule (`bench.stopping.EarlyStop`),
+    asked after each epoch but the last."""
 
     def __init__(self, model, data: DataBundle, cfg, run, tracking, device, log=print, *,
-                 record: dict | None = None, resume: dict | None = None, step_fn=None):
+                 record: dict | None = None, resume: dict | None = None, step_fn=None, early_stop=None):
         self.model, self.data, self.cfg, self.run = model, data, cfg, run
         self.tracking, self.device, self.log = tracking, device, log
         self.opt = _optimizer(model, cfg)
@@ -169,6 +172,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.amp == "fp16" else None
         self.state = TrainState()
         self.step_fn = step_fn or model
+        self.early_stop = early_stop
         self.check_every = 1 if device.type == "cpu" else 50
         self.ckpt_meta = {"in_shape": list(data.shape), "num_classes": data.num_classes,
                           "config": record if record is not None else cfg.to_dict()}
@@ -273,7 +277,7 @@ class Trainer:
         if cfg.select_on == "test":
             key = "test/" + key.split("/", 1)[1]
         with StopSignals() as stop:  # SIGINT/SIGTERM stop the loop between steps
-            for epoch in range(st.epoch, cfg.epochs):
+            for epoch in range(st.epoch, st.epoch if st.stopped else cfg.epochs):
                 t_epoch = time.perf_counter()
                 tr = self.train_epoch(epoch, stop)
                 row = {"epoch": epoch + 1}
@@ -300,6 +304,12 @@ class Trainer:
                                                best_metric=key if key in row else "val/loss"))
                 self.log(format_row(row, cfg.epochs))
                 stop.check(f"epoch {epoch + 1}")
+                if self.early_stop is not None and st.epoch < cfg.epochs:
+                    st.stopped = self.early_stop()
+                    if st.stopped:
+                        self.save()  # the decision is part of the run's state: a resume does not train on
+                        self.log(f"stopped early after epoch {st.epoch}/{cfg.epochs}: {st.stopped}")
+                        break
         return st
 
 

@@ -259,6 +259,19 @@ SWEEP_CASES = [
      ["--count", "2"], "metric 'test/bogus' is never logged by model ae"),
     ("method: grid\nmetric: {name: val/kl}\nparameters:\n  model: {values: [vae, ae]}\n", [],
      "never logged by model ae"),
+    # early termination the local runner can honour, or one line before any run
+    (HEAD + "early_terminate: {type: median}\nparameters:\n  seed: {values: [1]}\n", [],
+     "early_terminate type 'median' is not implemented by the local runner; valid: hyperband"),
+    ("method: grid\nearly_terminate: {type: hyperband, min_iter: 1}\nparameters:\n  seed: {values: [1]}\n", [],
+     "early_terminate needs a metric"),
+    ("method: grid\nmetric: {name: test/psnr, goal: maximize}\nearly_terminate: {type: hyperband, min_iter: 1}\n"
+     "parameters:\n  seed: {values: [1]}\n", [], "must be logged every epoch"),
+    (HEAD + "early_terminate: {type: hyperband}\nparameters:\n  seed: {values: [1]}\n", [],
+     "hyperband needs min_iter"),
+    (HEAD + "early_terminate: {type: hyperband, min_iter: 0}\nparameters:\n  seed: {values: [1]}\n", [],
+     "early_terminate min_iter: 0 is less than the minimum of 1"),
+    (HEAD + "early_terminate: {type: hyperband, max_iter: 1, s: 2, eta: 3}\nparameters:\n  seed: {values: [1]}\n",
+     [], "no band is at least one epoch"),
 ]
 
 
