@@ -118,7 +118,9 @@ def load_wandb(path: str, sweep: str | None = None, api=None) -> pd.DataFrame:
         history = [dict(h) for h in r.scan_history()]
         history = [h for h in history if "epoch" in h]
         config = {k: v for k, v in dict(r.config).items() if not k.startswith("_")}
-        rows.append(_row(r.id, "wandb", getattr(r, "url", ""), r.state, config, summary, history))
+        # A run the sweep's early termination ended finished its process, and says so in its summary
+        state = "stopped" if summary.get("state") == "stopped" and r.state == "finished" else r.state
+        rows.append(_row(r.id, "wandb", getattr(r, "url", ""), state, config, summary, history))
     return pd.DataFrame(rows)
 
 

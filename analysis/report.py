@@ -202,6 +202,8 @@ def _table_block(frame, block, template) -> tuple[str, object]:
                           in zip(summary[k], summary[f"{k}_ci"], summary[f"{k}_values"])]
     if summary["collapsed"].any():
         table["collapsed"] = collapsed_cells(summary)
+    if summary["stopped"].any():  # runs the sweep's early termination ended: listed, never averaged
+        table["stopped early (not averaged)"] = summary["stopped"]
     return f"**{block.caption}**\n\n{to_markdown(table)}", table
 
 
