@@ -2,6 +2,9 @@
 
     AEBENCH_FAULT=test_evaluation:SIGTERM python run.py ...      # at the phase's start
     AEBENCH_FAULT=wandb_init:SIGINT:0.5 python run.py ...         # 0.5 s into the phase
+    AEBENCH_FAULT=logged@3:SIGKILL python run.py ...              # epoch 3's row written, its summary not
+
+Inside an epoch's end: `checkpointed@N` (last.pt written) and `logged@N` (its row appended).
 
 Unset (always, outside tests) every call is a dictionary lookup and nothing else.
 """

@@ -263,6 +263,12 @@ class Trainer:
         return {"media/reconstructions": (grid, f"epoch {epoch}: " + ", ".join(name for name, _ in rows[:-1])
                                           + " and the outputs, top to bottom")}
 
+    def log_progress(self, key: str) -> None:
+        """The summary's view of training (epochs done, best epoch, value and metric), from the state."""
+        st = self.state
+        self.tracking.log_summary(dict(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value,
+                                       best_metric=key if key in st.history[-1] else "val/loss"))
+
     def evaluate(self, split: str) -> dict:
         """Every scalar term over a split, seen the way the model validates (a denoiser on
         inputs corrupted as in training), so the best checkpoint measures what it learns."""
@@ -276,6 +282,8 @@ class Trainer:
         key, mode = self.model.best_metric
         if cfg.select_on == "test":
             key = "test/" + key.split("/", 1)[1]
+        if st.history:  # resumed: the summary is the checkpoint's, whatever the last one written says
+            self.log_progress(key)
         with StopSignals() as stop:  # SIGINT/SIGTERM stop the loop between steps
             for epoch in range(st.epoch, st.epoch if st.stopped else cfg.epochs):
                 t_epoch = time.perf_counter()
@@ -299,9 +307,10 @@ class Trainer:
                 # is written so that the checkpoint (and a resumed run's history) holds it.
                 row["time/epoch_wall_seconds"] = time.perf_counter() - t_epoch
                 self.save()
+                faults.point(f"checkpointed@{st.epoch}")
                 self.tracking.log_epoch(row, self.snapshot_media(epoch + 1))
-                self.tracking.log_summary(dict(epoch=st.epoch, best_epoch=st.best_epoch, best_value=st.best_value,
-                                               best_metric=key if key in row else "val/loss"))
+                faults.point(f"logged@{st.epoch}")
+                self.log_progress(key)
                 self.log(format_row(row, cfg.epochs))
                 stop.check(f"epoch {epoch + 1}")
                 if self.early_stop is not None and st.epoch < cfg.epochs:

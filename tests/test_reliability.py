@@ -229,3 +229,38 @@ def test_a_hung_wandb_server_costs_seconds_and_the_run_logs_offline(tmp_path, hu
     s = only_run(tmp_path).read_summary()
     assert s["status"] == "finished" and s["wandb_mode"] == "offline"
     assert s["time/phase/wandb_init"] < 15 and wall - sum(v for k, v in s.items() if k.startswith("time/phase/")) < 10
+
+
+# -- a resume ends with the summary the uninterrupted run has
+STALE = ["--model", "vae", "--dataset", "synthetic", "--epochs", 3, "--limit-train", 768, "--limit-test", 64,
+         "--batch-size", 64, "--kl-warmup-epochs", 2, "--seed", 5, "--wandb", "disabled"]
+VOLATILE = ("time/", "pid", "host", "started_at", "updated_at", "finished_at", "run_id", "train_seconds",
+            "images_per_sec", "compile_seconds", "reason")
+
+
+def _numbers(summary):
+    return {k: v for k, v in summary.items() if not k.startswith(VOLATILE)}
+
+
+def _whole(folder):
+    assert run_cli(STALE + ["--runs-dir", folder / "runs"], cwd=folder).returncode == 0
+
+
+@pytest.mark.parametrize("point", ["checkpointed@3", "logged@3", pytest.param("checkpointed@2", marks=pytest.mark.slow),
+                                   pytest.param("logged@2", marks=pytest.mark.slow)])
+def test_a_kill_between_an_epochs_row_and_its_summary_resumes_to_the_same_summary(tmp_path, point):
+    from conftest import built_once
+
+    whole = built_once("stale-summary-whole", _whole) / "runs"  # the uninterrupted run, read only
+    killed = tmp_path / "killed"
+    p = run_cli(STALE + ["--runs-dir", killed], cwd=tmp_path, env={"AEBENCH_FAULT": f"{point}:SIGKILL"})
+    assert p.returncode == -signal.SIGKILL
+    run = list_runs(str(killed))[0]
+    epoch = int(point.split("@")[1])
+    assert run.read_summary().get("epoch") == epoch - 1  # the window: epoch N checkpointed, its summary not written
+    r = run_cli(["--resume", run.id, "--runs-dir", killed, "--wandb", "disabled"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    expected = _numbers(list_runs(str(whole))[0].read_summary())
+    assert _numbers(run.read_summary()) == expected
+    assert expected["epoch"] == 3 and expected["best_epoch"] is not None
+    assert _strip(run.read_metrics()) == _strip(list_runs(str(whole))[0].read_metrics())
