@@ -189,8 +189,8 @@ def _table_block(frame, block, template) -> tuple[str, object]:
     if not metrics:
         return f"_{block.caption}: the runs of {where} recorded none of " \
                f"{', '.join(metric_spec(m)[0] for m in block.metrics)}._", None
-    group_by = [k for k in (block.group_by or varying_keys(sub)) if k in sub]
-    group_by = (group_by + [k for k in split_keys(sub, group_by) if k not in group_by]) or ["model"]
+    group_by = [k for k in (block.group_by or varying_keys(sub)) if k in sub] or ["model"]  # keys the runs recorded
+    group_by = group_by + [k for k in split_keys(sub, group_by) if k not in group_by]
     summary = summarise(sub, group_by, [k for k, _ in metrics])
     table = pd.DataFrame({k: summary[k].map(_fmt) for k in group_by})
     table["seeds"] = summary["seeds"]  # which seeds, as in every table (their count is the interval's n)

@@ -230,7 +230,7 @@ def split_keys(frame: pd.DataFrame, group_by: list[str]) -> list[str]:
     from bench.config import FIELDS
 
     done = frame[frame["status"] == "finished"] if "status" in frame else frame
-    if not len(done):
+    if not len(done) or not group_by:
         return []
     keyed = done.assign(**{k: done[k].map(repr) for k in group_by})
     out = []

@@ -223,6 +223,9 @@ def _best_dims(frame):
     g = select(frame, "fashion_vae_dims")
     if not len(g) or "best_value" not in g or not g["best_value"].notna().any():
         return ""
+    if "mlp_dims" not in g or not g["mlp_dims"].notna().any():
+        return ("The runs of fashion_vae_dims recorded no (h, z) sizes (`mlp_dims`), so task b's best configuration "
+                "cannot be named; rerun `python -m bench.sweep sweeps/fashion_vae_dims.yaml`.")
     keyed = g.assign(_d=g["mlp_dims"].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)))
     means, seeds = keyed.groupby("_d")["best_value"].mean(), keyed.groupby("_d")["best_value"].count()
     epochs = int(pd.to_numeric(g.get("epochs_done", pd.Series(dtype=float)), errors="coerce").max() or 0)

@@ -37,9 +37,10 @@ def tool_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_"))
 
 
-def _opt(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi_open=False):
+def _opt(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi_open=False, path=False):
+    """A run key; `path`: a folder, never given empty (an empty one would mean the current folder)."""
     return field(default=default, metadata=dict(help=help, choices=choices, lo=lo, hi=hi,
-                                                lo_open=lo_open, hi_open=hi_open))
+                                                lo_open=lo_open, hi_open=hi_open, path=path))
 
 
 def _list(default, help="", **kw):
@@ -54,7 +55,7 @@ class RunKeys:
     task: Optional[str] = _opt(None, "implied by the model; set only to check it",
                                choices=["reconstruct", "denoise", "classify", "segment"])
     # --- data
-    data_root: str = _opt("./data", "torchvision-layout data folder")
+    data_root: str = _opt("./data", "torchvision-layout data folder", path=True)
     image_size: Optional[int] = _opt(None, "resize images to this size (default: dataset's own)", lo=16, hi=512)
     val_fraction: float = _opt(0.1, "fraction of the training set held out for validation",
                                lo=0.0, hi=1.0, lo_open=True, hi_open=True)
@@ -90,7 +91,7 @@ class RunKeys:
                                    "decision regions on the UMAP), 3d (the same three in 3-D), noisy (one t-SNE of "
                                    "clean and corrupted latents); each view is its own fits", choices=["2d", "3d", "noisy"])
     # --- tracking
-    runs_dir: str = _opt("runs", "local run store")
+    runs_dir: str = _opt("runs", "local run store", path=True)
     name: Optional[str] = _opt(None, "run name (default: generated)")
     wandb: Optional[str] = _opt(None, "W&B mode (default: online when logged in, else offline)",
                                 choices=["online", "offline", "disabled"])
@@ -288,12 +289,18 @@ def coerce(key: str, value, spec: tuple | None = None):
         raise UsageError(f"--{key.replace('_', '-')}: expected {name}, got {value!r}") from None
 
 
+def meta_default(key: str, spec: tuple | None = None):
+    return (spec[0] if spec else _tables()["FIELDS"][key]).default
+
+
 def validate_value(key: str, value, spec: tuple | None = None):
     """Range and choice checks declared on the field; one-line UsageError on failure."""
     meta = (spec[0] if spec else _tables()["FIELDS"][key]).metadata
     flag = "--" + key.replace("_", "-")
     if value is None:
         return
+    if meta.get("path") and isinstance(value, str) and not value.strip():
+        raise UsageError(f"{flag}: empty; give a folder (or leave the flag out for {meta_default(key, spec)!r})")
     values = value if isinstance(value, list) else [value]
     for v in values:
         if meta.get("choices") and v not in meta["choices"]:
@@ -475,7 +482,17 @@ def _unknown_flag_message(args):
 CONFIG_MAX_BYTES = 1 << 20  # a config file is a page of keys; anything far larger is not one
 
 
-def load_config_file(path: str) -> dict:
+def load_config_file(path: str, source: str = "--config") -> dict:
+    """A config file's keys; `source` names where its path came from in every error."""
+    try:
+        return _load_config_file(path)
+    except UsageError as e:
+        if source == "--config":
+            raise
+        raise UsageError(str(e).replace("--config:", f"{source} (the config file it names):", 1)) from None
+
+
+def _load_config_file(path: str) -> dict:
     p = Path(path)
     kind = "JSON" if p.suffix == ".json" else "YAML"
     try:
@@ -521,7 +538,7 @@ def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
     actions = {a for a in ("list", "print_config") if raw.pop(a, False)}
     merged = {}
     if os.environ.get("AEBENCH_CONFIG"):  # site or session defaults, below --config and flags
-        merged.update(load_config_file(os.environ["AEBENCH_CONFIG"]))
+        merged.update(load_config_file(os.environ["AEBENCH_CONFIG"], "$AEBENCH_CONFIG"))
     if "config" in raw:
         merged.update(load_config_file(raw.pop("config")))
     merged.update(raw)

@@ -35,9 +35,13 @@ def pick_device(name: str) -> torch.device:
 
 def seed_everything(seed: int, compile: bool = False) -> None:
     import random
+    import warnings
 
     import numpy as np
 
+    # Deterministic algorithms are asked for with warn_only: an operation without a deterministic
+    # kernel (max_unpool2d of pool_ae) says so once per process, a notice about torch, not the run.
+    warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation", category=UserWarning)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -43,6 +43,15 @@ class RecordError(UsageError):
     """A run's own record (config.json, summary.json) is unreadable or not what we wrote."""
 
 
+# Bounds on what a run's JSON record may be, and the types of the fields read before use.
+MAX_RECORD_BYTES = 8 << 20
+_NUMBER = (int, float)
+RECORD_TYPES = {"summary.json": {"pid": int, "pid_started": _NUMBER, "host": str, "status": str, "started_at": _NUMBER,
+                                 "finished_at": _NUMBER, "updated_at": _NUMBER, "epoch": int, "best_epoch": int,
+                                 "best_value": _NUMBER, "sweep_params": str, "sweep_fixed": str, "run_id": str},
+                "config.json": {"model": str, "dataset": str, "epochs": int, "seed": int}}
+
+
 def check_plain_name(what: str, name: str) -> str:
     """Sweep names and run ids become folder names: letters, digits, `.`, `_`, `-` only."""
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or ".." in name:
@@ -229,6 +238,9 @@ class RunDir:
             raise RecordError(f"run {self.id}: {name} is a symbolic link (to {os.readlink(p)}); "
                               f"a run's record is read only from its own files")
         try:
+            if p.stat().st_size > MAX_RECORD_BYTES:
+                raise RecordError(f"run {self.id}: {name} is {p.stat().st_size:,} bytes, over the "
+                                  f"{MAX_RECORD_BYTES:,} a run's record can be")
             data = json.loads(p.read_text())
         except FileNotFoundError:
             if missing_ok:
@@ -237,8 +249,15 @@ class RunDir:
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) else f"not valid JSON: {str(e)[:80]}"
             raise RecordError(f"run {self.id}: {name} is unreadable ({reason})") from None
+        except RecursionError:
+            raise RecordError(f"run {self.id}: {name} is nested too deeply to be a run's record") from None
         if not isinstance(data, dict):
             raise RecordError(f"run {self.id}: {name} holds {type(data).__name__}, not a JSON object")
+        for key, kinds in (RECORD_TYPES.get(name) or {}).items():
+            value = data.get(key)
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise RecordError(f"run {self.id}: {name} has {key} {str(value)[:40]!r} "
+                                  f"({type(value).__name__}); expected {_kind_names(kinds)}")
         return data
 
     def read_config(self) -> dict:
@@ -300,10 +319,18 @@ class RunDir:
                 pass
 
 
+def _kind_names(kinds) -> str:
+    return " or ".join({int: "an integer", float: "a number", str: "text"}[k] for k in
+                       (kinds if isinstance(kinds, tuple) else (kinds,)))
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a JSON-lines file; a last line cut short is skipped with a warning."""
     if not path.exists():
         return []
+    if path.stat().st_size > MAX_RECORD_BYTES * 16:
+        raise RecordError(f"{path} is {path.stat().st_size:,} bytes, over the {MAX_RECORD_BYTES * 16:,} a run's "
+                          f"per-epoch record can be")
     text = path.read_text()
     rows, lines = [], text.split("\n")
     complete, tail = lines[:-1], lines[-1]
@@ -311,9 +338,14 @@ def read_jsonl(path: Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             warnings.warn(f"{path}: skipping unreadable line {i + 1}")
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            warnings.warn(f"{path}: skipping line {i + 1}: {type(row).__name__}, not a JSON object")
     if tail.strip():
         warnings.warn(f"{path}: last line is incomplete (truncated write); read {len(rows)} complete rows")
     return rows

@@ -17,6 +17,7 @@ import argparse
 import difflib
 import hashlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -258,11 +259,34 @@ def propose(cfg: dict, done: list, count: int | None, pending: list | None = Non
     return None if run is None else {k: v["value"] for k, v in run.config.items()}
 
 
+MAX_GRID = 100_000  # configurations a local grid may have; past it, refused at once with its size
+SAY_GRID = 1_000    # from here on, the runner says how many runs a grid makes before it plans
+
+
+def grid_size(cfg: dict) -> int:
+    """Configurations of a grid, counted without enumerating them (values listed twice count twice)."""
+    return math.prod(len(spec["values"]) if "values" in spec else 1 for spec in cfg["parameters"].values())
+
+
+def check_grid(cfg: dict, name: str) -> int:
+    """A grid's size, refused in one line past MAX_GRID (with what makes it large)."""
+    n = grid_size(cfg)
+    if n > MAX_GRID:
+        sizes = sorted(((len(spec["values"]), k) for k, spec in cfg["parameters"].items() if "values" in spec),
+                       reverse=True)
+        shown = " x ".join(f"{k} {m}" for m, k in sizes[:6]) + (" x ..." if len(sizes) > 6 else "")
+        raise UsageError(f"sweep {name}: a grid of {n:,} configurations ({shown}) is over the {MAX_GRID:,} a sweep "
+                         f"may make; narrow it: fewer values for the largest parameters, pin one with a flag "
+                         f"(e.g. --seed 0), or use method random with --count K")
+    return n
+
+
 def plan(cfg: dict, count: int | None) -> list[dict]:
     """Every run the engine proposes up front (grid), or the first `count` (random/bayes)."""
     if cfg["method"] != "grid" and count is None:
         raise UsageError(f"method {cfg['method']!r} proposes runs without end; give --count K")
     if cfg["method"] == "grid":  # every combination once, in one pass: linear in the grid's size
+        check_grid(cfg, str(cfg.get("name") or "grid"))
         import itertools
 
         names = list(cfg["parameters"])
@@ -468,12 +492,24 @@ class Sweep:
                   f"at a time, so there is no plan to print; it will make at most {self.args.count} runs"
                   + self._early_note())
             return 0
+        self.say_size()
         runs = plan(self.cfg, self.args.count)
         for i, params in enumerate(runs, 1):
             cmd = command_for(params, self.fixed + self.carried_args(params), self.name, str(self.dir))
             print(f"{i:3d}  " + shlex.join(cmd[1:]))
         print(f"{len(runs)} runs" + self._early_note())
         return 0
+
+    def say_size(self) -> None:
+        """A grid's size, said before it is planned when it is large (refused past MAX_GRID)."""
+        if self.cfg["method"] != "grid":
+            return
+        n = check_grid(self.cfg, self.name)
+        if n >= SAY_GRID:
+            count = self.args.count
+            print(f"sweep {self.name}: a grid of {n:,} configurations"
+                  + (f"; --count {count} makes the first {min(count, n):,}" if count else f", {n:,} runs")
+                  + " (a flag naming a swept key pins it)", flush=True)
 
     def _early_note(self) -> str:
         et = self.cfg.get("early_terminate")
@@ -499,6 +535,7 @@ class Sweep:
         finished = [(json.loads(k.split("\n")[0]), k, m, s) for k, (s, m, _) in prior.items() if s in DONE]
         done = [(p, m, s) for p, k, m, s in finished if in_space(p, self.cfg) and k == self.key(p)]
         other = sum(1 for p, k, *_ in finished if k != self.key(p))
+        self.say_size()
         total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
         print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
               f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
@@ -543,10 +580,11 @@ class Sweep:
         signal arrives: the running ones are then passed SIGINT); each finished run is
         appended to `done` or `failed` and reported as one line."""
         running, slots = {}, list(range(self.workers))
+        grid = self._grid_left(done) if self.cfg["method"] == "grid" else None
         while True:
             while slots and stop.signum is None:
-                params = propose(self.cfg, done, self.args.count,
-                                 [p for p, *_ in running.values()] + failed + elsewhere)
+                params = next(grid, None) if grid is not None else \
+                    propose(self.cfg, done, self.args.count, [p for p, *_ in running.values()] + failed + elsewhere)
                 if params is None:
                     break
                 fd = self.claim(params)
@@ -568,6 +606,14 @@ class Sweep:
                 del running[pid]
                 slots.append(slot)
                 report(self._outcome(params, proc, log, t0, done, failed))
+
+    def _grid_left(self, done: list):
+        """The grid's configurations not done before this invocation, in one pass over the plan:
+        launching a grid of n runs is linear in n (the engine's `next_run`, which holds the same
+        configurations, enumerates the whole grid at every call). What this invocation launches
+        is behind the cursor, so nothing is proposed twice."""
+        finished = {config_key(p) for p, *_ in done}
+        return (p for p in plan(self.cfg, self.args.count) if config_key(p) not in finished)
 
     def _outcome(self, params, proc, log, t0, done: list, failed: list) -> str:
         """Record a finished process's run as done or failed; its one-line summary."""
@@ -661,6 +707,8 @@ def main(argv=None) -> int:
     try:
         if args.count is not None and args.count < 1:
             raise UsageError("--count must be >= 1")
+        if not args.runs_dir.strip():
+            raise UsageError("--runs-dir: empty; give a folder (or leave the flag out for 'runs')")
         overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
         cfg = load_sweep(args.yaml)
         if not (ROOT / "run.py").is_file():

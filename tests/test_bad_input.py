@@ -72,6 +72,8 @@ RUN_CASES = [
     ("noise on a classifier", lambda t: ["--model", "cnn_classifier", "--noise-std", "0.3"], "does not take it"),
     ("channels on the MLP VAE", lambda t: ["--model", "mlp_vae", "--channels", "4"], "its keys: --beta"),
     ("select on test for an AE", lambda t: ["--select-on", "test"], "only classifiers"),
+    ("empty runs dir", lambda t: ["--runs-dir", ""], "--runs-dir: empty"),
+    ("empty data root", lambda t: ["--data-root", " "], "--data-root: empty"),
 ]
 
 
@@ -105,6 +107,9 @@ OTHER_CASES = [
     ("analysis.tables", ["--format", "pdf"], "invalid choice"),
     ("analysis.report", ["--runs", "nowhere"], "no runs found"),
     ("bench.evaluate", ["no-such-run"], "no run 'no-such-run'"),
+    ("bench.sweep", ["sweeps/fashion_vae_dims.yaml", "--runs-dir", ""], "--runs-dir: empty"),
+    # a library's notice about torch (max_unpool2d has no deterministic kernel) never comes first
+    ("run.py", ["--model", "pool_ae", "--dataset", "synthetic", "--eval", "sample"], "--eval sample: needs decoder"),
 ]
 
 
@@ -259,6 +264,10 @@ SWEEP_CASES = [
      ["--count", "2"], "metric 'test/bogus' is never logged by model ae"),
     ("method: grid\nmetric: {name: val/kl}\nparameters:\n  model: {values: [vae, ae]}\n", [],
      "never logged by model ae"),
+    # a grid's size is known before it is planned: 10^12 configurations are refused at once
+    (HEAD + "parameters:\n" + "".join(f"  {k}: {{values: [{', '.join(map(str, range(1, 1001)))}]}}\n"
+                                      for k in ("seed", "epochs", "latent_dim", "batch_size")), [],
+     "a grid of 1,000,000,000,000 configurations"),
     # early termination the local runner can honour, or one line before any run
     (HEAD + "early_terminate: {type: median}\nparameters:\n  seed: {values: [1]}\n", [],
      "early_terminate type 'median' is not implemented by the local runner; valid: hyperband"),
@@ -346,6 +355,18 @@ def _config_not_object(d):
     (d / "config.json").write_text("[1, 2]")
 
 
+def _deep(name):
+    return lambda d: (d / name).write_text("[" * 100_000 + "]" * 100_000)
+
+
+def _summary_value(key, value):
+    def mutate(d):
+        _stopped(d)
+        s = json.loads((d / "summary.json").read_text())
+        (d / "summary.json").write_text(json.dumps(dict(s, status="running", **{key: value})))
+    return mutate
+
+
 FOLDER_CASES = [
     ("evaluate", lambda d: None, ["--what", "bogus"], "unknown evaluation 'bogus'"),
     ("evaluate", _torn("config.json"), [], "config.json is unreadable"),
@@ -368,6 +389,13 @@ FOLDER_CASES = [
     ("resume", lambda d: (_stopped(d), _ckpt_field("state", {"epoch": "x"}, "last")(d)), [],
      "training state has values of the wrong type"),
     ("probe_from", lambda d: None, ["--dataset", "synthetic_rgb"], "cannot encode this dataset's 3x32x32 images"),
+    # records are read with a depth and size bound, and their fields type-checked before use
+    ("evaluate", _deep("config.json"), [], "config.json is nested too deeply"),
+    ("resume", _deep("config.json"), [], "config.json is nested too deeply"),
+    ("resume", _deep("summary.json"), [], "summary.json is nested too deeply"),
+    ("resume", lambda d: (d / "summary.json").write_text(" " * (9 << 20) + "{}"), [], "over the 8,388,608"),
+    ("resume", _summary_value("pid", "abc"), [], "summary.json has pid 'abc' (str); expected an integer"),
+    ("resume", _summary_value("pid_started", "x"), [], "summary.json has pid_started 'x' (str); expected"),
 ]
 
 
@@ -392,6 +420,42 @@ def test_every_bad_run_folder(tmp_path, capsys, a_finished_run, entry, mutate, e
     assert code == 2 and len(err) == 1 and needle in err[0], err
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert after == before  # a refused run folder is left exactly as it was
+
+
+def test_analysis_names_a_record_nested_too_deeply_in_one_line(tmp_path, a_finished_run):
+    run = _copy_run(a_finished_run, tmp_path, _deep("config.json"))
+    other = _copy_run(a_finished_run, tmp_path / "b", lambda d: None)
+    import shutil
+    shutil.move(str(other), str(run.parent / "other"))  # one readable run beside it
+    p = run_cli(["--runs", tmp_path / "runs"], cwd=tmp_path, script="analysis.tables")
+    assert p.returncode == 0, p.stderr
+    unreadable = [l for l in p.stderr.splitlines() if "unreadable" in l]
+    assert len(unreadable) == 1 and "config.json is nested too deeply" in unreadable[0], p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_a_damaged_debian_fashion_archive_is_one_line(tmp_path):
+    from bench.data.vision import BUNDLED_FASHION_DIR
+
+    deb = tmp_path / "deb"
+    deb.mkdir()
+    for f in BUNDLED_FASHION_DIR.glob("*.gz"):
+        data = f.read_bytes()
+        (deb / f.name).write_bytes(data[:len(data) // 3] if f.name.startswith("train-images") else data)
+    p = run_cli(["--model", "ae", "--dataset", "fashion_mnist", "--epochs", 1, "--data-root", tmp_path / "root",
+                 "--runs-dir", tmp_path / "runs", "--wandb", "disabled"], cwd=tmp_path,
+                env={"AEBENCH_DEBIAN_FASHION_DIR": str(deb), "AEBENCH_CACHE": str(tmp_path / "cache")})
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "train-images-idx3-ubyte.gz is damaged (cut short)" in lines[0], \
+        p.stderr
+    assert not list_runs(str(tmp_path / "runs"))
+
+
+def test_a_config_folder_named_by_the_environment_names_the_variable(tmp_path):
+    (tmp_path / "folder").mkdir()
+    p = run_cli(["--model", "ae", "--dataset", "synthetic"], cwd=tmp_path, env={"AEBENCH_CONFIG": "folder"})
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("run.py: error: $AEBENCH_CONFIG"), p.stderr
 
 
 ANALYSIS_CASES = [

@@ -1,5 +1,6 @@
 """The assignment-shaped reports: sections, numbers filled in from recorded runs, figures
 comparing runs like with like, and a page that prints."""
+import json
 import re
 import shutil
 import subprocess
@@ -212,3 +213,21 @@ def test_the_celeba_report_says_which_lambda_the_comparison_used_and_why(tmp_pat
         assert text == f"The sparse AE of the model comparison used lambda = 0.001: {why}."
     else:
         assert "lambda = 0.0001, not chosen by the lambda sweep" in text and "--from-best celeba_sparse_lambda" in text
+
+
+def test_the_fashion_report_over_runs_without_sizes_says_so(tmp_path):
+    """Runs of the (h, z) sweep that recorded no mlp_dims (made by hand, or older) still give
+    a report: task b's best configuration is said to be unnameable, not a pandas traceback."""
+    for seed in (0, 1):
+        p = run_cli(["--model", "mlp_vae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 128,
+                     "--limit-test", 64, "--wandb", "disabled", "--sweep", "fashion_vae_dims", "--runs-dir",
+                     tmp_path / "runs" / "fashion_vae_dims", "--seed", seed], cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+    for cfg in (tmp_path / "runs").rglob("config.json"):
+        record = json.loads(cfg.read_text())
+        record.pop("mlp_dims", None)
+        cfg.write_text(json.dumps(record))
+    p = run_cli(["--runs", tmp_path / "runs", "--out", tmp_path / "rep", "--template", "fashion_vae_assignment"],
+                cwd=tmp_path, script="analysis.report")
+    assert p.returncode == 0, p.stderr
+    assert "recorded no (h, z) sizes" in (tmp_path / "rep" / "report.md").read_text()

@@ -275,3 +275,21 @@ def test_from_best_of_a_sweep_not_run_is_one_line(tmp_path, capsys):
         sweep_main([str(y), "--dry-run", "--runs-dir", str(tmp_path / "runs"), "--from-best", "lam"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "no sweep lam" in err[0] and "sweeps/lam.yaml" in err[0]
+
+
+def test_a_large_grid_says_its_size_before_it_plans(tmp_path):
+    y = tmp_path / "big.yaml"
+    y.write_text("name: big\nprogram: run.py\nmethod: grid\nmetric: {name: val/loss, goal: minimize}\nparameters:\n"
+                 "  model: {value: mlp_vae}\n  dataset: {value: synthetic}\n  epochs: {value: 1}\n"
+                 f"  seed: {{values: [{', '.join(map(str, range(100)))}]}}\n"
+                 f"  latent_dim: {{values: [{', '.join(map(str, range(1, 101)))}]}}\n")
+    p = run_cli([y, "--dry-run"], cwd=tmp_path, script="bench.sweep")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("sweep big: a grid of 10,000 configurations, 10,000 runs"), lines[0]
+    assert lines[-1] == "10000 runs" and len(lines) == 10_002
+    p = run_cli([y, "--count", 1, "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", 64, "--limit-test", 32],
+                cwd=tmp_path, script="bench.sweep")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("sweep big: a grid of 10,000 configurations; --count 1 makes the first 1")
+    assert "1 finished" in p.stdout.splitlines()[-1]

@@ -64,6 +64,19 @@ def _fashion_sources() -> list[Path]:
     return [Path(os.environ.get("AEBENCH_DEBIAN_FASHION_DIR", DEBIAN_FASHION_DIR)), BUNDLED_FASHION_DIR]
 
 
+def _gunzip(path: Path) -> bytes:
+    """A .gz file's bytes; a damaged one (cut short, not gzip) is bad input, named in one line."""
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as fin:
+            return fin.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        reason = "cut short" if isinstance(e, EOFError) else " ".join(str(e).split())[:80]
+        raise UsageError(f"fashion_mnist: {path} is damaged ({reason}); reinstall it (Debian: apt-get install "
+                         f"--reinstall dataset-fashion-mnist) or point --data-root at an unpacked copy") from None
+
+
 def _unpack_fashion(root: str) -> str:
     """The data root to read Fashion-MNIST from, unpacking .gz files into torchvision's layout
     when `root` (or ./data) has none. Returns `root` itself unless it cannot be written."""
@@ -88,8 +101,7 @@ def _unpack_fashion(root: str) -> str:
             for f in MNIST_FILES:
                 if (raw / f).exists():
                     continue
-                with gzip.open(src / f"{f}.gz", "rb") as fin:
-                    data = fin.read()
+                data = _gunzip(src / f"{f}.gz")
                 if f in sums and hashlib.sha256(data).hexdigest() != sums[f]:
                     raise UsageError(f"fashion_mnist: {src / f}.gz does not match its SHA-256 sum")
                 atomic_write_bytes(raw / f, data)
