@@ -322,6 +322,7 @@ def fixed_identity(overrides: dict) -> str:
 # A run in one of these states is done: a later invocation never starts its configuration again
 # (`stopped`: ended by the sweep's early termination, with its test numbers).
 DONE = ("finished", "stopped")
+RESUMABLE = ("interrupted", "crashed")  # continued by the next invocation from their last.pt
 
 
 def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
@@ -406,7 +407,7 @@ class Sweep:
         else:
             self.gpus, free = _gpu_count(), None
         self.workers = args.workers if args.workers != "auto" else auto_workers(self.gpus, free)
-        self.threads = num_threads or max(1, (os.cpu_count() or 1) // self.workers)
+        self.threads = num_threads or max(1, available_cores() // self.workers)
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
 
     def model_of(self, params) -> str:
@@ -445,10 +446,12 @@ class Sweep:
     def lock_path(self, params) -> Path:
         return self.dir / "locks" / (hashlib.sha1(self.key(params).encode()).hexdigest()[:16] + ".lock")
 
-    def launch(self, params, slot, lock_fd):
+    def launch(self, params, slot, lock_fd, resume: str | None = None):
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         extra = [f"--num-threads={self.threads}"] if self.pass_threads else []
         cmd = command_for(params, self.fixed + self.carried_args(params) + extra, self.name, str(self.dir))
+        if resume:  # the same flags again: run.py checks them against the stopped run's record
+            cmd.append(f"--resume={resume}")
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), AEBENCH_SWEEP_FIXED=self.identity(params),
                    PYTHONPATH=path, AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
@@ -473,16 +476,18 @@ class Sweep:
         return proc, log, time.time()
 
     def claim(self, params):
-        """The lock fd for a configuration nobody runs and nobody finished, else None."""
+        """(lock fd, run to resume or None) for a configuration nobody runs and nobody finished,
+        else None. A run that was interrupted or crashed (a signal, a cancelled or preempted Slurm
+        task, a time limit, a kill) is resumed from its last checkpoint, not trained again."""
         (self.dir / "locks").mkdir(parents=True, exist_ok=True)
         fd = try_lock(self.lock_path(params))
         if fd is None:
             return None
-        status = existing(self.dir, self.metric).get(self.key(params), (None,))[0]
+        status, _, run_id = existing(self.dir, self.metric).get(self.key(params), (None, None, None))
         if status in DONE:
             os.close(fd)
             return None
-        return fd
+        return fd, (run_id if status in RESUMABLE else None)
 
     def dry_run(self) -> int:
         """Print each run's command line and the count; nothing is written. A bayes sweep has
@@ -524,6 +529,8 @@ class Sweep:
     def run(self) -> int:
         from tqdm import tqdm
 
+        if self.cfg["method"] != "grid" and self.args.count is None:  # W&B's agents would run without end
+            raise UsageError(f"method {self.cfg['method']} proposes runs without end; give --count K")
         if self.dir.is_symlink():
             refuse_links(f"sweep {self.name}", self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -587,12 +594,13 @@ class Sweep:
                     propose(self.cfg, done, self.args.count, [p for p, *_ in running.values()] + failed + elsewhere)
                 if params is None:
                     break
-                fd = self.claim(params)
-                if fd is None:  # running or finished under another runner
+                claimed = self.claim(params)
+                if claimed is None:  # running or finished under another runner
                     elsewhere.append(params)
                     continue
+                fd, resume = claimed
                 slot = slots.pop(0)
-                proc, log, t0 = self.launch(params, slot, fd)
+                proc, log, t0 = self.launch(params, slot, fd, resume)
                 running[proc.pid] = (params, proc, log, t0, slot)
             if not running:
                 return
@@ -650,13 +658,25 @@ def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 
     small kernels, so packing beats threading). On GPUs as many runs as fit the free memory of
     each device at `per_run_gib` (a CUDA context plus a small model and its data on the
     device), and no more than the cores that feed them."""
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     if gpus == 0:
         return max(1, min(cores, cap))
     if free_gib is None:
         import torch
         free_gib = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus)) / 2 ** 30
     return max(1, min(cores, cap * gpus, gpus * int(free_gib // per_run_gib)))
+
+
+def available_cores() -> int:
+    """The cores this runner may use: a Slurm task's own (SLURM_CPUS_PER_TASK), else the
+    process's affinity, else the machine's."""
+    given = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def _workers(text: str):
@@ -685,7 +705,7 @@ def _canonical_key(name: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("yaml", help="sweep YAML (W&B format)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their count, then exit")
     p.add_argument("--workers", type=_workers, default=1,
@@ -702,6 +722,9 @@ def main(argv=None) -> int:
     p.add_argument("--within", type=float, default=0.0, metavar="PCT",
                    help="with --from-best: the largest swept value whose metric is within PCT%% of the best "
                         "(the strongest regularisation that costs at most PCT%%)")
+    from bench import slurm
+
+    slurm.add_arguments(p)
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
     args, rest = p.parse_known_args(argv)
     try:
@@ -709,6 +732,8 @@ def main(argv=None) -> int:
             raise UsageError("--count must be >= 1")
         if not args.runs_dir.strip():
             raise UsageError("--runs-dir: empty; give a folder (or leave the flag out for 'runs')")
+        if args.slurm is not None:
+            slurm.check(args)
         overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
         cfg = load_sweep(args.yaml)
         if not (ROOT / "run.py").is_file():
@@ -735,6 +760,11 @@ def main(argv=None) -> int:
             carried = from_best(args.runs_dir, args.from_best, args.within)
             print(f"sweep {sweep_name(cfg, args.yaml)}: carrying {carried.reason}", flush=True)
         sweep = Sweep(args.yaml, cfg, args, fixed, num_threads, overrides, carried)
+        if args.slurm is not None and not args.wandb_agent and cfg["method"] != "grid" and args.count is None:
+            raise UsageError(f"method {cfg['method']} proposes runs without end; give --count K (the array's tasks "
+                             f"stop once K runs of the sweep folder are done)")
+        if args.slurm is not None:
+            return slurm.submit(args, sweep, rest)
         return sweep.dry_run() if args.dry_run else sweep.run()
     except UsageError as e:
         exit_usage(p.prog, e)

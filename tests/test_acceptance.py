@@ -33,7 +33,7 @@ EXTRA = {"celeba_models": ["--limit-train", "40", "--limit-test", "20"],
          "stl10_supervised": ["--limit-train", "100", "--limit-test", "60"],
          "stl10_resnet_probe": ["--limit-train", "100", "--limit-test", "60", "--pretrained=false"],
          "brain_tumor_seg": ["--limit-train", "20", "--limit-test", "5"],
-         "vae_beta_random": ["--count", "2"]}
+         "vae_beta_random": ["--count", "2"], "fashion_vae_search": ["--count", "2"]}
 
 
 @pytest.fixture(scope="module")
