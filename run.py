@@ -7,10 +7,10 @@ import sys
 
 if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):  # run keys only: answered without importing torch
-        from bench.config import build_parser, help_model
+        from bench.config import print_help
         from bench.errors import UsageError, exit_usage
         try:
-            build_parser(families=False, model=help_model(sys.argv[1:])).print_help()
+            print_help(sys.argv[1:])
         except UsageError as e:
             exit_usage("run.py", e)
         sys.exit(0)

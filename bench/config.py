@@ -25,7 +25,7 @@ from typing import Optional
 
 import yaml
 
-from bench.errors import UsageError
+from bench.errors import UsageError, yaml_problem
 
 
 def tool_names() -> list[str]:
@@ -80,10 +80,10 @@ class RunKeys:
                           "the best test accuracy)", choices=["val", "test"])
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
     max_memory: Optional[float] = _opt(None, "refuse models whose weights, gradients and Adam state (16 bytes per "
-                                       "parameter) need more GiB than this (default: 80%% of the memory free at "
+                                       "parameter) need more GiB than this (default: 80% of the memory free at "
                                        "start; activations come on top)", lo=0.0, lo_open=True, hi=1e6)
     # --- evaluation
-    eval: list[str] = _list([], f"evaluation tools after training: {','.join(tool_names())} or all")
+    eval: list[str] = _list([], f"evaluation tools after training: {', '.join(tool_names())}, or all")
     eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix", lo=0.0, hi=1.0)
     embed_points: int = _opt(2000, "test images embedded by --eval embed (t-SNE and UMAP time grows with it)",
                              lo=10, hi=100000)
@@ -385,6 +385,8 @@ def default_record(model: str) -> dict:
 
 
 def _show(v) -> str:
+    if v is None or v == "" or v == [] or v == ():
+        return "none"
     return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
@@ -459,6 +461,15 @@ def build_parser(prog="run.py", families=True, model: str | None = None) -> argp
     return parser
 
 
+def print_help(argv: list[str], prog: str = "run.py") -> bool:
+    """`--help` (with `--model NAME`, that family's keys too): printed, and True; False when the
+    command line does not ask for help. The same text for `python run.py` and `aebench-run`."""
+    if not any(a in ("-h", "--help") for a in argv):
+        return False
+    build_parser(prog=prog, families=False, model=help_model(argv)).print_help()
+    return True
+
+
 def help_model(argv: list[str]) -> str | None:
     """The model named on a `--help` command line (`--model vae` or `--model=vae`), if any."""
     for i, a in enumerate(argv):
@@ -509,7 +520,9 @@ def _load_config_file(path: str) -> dict:
         raise UsageError(f"--config: {path} is not UTF-8 text (byte {e.start})") from None
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
+    except yaml.YAMLError as e:
+        raise UsageError(f"--config: {path} is not valid {kind}: {yaml_problem(e)}") from None
+    except ValueError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"--config: {path} is not valid {kind}: {first}") from None
     except RecursionError:

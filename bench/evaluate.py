@@ -39,8 +39,10 @@ def _recon_eval(model, data, cfg, device):
     res.update({f"test/{k}": v for k, v in terms.items() if f"test/{k}" not in res and k != "beta"})
     res["warning/output_collapsed"] = output_collapsed(model, data, device)
     if res["warning/output_collapsed"]:
+        bn = getattr(getattr(cfg, "family", None), "batchnorm", None)  # suggested only where it is off
         print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "
-              f"train longer, lower --lr, or add --batchnorm", file=sys.stderr, flush=True)
+              f"train longer{', lower --lr, or add --batchnorm' if bn is False else ' or lower --lr'}",
+              file=sys.stderr, flush=True)
     if model.noise_level > 0:
         noisy = metrics.reconstruction(model, data.test, device, sigma=model.noise_level,
                                        noise_type=model.noise_type, seed=cfg.seed, with_input=True, **kw)

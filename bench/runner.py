@@ -327,7 +327,7 @@ def _supervised(job: Job, phases: Phases, log) -> int:
     if last:
         print(last, file=sys.stderr)
     if status in ("finished", "stopped"):
-        log(next_steps(run, cfg, job.tracking))
+        log(next_steps(run, cfg, job.tracking, job.model, job.data.kind))
     return exit_code
 
 
@@ -437,13 +437,19 @@ def _test_evaluation(job: Job, state, log) -> None:
         log(summary_line(results))
 
 
-def next_steps(run, cfg, tracking) -> str:
-    """What to run after a finished run: its report, a table, and the W&B upload if offline."""
+def next_steps(run, cfg, tracking, model=None, data_kind: str = "") -> str:
+    """What to run after a finished run: its report, a table, the latent-space tools this model
+    and data can serve (none are suggested that would be refused), and the W&B upload if offline."""
+    from bench import tools
+
+    usable = [t for t in ("probe", "embed", "sample")
+              if model is None or not tools.missing_needs(t, model, data_kind)]
     lines = ["next:",
              f"  python -m analysis.report --runs {cfg.runs_dir} --out reports/{run.id}   # HTML + markdown report",
              f"  python -m analysis.tables --runs {cfg.runs_dir}{' --sweep ' + cfg.sweep if cfg.sweep else ''}"
              f"   # comparison table",
-             f"  python -m bench.evaluate {run.path} --what probe,embed,sample   # latent-space tools"]
+             *([f"  python -m bench.evaluate {run.path} --what {','.join(usable)}   # latent-space tools"]
+               if usable else [])]
     sync = tracking.offline_dir() if tracking is not None else None
     if sync:
         lines.append(f"  wandb sync {sync}   # upload this run to W&B")
@@ -473,9 +479,12 @@ def _mean_rate(history):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from bench.config import print_help
     from bench.store import release_run_locks
 
     try:
+        if print_help(argv):  # `aebench-run --help` prints what `python run.py --help` prints
+            return 0
         return execute(argv)
     except UsageError as e:
         exit_usage("run.py", e)

@@ -381,6 +381,8 @@ def find_local_run(ref: str, runs_dir: str = "runs") -> RunDir:
     if Path(ref).is_dir():
         raise UsageError(f"{ref} is not a run folder: it has no config.json (a run folder holds config.json, "
                          f"summary.json and checkpoints)")
+    if "/" in ref or ref in (".", ".."):  # a path (runs/<id>, as every `next:` line writes it) that is not there
+        raise UsageError(f"no run at {ref}" + _closest(Path(ref).name, Path(ref).parent))
     check_plain_name("run id", ref)
     if (Path(runs_dir) / ref / "config.json").exists():
         return RunDir(Path(runs_dir) / ref)
@@ -389,7 +391,16 @@ def find_local_run(ref: str, runs_dir: str = "runs") -> RunDir:
     if len(matches) == 1:
         return RunDir(matches[0])
     raise UsageError(f"no run {ref!r}: not a run directory and not an id in {runs_dir}/ "
-                     f"({len(matches)} partial matches)")
+                     f"({len(matches)} partial matches)" + _closest(ref, Path(runs_dir)))
+
+
+def _closest(name: str, folder: Path) -> str:
+    """'; closest: ...' naming the run ids in `folder` nearest to `name`, or ''."""
+    import difflib
+
+    ids = [p.parent.name for p in folder.glob("*/config.json")] if folder.is_dir() else []
+    near = difflib.get_close_matches(name, ids, n=3, cutoff=0.4)
+    return f"; closest in {folder}/: {', '.join(near)}" if near else (f"; {folder}/ holds no run" if not ids else "")
 
 
 def list_runs(runs_dir: str) -> list[RunDir]:

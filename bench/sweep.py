@@ -33,7 +33,7 @@ from bench import stopping
 from bench.config import FIELDS, canonical, coerce, parse_args, validate_value
 from bench.best import sweep_records
 from bench.signals import StopSignals
-from bench.errors import UsageError, exit_usage
+from bench.errors import UsageError, exit_usage, yaml_problem
 from bench.store import atomic_write_text, check_plain_name, open_nofollow, refuse_links, try_lock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def load_sweep(path: str) -> dict:
     except UnicodeDecodeError as e:
         raise UsageError(f"{path} is not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise UsageError(f"{path} is not valid YAML: {yaml_problem(e)}") from None
     except RecursionError:
         raise UsageError(f"{path} is nested too deeply to be a sweep file") from None
     if not isinstance(cfg, dict):

@@ -110,7 +110,9 @@ def needs_fashion():
 @pytest.fixture
 def fashion_root(tmp_path):
     root = needs_fashion()
-    return root or str(tmp_path / "data")  # Debian files are unpacked there on first use
+    if root is None:  # Debian's files are unpacked into this (existing) folder on first use
+        (tmp_path / "data").mkdir(exist_ok=True)
+    return root or str(tmp_path / "data")
 
 
 def run_cli(args, cwd, timeout=600, env=None, script="run.py"):

@@ -57,7 +57,7 @@ RUN_CASES = [
     ("empty dataset", lambda t: ["--limit-train", "0"], "--limit-train"),
     ("too few images to split", lambda t: ["--limit-train", "1"], "none for training"),
     ("unreadable config", lambda t: ["--config", t / "missing.yaml"], "cannot read"),
-    ("malformed config", lambda t: ["--config", _bad_config(t)], "not valid YAML"),
+    ("malformed config", lambda t: ["--config", _bad_config(t)], "not valid YAML: line 2, column 1: expected"),
     ("unknown config key", lambda t: ["--config", _unknown_key_config(t)], "unknown key 'modle'"),
     ("missing data offline", lambda t: ["--dataset", "mnist", "--data-root", t / "nodata"], "place them in"),
     ("classifier on masks", lambda t: ["--model", "cnn_classifier", "--dataset", "synthetic_seg"], "needs a dataset"),
@@ -107,6 +107,9 @@ OTHER_CASES = [
     ("analysis.tables", ["--format", "pdf"], "invalid choice"),
     ("analysis.report", ["--runs", "nowhere"], "no runs found"),
     ("bench.evaluate", ["no-such-run"], "no run 'no-such-run'"),
+    ("bench.evaluate", ["runs/no-such-run", "--what", "probe"], "no run at runs/no-such-run"),
+    ("run.py", ["--dataset", "fashion_mnist", "--data-root", "/nonexistent"], "--data-root /nonexistent: no such folder"),
+    ("run.py", ["--resume", "runs/no-such-run"], "no run at runs/no-such-run"),
     ("bench.sweep", ["sweeps/fashion_vae_dims.yaml", "--runs-dir", ""], "--runs-dir: empty"),
     # a library's notice about torch (max_unpool2d has no deterministic kernel) never comes first
     ("run.py", ["--model", "pool_ae", "--dataset", "synthetic", "--eval", "sample"], "--eval sample: needs decoder"),
@@ -165,7 +168,7 @@ FLAG_CASES = [
     ("--eval-sigmas", "2", "out of range"), ("--eval-sigmas", "-0.1", "out of range"),
     ("--eval-sigmas", "x", "list of float"), ("--batchnorm", "2", "true/false"),
     ("--compile", "maybe", "true/false"), ("--pretrained", "perhaps", "true/false"),
-    ("--resume", "", "--resume"), ("--resume", "../../etc", "not a plain name"),
+    ("--resume", "", "--resume"), ("--resume", "../../etc", "no run at ../../etc"),
     ("--resume", "run*", "not a plain name"), ("--probe-from", "no-such-run", "model ae does not take it"),
     ("--model", "", "unknown model"), ("--dataset", "", "unknown dataset"),
     ("--color-mode", "", "valid: class, random"),
@@ -264,6 +267,7 @@ SWEEP_CASES = [
      ["--count", "2"], "metric 'test/bogus' is never logged by model ae"),
     ("method: grid\nmetric: {name: val/kl}\nparameters:\n  model: {values: [vae, ae]}\n", [],
      "never logged by model ae"),
+    ("name: x\ncommand: [${env}, ${args}]\n", [], "not valid YAML: line 2, column 12: expected ',' or ']'"),
     # a grid's size is known before it is planned: 10^12 configurations are refused at once
     (HEAD + "parameters:\n" + "".join(f"  {k}: {{values: [{', '.join(map(str, range(1, 1001)))}]}}\n"
                                       for k in ("seed", "epochs", "latent_dim", "batch_size")), [],
@@ -439,6 +443,7 @@ def test_a_damaged_debian_fashion_archive_is_one_line(tmp_path):
 
     deb = tmp_path / "deb"
     deb.mkdir()
+    (tmp_path / "root").mkdir()  # the named data root exists, and lacks the files
     for f in BUNDLED_FASHION_DIR.glob("*.gz"):
         data = f.read_bytes()
         (deb / f.name).write_bytes(data[:len(data) // 3] if f.name.startswith("train-images") else data)

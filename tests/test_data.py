@@ -99,6 +99,7 @@ def test_debian_fashion_files_are_accepted(tmp_path, monkeypatch):
         with open(f, "rb") as fin, gzip.open(deb / f"{f.name}.gz", "wb") as fout:
             shutil.copyfileobj(fin, fout)
     monkeypatch.setenv("AEBENCH_DEBIAN_FASHION_DIR", str(deb))
+    (tmp_path / "empty_root").mkdir()  # a named data root exists; one that does not is refused (test_bad_input)
     data = load_data(cfg_for("fashion_mnist", tmp_path / "empty_root"))
     assert len(data.test) == 10
 

@@ -219,3 +219,38 @@ def test_no_function_is_over_sixty_lines():
             for p in files for n in ast.walk(ast.parse(p.read_text()))
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]
     assert not long, long
+
+
+def test_the_package_pins_what_requirements_pins():
+    """`pip install .` alone resolves the tested stack: pyproject's dependencies (and its test
+    extra) are exactly requirements.txt's pins."""
+    import tomllib
+
+    from conftest import ROOT
+
+    pins = {line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if "==" in line}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    assert declared == pins and len(pins) >= 15
+
+
+def test_help_is_clean_and_the_installed_command_prints_the_same(tmp_path):
+    """`--help` has no doubled `%`, no empty default, no tool name split over two lines, and
+    `aebench-run --help` (the installed command) prints what `python run.py --help` prints."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bench.tools import names
+    from conftest import run_cli
+
+    p = run_cli(["--help"], cwd=tmp_path)
+    assert p.returncode == 0 and "--eval" in p.stdout
+    assert "%%" not in p.stdout and "(default: )" not in p.stdout and "80% of the memory" in p.stdout
+    words = set(p.stdout.replace(",", " ").split())
+    assert set(names()) <= words  # each tool name whole on one line
+    installed = Path(sys.executable).parent / "aebench-run"
+    assert installed.exists(), "the project is installed with `pip install -e .` (requirements.txt)"
+    q = subprocess.run([str(installed), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert q.returncode == 0 and q.stdout.replace("aebench-run", "run.py") == p.stdout

@@ -162,3 +162,16 @@ def test_the_last_line_of_a_collapsed_run_says_so():
 
     assert "COLLAPSED" in summary_line({"test/mse": 0.1, "warning/output_collapsed": True})
     assert "COLLAPSED" not in summary_line({"test/mse": 0.1, "warning/output_collapsed": False})
+
+
+def test_next_steps_suggest_only_tools_the_run_can_serve(tmp_path):
+    """A classifier has no decoder: its `next:` lines never suggest sampling, which would be refused."""
+    p = run_cli(["--model", "cnn_classifier", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 128,
+                 "--limit-test", 64, "--runs-dir", tmp_path / "runs", "--wandb", "disabled"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    line = next(l for l in p.stdout.splitlines() if "bench.evaluate" in l)
+    suggested = line.split("--what ")[1].split()[0].split(",")
+    assert "sample" not in suggested and suggested
+    run = line.split("bench.evaluate ")[1].split()[0]
+    q = run_cli([run, "--what", ",".join(suggested)], cwd=tmp_path, script="bench.evaluate")
+    assert q.returncode == 0, q.stderr

@@ -77,14 +77,18 @@ def _gunzip(path: Path) -> bytes:
                          f"--reinstall dataset-fashion-mnist) or point --data-root at an unpacked copy") from None
 
 
-def _unpack_fashion(root: str) -> str:
-    """The data root to read Fashion-MNIST from, unpacking .gz files into torchvision's layout
-    when `root` (or ./data) has none. Returns `root` itself unless it cannot be written."""
+def _unpack_fashion(root: str, explicit: bool = False) -> str:
+    """The data root to read Fashion-MNIST from, unpacking Debian's or the shipped .gz files
+    into torchvision's layout when `root` has none (and saying so in one line). Returns `root`
+    itself unless it cannot be written. A root the user named (`explicit`) that does not
+    exist is refused: it is never silently replaced by another."""
     import hashlib
 
-    for cand in (Path(root), Path("data")):
-        if all((cand / "FashionMNIST" / "raw" / f).exists() for f in MNIST_FILES):
-            return str(cand)
+    if all((Path(root) / "FashionMNIST" / "raw" / f).exists() for f in MNIST_FILES):
+        return root
+    if explicit and not Path(root).is_dir():
+        raise UsageError(f"--data-root {root}: no such folder (fashion_mnist reads {root}/FashionMNIST/raw/); "
+                         f"leave --data-root out to use Debian's or the project's own copy of Fashion-MNIST")
     src = next((d for d in _fashion_sources() if all((d / f"{f}.gz").exists() for f in MNIST_FILES)), None)
     if src is None:
         return root
@@ -105,6 +109,8 @@ def _unpack_fashion(root: str) -> str:
                 if f in sums and hashlib.sha256(data).hexdigest() != sums[f]:
                     raise UsageError(f"fashion_mnist: {src / f}.gz does not match its SHA-256 sum")
                 atomic_write_bytes(raw / f, data)
+            print(f"fashion_mnist: {'the copy shipped with aebench' if src == BUNDLED_FASHION_DIR else src} "
+                  f"unpacked into {raw}", flush=True)
             return str(target)
         except OSError:
             continue  # unwritable data root: unpack into the cache instead
@@ -158,7 +164,8 @@ def mnist(cfg, task):
 @register_dataset(shape=(1, 28, 28))
 def fashion_mnist(cfg, task):
     """Fashion-MNIST clothing, 1x28x28, 60k/10k, 10 classes (torchvision; Debian's or the shipped files)."""
-    return idx_dataset("FashionMNIST", "fashion_mnist", cfg, _unpack_fashion(cfg.data_root))
+    return idx_dataset("FashionMNIST", "fashion_mnist", cfg,
+                       _unpack_fashion(cfg.data_root, explicit=Path(cfg.data_root) != Path("data")))
 
 
 PALETTE = torch.tensor([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
