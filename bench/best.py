@@ -55,6 +55,24 @@ def sweep_records(folder: Path, metric: str | None):
                      summary.get("model"))
 
 
+# A run in one of these states is done: a later invocation never starts its configuration again
+# (`stopped`: ended by the sweep's early termination, with its test numbers).
+DONE = ("finished", "stopped")
+RESUMABLE = ("interrupted", "crashed")  # continued by the next invocation from their last.pt
+
+
+def existing(folder: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
+    """run key (the swept values and the runner's result-changing flags, one per line) ->
+    (status, metric value, run id) of the runs already in a sweep folder. A finished (or
+    stopped) run wins over failed attempts of the same configuration."""
+    out = {}
+    for r in sweep_records(folder, metric):
+        full = f"{r.key}\n{r.fixed}"
+        if full not in out or r.status in DONE:
+            out[full] = (r.status, r.value, r.run_id)
+    return out
+
+
 def _finished(folder: Path, metric: str, models: set) -> dict[str, list[float]]:
     """Configuration (its swept values but the seed, as JSON) -> the metric of each finished
     run; `models` collects the models they trained."""

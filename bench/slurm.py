@@ -135,7 +135,7 @@ def submit(args, sweep, rest: list[str]) -> int:
 
 def follow(job: str, sweep) -> int:
     """One line per run as it ends, until no task of the array is left; Ctrl-C cancels the array."""
-    from bench.sweep import DONE, existing, fmt_value
+    from bench.best import DONE, existing
 
     started, seen = time.time(), {}
     before = {run_id: status for status, _, run_id in existing(sweep.dir, sweep.metric).values()}
@@ -148,7 +148,8 @@ def follow(job: str, sweep) -> int:
                     params = json.loads(key.split("\n")[0])
                     shown = f"{sweep.metric}={metric:.4g}" if isinstance(metric, float) else ""
                     print(f"[{time.time() - started:6.0f}s] {status:<9} {shown}  "
-                          + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items()), flush=True)
+                          + " ".join(f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}"
+                                     for k, v in params.items()), flush=True)
             if not queued:  # the array has left the queue (or the controller forgot it)
                 break
             time.sleep(2.0)
@@ -162,7 +163,7 @@ def follow(job: str, sweep) -> int:
 
 def closing(sweep) -> int:
     """The runner's closing line for the whole sweep folder, and each run left unfinished with its log."""
-    from bench.sweep import DONE, existing
+    from bench.best import DONE, existing
 
     now = existing(sweep.dir, sweep.metric)
     counts = {}

@@ -31,7 +31,7 @@ import yaml
 
 from bench import stopping
 from bench.config import FIELDS, canonical, coerce, parse_args, validate_value
-from bench.best import sweep_records
+from bench.best import DONE, RESUMABLE, existing, sweep_records
 from bench.signals import StopSignals
 from bench.errors import UsageError, exit_usage, yaml_problem
 from bench.store import atomic_write_text, check_plain_name, open_nofollow, refuse_links, try_lock
@@ -319,24 +319,6 @@ def fixed_identity(overrides: dict) -> str:
     return config_key({k: coerce(k, v) for k, v in overrides.items() if k not in NOT_IDENTITY})
 
 
-# A run in one of these states is done: a later invocation never starts its configuration again
-# (`stopped`: ended by the sweep's early termination, with its test numbers).
-DONE = ("finished", "stopped")
-RESUMABLE = ("interrupted", "crashed")  # continued by the next invocation from their last.pt
-
-
-def existing(runs_dir: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
-    """run key (`Sweep.key`: the swept values and the runner's result-changing flags) ->
-    (status, metric value, run id) of the runs already in the sweep folder. A finished (or
-    stopped) run wins over failed attempts of the same configuration."""
-    out = {}
-    for r in sweep_records(runs_dir, metric):
-        full = f"{r.key}\n{r.fixed}"
-        if full not in out or r.status in DONE:
-            out[full] = (r.status, r.value, r.run_id)
-    return out
-
-
 def pinned(key: str, raw) -> dict:
     """The sweep parameter spec for a value given on the command line."""
     if isinstance(raw, str) and "," in raw and "list" not in str(FIELDS[key].type):
@@ -499,10 +481,15 @@ class Sweep:
             return 0
         self.say_size()
         runs = plan(self.cfg, self.args.count)
+        before = existing(self.dir, self.metric) if self.dir.is_dir() else {}
+        skipped = 0
         for i, params in enumerate(runs, 1):
             cmd = command_for(params, self.fixed + self.carried_args(params), self.name, str(self.dir))
-            print(f"{i:3d}  " + shlex.join(cmd[1:]))
-        print(f"{len(runs)} runs" + self._early_note())
+            status = before.get(self.key(params), (None,))[0]
+            skipped += status in DONE
+            print(f"{i:3d}  " + shlex.join(cmd[1:]) + (f"   # {status} already: skipped" if status in DONE else ""))
+        print(f"{len(runs)} runs" + (f", {skipped} of them done already (skipped)" if skipped else "")
+              + self._early_note())
         return 0
 
     def say_size(self) -> None:
@@ -564,7 +551,8 @@ class Sweep:
             n = len(done) + len(failed)
             per_run = (time.time() - started) / max(1, n - before)
             left = f", ~{per_run * (total - n) / 60:.0f} min left" if total and n < total else ""
-            print(f"[{n}/{total}{left}] {line}", flush=True)
+            tqdm.write(f"[{n}/{total}{left}] {line}", file=sys.stdout)  # above the bar, never on its line
+            sys.stdout.flush()
 
         with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
             self._launch_all(done, failed, elsewhere, stop, report)
@@ -734,35 +722,10 @@ def main(argv=None) -> int:
             raise UsageError("--runs-dir: empty; give a folder (or leave the flag out for 'runs')")
         if args.slurm is not None:
             slurm.check(args)
-        overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
-        cfg = load_sweep(args.yaml)
-        if not (ROOT / "run.py").is_file():
-            raise UsageError(f"run.py is not beside the installed package ({ROOT}): a plain `pip install .` "
-                             f"copies the library only; install from a clone with `pip install -e .`")
-        swept = {_canonical_key(k) for k in cfg["parameters"]}
-        for k, v in overrides.items():
-            if k not in swept:
-                v = coerce(k, v)
-                validate_value(k, v)
-                _check_name(k, v)
-        # Other flags are appended to every run. A flag naming a swept parameter pins it, typed as run.py reads it; a comma list
-        # for a scalar key (`--seed 1,2`) replaces the parameter's values (adds seeds to a grid).
-        params = {_canonical_key(k): k for k in cfg["parameters"]}
-        for k in [k for k in overrides if k in params]:
-            cfg["parameters"][params[k]] = pinned(k, overrides.pop(k))
-        num_threads = coerce("num_threads", overrides["num_threads"]) if "num_threads" in overrides else None
-        fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
-        carried = None
-        if args.from_best:
-            from bench.best import from_best
-            if not 0 <= args.within < 100:
-                raise UsageError(f"--within {args.within:g}: give a percentage in [0, 100)")
-            carried = from_best(args.runs_dir, args.from_best, args.within)
-            print(f"sweep {sweep_name(cfg, args.yaml)}: carrying {carried.reason}", flush=True)
-        sweep = Sweep(args.yaml, cfg, args, fixed, num_threads, overrides, carried)
-        if args.slurm is not None and not args.wandb_agent and cfg["method"] != "grid" and args.count is None:
-            raise UsageError(f"method {cfg['method']} proposes runs without end; give --count K (the array's tasks "
-                             f"stop once K runs of the sweep folder are done)")
+        sweep = _sweep_from(args, rest)
+        if args.slurm is not None and not args.wandb_agent and sweep.cfg["method"] != "grid" and args.count is None:
+            raise UsageError(f"method {sweep.cfg['method']} proposes runs without end; give --count K (the array's "
+                             f"tasks stop once K runs of the sweep folder are done)")
         if args.slurm is not None:
             return slurm.submit(args, sweep, rest)
         return sweep.dry_run() if args.dry_run else sweep.run()
@@ -770,6 +733,37 @@ def main(argv=None) -> int:
         exit_usage(p.prog, e)
     except OSError as e:  # a full or read-only disk under --runs-dir
         exit_usage(p.prog, UsageError(f"cannot write {e.filename or args.runs_dir}: {e.strerror or e}"))
+
+
+def _sweep_from(args, rest: list[str]) -> Sweep:
+    """The runner for the parsed command line: the sweep file checked, the run.py flags in `rest`
+    validated and pinned into it, and the carried choice of `--from-best`."""
+    overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
+    cfg = load_sweep(args.yaml)
+    if not (ROOT / "run.py").is_file():
+        raise UsageError(f"run.py is not beside the installed package ({ROOT}): a plain `pip install .` "
+                         f"copies the library only; install from a clone with `pip install -e .`")
+    swept = {_canonical_key(k) for k in cfg["parameters"]}
+    for k, v in overrides.items():
+        if k not in swept:
+            v = coerce(k, v)
+            validate_value(k, v)
+            _check_name(k, v)
+    # Other flags are appended to every run. A flag naming a swept parameter pins it, typed as run.py reads it; a comma list
+    # for a scalar key (`--seed 1,2`) replaces the parameter's values (adds seeds to a grid).
+    params = {_canonical_key(k): k for k in cfg["parameters"]}
+    for k in [k for k in overrides if k in params]:
+        cfg["parameters"][params[k]] = pinned(k, overrides.pop(k))
+    num_threads = coerce("num_threads", overrides["num_threads"]) if "num_threads" in overrides else None
+    fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
+    carried = None
+    if args.from_best:
+        from bench.best import from_best
+        if not 0 <= args.within < 100:
+            raise UsageError(f"--within {args.within:g}: give a percentage in [0, 100)")
+        carried = from_best(args.runs_dir, args.from_best, args.within)
+        print(f"sweep {sweep_name(cfg, args.yaml)}: carrying {carried.reason}", flush=True)
+    return Sweep(args.yaml, cfg, args, fixed, num_threads, overrides, carried)
 
 
 if __name__ == "__main__":
