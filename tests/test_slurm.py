@@ -170,3 +170,27 @@ def test_dry_run_prints_the_script_and_submits_nothing(tmp_path):
     p = run_cli([y, "--slurm", 2, "--dry-run", "--wandb-agent", "me/aebench/abc123", "--runs-dir", "runs"],
                 cwd=tmp_path, script="bench.sweep")
     assert p.returncode == 0 and "exec wandb agent me/aebench/abc123" in p.stdout.splitlines()
+
+
+@pytest.mark.slurm
+@needs_slurm
+def test_ctrl_c_while_waiting_cancels_the_array_in_one_line(tmp_path):
+    import signal
+
+    from conftest import ROOT
+
+    y = _grid(tmp_path, "intr", epochs=400)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "bench.sweep", str(y), "--slurm", "2", "--wait", "--runs-dir", "runs",
+                             *map(str, FLAGS)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not list((tmp_path / "runs" / "intr").glob("*/summary.json")):  # the array has started a run
+        assert proc.poll() is None and time.time() - t0 < 120, proc.communicate()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cancelled Slurm job "), err
+    _queue_empty(lines[0].split()[3].rstrip(":"))
