@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -331,6 +332,9 @@ def format_row(row: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 class _Lines:
     """A stream for tqdm where each redraw ends its line: a log file or a pipe keeps every
     progress line instead of one line rewritten with carriage returns."""
@@ -339,7 +343,7 @@ class _Lines:
         self.stream = stream
 
     def write(self, text: str) -> None:
-        text = text.replace("\r", "").strip()
+        text = _ESCAPES.sub("", text.replace("\r", "")).strip()  # a bar closing writes cursor moves (ESC[A)
         if text:
             self.stream.write("  " + text + "\n")
 

@@ -175,3 +175,13 @@ def test_next_steps_suggest_only_tools_the_run_can_serve(tmp_path):
     run = line.split("bench.evaluate ")[1].split()[0]
     q = run_cli([run, "--what", ",".join(suggested)], cwd=tmp_path, script="bench.evaluate")
     assert q.returncode == 0, q.stderr
+
+
+def test_progress_lines_in_a_log_hold_no_terminal_escapes():
+    import io
+
+    from bench.train import _Lines
+
+    out = io.StringIO()
+    _Lines(out).write("\x1b[A\r epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\x1b[A")
+    assert out.getvalue() == "  epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\n"
