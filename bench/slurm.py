@@ -78,6 +78,8 @@ def task_command(args, rest: list[str]) -> list[str]:
            "--runs-dir", str(Path(args.runs_dir).resolve()), "--workers", str(args.workers), "--spawn", args.spawn]
     if args.count is not None:
         cmd += ["--count", str(args.count)]
+    if args.search_seed is not None:
+        cmd += ["--search-seed", str(args.search_seed)]
     if args.from_best:
         cmd += ["--from-best", args.from_best, "--within", str(args.within)]
     return cmd + rest

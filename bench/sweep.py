@@ -655,6 +655,16 @@ def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 
     return max(1, min(cores, cap * gpus, gpus * int(free_gib // per_run_gib)))
 
 
+def seed_search(seed: int) -> None:
+    """The engine draws random proposals from `random` and bayes candidates from numpy."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def available_cores() -> int:
     """The cores this runner may use: a Slurm task's own (SLURM_CPUS_PER_TASK), else the
     process's affinity, else the machine's."""
@@ -700,6 +710,9 @@ def main(argv=None) -> int:
                    help="runs at once (CPU threads are split among them), or auto: one per core on CPU, "
                         "as many as fit in GPU memory on CUDA")
     p.add_argument("--count", type=int, default=None, help="at most K runs (required for random/bayes)")
+    p.add_argument("--search-seed", type=int, default=None, metavar="N",
+                   help="seed the engine's random and bayes proposals, so a search can be repeated (W&B's own "
+                        "server does not seed them; a Slurm array task adds its task id)")
     p.add_argument("--spawn", choices=["fork", "exec"], default="fork" if hasattr(os, "fork") else "exec",
                    help="fork: each run is a child of this runner, which imported torch and the project once "
                         "(seconds less per run); exec: each run is a fresh `python run.py ...` process")
@@ -723,6 +736,8 @@ def main(argv=None) -> int:
         if args.slurm is not None:
             slurm.check(args)
         sweep = _sweep_from(args, rest)
+        if args.search_seed is not None:
+            seed_search(args.search_seed + int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0))
         if args.slurm is not None and not args.wandb_agent and sweep.cfg["method"] != "grid" and args.count is None:
             raise UsageError(f"method {sweep.cfg['method']} proposes runs without end; give --count K (the array's "
                              f"tasks stop once K runs of the sweep folder are done)")

@@ -32,7 +32,8 @@ parameters:
   seed: {value: 0}
 command: ["${env}", "${interpreter}", "${program}", "${args}"]
 """
-FLAGS = ["--count", 8, "--workers", 2, "--runs-dir", "runs", "--wandb", "disabled",
+# One worker and a seeded search: the draws, and so hyperband's decisions, are the same on every machine
+FLAGS = ["--count", 8, "--workers", 1, "--search-seed", 0, "--runs-dir", "runs", "--wandb", "disabled",
          "--limit-train", 512, "--limit-test", 128]
 
 
@@ -173,3 +174,11 @@ def test_the_shipped_search_is_valid():
     cfg = load_sweep(str(ROOT / "sweeps" / "fashion_vae_search.yaml"))
     assert cfg["early_terminate"]["type"] == "hyperband" and cfg["method"] in ("random", "bayes")
     assert {"lr", "beta"} <= set(cfg["parameters"])
+
+
+def test_a_seeded_search_proposes_the_same_runs(tmp_path):
+    y = tmp_path / "s.yaml"
+    y.write_text(SEARCH)
+    plans = [run_cli([y, "--dry-run", "--count", 5, "--search-seed", seed], cwd=tmp_path, script="bench.sweep").stdout
+             for seed in (3, 3, 4)]
+    assert "--lr=" in plans[0] and plans[0] == plans[1] != plans[2]
