@@ -312,7 +312,7 @@ class Trainer:
                 self.tracking.log_epoch(row, self.snapshot_media(epoch + 1))
                 faults.point(f"logged@{st.epoch}")
                 self.log_progress(key)
-                self.log(format_row(row, cfg.epochs))
+                self.log(format_row(row, cfg.epochs, self.model.quiet_terms()))
                 stop.check(f"epoch {epoch + 1}")
                 if self.early_stop is not None and st.epoch < cfg.epochs:
                     st.stopped = self.early_stop()
@@ -323,10 +323,13 @@ class Trainer:
         return st
 
 
-def format_row(row: dict, epochs: int) -> str:
+def format_row(row: dict, epochs: int, quiet: set[str] = frozenset()) -> str:
+    """One epoch's console line: each train/ and val/ term the model uses, once (`quiet`: the
+    terms the model leaves off, `Model.quiet_terms`)."""
     parts = [f"epoch {row['epoch']}/{epochs}"]
     for k, v in row.items():
-        if k.startswith(("train/", "val/")) and not k.endswith(("beta", "mask_frac")):
+        if k.startswith(("train/", "val/")) and not k.endswith(("beta", "mask_frac")) \
+                and k.split("/", 1)[1] not in quiet:
             parts.append(f"{k} {v:.4g}")
     parts.append(f"{row['time/epoch_seconds']:.1f}s {row['time/images_per_sec']:.0f} img/s")
     return "  ".join(parts)

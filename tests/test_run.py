@@ -185,3 +185,16 @@ def test_progress_lines_in_a_log_hold_no_terminal_escapes():
     out = io.StringIO()
     _Lines(out).write("\x1b[A\r epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\x1b[A")
     assert out.getvalue() == "  epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\n"
+
+
+@pytest.mark.parametrize("model,shown,quiet", [("ae", [], ["mse", "l1", "near_zero"]),
+                                               ("sparse_ae", ["mse", "l1", "near_zero"], [])])
+def test_epoch_lines_show_each_term_the_model_uses_once(tmp_path, model, shown, quiet):
+    p = run_cli(quick(tmp_path, model=model, epochs=1), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    line = next(l for l in p.stdout.splitlines() if l.startswith("epoch 1/1"))
+    names = [w for w in line.split() if "/" in w and not w[0].isdigit()]
+    assert len(names) == len(set(names)) and "train/loss" in names and "val/loss" in names
+    assert all(f"train/{t}" in names for t in shown) and not any(f"train/{t}" in names for t in quiet)
+    recorded = only_run(tmp_path).read_metrics()[0]
+    assert all(f"train/{t}" in recorded for t in shown + quiet)  # left off the line, still recorded

@@ -20,6 +20,11 @@ class BenchModel(nn.Module):
     best_metric = ("val/loss", "min")  # how the best checkpoint is chosen
     reconstructs = True  # outputs `recon` of its input (epoch snapshots, reconstruction figures)
     epoch_splits = ("val",)  # splits evaluated after every epoch (a classifier adds "test")
+
+    def quiet_terms(self) -> set[str]:
+        """Scalar terms left off the per-epoch console line (they are still recorded): those
+        this configuration does not use, or that repeat the loss."""
+        return set()
     noise_level = 0.0
     noise_type = "gaussian"
     is_variational = False  # a VAE: posterior(x) -> (mu, logvar), a prior N(0, I), KL terms
