@@ -265,7 +265,11 @@ def execute(argv: list[str], log=print, started=None) -> int:
         # Unknown tools, and tools this model or data cannot serve, are refused before training.
         cfg.eval = tools.applicable(cfg.eval, model, data.kind)
     if "print_config" in actions:
-        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        from bench.track import resolve_wandb_mode
+
+        shown = cfg.to_dict()
+        shown["wandb"] = resolve_wandb_mode(shown.get("wandb"))  # the mode this run would use, not null
+        print(json.dumps(shown, indent=2, sort_keys=True))
         return 0
     resume = None
     if resume_run and resume_run.ckpt("last").exists():  # a bad checkpoint is refused here, untouched

@@ -198,3 +198,13 @@ def test_epoch_lines_show_each_term_the_model_uses_once(tmp_path, model, shown, 
     assert all(f"train/{t}" in names for t in shown) and not any(f"train/{t}" in names for t in quiet)
     recorded = only_run(tmp_path).read_metrics()[0]
     assert all(f"train/{t}" in recorded for t in shown + quiet)  # left off the line, still recorded
+
+
+def test_print_config_shows_the_wandb_mode_the_run_would_use(tmp_path):
+    no_login = {"WANDB_API_KEY": "", "HOME": str(tmp_path), "NETRC": str(tmp_path / "no-netrc"),
+                "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}
+    p = run_cli(["--model", "ae", "--dataset", "synthetic", "--print-config"], cwd=tmp_path, env=no_login)
+    assert p.returncode == 0, p.stderr
+    shown = json.loads(p.stdout)
+    assert shown["wandb"] == "offline" and shown["model"] == "ae"  # no credentials here: offline, never null
+    assert not (tmp_path / "runs").exists()
