@@ -448,8 +448,11 @@ def next_steps(run, cfg, tracking, model=None, data_kind: str = "") -> str:
 
     usable = [t for t in ("probe", "embed", "sample")
               if model is None or not tools.missing_needs(t, model, data_kind)]
+    # The report of this run alone (a run folder is a store of one), or of its whole sweep
+    report = (f"--runs {cfg.runs_dir} --sweep {cfg.sweep} --out reports/{cfg.sweep}" if cfg.sweep
+              else f"--runs {run.path} --out reports/{run.id}")
     lines = ["next:",
-             f"  python -m analysis.report --runs {cfg.runs_dir} --out reports/{run.id}   # HTML + markdown report",
+             f"  python -m analysis.report {report}   # HTML + markdown report",
              f"  python -m analysis.tables --runs {cfg.runs_dir}{' --sweep ' + cfg.sweep if cfg.sweep else ''}"
              f"   # comparison table",
              *([f"  python -m bench.evaluate {run.path} --what {','.join(usable)}   # latent-space tools"]

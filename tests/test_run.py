@@ -208,3 +208,17 @@ def test_print_config_shows_the_wandb_mode_the_run_would_use(tmp_path):
     shown = json.loads(p.stdout)
     assert shown["wandb"] == "offline" and shown["model"] == "ae"  # no credentials here: offline, never null
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_suggested_report_covers_this_run_alone(tmp_path):
+    """`next:` suggests a report of the run that printed it, not of every run in the store."""
+    for model in ("ae", "mlp_vae"):
+        p = run_cli(quick(tmp_path, model=model, epochs=1), cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+    line = next(l for l in p.stdout.splitlines() if "analysis.report" in l)
+    args = line.split("analysis.report ")[1].split("#")[0].split()
+    q = run_cli(args, cwd=tmp_path, script="analysis.report")
+    assert q.returncode == 0, q.stderr
+    out = tmp_path / args[args.index("--out") + 1] / "report.md"
+    md = out.read_text()
+    assert "mlp_vae" in md and "| ae |" not in md and "Runs: 1 finished" in md
