@@ -36,6 +36,7 @@ class Record(NamedTuple):
     value: float | None   # the metric asked for; None when not recorded (or NaN)
     run_id: str
     model: str | None
+    epochs: int = 0       # epochs trained
 
 
 def sweep_records(folder: Path, metric: str | None):
@@ -51,8 +52,9 @@ def sweep_records(folder: Path, metric: str | None):
             continue
         value = summary.get(metric) if metric else None
         value = float(value) if isinstance(value, (int, float)) and value == value else None
+        epochs = summary.get("epochs")
         yield Record(key, summary.get("sweep_fixed") or "{}", effective_status(summary, run.path), value, run.id,
-                     summary.get("model"))
+                     summary.get("model"), epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 0)
 
 
 # A run in one of these states is done: a later invocation never starts its configuration again

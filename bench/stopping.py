@@ -58,26 +58,19 @@ def check(cfg: dict, where: str) -> None:
 
 
 def bands(cfg: dict) -> list[int]:
-    """The epochs at which hyperband compares runs, as `sweeps` computes them."""
+    """The epochs at which hyperband compares runs, as `sweeps` computes them: its rule is asked
+    about one run that has trained nothing, and reports the bands it would compare at."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from sweeps.hyperband_stopping import hyperband_baseline_validate_and_fill
-    et = hyperband_baseline_validate_and_fill(cfg)["early_terminate"]
-    if "max_iter" in et:
-        out, band = [], et["max_iter"]
-        for _ in range(et["s"]):
-            band /= et["eta"]
-            if band < 1:
-                break
-            out.append(int(band))
-        out = sorted(out)
-    elif "min_iter" in et:
-        out = [int(et["min_iter"] * et["eta"] ** i) for i in range(8)]
-    else:
-        raise ValueError("hyperband needs max_iter or min_iter")
-    if not out:
-        raise ValueError("no band is at least one epoch: raise max_iter, or lower eta or s")
-    return out
+        from sweeps import RunState, SweepRun, stop_runs
+        probe = SweepRun(name="bands", state=RunState.running, history=[])
+        try:
+            stop_runs(cfg, [probe])
+        except ValueError as e:
+            if str(e).startswith("Bands must"):  # sweeps: "Bands must be an array of length at least 1"
+                raise ValueError("no band is at least one epoch: raise max_iter, or lower eta or s") from None
+            raise
+    return list(probe.early_terminate_info["bands"])
 
 
 def sweep_runs(folder: Path, fixed: str) -> list:

@@ -628,16 +628,7 @@ class Sweep:
 
     def epochs_trained(self) -> int:
         """Epochs trained by the runs of this sweep folder made with these runner flags."""
-        from bench.store import RecordError, RunDir
-
-        total = 0
-        for r in sweep_records(self.dir, None):
-            if r.fixed == self.identity(json.loads(r.key)):
-                try:
-                    total += int(RunDir(self.dir / r.run_id).read_summary().get("epochs") or 0)
-                except (RecordError, TypeError, ValueError):
-                    continue
-        return total
+        return sum(r.epochs for r in sweep_records(self.dir, None) if r.fixed == self.identity(json.loads(r.key)))
 
 
 def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 2.0, cap: int = 8) -> int:
