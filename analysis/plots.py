@@ -294,6 +294,7 @@ def make_plots(args, out: Path, notes: list | None = None) -> dict[str, Path]:
     frame = load_runs(args.runs, args.wandb, args.sweep)
     require_runs(frame, args.runs, args.sweep, args.wandb)
     summary, group_by, metrics = build_table(args)
+    summary = summary[summary["runs"] > 0]  # configurations only stopped runs tried have no numbers to draw
     xs = key_list(args.x) if getattr(args, "x", None) else numeric_keys(summary, group_by)
     if xs and xs[0] not in group_by:
         raise UsageError(f"--x {xs[0]}: not among the group keys; valid: {', '.join(group_by)}")

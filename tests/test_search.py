@@ -182,3 +182,12 @@ def test_a_seeded_search_proposes_the_same_runs(tmp_path):
     plans = [run_cli([y, "--dry-run", "--count", 5, "--search-seed", seed], cwd=tmp_path, script="bench.sweep").stdout
              for seed in (3, 3, 4)]
     assert "--lr=" in plans[0] and plans[0] == plans[1] != plans[2]
+
+
+def test_figures_over_a_search_draw_only_configurations_with_numbers(searched, tmp_path):
+    """Configurations that only stopped runs tried are table rows without numbers: the
+    metric-vs-lr figure leaves them out instead of breaking its line at them."""
+    p = run_cli(["--runs", searched / "runs", "--sweep", "search", "--out", tmp_path / "figs"], cwd=tmp_path,
+                script="analysis.plots")
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "figs" / "test_mse_vs_lr.png").is_file()
