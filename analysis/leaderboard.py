@@ -230,22 +230,14 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
 def log_wandb(tables: dict, suite: dict, scale: str, mode: str) -> str:
     """The leaderboard as one `wandb.Table` per dataset, in a run of the suite's W&B group."""
     from bench.suite import sweep_name
-    from bench.track import resolve_wandb_mode, server_reachable
+    from bench.track import log_tables
 
-    import wandb
-
-    mode = resolve_wandb_mode(mode)
-    if mode == "online" and server_reachable():
-        mode = "offline"
-    run = wandb.init(project="aebench", group=sweep_name(suite, scale), job_type="leaderboard", mode=mode,
-                     name=f"leaderboard-{suite['name']}-{scale}", settings=wandb.Settings(silent=True),
-                     dir=str(Path.cwd()))  # ./wandb of now, not of the process's first W&B run
+    shown = {}
     for dataset, table in tables.items():
         head, body = _shown(table, "plain")
-        run.log({f"leaderboard/{dataset}": wandb.Table(columns=head, data=[[html.unescape(c) for c in r]
-                                                                           for r in body])})
-    run.finish()
-    return f"W&B ({mode}): group {sweep_name(suite, scale)}, run {run.id}"
+        shown[f"leaderboard/{dataset}"] = (head, [[html.unescape(c) for c in r] for r in body])
+    return log_tables(shown, group=sweep_name(suite, scale), name=f"leaderboard-{suite['name']}-{scale}",
+                      job_type="leaderboard", mode=mode)
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,7 @@ import warnings
 import pandas as pd
 
 from bench.errors import UsageError
+from bench.keys import canonical
 from bench.store import RecordError, effective_status, list_runs
 
 # Config keys that never define a configuration (where and how a run was recorded).
@@ -25,14 +26,14 @@ SUMMARY_RENAME = {"epochs": "epochs_done", "status": "recorded_status", "model":
 
 # Columns analysis itself sets; a recorded config or summary can never overwrite them
 # (a crafted `path` in summary.json would otherwise point the report at any file).
-RESERVED = {"run_id", "source", "path", "status", "history"}
+RESERVED = {"run_id", "source", "path", "status", "history", "config_keys"}
 
 
 def _row(run_id, source, path, status, config: dict, summary: dict, history: list) -> dict:
-    from bench.config import canonical  # older runs' key names (noise_std) read as today's (noise_level)
-
-    row = {"run_id": run_id, "source": source, "path": path, "status": status}
-    for k, v in canonical(config).items():
+    config = canonical(config)  # older runs' key names (noise_std) read as today's (noise_level)
+    row = {"run_id": run_id, "source": source, "path": path, "status": status,
+           "config_keys": tuple(k for k in config if k not in RESERVED)}
+    for k, v in config.items():
         if k not in RESERVED:
             row[k] = tuple(v) if isinstance(v, list) else v
     for k, v in summary.items():
@@ -141,22 +142,9 @@ def _wandb_runs(api, path: str, sweep: str | None) -> list:
 
 
 def _wandb_api(path: str):
-    """wandb.Api(), or one line saying why it cannot be had (no login, no server), within seconds."""
-    from bench.track import server_reachable, wandb_logged_in
+    from bench.track import wandb_api
 
-    if not wandb_logged_in():
-        raise UsageError(f"--wandb {path}: not logged in to W&B (run `wandb login` or set WANDB_API_KEY); "
-                         f"without --wandb, analysis reads the local run store")
-    unreachable = server_reachable()
-    if unreachable:
-        raise UsageError(f"--wandb {path}: the W&B server is {unreachable}; without --wandb, analysis reads "
-                         f"the local run store")
-    import wandb
-
-    try:
-        return wandb.Api(timeout=30)
-    except Exception as e:
-        raise UsageError(f"--wandb {path}: W&B refused ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+    return wandb_api(f"--wandb {path}", "without --wandb, analysis reads the local run store")
 
 
 def load_runs(runs_dir: str = "runs", wandb_path: str | None = None, sweep: str | None = None,
@@ -182,10 +170,8 @@ def varying_keys(frame: pd.DataFrame, exclude=("seed",)) -> list[str]:
     """What distinguishes configurations: model and dataset when they differ, plus config
     keys that take several values for the same model (a key that differs only because
     models have different defaults is implied by the model)."""
-    from bench.config import FIELDS
-
     keys = [k for k in ("model", "dataset") if k in frame and frame[k].nunique(dropna=False) > 1]
-    for k in FIELDS:
+    for k in config_keys(frame):
         if k in BOOKKEEPING or k in exclude or k in keys or k not in frame:
             continue
         per_model = frame.groupby("model")[k].agg(lambda s: s.map(repr).nunique(dropna=False)) \
@@ -195,17 +181,27 @@ def varying_keys(frame: pd.DataFrame, exclude=("seed",)) -> list[str]:
     return _drop_implied(frame, keys) or ["model"]
 
 
-def _preferred() -> tuple:
-    """model, dataset, then the shorthand keys a family declares: a key that sets others
-    (one list of hidden widths and latent size) speaks for them."""
-    from bench.config import FIELDS
-    return ("model", "dataset") + tuple(k for k, f in FIELDS.items() if f.metadata.get("shorthand"))
+def config_keys(frame: pd.DataFrame) -> list[str]:
+    """The configuration keys of the runs in `frame`, in their records' order: what their
+    config.json (or W&B config) holds. Read from the records, so analysis needs no catalogue
+    of every model family's keys (that would import the families, and torch)."""
+    if "config_keys" not in frame:
+        return []
+    return list(dict.fromkeys(k for keys in frame["config_keys"] for k in keys))
+
+
+def _preferred(frame: pd.DataFrame) -> tuple:
+    """model, dataset, then the shorthand keys a family declares (recorded by each run as
+    `shorthand_keys`): a key that sets others (one list of hidden widths and latent size)
+    speaks for them."""
+    named = frame["shorthand_keys"].dropna() if "shorthand_keys" in frame else []
+    return ("model", "dataset") + tuple(dict.fromkeys(k for text in named for k in str(text).split(",") if k))
 
 
 def _drop_implied(frame: pd.DataFrame, keys: list[str]) -> list[str]:
     """Drop keys whose value is fixed by a key already kept (a family's derived keys by
     its shorthand): they add columns, not configurations. model and dataset always stay."""
-    preferred = _preferred()
+    preferred = _preferred(frame)
     ordered = [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
     as_text = {k: frame[k].map(repr) for k in ordered}
     kept = []

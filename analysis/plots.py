@@ -120,7 +120,7 @@ def side_by_side(frame: pd.DataFrame, group_by: list[str], path: Path, n_images:
     """One row per configuration (its lowest finished seed), the same first test images in
     each column, from the `recon_fixed.npz` each local run records; None when fewer than two
     configurations have one."""
-    from bench.evaluate import RECON_ARRAYS
+    from bench.store import RunDir
 
     done = frame[(frame["status"] == "finished") & (frame["source"] == "local")] if len(frame) else frame
     rows, top = [], None
@@ -128,7 +128,7 @@ def side_by_side(frame: pd.DataFrame, group_by: list[str], path: Path, n_images:
     for key, g in (keyed.groupby("_key", sort=True) if len(done) else []):
         g = g.sort_values("seed") if "seed" in g else g
         for _, r in g.iterrows():
-            arrays = _recon_arrays(Path(r["path"]) / RECON_ARRAYS)
+            arrays = _recon_arrays(Path(r["path"]) / RunDir.RECON_ARRAYS)
             if arrays is None:
                 continue
             top = top or [("original", arrays["original"])] + \

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import BOOKKEEPING, load_runs, require_runs, unreadable_note, varying_keys
+from analysis.load import BOOKKEEPING, config_keys, load_runs, require_runs, unreadable_note, varying_keys
 from bench.errors import UsageError, exit_usage
+from bench.keys import canonical
 
 ALIASES = {"probe_acc": "probe/linear_acc", "logreg_acc": "probe/logreg_acc", "acc": "test/acc",
            "fd": "sample/ex_post_fd"}
@@ -60,8 +61,7 @@ def resolve_group(frame: pd.DataFrame, keys: list[str] | None) -> list[str]:
         return varying_keys(frame)
     bad = [k for k in keys if k not in frame.columns or k == "history"]
     if bad:
-        from bench.config import FIELDS
-        valid = sorted(k for k in FIELDS if k in frame.columns)
+        valid = sorted(k for k in config_keys(frame) if k in frame.columns)
         raise UsageError(f"unknown group key {bad[0]!r}; valid: {', '.join(valid)}")
     return keys
 
@@ -227,14 +227,12 @@ def render(summary, group_by, metrics, fmt: str) -> str:
 def split_keys(frame: pd.DataFrame, group_by: list[str]) -> list[str]:
     """Config keys (beyond the group keys, the seed and bookkeeping) whose value differs
     between finished runs of one group: such runs are not replicates of each other."""
-    from bench.config import FIELDS
-
     done = frame[frame["status"] == "finished"] if "status" in frame else frame
     if not len(done) or not group_by:
         return []
     keyed = done.assign(**{k: done[k].map(repr) for k in group_by})
     out = []
-    for k in FIELDS:
+    for k in config_keys(frame):
         if k in group_by or k in BOOKKEEPING or k == "seed" or k not in done:
             continue
         text = done[k].map(repr)
@@ -273,8 +271,6 @@ def warn_about(frame: pd.DataFrame) -> None:
 
 def key_list(text):
     """Comma-separated config keys, older names read as today's (noise_std is noise_level)."""
-    from bench.config import canonical
-
     keys = [t.strip() for t in text.split(",") if t.strip()] if text else None
     return list(canonical(dict.fromkeys(keys))) if keys else None
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from bench.store import RunDir, find_local_run
-from bench.track import server_reachable, wandb_logged_in
+from bench.track import wandb_api
 
 
 def find_run(ref: str, runs_dir: str = "runs") -> RunDir:
@@ -43,13 +43,7 @@ def fetch_model_artifact(ref: str, runs_dir: str, api=None) -> Path:
     entity, project, name, alias = m.groups()
     path = f"{entity}/{project}/{name}:{alias or 'best'}"
     if api is None:
-        if not wandb_logged_in():
-            raise UsageError(f"{ref}: not logged in to W&B (run `wandb login` or set WANDB_API_KEY)")
-        unreachable = server_reachable()
-        if unreachable:
-            raise UsageError(f"{ref}: the W&B server is {unreachable}; give a local run folder instead")
-        import wandb
-        api = wandb.Api(timeout=30)
+        api = wandb_api(ref, "give a local run folder instead")
     try:
         art = api.artifact(path, type="model")
     except Exception as e:

@@ -26,6 +26,7 @@ from typing import Optional
 import yaml
 
 from bench.errors import UsageError, yaml_problem
+from bench.keys import RENAMED, canonical, older_name
 
 
 def tool_names() -> list[str]:
@@ -166,7 +167,7 @@ def _tables() -> dict:
         hints = typing.get_type_hints(RunKeys)
         for key, (f, hint) in family.items():
             fields[key], hints[key] = f, hint
-        aliases = {f.metadata["alias"]: k for k, (f, _) in family.items() if f.metadata.get("alias")}
+        aliases = {old: new for old, new in RENAMED.items() if new in fields}
         _TABLES.update(FIELDS=fields, MODEL_KEYS=frozenset(family), ALIASES=aliases, hints=hints)
     return _TABLES
 
@@ -175,13 +176,6 @@ def __getattr__(name: str):
     if name in ("FIELDS", "MODEL_KEYS", "ALIASES"):
         return _tables()[name]
     raise AttributeError(f"module 'bench.config' has no attribute {name!r}")
-
-
-def canonical(values: dict) -> dict:
-    """Flat keys with aliases replaced by their current names (`noise_std` -> `noise_level`):
-    what older config files, sweeps and recorded runs say."""
-    aliases = _tables()["ALIASES"]
-    return {aliases.get(k, k): v for k, v in values.items()}
 
 
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
@@ -404,8 +398,8 @@ def _help_text(key: str, f, default=dataclasses.MISSING) -> str:
         default = _default(f)
     if "default" not in parts[0] and "(required)" not in parts[0]:
         parts.append(f"(default: {_show(default)})")
-    if meta.get("alias"):
-        parts.append(f"(older name, still accepted: --{meta['alias'].replace('_', '-')})")
+    if older_name(key):
+        parts.append(f"(older name, still accepted: --{older_name(key).replace('_', '-')})")
     return " ".join(p for p in parts if p).replace("%", "%%")
 
 
@@ -453,8 +447,8 @@ def build_parser(prog="run.py", families=True, model: str | None = None) -> argp
                 kwargs.update(nargs="?", const="true")
             group.add_argument("--" + key.replace("_", "-"), **kwargs)
             hidden = {"--" + key} - {"--" + key.replace("_", "-")}
-            if f.metadata.get("alias"):  # an older name, still accepted (shipped sweeps, W&B agents)
-                old = f.metadata["alias"]
+            if older_name(key):  # an older name, still accepted (shipped sweeps, W&B agents)
+                old = older_name(key)
                 hidden |= {"--" + old, "--" + old.replace("_", "-")}
             if hidden:
                 group.add_argument(*sorted(hidden), **dict(kwargs, help=argparse.SUPPRESS))

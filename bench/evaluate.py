@@ -16,6 +16,7 @@ import torch
 
 from bench import figures, metrics
 from bench.errors import UsageError, exit_usage
+from bench.store import RunDir
 from bench.data import batches
 from bench.tensors import to_float, to_uint8
 
@@ -81,11 +82,8 @@ def _recon_figure(model, data, cfg, device, path):
         noisy = model.corrupt(x, g)
         rows += [(f"noisy s={model.noise_level:g}", noisy), ("denoised", model(noisy)["recon"])]
     rows.append(("reconstruction", model(x)["recon"]))
-    save_recon_arrays(path.parent.parent / RECON_ARRAYS, rows)
+    save_recon_arrays(path.parent.parent / RunDir.RECON_ARRAYS, rows)
     return figures.image_rows(rows, path, figures.run_title(cfg))
-
-
-RECON_ARRAYS = "recon_fixed.npz"
 
 
 def save_recon_arrays(path, rows) -> None:

@@ -14,16 +14,30 @@ from typing import Optional
 STRUCTURAL = frozenset({"in_channels", "image_size", "num_classes", "runs_dir"})
 
 
+# Older key names, still accepted wherever keys are read: flags, config files, sweep YAMLs and
+# recorded runs. One table that imports nothing, so analysis reads older records without
+# importing a model family (and torch). Renaming a key adds its old name here.
+RENAMED = {"noise_std": "noise_level", "kl_weight": "beta"}
+
+
+def canonical(values: dict) -> dict:
+    """Flat keys with older names replaced by today's (`noise_std` -> `noise_level`)."""
+    return {RENAMED.get(k, k): v for k, v in values.items()}
+
+
+def older_name(key_name: str) -> str | None:
+    """The older name still accepted for a key, if it has one."""
+    return next((old for old, new in RENAMED.items() if new == key_name), None)
+
+
 def key(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi_open=False,
-        internal: bool = False, alias: str | None = None, shorthand: bool = False,
-        implies_model: str | None = None):
+        internal: bool = False, shorthand: bool = False, implies_model: str | None = None):
     """A config field with its help and its valid values (checked when a run is configured).
-    `internal`: a model knob that is not offered on the command line. `alias`: an older name
-    still accepted (flags, config files, sweeps, recorded runs). `shorthand`: a key that only
-    sets others in `derive()` (not recorded when unset). `implies_model`: giving this key
-    without `--model` chooses that model."""
+    `internal`: a model knob that is not offered on the command line. `shorthand`: a key that
+    only sets others in `derive()` (not recorded when unset). `implies_model`: giving this key
+    without `--model` chooses that model. An older name of a key goes in `RENAMED`."""
     meta = dict(help=help, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, internal=internal,
-                alias=alias, shorthand=shorthand, implies_model=implies_model)
+                shorthand=shorthand, implies_model=implies_model)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -39,7 +53,7 @@ DROPOUT = dict(help="dropout probability (after every conv/deconv layer; before 
 BOTTLENECK = dict(help="'linear' (flat z of latent_dim) or 'conv' (z is the last feature map, e.g. 2x2x16 for "
                        "channels 128,64,32,16 at 28 px)", choices=["linear", "conv"])
 BETA = dict(help="KL weight beta: loss = recon + beta * KL (beta-VAE; 0 trains the VAE's encoder as a plain AE)",
-            lo=0.0, hi=1000.0, alias="kl_weight")
+            lo=0.0, hi=1000.0)
 KL_WARMUP = dict(help="linear KL annealing over this many epochs", lo=0)
 RECON_LOSS = dict(help="VAE reconstruction loss", choices=["mse", "bce"])
 
@@ -86,7 +100,7 @@ NOISE_HELP = ("input corruption level (denoising): the standard deviation of add
 @dataclass
 class Corruption(FamilyConfig):
     """Input corruption: every autoencoder family that can be trained as a denoiser."""
-    noise_level: float = key(0.0, NOISE_HELP, lo=0.0, hi=1.0, alias="noise_std")
+    noise_level: float = key(0.0, NOISE_HELP, lo=0.0, hi=1.0)
     noise_type: str = key("gaussian", "input corruption (what --noise-level means depends on it)",
                           choices=["gaussian", "dropout", "salt_pepper"])
 
@@ -107,7 +121,8 @@ def cli_keys(config_cls) -> dict:
 
 def aliases(config_cls) -> dict:
     """{old name: key} of a family config's accepted aliases."""
-    return {f.metadata["alias"]: name for name, f in cli_keys(config_cls).items() if f.metadata.get("alias")}
+    keys = cli_keys(config_cls)
+    return {old: new for old, new in RENAMED.items() if new in keys}
 
 
-__all__ = ["key", "STRUCTURAL", "FamilyConfig", "Corruption", "ImageInput", "cli_keys", "aliases", "Optional"]
+__all__ = ["key", "STRUCTURAL", "FamilyConfig", "Corruption", "ImageInput", "cli_keys", "aliases", "canonical", "RENAMED", "Optional"]

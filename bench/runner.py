@@ -395,12 +395,21 @@ def _start(job: Job, log) -> None:
                        params=job.n_params, trainable_params=trainable, model=cfg.model, dataset=cfg.dataset,
                        run_id=run.id, sweep=cfg.sweep, group=cfg.group,
                        sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"),
-                       sweep_fixed=os.environ.get("AEBENCH_SWEEP_FIXED"), from_best=os.environ.get("AEBENCH_FROM_BEST"))
+                       sweep_fixed=os.environ.get("AEBENCH_SWEEP_FIXED"), from_best=os.environ.get("AEBENCH_FROM_BEST"),
+                       shorthand_keys=",".join(shorthand_keys(cfg.family)))
     if job.resumed:
         # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
         history = (job.resume or {}).get("state", {}).get("history", [])
         run.rewrite_metrics(history)
         log(f"resumed {run.id} after epoch {job.epochs_done()}")
+
+
+def shorthand_keys(family) -> list[str]:
+    """The family's keys that only set others (`mlp_dims`): analysis shows them in place of
+    the keys they set, reading this list from the record (it imports no family)."""
+    from bench.keys import cli_keys
+
+    return [k for k, f in cli_keys(type(family)).items() if f.metadata.get("shorthand")] if family else []
 
 
 def _setup(job: Job, log):

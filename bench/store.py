@@ -169,6 +169,8 @@ def new_run_id(model: str, dataset: str) -> str:
 
 
 class RunDir:
+    RECON_ARRAYS = "recon_fixed.npz"  # the same first test images and their reconstructions, as uint8 arrays
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.id = self.path.name

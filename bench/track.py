@@ -81,6 +81,8 @@ def wandb_logged_in() -> bool:
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
     host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    # wandb's own lookup, from its module that loads in milliseconds: the public route
+    # (`wandb.Api().api_key`) imports all of wandb first, about 1 s on every run's start-up.
     try:
         from wandb.sdk.lib.wbauth import read_netrc_auth, session_credentials
     except ImportError:
@@ -129,6 +131,41 @@ def server_reachable(timeout: float = 4.0) -> str | None:
         if isinstance(reason, (socket.timeout, TimeoutError)):
             return f"unreachable ({host} did not answer within {timeout:g} s)"
         return f"unreachable ({host}: {getattr(reason, 'strerror', None) or reason})"
+
+
+def wandb_api(what: str, instead: str):
+    """wandb.Api(), or one line saying why it cannot be had (no login, no server) within
+    seconds: `what` begins the line (a flag or a reference), `instead` says what works without W&B."""
+    from bench.errors import UsageError
+
+    if not wandb_logged_in():
+        raise UsageError(f"{what}: not logged in to W&B (run `wandb login` or set WANDB_API_KEY); {instead}")
+    unreachable = server_reachable()
+    if unreachable:
+        raise UsageError(f"{what}: the W&B server is {unreachable}; {instead}")
+    import wandb
+
+    try:
+        return wandb.Api(timeout=30)
+    except Exception as e:
+        raise UsageError(f"{what}: W&B refused ({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+
+
+def log_tables(tables: dict, *, group: str, name: str, job_type: str, mode: Optional[str]) -> str:
+    """Tables ({key: (columns, rows)}) logged as `wandb.Table`s in one run of `group`
+    (the leaderboard of a suite); one line says where they went."""
+    import wandb
+
+    mode = resolve_wandb_mode(mode)
+    if mode == "online" and server_reachable():
+        mode = "offline"
+    run = wandb.init(project="aebench", group=group, job_type=job_type, mode=mode, name=name,
+                     settings=wandb.Settings(silent=True),
+                     dir=str(Path.cwd()))  # ./wandb of now, not of the process's first W&B run
+    for key, (columns, rows) in tables.items():
+        run.log({key: wandb.Table(columns=columns, data=rows)})
+    run.finish()
+    return f"W&B ({mode}): group {group}, run {run.id}"
 
 
 def agent_sweep() -> str | None:

@@ -254,3 +254,19 @@ def test_help_is_clean_and_the_installed_command_prints_the_same(tmp_path):
     assert installed.exists(), "the project is installed with `pip install -e .` (requirements.txt)"
     q = subprocess.run([str(installed), "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert q.returncode == 0 and q.stdout.replace("aebench-run", "run.py") == p.stdout
+
+
+def test_analysis_reads_runs_without_torch_or_any_model(finished_run_template, tmp_path):
+    """The table, the figures and the report of a finished run load neither torch nor a model
+    family: analysis reads records (config.json names each run's keys; older key names come
+    from `bench.keys.RENAMED`)."""
+    code = ("import sys\n"
+            "from analysis import tables, report\n"
+            f"assert tables.main(['--runs', {str(finished_run_template.parent)!r}]) in (0, None)\n"
+            f"assert report.main(['--runs', {str(finished_run_template.parent)!r}, '--out', {str(tmp_path / 'r')!r}]) "
+            "in (0, None)\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('bench.models', 'registry'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
+    assert (tmp_path / "r" / "report.html").exists()
