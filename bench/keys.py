@@ -31,13 +31,17 @@ def older_name(key_name: str) -> str | None:
 
 
 def key(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi_open=False,
-        internal: bool = False, shorthand: bool = False, implies_model: str | None = None):
+        internal: bool = False, shorthand: bool = False, implies_model: str | None = None,
+        weighs: str | None = None):
     """A config field with its help and its valid values (checked when a run is configured).
     `internal`: a model knob that is not offered on the command line. `shorthand`: a key that
     only sets others in `derive()` (not recorded when unset). `implies_model`: giving this key
-    without `--model` chooses that model. An older name of a key goes in `RENAMED`."""
+    without `--model` chooses that model. `weighs`: the key weighs this term of the loss (the
+    name the training forward returns it under); the generated model test checks that changing
+    the key changes the loss of every model that returns the term. An older name of a key goes
+    in `RENAMED`."""
     meta = dict(help=help, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, internal=internal,
-                shorthand=shorthand, implies_model=implies_model)
+                shorthand=shorthand, implies_model=implies_model, weighs=weighs)
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -53,7 +57,7 @@ DROPOUT = dict(help="dropout probability (after every conv/deconv layer; before 
 BOTTLENECK = dict(help="'linear' (flat z of latent_dim) or 'conv' (z is the last feature map, e.g. 2x2x16 for "
                        "channels 128,64,32,16 at 28 px)", choices=["linear", "conv"])
 BETA = dict(help="KL weight beta: loss = recon + beta * KL (beta-VAE; 0 trains the VAE's encoder as a plain AE)",
-            lo=0.0, hi=1000.0)
+            lo=0.0, hi=1000.0, weighs="kl")
 KL_WARMUP = dict(help="linear KL annealing over this many epochs", lo=0)
 RECON_LOSS = dict(help="VAE reconstruction loss", choices=["mse", "bce"])
 

@@ -183,7 +183,11 @@ def test_every_model_key_is_declared_by_a_family_with_help():
         specs = {json.dumps({m: v for m, v in f.metadata.items() if m != "internal"}, sort_keys=True, default=str)
                  for e in registry.MODELS.values() for n, f in cli_keys(e.config_cls).items() if n == k}
         assert len(specs) == 1, (k, specs)
-    assert all(dataclasses.is_dataclass(e.config_cls) for e in registry.MODELS.values())
+    # every family's Config is a FamilyConfig that records exactly the keys a user may set
+    from bench.keys import FamilyConfig
+    for e in registry.MODELS.values():
+        assert issubclass(e.config_cls, FamilyConfig), e.name
+        assert set(e.config_cls(**dict(e.defaults)).to_dict()) <= set(cli_keys(e.config_cls)), e.name
 
 
 def test_the_family_resolves_its_own_keys():

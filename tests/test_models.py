@@ -184,3 +184,50 @@ def test_image_grid_lays_out_as_torchvision(n, nrow):
     assert torch.equal(image_grid(imgs, nrow, padding=1, pad_value=0.5), make_grid(imgs, nrow, padding=1, pad_value=0.5))
     grey = image_grid(imgs[:, :1], nrow)
     assert grey.shape[0] == 1 and torch.equal(grey[0], make_grid(imgs[:, :1], nrow, padding=1)[0])
+
+
+def _loss_at(name, shape, **keys):
+    torch.manual_seed(0)  # the same weights, input, noise and masks for both values of a key
+    model = build(name, shape, **keys).train()
+    x = torch.rand(4, *shape)
+    return model(x, target_for(model, x))
+
+
+def _declared_weights():
+    """(model, key, term) for every key a family declares as the weight of a loss term, for the
+    models whose training forward returns that term (found on the meta device: no memory)."""
+    from bench.keys import cli_keys
+
+    out = []
+    for name in MODELS:
+        entry = registry.MODELS[name]
+        terms = registry.forward_terms(entry, entry.default_input, 10) or set()
+        out += [(name, key, f.metadata["weighs"]) for key, f in cli_keys(entry.config_cls).items()
+                if f.metadata.get("weighs") in terms]
+    return out
+
+
+WEIGHTS = _declared_weights()
+
+
+def test_every_declared_weight_has_a_model_that_returns_its_term():
+    """A key declared as a loss weight is exercised below by at least one model: a family
+    whose models never return the term they weigh would otherwise go unchecked."""
+    from bench.keys import cli_keys
+
+    declared = {(f.metadata["weighs"], key) for e in registry.MODELS.values()
+                for key, f in cli_keys(e.config_cls).items() if f.metadata.get("weighs")}
+    assert declared and declared == {(term, key) for _, key, term in WEIGHTS}
+
+
+@pytest.mark.parametrize("name,key,term", WEIGHTS, ids=[f"{n}-{k}" for n, k, _ in WEIGHTS])
+def test_every_declared_loss_term_changes_the_loss(name, key, term):
+    """Generated from the families' declarations: a key that weighs a loss term (`weighs=`)
+    changes the training loss of every model whose forward returns that term. A family that
+    ignored its weight (a sparse AE without its L1 penalty, a VAE without its KL) fails here."""
+    shape = registry.MODELS[name].default_input
+    base = _loss_at(name, shape)
+    default = getattr(registry.MODELS[name].config(), key)
+    other = _loss_at(name, shape, **{key: default * 3 + 0.5})
+    assert float(base[term]) > 0, f"{name}: the term {term} is 0 at the test input"
+    assert not torch.isclose(base["loss"], other["loss"]), f"{name}: --{key} does not change the loss"

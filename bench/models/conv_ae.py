@@ -34,10 +34,12 @@ class ConvAEConfig(ImageInput, Corruption):
     bottleneck: str = key("linear", **BOTTLENECK)
     batchnorm: bool = key(False, **BATCHNORM)
     dropout: float = key(0.0, **DROPOUT)
-    l1_lambda: float = key(0.0, "lambda in loss = MSE + lambda * sum_j |z_j| per image (sparse AE)", lo=0.0, hi=10.0)
+    l1_lambda: float = key(0.0, "lambda in loss = MSE + lambda * sum_j |z_j| per image (sparse AE)", lo=0.0, hi=10.0,
+                           weighs="l1")
     mask_ratio: float = key(0.0, "fraction of feature-map patches masked (mcae)", lo=0.0, hi=1.0, hi_open=True)
     mask_patch: int = key(1, "mask patch size in feature cells (mcae)", lo=1, hi=64)
-    masked_loss_weight: float = key(1.0, "loss weight of masked regions (mcae)", lo=0.0, hi=100.0)
+    masked_loss_weight: float = key(1.0, "loss weight of masked regions (mcae)", lo=0.0, hi=100.0,
+                                     weighs="mask_frac")
     near_zero: float = key(1e-2, internal=True)  # |z| below this counts as an inactive unit
 
 
