@@ -103,6 +103,20 @@ class DatasetEntry:
     shape: tuple[int, int, int]
     kind: str  # "labels", "masks" or "unlabeled"
     num_classes: int
+    config_cls: type  # the dataset's own keys (bench.keys.DatasetConfig)
+    fixture: Callable | None  # writes a few images in the dataset's real on-disk format (None: made in memory)
+
+    def config(self, values: dict | None = None):
+        """This dataset's Config from its own keys (already checked), then its cross-key checks."""
+        cfg = self.config_cls(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in (values or {}).items() if v is not None})
+        cfg.derive()
+        return cfg
+
+    def input_shape(self, image_size: int | None = None) -> tuple[int, int, int]:
+        """(C, H, W) of the images a run feeds its model: the dataset's own, or resized square."""
+        c, h, w = self.shape
+        return (c, image_size, image_size) if image_size else (c, h, w)
 
     @property
     def description(self) -> str:
@@ -125,11 +139,19 @@ def register_model(*, config: type, input: tuple[int, int, int] = (1, 28, 28),
     return deco
 
 
-def register_dataset(*, shape: tuple[int, int, int], kind: str = "labels", num_classes: int = 10):
+def register_dataset(*, shape: tuple[int, int, int], kind: str = "labels", num_classes: int = 10,
+                     config: type | None = None, fixture: Callable | None = None):
+    """`fn(cfg, task)` loads the dataset (a `bench.data.Source`). `config`: the dataset's own
+    keys (a `bench.keys.DatasetConfig`). `fixture(root, patch)`: writes a few images in the real
+    on-disk format under `root` and returns the keys needed to load them (or None); `patch`
+    has `setattr` (pytest's monkeypatch) for checksum tables. The generated tests use it."""
     def deco(fn):
+        from bench.keys import DatasetConfig
+
         if fn.__name__ in _DATASETS:
             raise ValueError(f"dataset {fn.__name__!r} registered twice")
-        _DATASETS[fn.__name__] = DatasetEntry(fn.__name__, fn, tuple(shape), kind, num_classes)
+        _DATASETS[fn.__name__] = DatasetEntry(fn.__name__, fn, tuple(shape), kind, num_classes,
+                                              config or DatasetConfig, fixture)
         return fn
     return deco
 
@@ -163,10 +185,11 @@ def create_model(name: str, in_shape=None, num_classes: int = 10, /, **kwargs):
     return build_model(entry, entry.config(kwargs, in_shape, num_classes))
 
 
-def build_model(entry: ModelEntry, cfg):
-    """The model of a resolved family Config; its task is the one its config implies."""
+def build_model(entry: ModelEntry, cfg, task: str | None = None):
+    """The model of a resolved family Config; its task is `task` (a run's spec decided it), or
+    the one its config implies."""
     model = entry.fn(cfg)
-    model.task = entry.task_of(cfg)
+    model.task = task or entry.task_of(cfg)
     return model
 
 
@@ -199,8 +222,10 @@ def forward_terms(entry: ModelEntry, in_shape, num_classes: int) -> set[str] | N
         with on_meta():
             model = build_model(entry, cfg).train()
             x = torch.rand(2, *in_shape)
-            y = {"classify": torch.zeros(2, dtype=torch.long),
-                 "segment": torch.zeros(2, 1, *tuple(in_shape)[1:])}.get(entry.task)
+            from bench.tasks import TASKS
+
+            y = {"labels": torch.zeros(2, dtype=torch.long),
+                 "masks": torch.zeros(2, 1, *tuple(in_shape)[1:])}.get(TASKS[entry.task].targets)
             out = model(x, y)
     except Exception:  # noqa: BLE001 (UsageError included: the family needs what a dry build lacks)
         return None

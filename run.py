@@ -7,7 +7,7 @@ import sys
 
 if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):  # run keys only: answered without importing torch
-        from bench.config import print_help
+        from bench.cli import print_help
         from bench.errors import UsageError, exit_usage
         try:
             print_help(sys.argv[1:])

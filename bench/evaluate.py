@@ -283,12 +283,12 @@ def _standalone(args) -> int:
 def _evaluate_locked(args, run) -> int:
     from bench import tools
     from bench.checkpoint import load_run_model
-    from bench.config import FIELDS, canonical, resolve
+    from bench.spec import from_record, resolve
     from bench.data import load_data
     from bench.track import Tracking
 
     model, saved = load_run_model(str(run.path), args.runs_dir)
-    overrides = {k: v for k, v in canonical(saved).items() if k in FIELDS}
+    overrides = from_record(saved)
     if args.data_root:
         overrides["data_root"] = args.data_root
     if args.embed_points is not None:

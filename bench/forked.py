@@ -27,7 +27,7 @@ def prewarm(tools: bool = True, embed: bool = False) -> None:
 
     import bench.evaluate  # noqa: F401  (metrics, figures: matplotlib)
     import bench.runner  # noqa: F401  (torch, training, the run store)
-    from bench.config import resolve
+    from bench.spec import resolve
     resolve({})  # the model families, found and imported once
     if tools:
         import sklearn.decomposition  # noqa: F401

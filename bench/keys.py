@@ -91,6 +91,19 @@ class FamilyConfig:
 
 
 @dataclass
+class DatasetConfig:
+    """The base of every dataset's `Config`: its own keys (a colouring, an attribute used as
+    the label, a split), declared with `key(...)` as a family declares its keys, and offered
+    on the command line only for that dataset. A dataset without keys of its own uses this."""
+
+    def derive(self) -> None:
+        """Check combinations of the dataset's keys; raise UsageError on bad input."""
+
+    def to_dict(self) -> dict:
+        return FamilyConfig.to_dict(self)
+
+
+@dataclass
 class ImageInput(FamilyConfig):
     """What a model takes from the data (set by the run, not by the user)."""
     in_channels: int = 1
@@ -129,4 +142,4 @@ def aliases(config_cls) -> dict:
     return {old: new for old, new in RENAMED.items() if new in keys}
 
 
-__all__ = ["key", "STRUCTURAL", "FamilyConfig", "Corruption", "ImageInput", "cli_keys", "aliases", "canonical", "RENAMED", "Optional"]
+__all__ = ["key", "STRUCTURAL", "FamilyConfig", "DatasetConfig", "Corruption", "ImageInput", "cli_keys", "aliases", "canonical", "RENAMED", "Optional"]

@@ -14,169 +14,16 @@ import signal
 import sys
 import time
 import traceback
-from pathlib import Path
 
 import torch
 
 from bench import checkpoint, faults
-from bench.config import FIELDS, RESUME_FREE_KEYS, canonical, default_record, parse_args, resolve
+from bench.cli import parse_args
+from bench.config import default_record
 from bench.errors import UsageError, exit_usage
+from bench.prepare import build, resolve_run, seed_everything
 from bench.signals import Interrupted, StopSignals
 from bench.train import Diverged, Trainer, read_resumable
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is visible; valid here: auto, cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int, compile: bool = False) -> None:
-    import random
-    import warnings
-
-    import numpy as np
-
-    # Deterministic algorithms are asked for with warn_only: an operation without a deterministic
-    # kernel (max_unpool2d of pool_ae) says so once per process, a notice about torch, not the run.
-    warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation", category=UserWarning)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if compile:  # the public call also sets inductor's flag, which only compiled models read
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:  # the same switch without importing the compiler stack (about 1 s of start-up)
-        torch._C._set_deterministic_algorithms(True, warn_only=True)
-
-
-def for_agent(cfg, overrides: dict):
-    """A run started by `wandb agent` joins its sweep: the sweep's name (from the sweep
-    YAML's command) becomes its group, and the local store files it under that name as the
-    local runner does (`runs/<sweep>/`)."""
-    from bench.store import check_plain_name
-    from bench.track import agent_sweep
-
-    if cfg.sweep is not None:  # it names a folder of the runs directory
-        check_plain_name("--sweep", cfg.sweep)
-    if agent_sweep() and cfg.sweep:
-        cfg.group = cfg.group or cfg.sweep
-        if "runs_dir" not in overrides:
-            cfg.runs_dir = str(Path(cfg.runs_dir) / cfg.sweep)
-    return cfg
-
-
-def resolve_run_config(overrides: dict):
-    """(config, run dir to resume or None)."""
-    from bench.artifacts import find_run
-
-    if "resume" not in overrides or overrides["resume"] is None:
-        return for_agent(resolve(overrides), overrides), None
-    if not str(overrides["resume"]).strip():
-        raise UsageError("--resume: give a run directory or id (see runs/)")
-    run = find_run(str(overrides["resume"]), overrides.get("runs_dir", "runs"))
-    run.lock()  # held until this process ends: two resumes of one run never both train it
-    saved = {k: v for k, v in canonical(run.read_config()).items() if k in FIELDS}
-    for key, value in canonical(overrides).items():
-        if key in RESUME_FREE_KEYS or key not in saved:
-            continue
-        mine = resolve(dict(saved, **{key: value})).to_dict()[key]
-        if mine != saved[key]:
-            raise UsageError(f"--resume {run.id}: --{key.replace('_', '-')} {mine!r} differs from the run's "
-                             f"{saved[key]!r}; resume with the same config (only {', '.join(sorted(RESUME_FREE_KEYS - {'resume', 'config'}))} may change)")
-    from bench.store import effective_status
-
-    status = effective_status(run.read_summary(), run.path)
-    if status == "running":
-        raise UsageError(f"--resume {run.id}: the run is still running (pid {run.read_summary().get('pid')}); "
-                         f"stop it first")
-    if status == "finished":
-        raise UsageError(f"--resume {run.id}: the run already finished; start a new run instead")
-    if status == "stopped":
-        raise UsageError(f"--resume {run.id}: the run was stopped early by its sweep's early termination "
-                         f"({run.read_summary().get('stop_reason')}); it is done: start a new run instead")
-    saved.update({k: v for k, v in overrides.items() if k in RESUME_FREE_KEYS and k != "config"})
-    return resolve(saved), run
-
-
-def build(cfg, seconds: dict | None = None):
-    """Validate names, load data, build the model. Raises UsageError on any bad input.
-    `seconds` receives the wall time of loading the data and of building the model."""
-    from registry import build_model, count_params, dataset_entry, model_entry
-    from bench.data import load_data
-
-    entry = model_entry(cfg.model)
-    dentry = dataset_entry(cfg.dataset)
-    task = entry.task_of(cfg.family)
-    if cfg.task and cfg.task != task and {cfg.task, task} != {"reconstruct", "denoise"}:
-        raise UsageError(f"--task {cfg.task}: model {cfg.model} does a {task} task; valid: {task}")
-    if cfg.select_on == "test" and task != "classify":
-        raise UsageError(f"--select-on test: only classifiers record test metrics every epoch; "
-                         f"{cfg.model} does a {task} task (valid: val)")
-    needs = {"classify": "labels", "segment": "masks"}.get(task)
-    if needs and dentry.kind != needs:
-        raise UsageError(f"model {cfg.model} needs a dataset with {needs}; {cfg.dataset} has {dentry.kind}")
-    device = pick_device(cfg.device)
-    t = time.perf_counter()
-    data = load_data(cfg, task)
-    t_data = time.perf_counter()
-    cfg.family = entry.with_data(cfg.family, data.shape, data.num_classes)
-    check_size(entry, cfg)
-    model = build_model(entry, cfg.family)
-    dry_forward(model, data, cfg)
-    n_params = count_params(model)
-    # A budget limits what is learned: frozen backbones (the CNN and autoencoder assignment's ResNet-18 probe) do not count.
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if cfg.max_params is not None and trainable > cfg.max_params:
-        raise UsageError(f"{cfg.model} has {trainable:,} trainable parameters ({n_params:,} in all), "
-                         f"over --max-params {cfg.max_params:,}")
-    cfg.task = model.task
-    if seconds is not None:
-        seconds.update(data=t_data - t, model=time.perf_counter() - t_data)
-    return model, data, device, n_params
-
-
-def check_size(entry, cfg) -> None:
-    """Refuse a model too large for memory before allocating it: it is first built on the
-    meta device (no memory, no random numbers drawn) and its parameters counted."""
-    import psutil
-
-    from registry import build_model, count_params, on_meta
-
-    try:
-        with on_meta():
-            n = count_params(build_model(entry, cfg.family))
-    except UsageError:
-        raise
-    except Exception:  # a family that cannot be built on meta (pretrained weights): built for real
-        return
-    limit = cfg.max_memory if cfg.max_memory is not None else 0.8 * psutil.virtual_memory().available / 2 ** 30
-    need = n * 16 / 2 ** 30  # float32 weights, gradients, Adam's two moments
-    if need > limit:
-        raise UsageError(f"{cfg.model} has {n:,} parameters: about {need:.3g} GiB for weights, gradients and "
-                         f"Adam state, over {'--max-memory' if cfg.max_memory is not None else 'the free memory'} "
-                         f"({limit:.3g} GiB); choose smaller widths")
-
-
-def dry_forward(model, data, cfg) -> None:
-    """One forward pass on two training images (no gradients, eval mode, no random numbers):
-    a configuration its input cannot pass through (a stack that shrinks the image to
-    nothing) is refused here, not as a traceback in the middle of training."""
-    from bench.tensors import to_float
-
-    x = to_float(data.train.x[:2])
-    y = None if data.train.y is None else data.train.y[:2]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(x, y)
-    except (RuntimeError, ValueError) as e:
-        first = " ".join(str(e).split())[:160]
-        raise UsageError(f"{cfg.model} cannot take {cfg.dataset}'s {'x'.join(map(str, data.shape))} images with "
-                         f"this configuration: {first}") from None
-    finally:
-        model.train(was_training)
 
 
 class Phases:
@@ -221,13 +68,14 @@ class Job:
     then the W&B tracking and the trainer as the run's phases create them."""
     run: object
     resumed: bool
-    cfg: object
+    spec: object  # the run's frozen RunSpec (bench.spec); --amp auto settles into a copy before training
     model: torch.nn.Module
     data: object
     device: torch.device
     n_params: int
     resume: dict | None  # the checked last.pt of a resumed run
     record: dict = dataclasses.field(default_factory=dict)  # config.json, and every checkpoint's config
+    tools: list = dataclasses.field(default_factory=list)  # the evaluation tools to run after training
     tracking: object = None
     trainer: Trainer | None = None
     extra: dict = dataclasses.field(default_factory=dict)  # summary numbers so far
@@ -253,39 +101,41 @@ def execute(argv: list[str], log=print, started=None) -> int:
     if "list" in actions:
         print(describe())
         return 0
-    cfg, resume_run = resolve_run_config(overrides)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    seed_everything(cfg.seed, cfg.compile)
+    spec, resume_run = resolve_run(overrides)
+    if spec.num_threads:
+        torch.set_num_threads(spec.num_threads)
+    seed_everything(spec.seed, spec.compile)
     before["config"] = time.perf_counter() - t
-    model, data, device, n_params = build(cfg, before)
+    model, data, device, n_params = build(spec, before)
     t = time.perf_counter()
-    if cfg.eval:
+    chosen_tools = []
+    if spec.eval:
         from bench import tools
         # Unknown tools, and tools this model or data cannot serve, are refused before training.
-        cfg.eval = tools.applicable(cfg.eval, model, data.kind)
+        chosen_tools = tools.applicable(spec.eval, model, data.kind)
     if "print_config" in actions:
         from bench.track import resolve_wandb_mode
 
-        shown = cfg.to_dict()
+        shown = dict(spec.to_dict(), eval=chosen_tools)
         shown["wandb"] = resolve_wandb_mode(shown.get("wandb"))  # the mode this run would use, not null
         print(json.dumps(shown, indent=2, sort_keys=True))
         return 0
     resume = None
     if resume_run and resume_run.ckpt("last").exists():  # a bad checkpoint is refused here, untouched
-        resume = read_resumable(resume_run.ckpt("last"), model, cfg)
-    run = resume_run or RunDir.create(cfg.runs_dir, cfg.model, cfg.dataset)
+        resume = read_resumable(resume_run.ckpt("last"), model, spec)
+    run = resume_run or RunDir.create(spec.runs_dir, spec.model, spec.dataset)
     if started is not None:
         started(run)
     before["model"] += time.perf_counter() - t  # checkpoint check
-    job = Job(run, resume_run is not None, cfg, model, data, device, n_params, resume, record=cfg.to_dict())
+    job = Job(run, resume_run is not None, spec, model, data, device, n_params, resume,
+              record=dict(spec.to_dict(), eval=chosen_tools), tools=chosen_tools)
     with Phases(before) as phases:
         return _supervised(job, phases, log)
 
 
 def _supervised(job: Job, phases: Phases, log) -> int:
     """Everything that happens to an existing run; whatever stops it, its status is recorded."""
-    run, cfg = job.run, job.cfg
+    run, cfg = job.run, job.spec
     exit_code, status, last = 0, "finished", None
     try:
         _train_and_evaluate(job, phases, log)
@@ -335,10 +185,10 @@ def _supervised(job: Job, phases: Phases, log) -> int:
     return exit_code
 
 
-def settings_line(record: dict) -> str:
+def settings_line(record: dict, spec) -> str:
     """The keys that differ from the chosen model's defaults, one short line
     (`--print-config` prints every key)."""
-    defaults = default_record(record["model"])
+    defaults = default_record(spec.model_entry, spec.dataset_entry)
     changed = {k: v for k, v in record.items() if k not in ("model", "task") and defaults.get(k, object()) != v}
     shown = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(changed.items()))
     return f"settings {record['model']} ({record.get('task')})" + (f": {shown}" if shown else ": all defaults") \
@@ -366,26 +216,26 @@ def _train_and_evaluate(job: Job, phases: Phases, log) -> None:
     job.run.update_summary(wandb_mode=job.tracking.wandb_mode)
     phases.enter("setup")
     step_fn = _setup(job, log)
-    job.trainer = Trainer(job.model, job.data, job.cfg, job.run, job.tracking, job.device, log=log,
+    job.trainer = Trainer(job.model, job.data, job.spec, job.run, job.tracking, job.device, log=log,
                           record=job.record, resume=job.resume, step_fn=step_fn,
                           early_stop=EarlyStop.from_env(job.run))
     phases.enter("training")
     state = job.trainer.fit()
     phases.enter("test_evaluation")
     _test_evaluation(job, state, log)
-    if job.cfg.eval:
-        job.extra.update(run_extra(job.cfg.eval, job.model, job.data, job.cfg, job.run, job.device, job.tracking,
+    if job.tools:
+        job.extra.update(run_extra(job.tools, job.model, job.data, job.spec, job.run, job.device, job.tracking,
                                    before_each=lambda name: phases.enter(f"eval:{name}")))
     phases.enter("finish")
-    job.tracking.log_checkpoints(job.run, job.cfg.wandb_artifacts)
+    job.tracking.log_checkpoints(job.run, job.spec.wandb_artifacts)
 
 
 def _start(job: Job, log) -> None:
     """config.json (a new run only), the run's first summary and its opening log lines."""
-    run, cfg, model, data = job.run, job.cfg, job.model, job.data
+    run, cfg, model, data = job.run, job.spec, job.model, job.data
     if not job.resumed:
         run.write_config(job.record)
-    log(settings_line(job.record))
+    log(settings_line(job.record, cfg))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"run {run.id}  model {cfg.model} ({job.n_params:,} params, {trainable:,} trainable)  data {cfg.dataset} "
         f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {job.device}")
@@ -415,17 +265,18 @@ def shorthand_keys(family) -> list[str]:
 def _setup(job: Job, log):
     """Model and data on the device, mixed precision chosen, the step compiled: returns
     the callable a training step runs."""
-    cfg, model, run = job.cfg, job.model, job.run
+    cfg, model, run = job.spec, job.model, job.run
     model.to(job.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     job.data = job.data.to(job.device)
     if cfg.amp == "auto":  # chosen once per run: a resumed run keeps its first choice
         from bench.train import choose_amp
-        cfg.amp = run.read_summary().get("amp_chosen") if job.resumed else None
-        cfg.amp = cfg.amp or choose_amp(model, job.data.train, cfg.batch_size, job.device, cfg.channels_last)
-        run.update_summary(amp_chosen=cfg.amp)
-        log(f"--amp auto: {cfg.amp}")
+        amp = run.read_summary().get("amp_chosen") if job.resumed else None
+        amp = amp or choose_amp(model, job.data.train, cfg.batch_size, job.device, cfg.channels_last)
+        run.update_summary(amp_chosen=amp)
+        log(f"--amp auto: {amp}")
+        job.spec = cfg.with_keys(amp=amp)  # what training runs with; the record keeps what was asked
     return torch.compile(model) if cfg.compile else model
 
 
@@ -437,7 +288,7 @@ def _test_evaluation(job: Job, state, log) -> None:
     model, run, device = job.model, job.run, job.device
     best_path = run.ckpt("best")
     checkpoint.load_weights(model, checkpoint.load(best_path, map_location=device), best_path)
-    results, figs = test_evaluation(model, job.data, job.cfg, run, device, state.history, state.snapshots)
+    results, figs = test_evaluation(model, job.data, job.spec, run, device, state.history, state.snapshots)
     job.extra = dict({k: v for k, v in state.history[-1].items() if k.startswith(("train/", "val/"))},
                      **results, epochs=state.epoch, best_epoch=state.best_epoch,
                      **{"test/from_checkpoint": f"best.pt (epoch {state.best_epoch})"},
@@ -445,8 +296,8 @@ def _test_evaluation(job: Job, state, log) -> None:
                      images_per_sec=_mean_rate(state.history), params=job.n_params)
     record_results(run, job.tracking, job.extra, figs)
     if model.reconstructs:
-        job.tracking.log_table("test_images", *image_table(model, job.data, job.cfg, device))
-    if job.cfg.eval:  # the tools may take a while: the test numbers now, and again at the end
+        job.tracking.log_table("test_images", *image_table(model, job.data, job.spec, device))
+    if job.tools:  # the tools may take a while: the test numbers now, and again at the end
         log(summary_line(results))
 
 
@@ -495,7 +346,7 @@ def _mean_rate(history):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from bench.config import print_help
+    from bench.cli import print_help
     from bench.store import release_run_locks
 
     try:

@@ -85,15 +85,12 @@ def _targets(data, train):
 def _full_training_set(data, cfg):
     """The labelled training images of the whole dataset, whatever part of it the run used: the
     feature network is the dataset's, so every run on it (any --limit-train, any seed) shares one."""
-    import dataclasses
-
     from bench.data import load_data
-
     from bench.errors import UsageError
 
     if cfg is None or cfg.limit_train is None:
         return data.labelled_train
-    full = dataclasses.replace(cfg, limit_train=None, limit_test=1, seed=FEATURE_SEEDS[0])
+    full = cfg.with_keys(limit_train=None, limit_test=1, seed=FEATURE_SEEDS[0])
     try:
         return load_data(full).labelled_train
     except UsageError:  # the whole dataset is not there (CelebA's subset asked of a smaller copy)

@@ -64,7 +64,7 @@ class PeakRSS:
 
 def resolve_case(case, args):
     """Pick the dataset: cifar10 when present for 3x32x32 cases, else coloured MNIST at 32x32."""
-    from bench.config import resolve
+    from bench.spec import resolve
     from bench.data import load_data
     from bench.errors import UsageError
 
@@ -192,7 +192,7 @@ def harness(case, dataset, size, limit, args, device, workdir, amp="off"):
 
 
 def measure(case, args, device, workdir, amp="off") -> dict:
-    from bench.config import resolve
+    from bench.spec import resolve
     from bench.data import load_data
 
     dataset, size = resolve_case(case, args)

@@ -168,7 +168,7 @@ def _subset(given: str | None, allowed: list[str], message: str) -> list[str]:
 
 
 def _run_suite(args, rest) -> int:
-    from bench.config import parse_args
+    from bench.cli import parse_args
     from bench.sweep import Sweep, _check_against_registry, _workers, fmt_value
 
     suite = load_suite(args.suite)

@@ -30,7 +30,10 @@ from pathlib import Path
 import yaml
 
 from bench import stopping
-from bench.config import FIELDS, canonical, coerce, parse_args, validate_value
+from bench.cli import parse_args
+from bench.config import FIELDS, coerce, validate_value
+from bench.keys import canonical
+from bench.tasks import TASKS
 from bench.best import DONE, RESUMABLE, existing, sweep_records
 from bench.signals import StopSignals
 from bench.errors import UsageError, exit_usage, yaml_problem
@@ -141,7 +144,7 @@ def _check_against_registry(path: str, params: dict) -> None:
         for key in [k for k in params if k in MODEL_KEYS and k not in taken]:
             raise UsageError(f"{path}: parameter {key!r}: model {m} does not take it; its keys: "
                              f"{', '.join(sorted(taken)) or 'none'}")
-        needs = {"classify": "labels", "segment": "masks"}.get(entry.task)
+        needs = TASKS[entry.task].targets
         for d in values("dataset"):
             if needs and registry.dataset_entry(str(d)).kind != needs:
                 raise UsageError(f"{path}: model {m} needs a dataset with {needs}; {d} has "
@@ -154,11 +157,6 @@ def _check_against_registry(path: str, params: dict) -> None:
         if spec.get("distribution") in ("normal", "q_normal") and bounded:
             raise UsageError(f"{path}: parameter {key!r}: a normal distribution draws values outside its range; "
                              f"use uniform or log_uniform_values between bounds")
-
-
-# Test-set keys by task beside the model's own terms (bench.evaluate's EVALUATORS, bench.metrics.image_metrics)
-TEST_KEYS = {"reconstruct": {"mse", "mae", "psnr", "ssim", "snr"}, "denoise": {"mse", "mae", "psnr", "ssim", "snr"},
-             "classify": {"acc", "loss"}, "segment": {"dice", "iou"}}
 
 
 def _check_metric(path: str, params: dict, metric: str) -> None:
@@ -178,11 +176,11 @@ def _check_metric(path: str, params: dict, metric: str) -> None:
             data = registry.dataset_entry(str(d))
             terms = registry.forward_terms(entry, data.shape, data.num_classes)
             if terms is None and entry.task == "classify":
-                terms = TEST_KEYS["classify"]
+                terms = TASKS["classify"].test_keys
             if terms is None:
                 continue
             logged = {f"{s}/{t}" for s in ("train", "val", "test") for t in terms - {"beta"}}
-            logged |= {f"test/{t}" for t in TEST_KEYS.get(entry.task, ())}
+            logged |= {f"test/{t}" for t in TASKS[entry.task].test_keys}
             if metric not in logged:
                 near = difflib.get_close_matches(metric, sorted(logged), n=1)
                 raise UsageError(f"{path}: metric {metric!r} is never logged by model {m} on {d}"

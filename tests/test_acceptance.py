@@ -56,7 +56,7 @@ def data_root():
 def expected_keys(cfg: dict, params: dict) -> list[str]:
     from registry import MODELS
 
-    from bench.config import canonical
+    from bench.keys import canonical
 
     model = params["model"]
     entry = MODELS[model]

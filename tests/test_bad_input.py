@@ -439,7 +439,7 @@ def test_analysis_names_a_record_nested_too_deeply_in_one_line(tmp_path, a_finis
 
 
 def test_a_damaged_debian_fashion_archive_is_one_line(tmp_path):
-    from bench.data.vision import BUNDLED_FASHION_DIR
+    from bench.data.mnist import BUNDLED_FASHION_DIR
 
     deb = tmp_path / "deb"
     deb.mkdir()

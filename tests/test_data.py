@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import registry
-from bench.config import resolve
+from bench.spec import resolve
 from bench.data import load_data
 from bench.errors import UsageError
-from formats import (trust_files, write_brain_tumor, write_celeba, write_cifar10, write_idx_images,
+from formats import (trust_files, write_brain_tumor, write_celeba, write_cifar10, write_idx_images,  # noqa: F401
                      write_idx_labels, write_mnist, write_stl10)
 
 
@@ -18,40 +18,16 @@ def cfg_for(dataset, root, **kw):
     return resolve({"dataset": dataset, "data_root": str(root), **kw})
 
 
-def _trusted(cls_name, write):
-    """Write the tiny files, then point torchvision's checksum table at them."""
-    def make(root, monkeypatch):
-        import torchvision.datasets
-        written = write(root)
-        trust_files(monkeypatch, getattr(torchvision.datasets, cls_name),
-                    written[0] if isinstance(written, tuple) else written)
-    return make
-
-
-# Each registered dataset's tiny files in its real on-disk format, and the keys it needs to
-# load them: a new dataset adds its line here (the generated test below names it until then).
-FILES = {
-    "mnist": lambda root, mp: write_mnist(root, "MNIST", n_train=60, n_test=20),
-    "fashion_mnist": lambda root, mp: write_mnist(root, "FashionMNIST", n_train=60, n_test=20),
-    "colored_mnist": lambda root, mp: write_mnist(root, "MNIST", n_train=60, n_test=20),
-    "cifar10": _trusted("CIFAR10", lambda root: write_cifar10(root, n_per_batch=8)),
-    "stl10": _trusted("STL10", write_stl10),
-    "celeba": lambda root, mp: (_trusted("CelebA", lambda r: write_celeba(r, n=12))(root, mp),
-                                {"limit_train": 8, "limit_test": 3})[1],
-    "brain_tumor": lambda root, mp: write_brain_tumor(root, n=10),
-    "synthetic": None, "synthetic_rgb": None, "synthetic_seg": None,  # made in memory, no files
-}
-
-
 @pytest.mark.parametrize("name", sorted(registry.DATASETS))
 def test_every_registered_dataset_loads_in_its_declared_shape(tmp_path, monkeypatch, name):
-    """Generated from the dataset registry: tiny files in the real format load with the
-    registered shape, uint8 pixels, non-empty splits, and labels or masks in range."""
+    """Generated from the dataset registry, with each dataset's own fixture (`fixture=` at
+    registration: a few images in its real on-disk format): the files load through the real
+    loading code with the registered shape, uint8 pixels, non-empty splits, and labels or
+    masks in range. A dataset made in memory has no fixture and no files."""
     entry = registry.dataset_entry(name)
-    assert name in FILES, f"dataset {name} has no tiny-file writer: add one to FILES in {__file__}"
-    extra = FILES[name](tmp_path, monkeypatch) if FILES[name] else None
+    extra = entry.fixture(tmp_path, monkeypatch) if entry.fixture else None
     task = {"labels": "classify", "masks": "segment"}.get(entry.kind, "reconstruct")
-    data = load_data(cfg_for(name, tmp_path, **(extra if isinstance(extra, dict) else {})), task)
+    data = load_data(cfg_for(name, tmp_path, **(extra or {})), task)
     assert data.shape == entry.shape and data.kind == entry.kind
     for split in (data.train, data.val, data.test):
         assert len(split) > 0 and split.x.dtype == torch.uint8 and tuple(split.x.shape[1:]) == entry.shape
@@ -61,6 +37,16 @@ def test_every_registered_dataset_loads_in_its_declared_shape(tmp_path, monkeypa
     if entry.kind == "masks":
         assert tuple(data.test.y.shape[1:]) == (1,) + entry.shape[1:]
         assert set(data.test.y.unique().tolist()) <= {0, 1}
+
+
+def test_a_dataset_on_files_has_a_fixture_and_its_keys_are_its_own():
+    """Every dataset read from files declares its fixture; a dataset's keys are offered for it
+    alone: another dataset refuses them in one line."""
+    for name, entry in registry.DATASETS.items():
+        assert entry.fixture is not None or name.startswith("synthetic"), name
+    with pytest.raises(UsageError, match="dataset mnist does not take it"):
+        resolve({"dataset": "mnist", "color_mode": "random"})
+    assert resolve({"dataset": "colored_mnist", "color_mode": "random"}).data.color_mode == "random"
 
 
 def test_mnist_idx_files(tmp_path):
@@ -183,7 +169,7 @@ def test_real_fashion_mnist_smoke(tmp_path, fashion_root):
 def test_decoded_dataset_is_cached_checked_and_refreshed(tmp_path, monkeypatch):
     """The first load decodes and stores uint8 tensors; the next reads them without decoding;
     an entry whose bytes do not match its size and SHA-256, or files that changed, decode anew."""
-    from bench.data import vision
+    from bench.data import mnist as vision
 
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
     write_mnist(tmp_path, "MNIST", n_train=60, n_test=20)

@@ -148,7 +148,9 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
     code = ("import sys, bench.models\n"
             f"bench.models.__path__.append({str(tmp_path)!r})\n"
             "import registry\n"
-            "from bench.config import FIELDS, MODEL_KEYS, build_parser, resolve\n"
+            "from bench.cli import build_parser\n"
+            "from bench.config import MODEL_KEYS\n"
+            "from bench.spec import resolve\n"
             "from bench.errors import UsageError\n"
             "from bench.runner import main\n"
             "print('zz_probe_model' in registry.MODELS, 'zz_width' in MODEL_KEYS)\n"
@@ -165,6 +167,52 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
     assert out[2] == "--zz-width: 10 is out of range; valid: [1, 9]"
     assert "--zz-width: model ae does not take it" in p.stderr
     assert not (ROOT / "bench" / "models" / "zz_probe_family.py").exists()
+
+
+def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
+    """A dataset defined in a new file of bench/data, with a key and a fixture of its own, is
+    listed, its key is on the command line for it alone, and the generated dataset test
+    (tests/test_data.py, unedited) loads it from the files its fixture writes."""
+    (tmp_path / "zz_probe_data.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from pathlib import Path\n"
+        "import numpy as np, torch\n"
+        "from bench.data import Source, Split\n"
+        "from bench.keys import DatasetConfig, key\n"
+        "from registry import register_dataset\n\n"
+        "@dataclass\nclass ZzConfig(DatasetConfig):\n"
+        "    zz_flip: bool = key(False, 'mirror the images')\n\n"
+        "def _files(root, patch):\n"
+        "    (Path(root) / 'zz').mkdir()\n"
+        "    np.save(Path(root) / 'zz' / 'x.npy', np.arange(40 * 64, dtype=np.uint8).reshape(40, 1, 8, 8))\n\n"
+        "@register_dataset(shape=(1, 8, 8), config=ZzConfig, fixture=_files)\n"
+        "def zz_probe_data(cfg, task):\n    \"\"\"a dataset only this test defines\"\"\"\n"
+        "    x = torch.from_numpy(np.load(Path(cfg.data_root) / 'zz' / 'x.npy'))\n"
+        "    x = x.flip(-1) if cfg.zz_flip else x\n"
+        "    y = torch.arange(40) % 10\n"
+        "    return Source(Split(x[:30], y[:30]), Split(x[30:], y[30:]), [str(i) for i in range(10)])\n")
+    (tmp_path / "conftest.py").write_text(
+        "import sys, bench.data\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        f"bench.data.__path__.append({str(tmp_path)!r})\n")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "",
+                        "--rootdir", str(tmp_path), "-c", os.devnull, "--confcutdir", str(tmp_path),
+                        "-p", "conftest", str(ROOT / "tests" / "test_data.py"), "-k", "zz_probe_data"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=f"{tmp_path}:{ROOT}:{ROOT / 'tests'}"))
+    assert "1 passed" in p.stdout, p.stdout[-2000:] + p.stderr[-1000:]
+    code = ("import bench.data\n"
+            f"bench.data.__path__.append({str(tmp_path)!r})\n"
+            "from bench.cli import build_parser\n"
+            "from bench.errors import UsageError\n"
+            "from bench.spec import resolve\n"
+            "print(resolve({'dataset': 'zz_probe_data', 'zz_flip': True}).zz_flip)\n"
+            "print('--zz-flip' in build_parser(dataset='zz_probe_data').format_help())\n"
+            "try:\n    resolve({'dataset': 'mnist', 'zz_flip': True})\nexcept UsageError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout.splitlines()
+    assert out[:2] == ["True", "True"] and out[2].startswith("--zz-flip: dataset mnist does not take it")
+    assert not (ROOT / "bench" / "data" / "zz_probe_data.py").exists()
 
 
 def test_every_model_key_is_declared_by_a_family_with_help():
@@ -196,7 +244,8 @@ def test_the_family_resolves_its_own_keys():
     import dataclasses
 
     import registry
-    from bench.config import RUN_FIELDS, RunKeys, resolve
+    from bench.config import RUN_FIELDS, RunKeys
+    from bench.spec import resolve
     from bench.keys import cli_keys
 
     assert {f.name for f in dataclasses.fields(RunKeys)} == RUN_FIELDS

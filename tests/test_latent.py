@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import registry
-from bench.config import resolve
+from bench.spec import resolve
 from bench.data import load_data
 from bench import tools
 from bench.tools.embed import embed

@@ -126,7 +126,7 @@ def test_a_denoisers_snapshots_show_the_noisy_input_and_its_output(tmp_path):
 
     from bench import checkpoint
     from bench.checkpoint import load_run_model
-    from bench.config import resolve
+    from bench.spec import resolve
     from bench.data import load_data
     from bench.tensors import to_uint8
     from bench.train import snapshot_inputs, snapshot_rows
@@ -222,3 +222,35 @@ def test_the_suggested_report_covers_this_run_alone(tmp_path):
     out = tmp_path / args[args.index("--out") + 1] / "report.md"
     md = out.read_text()
     assert "mlp_vae" in md and "| ae |" not in md and "Runs: 1 finished" in md
+
+
+def test_a_run_is_resolved_once_into_a_frozen_spec(tmp_path, monkeypatch):
+    """One RunSpec per run: each registry entry looked up once, the model built once for real
+    (the size check builds it on the meta device), and nothing downstream can change the spec."""
+    import dataclasses
+
+    import registry
+    from bench.spec import resolve
+
+    calls = {"model_entry": 0, "dataset_entry": 0, "built": 0}
+    for name in ("model_entry", "dataset_entry"):
+        real = getattr(registry, name)
+        monkeypatch.setattr(registry, name, lambda n, _real=real, _name=name: calls.__setitem__(
+            _name, calls[_name] + 1) or _real(n))
+    real_build = registry.build_model
+
+    def counted(entry, cfg, task=None):
+        model = real_build(entry, cfg, task)
+        if next(model.parameters()).device.type != "meta":
+            calls["built"] += 1
+        return model
+    monkeypatch.setattr(registry, "build_model", counted)
+    assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 64,
+                       "--limit-test", 16, "--runs-dir", tmp_path / "runs", "--wandb", "disabled"]) == 0
+    assert calls == {"model_entry": 1, "dataset_entry": 1, "built": 1}, calls
+    spec = resolve({"model": "vae", "dataset": "synthetic_rgb"})
+    assert spec.input_shape == (3, 32, 32) and spec.family.in_channels == 3 and spec.task == "reconstruct"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.task = "denoise"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.keys.lr = 1.0

@@ -9,7 +9,7 @@ from conftest import needs_fashion
 
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
-    from bench.config import resolve
+    from bench.spec import resolve
     from bench.data import load_data
 
     root = needs_fashion() or str(tmp_path_factory.mktemp("data"))
@@ -64,7 +64,7 @@ def test_on_an_attribute_dataset_the_networks_learn_all_the_attributes_at_once(t
     from formats import trust_files, write_celeba
 
     from bench import sample_quality
-    from bench.config import resolve
+    from bench.spec import resolve
     from bench.data import load_data
 
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))

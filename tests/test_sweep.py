@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import parse_args, resolve
+from bench.cli import parse_args
+from bench.spec import resolve
 from bench.errors import UsageError
 from bench.sweep import command_for, load_sweep, plan
 from conftest import ROOT, run_cli

@@ -113,12 +113,11 @@ def check_split(dataset: str, name: str, split: Split, entry) -> None:
                          f"{(1,) + tuple(entry.shape[1:])}")
 
 
-def load_data(cfg, task: str = "reconstruct") -> DataBundle:
-    """Load, limit, split and resize the configured dataset."""
-    from registry import dataset_entry
-
-    entry = dataset_entry(cfg.dataset)
-    src: Source = entry.fn(cfg, task)
+def load_data(spec, task: str | None = None) -> DataBundle:
+    """Load, limit, split and resize the dataset of a run's spec (`bench.spec.RunSpec`), for
+    its task (or `task`: a run's model on another run's data)."""
+    cfg, entry = spec, spec.dataset_entry
+    src: Source = entry.fn(cfg, task or spec.task)
     g = torch.Generator().manual_seed(cfg.seed)
     train, test = src.train, src.test
     if len(train) == 0 or len(test) == 0:

@@ -43,7 +43,30 @@ def _read(path: Path, size: int, nearest: bool) -> np.ndarray:
         raise UsageError(f"brain_tumor: cannot read {path} ({type(e).__name__})") from None
 
 
-@register_dataset(shape=(1, SIZE, SIZE), kind="masks", num_classes=1)
+def write_brain_tumor(root, n=10, size=100, seed=0):
+    """images/caseNNN.png and masks/caseNNN_mask.png: a bright lesion on textured tissue."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    base = Path(root) / "brain_tumor"
+    (base / "images").mkdir(parents=True, exist_ok=True)
+    (base / "masks").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        mask = np.zeros((size, size), dtype=np.uint8)
+        top, left = 10 + (7 * i) % (size // 2), 15 + (11 * i) % (size // 2)
+        mask[top:top + 20 + i % 10, left:left + 20] = 255
+        # A bright lesion on textured tissue: the mask can be learned from the image.
+        img = (rng.integers(40, 110, (size, size)) + (mask > 0) * 120).astype(np.uint8)
+        Image.fromarray(img).save(base / "images" / f"case{i:03d}.png")
+        Image.fromarray(mask).save(base / "masks" / f"case{i:03d}_mask.png")
+    return base
+
+
+def _files(root, patch):
+    write_brain_tumor(root, n=10)
+
+
+@register_dataset(shape=(1, SIZE, SIZE), kind="masks", num_classes=1, fixture=_files)
 def brain_tumor(cfg, task):
     """Brain MRI slices + binary tumour masks (brain_tumor/images, brain_tumor/masks), 240x240."""
     root = Path(cfg.data_root) / "brain_tumor"

@@ -56,7 +56,9 @@ def tools() -> dict[str, Tool]:
 
 
 def missing_needs(name: str, model, data_kind: str) -> list[str]:
-    is_ae = model.task in ("reconstruct", "denoise")
+    from bench.tasks import TASKS
+
+    is_ae = TASKS[model.task].autoencoder
     has = {"labels"} if data_kind == "labels" else set()
     if is_ae:
         has |= {"autoencoder"} | ({"decoder"} if model.can_decode else set())
