@@ -63,7 +63,7 @@ def _compile_once(umap, folder) -> None:
     sweep's workers) compile it once, not each."""
     import numpy as np
 
-    from bench.store import locked
+    from bench.files import locked
 
     marker = folder / f"compiled-umap-{umap.__version__}-numba-{__import__('numba').__version__}"
     if marker.exists():

@@ -17,7 +17,7 @@ from bench.errors import UsageError
 def save(path: Path, state: dict) -> None:
     """Serialise in memory, then write atomically through Python's file API: a full or
     read-only disk raises OSError (recorded as a storage fault), never a torn file."""
-    from bench.store import atomic_write_bytes
+    from bench.files import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save(state, buf)

@@ -94,7 +94,7 @@ def save_recon_arrays(path, rows) -> None:
 
     import numpy as np
 
-    from bench.store import atomic_write_bytes
+    from bench.files import atomic_write_bytes
 
     arrays = {name.split(" ")[0]: to_uint8(t).numpy() for name, t in rows}
     buf = io.BytesIO()

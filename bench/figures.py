@@ -16,7 +16,7 @@ def save_figure(fig, path, dpi: int = 100) -> Path:
     replaced, never written through); the figure is closed."""
     import io
 
-    from bench.store import atomic_write_bytes
+    from bench.files import atomic_write_bytes
 
     buf = io.BytesIO()
     try:

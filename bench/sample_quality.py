@@ -113,7 +113,7 @@ def feature_networks(data, device, cfg=None) -> FeatureNetworks:
 def _member(data, train, device, seed: int, ident: str) -> Features:
     from registry import create_model
 
-    from bench.store import locked
+    from bench.files import locked
 
     path = cache_dir() / f"{ident}.pt"
     outputs = train.y.shape[1] if train.y.dim() == 2 else data.num_classes

@@ -115,7 +115,7 @@ def submit(args, sweep, rest: list[str]) -> int:
     if str(sweep.dir.resolve()).startswith(("/tmp/", "/var/tmp/", "/dev/shm/")):
         print(f"note: {sweep.dir} is under a node-local temporary folder: array tasks on other nodes would not see "
               f"it; give --runs-dir on a filesystem every node shares (your home or project space)", flush=True)
-    from bench.store import atomic_write_text
+    from bench.files import atomic_write_text
 
     (sweep.dir / "slurm").mkdir(parents=True, exist_ok=True)
     path = sweep.dir / "slurm" / f"{sweep.name}.sbatch"

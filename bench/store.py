@@ -15,7 +15,6 @@ A run whose summary says `running` but whose process is gone reads as `crashed`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from typing import Optional
 import psutil
 
 from bench.errors import UsageError
+from bench.files import _jsonable, atomic_write_json, atomic_write_text, open_nofollow, refuse_links, try_lock
 
 HEARTBEAT_SECONDS = 10
 STALE_SECONDS = 120  # a remote run silent this long is considered crashed
@@ -60,54 +60,6 @@ def check_plain_name(what: str, name: str) -> str:
     return name
 
 
-def find_link(folder: Path) -> Path | None:
-    """The first symbolic link at or below `folder` (not followed), or None. A run or sweep
-    folder holds only its own files: a planted link would send a write or a read elsewhere."""
-    folder = Path(folder)
-    if folder.is_symlink():
-        return folder
-    for parent, dirs, files in os.walk(folder, followlinks=False):
-        for name in sorted(dirs + files):
-            if os.path.islink(os.path.join(parent, name)):
-                return Path(parent, name)
-    return None
-
-
-def refuse_links(what: str, folder: Path) -> None:
-    """One line naming the link when `folder` holds one (see `find_link`)."""
-    link = find_link(folder)
-    if link is not None:
-        where = link.relative_to(folder) if link != Path(folder) else link
-        raise UsageError(f"{what}: {where} is a symbolic link (to {os.readlink(link)}); a run folder holds only "
-                         f"its own files, so nothing is written through it: remove the link and try again")
-
-
-def open_nofollow(path: Path, mode: str = "w"):
-    """open() for writing that refuses a symbolic link at `path` (O_NOFOLLOW) instead of
-    writing to wherever it points."""
-    return open(path, mode, newline="", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW, 0o644))
-
-
-def atomic_write_bytes(path: Path, data) -> None:
-    """Write through a temporary file and os.replace: readers see the old or the new file,
-    never a torn one, and a full disk or a kill mid-write leaves no temporary file behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
 _HELD_LOCKS: list[int] = []
 
 
@@ -116,51 +68,6 @@ def release_run_locks() -> None:
     while _HELD_LOCKS:
         with contextlib.suppress(OSError):
             os.close(_HELD_LOCKS.pop())
-
-
-def try_lock(path: Path) -> int | None:
-    """An exclusive flock on `path` (created if needed): its fd, or None if another process holds it.
-
-    The lock lives as long as the open file description, so a child process that inherits
-    the fd keeps it after its parent dies, and the kernel drops it when the holder exits."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-@contextlib.contextmanager
-def locked(path: Path):
-    """Hold a blocking exclusive flock on `<path>.lock` (a cache entry made once by whichever
-    process gets there first; the others wait, then read it). An unwritable folder means no
-    lock, and at worst the entry is made twice."""
-    fd = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError:
-        pass
-    try:
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable))
-
-
-def _jsonable(v):
-    if hasattr(v, "item"):
-        return v.item()
-    if isinstance(v, (set, tuple)):
-        return list(v)
-    return str(v)
 
 
 def new_run_id(model: str, dataset: str) -> str:

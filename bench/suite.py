@@ -169,7 +169,9 @@ def _subset(given: str | None, allowed: list[str], message: str) -> list[str]:
 
 def _run_suite(args, rest) -> int:
     from bench.cli import parse_args
-    from bench.sweep import Sweep, _check_against_registry, _workers, fmt_value
+    from bench.sweep import Sweep
+    from bench.sweep_file import _check_against_registry, fmt_value
+    from bench.sweep_plan import _workers
 
     suite = load_suite(args.suite)
     overrides, _ = parse_args(rest, prog="bench.suite")  # --data-root, --wandb, --device, ...

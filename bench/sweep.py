@@ -14,17 +14,14 @@ failed or interrupted ones; a failing run is recorded and the sweep goes on.
 from __future__ import annotations
 
 import argparse
-import difflib
 import hashlib
 import json
-import math
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import yaml
@@ -32,338 +29,21 @@ import yaml
 from bench import stopping
 from bench.cli import parse_args
 from bench.config import FIELDS, coerce, validate_value
-from bench.keys import canonical
-from bench.tasks import TASKS
 from bench.best import DONE, RESUMABLE, existing, sweep_records
 from bench.signals import StopSignals
-from bench.errors import UsageError, exit_usage, yaml_problem
-from bench.store import atomic_write_text, check_plain_name, open_nofollow, refuse_links, try_lock
+from bench.errors import UsageError, exit_usage
+from bench.files import atomic_write_text, open_nofollow, refuse_links, try_lock
+from bench.sweep_file import _canonical_key, _check_name, config_key, fmt_value, load_sweep, sweep_name, varied
+from bench.sweep_plan import (SAY_GRID, _gpu_count, _workers, auto_workers, available_cores, check_grid, failed_tools,
+                              fixed_identity, in_space, pinned, plan, propose, seed_search, stop_note)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_sweep(path: str) -> dict:
-    """Parse and validate a sweep YAML: W&B's schema, then run.py's keys, types and ranges."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import sweeps
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        cfg = yaml.safe_load(text)
-    except OSError as e:
-        raise UsageError(f"cannot read sweep file {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{path} is not UTF-8 text (byte {e.start})") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML: {yaml_problem(e)}") from None
-    except RecursionError:
-        raise UsageError(f"{path} is nested too deeply to be a sweep file") from None
-    if not isinstance(cfg, dict):
-        raise UsageError(f"{path}: a sweep config is a mapping with method, metric and parameters")
-    params = cfg.get("parameters")
-    if not isinstance(params, dict) or not params:
-        raise UsageError(f"{path}: invalid sweep config: 'parameters' must be a mapping of run.py keys to "
-                         f"{{values: [...]}}, {{value: ...}} or {{distribution, min, max}}")
-    for name, spec in params.items():
-        if not isinstance(spec, dict):
-            raise UsageError(f"{path}: invalid sweep config: parameter {name!r} must be a mapping such as {{values: [...]}}, "
-                             f"got {type(spec).__name__}")
-    stopping.check(cfg, path)  # before the schema: an early_terminate type is refused with the valid ones
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        violations = sweeps.schema_violations_from_proposed_config(cfg)
-    if violations:
-        raise UsageError(f"{path}: invalid sweep config: {' '.join(str(violations[0]).split())[:200]}")
-    if "name" in cfg:
-        check_plain_name(f"{path}: sweep name", str(cfg["name"]))
-    method = cfg.get("method")
-    metric = cfg.get("metric")
-    if method == "grid":
-        ranged = [name for name, spec in params.items() if "values" not in spec and "value" not in spec]
-        if ranged:
-            raise UsageError(f"{path}: method grid needs a list of values for {ranged[0]!r} (a grid cannot "
-                             f"enumerate a range); use values: [...], or method random/bayes with --count")
-    if method == "bayes" and not (isinstance(metric, dict) and metric.get("name")):
-        raise UsageError(f"{path}: method bayes needs a metric to optimise, e.g. metric: {{name: val/loss, goal: minimize}}")
-    if isinstance(metric, dict) and metric.get("name") and not _is_logged(str(metric["name"])):
-        raise UsageError(f"{path}: metric {metric['name']!r} is not a key run.py logs; use val/<term>, "
-                         f"test/<metric> or best_value")
-    _check_parameters(path, params)
-    _check_against_registry(path, params)
-    if isinstance(metric, dict) and metric.get("name"):
-        _check_metric(path, params, str(metric["name"]))
-    return cfg
-
-
-def _check_parameters(path: str, params: dict) -> None:
-    """Each parameter is a run.py key, and each of its values (and bounds) one it accepts."""
-    for name, spec in params.items():
-        key = _canonical_key(name)  # noise_std is noise_level
-        if key not in FIELDS:
-            close = difflib.get_close_matches(key, list(FIELDS), n=1)
-            raise UsageError(f"{path}: unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + "; run.py keys: see `python run.py --help`")
-        if "values" in spec and not spec["values"]:
-            raise UsageError(f"{path}: parameter {name!r} has an empty list of values")
-        values = list(spec.get("values", [spec["value"]] if "value" in spec else []))
-        values += [spec[b] for b in ("min", "max") if b in spec]
-        for v in values:
-            try:
-                v = coerce(key, v)
-                validate_value(key, v)
-                _check_name(key, v)
-            except UsageError as e:
-                raise UsageError(f"{path}: parameter {name!r}: {e}") from None
-        if "min" in spec and "max" in spec and not float(spec["min"]) < float(spec["max"]):
-            raise UsageError(f"{path}: parameter {name!r}: min {spec['min']} must be below max {spec['max']}")
-
-
-def _values_of(params: dict):
-    """key -> the list of values a sweep's parameters (canonical names) give it: its `values`,
-    its `value`, or the key's default when the sweep does not set it."""
-    def values(key):
-        spec = params.get(key, {"value": FIELDS[key].default})
-        return list(spec.get("values", [spec["value"]] if "value" in spec else []))
-    return values
-
-
-def _check_against_registry(path: str, params: dict) -> None:
-    """Every run the sweep can make is one run.py accepts: each swept model takes each swept
-    model key, its task suits each swept dataset, each eval tool exists, and a parameter with
-    a range is never drawn from a normal distribution (whose support has no bounds)."""
-    import registry
-    from bench import tools
-    from bench.config import FIELDS, MODEL_KEYS
-    from bench.keys import cli_keys
-
-    params = {_canonical_key(k): spec for k, spec in params.items()}
-    values = _values_of(params)
-    for m in values("model"):
-        entry = registry.model_entry(str(m))
-        taken = set(cli_keys(entry.config_cls))
-        for key in [k for k in params if k in MODEL_KEYS and k not in taken]:
-            raise UsageError(f"{path}: parameter {key!r}: model {m} does not take it; its keys: "
-                             f"{', '.join(sorted(taken)) or 'none'}")
-        needs = TASKS[entry.task].targets
-        for d in values("dataset"):
-            if needs and registry.dataset_entry(str(d)).kind != needs:
-                raise UsageError(f"{path}: model {m} needs a dataset with {needs}; {d} has "
-                                 f"{registry.dataset_entry(str(d)).kind}")
-    for chosen in values("eval") if "eval" in params else []:
-        tools.expand([chosen] if isinstance(chosen, str) else list(chosen or []))
-    for key, spec in params.items():
-        meta = FIELDS[key].metadata if key in FIELDS else {}
-        bounded = meta.get("lo") is not None or meta.get("hi") is not None
-        if spec.get("distribution") in ("normal", "q_normal") and bounded:
-            raise UsageError(f"{path}: parameter {key!r}: a normal distribution draws values outside its range; "
-                             f"use uniform or log_uniform_values between bounds")
-
-
-def _check_metric(path: str, params: dict, metric: str) -> None:
-    """The metric is one every swept model logs on every swept dataset: its training terms
-    as train/ and val/, its task's test metrics as test/, an evaluation tool's numbers under
-    the tool's name, or the run's best_value, best_epoch and time/ keys."""
-    import registry
-    from bench import tools
-
-    split = metric.partition("/")[0]
-    if metric in ("best_value", "best_epoch") or split in ("time", "test_noisy", "warning") or split in tools.names():
-        return
-    values = _values_of({_canonical_key(k): spec for k, spec in params.items()})
-    for m in values("model"):
-        entry = registry.model_entry(str(m))
-        for d in values("dataset"):
-            data = registry.dataset_entry(str(d))
-            terms = registry.forward_terms(entry, data.shape, data.num_classes)
-            if terms is None and entry.task == "classify":
-                terms = TASKS["classify"].test_keys
-            if terms is None:
-                continue
-            logged = {f"{s}/{t}" for s in ("train", "val", "test") for t in terms - {"beta"}}
-            logged |= {f"test/{t}" for t in TASKS[entry.task].test_keys}
-            if metric not in logged:
-                near = difflib.get_close_matches(metric, sorted(logged), n=1)
-                raise UsageError(f"{path}: metric {metric!r} is never logged by model {m} on {d}"
-                                 f"{f' (did you mean {near[0]!r}?)' if near else ''}; it logs "
-                                 f"{', '.join(sorted(k for k in logged if not k.startswith('train/')))}, "
-                                 f"best_value and the eval tools' numbers")
-
-
-def _is_logged(metric: str) -> bool:
-    """Summary keys a run records: split/term (val/loss, test/psnr, probe/linear_acc, ...) or best_value."""
-    return metric in ("best_value", "best_epoch") or ("/" in metric and all(metric.split("/")))
-
-
-def _check_name(key: str, value) -> None:
-    """Model and dataset names in a sweep are checked against the registry, as run.py would."""
-    if key in ("model", "dataset"):
-        from registry import dataset_entry, model_entry
-        (model_entry if key == "model" else dataset_entry)(str(value))
-
-
-def sweep_name(cfg: dict, path: str) -> str:
-    return check_plain_name("sweep name", str(cfg.get("name") or Path(path).stem))
-
-
-def fmt_value(v) -> str:
-    """How a W&B agent writes a value on the command line."""
-    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 
 def command_for(params: dict, fixed: list[str], name: str, runs_dir: str) -> list[str]:
     args = [f"--{k}={fmt_value(v)}" for k, v in params.items()]
     return [sys.executable, str(ROOT / "run.py"), *args, *fixed,
             f"--sweep={name}", f"--group={name}", f"--runs-dir={runs_dir}"]
-
-
-def varied(cfg: dict) -> list[str]:
-    """The sweep's parameters that take more than one value (what tells its runs apart)."""
-    out = []
-    for k, spec in (cfg.get("parameters") or {}).items():
-        if isinstance(spec, dict) and ("distribution" in spec or len(spec.get("values") or []) > 1):
-            out.append(k)
-    return sorted(out)
-
-
-def config_key(params: dict) -> str:
-    return json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True)
-
-
-def propose(cfg: dict, done: list, count: int | None, pending: list | None = None):
-    """The engine's next run (params dict) given finished and pending runs, or None.
-
-    `pending` holds runs in flight and runs that failed in this invocation (so the
-    engine moves on; a later invocation retries them)."""
-    with warnings.catch_warnings():  # `sweeps` warns about its own pydantic settings on import
-        warnings.simplefilter("ignore")
-        from sweeps import RunState, SweepRun, next_run
-
-    runs = []
-    for params, metric, *status in done:  # a run stopped early is `killed` to the engine, as on W&B
-        r = SweepRun(config={k: {"value": v} for k, v in params.items()},
-                     state=RunState.killed if status == ["stopped"] else RunState.finished)
-        if metric is not None:
-            name = cfg.get("metric", {}).get("name")
-            r.summary_metrics = {name: metric}
-            r.history = [{name: metric}]
-        runs.append(r)
-    for params in pending or []:
-        runs.append(SweepRun(config={k: {"value": v} for k, v in params.items()}, state=RunState.running))
-    if count is not None and len(runs) >= count:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run = next_run(cfg, runs, validate=False)
-    return None if run is None else {k: v["value"] for k, v in run.config.items()}
-
-
-MAX_GRID = 100_000  # configurations a local grid may have; past it, refused at once with its size
-SAY_GRID = 1_000    # from here on, the runner says how many runs a grid makes before it plans
-
-
-def grid_size(cfg: dict) -> int:
-    """Configurations of a grid, counted without enumerating them (values listed twice count twice)."""
-    return math.prod(len(spec["values"]) if "values" in spec else 1 for spec in cfg["parameters"].values())
-
-
-def check_grid(cfg: dict, name: str) -> int:
-    """A grid's size, refused in one line past MAX_GRID (with what makes it large)."""
-    n = grid_size(cfg)
-    if n > MAX_GRID:
-        sizes = sorted(((len(spec["values"]), k) for k, spec in cfg["parameters"].items() if "values" in spec),
-                       reverse=True)
-        shown = " x ".join(f"{k} {m}" for m, k in sizes[:6]) + (" x ..." if len(sizes) > 6 else "")
-        raise UsageError(f"sweep {name}: a grid of {n:,} configurations ({shown}) is over the {MAX_GRID:,} a sweep "
-                         f"may make; narrow it: fewer values for the largest parameters, pin one with a flag "
-                         f"(e.g. --seed 0), or use method random with --count K")
-    return n
-
-
-def plan(cfg: dict, count: int | None) -> list[dict]:
-    """Every run the engine proposes up front (grid), or the first `count` (random/bayes)."""
-    if cfg["method"] != "grid" and count is None:
-        raise UsageError(f"method {cfg['method']!r} proposes runs without end; give --count K")
-    if cfg["method"] == "grid":  # every combination once, in one pass: linear in the grid's size
-        check_grid(cfg, str(cfg.get("name") or "grid"))
-        import itertools
-
-        names = list(cfg["parameters"])
-        choices = [spec["values"] if "values" in spec else [spec["value"]] for spec in cfg["parameters"].values()]
-        seen, out = set(), []
-        for combo in itertools.product(*choices):
-            key = json.dumps(combo, sort_keys=True, default=str)
-            if key not in seen:  # a value listed twice is one configuration, as the engine sees it
-                seen.add(key)
-                out.append(dict(zip(names, combo)))
-        return out[:count]
-    out = []
-    while True:
-        p = propose(cfg, [(q, None) for q in out], count)
-        if p is None:
-            return out
-        out.append(p)
-
-
-# Runner flags that do not change a run's numbers: a run made with other values of these is
-# the same configuration. Every other flag given to the runner (--limit-train, --epochs, ...)
-# is part of what a finished run stands for.
-NOT_IDENTITY = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "group", "device", "num_threads",
-                "eval", "compile", "amp", "channels_last", "verbose", "wandb_system", "wandb_artifacts", "workers",
-                "embed_views", "max_memory"}
-
-
-def fixed_identity(overrides: dict) -> str:
-    """The runner's own flags that change results, as one canonical string (recorded by each run)."""
-    return config_key({k: coerce(k, v) for k, v in overrides.items() if k not in NOT_IDENTITY})
-
-
-def pinned(key: str, raw) -> dict:
-    """The sweep parameter spec for a value given on the command line."""
-    if isinstance(raw, str) and "," in raw and "list" not in str(FIELDS[key].type):
-        values = [coerce(key, part) for part in raw.split(",") if part.strip()]
-        for v in values:
-            validate_value(key, v)
-            _check_name(key, v)
-        return {"values": values}
-    value = coerce(key, raw)
-    validate_value(key, value)
-    _check_name(key, value)
-    return {"value": value}
-
-
-def failed_tools(sweep_dir: Path, run_id: str) -> list[str]:
-    """Evaluation tools that failed in a run (its results are kept; the tool can be re-run)."""
-    from bench.store import RecordError, RunDir
-
-    try:
-        summary = RunDir(sweep_dir / run_id).read_summary() if run_id and run_id != "?" else {}
-    except RecordError:
-        return []
-    return sorted(k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v)
-
-
-def stop_note(sweep_dir: Path, run_id: str) -> str:
-    """`after epoch N: <the rule's reason>` of a run stopped early."""
-    from bench.store import RecordError, RunDir
-
-    try:
-        summary = RunDir(sweep_dir / run_id).read_summary()
-    except RecordError:
-        return "stopped early"
-    return f"after epoch {summary.get('stopped_epoch')}: {summary.get('stop_reason')}"
-
-
-def in_space(params: dict, cfg: dict) -> bool:
-    """Whether a recorded run's params lie in this sweep's (possibly pinned) parameter space."""
-    for name, spec in cfg["parameters"].items():
-        if name not in params:
-            return False
-        v = params[name]
-        if "value" in spec and v != spec["value"]:
-            return False
-        if "values" in spec and v not in spec["values"]:
-            return False
-    return True
 
 
 class Sweep:
@@ -627,68 +307,6 @@ class Sweep:
     def epochs_trained(self) -> int:
         """Epochs trained by the runs of this sweep folder made with these runner flags."""
         return sum(r.epochs for r in sweep_records(self.dir, None) if r.fixed == self.identity(json.loads(r.key)))
-
-
-def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 2.0, cap: int = 8) -> int:
-    """Runs at once for `--workers auto`. On CPU one run per core, each with one thread
-    (workers x threads = cores: short runs are mostly single-threaded start-up, evaluation and
-    small kernels, so packing beats threading). On GPUs as many runs as fit the free memory of
-    each device at `per_run_gib` (a CUDA context plus a small model and its data on the
-    device), and no more than the cores that feed them."""
-    cores = available_cores()
-    if gpus == 0:
-        return max(1, min(cores, cap))
-    if free_gib is None:
-        import torch
-        free_gib = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus)) / 2 ** 30
-    return max(1, min(cores, cap * gpus, gpus * int(free_gib // per_run_gib)))
-
-
-def seed_search(seed: int) -> None:
-    """The engine draws random proposals from `random` and bayes candidates from numpy."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def available_cores() -> int:
-    """The cores this runner may use: a Slurm task's own (SLURM_CPUS_PER_TASK), else the
-    process's affinity, else the machine's."""
-    given = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if given.isdigit() and int(given) > 0:
-        return int(given)
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # no affinity on this platform
-        return os.cpu_count() or 1
-
-
-def _workers(text: str):
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of runs at once or auto, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("--workers must be >= 1 (or auto)")
-    return n
-
-
-def _gpu_count() -> int:
-    try:
-        import torch
-        return torch.cuda.device_count()
-    except Exception:
-        return 0
-
-
-def _canonical_key(name: str) -> str:
-    """A sweep parameter's key as run.py names it today (`noise-std` -> `noise_level`)."""
-    return next(iter(canonical({name.replace("-", "_"): None})))
 
 
 def main(argv=None) -> int:

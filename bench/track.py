@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from bench.store import RunDir, open_nofollow
+from bench.store import RunDir
+from bench.files import open_nofollow
 
 
 def warn(msg: str) -> None:

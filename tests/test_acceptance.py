@@ -130,7 +130,7 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
 def _assert_every_figure_or_its_command(page, template, name):
     """Each figure the template asks for of this sweep is drawn, or a one-line `missing:`
     names the command that makes it; the results say which runs collapsed."""
-    from analysis.templates import Figure
+    from analysis.blocks import Figure
 
     import html as html_lib
 

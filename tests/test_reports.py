@@ -8,7 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from analysis.templates import TEMPLATES, TO_WRITE
+from analysis.blocks import TO_WRITE
+from analysis.templates import TEMPLATES
 from conftest import SEEDS, chromium, fake_runs, run_cli, run_inproc
 
 CELEBA_MODELS = ("ae", "sparse_ae", "dae", "vae")
@@ -96,7 +97,7 @@ def test_template_without_its_runs_exits_2(tmp_path):
 def test_every_template_names_real_sweeps_and_metrics():
     from pathlib import Path
 
-    from analysis.templates import Figure, Table
+    from analysis.blocks import Figure, Table
     from conftest import ROOT
 
     shipped = {p.stem for p in Path(ROOT / "sweeps").glob("*.yaml")}

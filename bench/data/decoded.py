@@ -76,7 +76,7 @@ def _read(path: Path) -> Source | None:
 
 
 def _write(path: Path, src: Source) -> None:
-    from bench.store import atomic_write_bytes, atomic_write_text
+    from bench.files import atomic_write_bytes, atomic_write_text
 
     buf = io.BytesIO()
     torch.save(_pack(src), buf)
@@ -93,7 +93,7 @@ def _write(path: Path, src: Source) -> None:
 def decoded(name: str, folder: Path, variant: str, decode: Callable[[], Source]) -> Source:
     """`decode()`'s Source for the files in `folder`, from the cache when they are unchanged.
     `variant` names whatever else changes the result (a split choice)."""
-    from bench.store import locked
+    from bench.files import locked
 
     path = _entry(name, Path(folder), variant)
     src = _read(path)

@@ -19,7 +19,7 @@ from bench.data.decoded import decoded
 from bench.data.vision import _open, learnable_images
 from bench.errors import UsageError
 from bench.keys import DatasetConfig, key
-from bench.store import atomic_write_bytes
+from bench.files import atomic_write_bytes
 from bench.tensors import to_float
 from registry import register_dataset
 

@@ -1,0 +1,249 @@
+"""A course assignment's report (`analysis/templates.py`): its sections, tables and
+numbers filled in from the runs of its sweep, each figure drawn or named as missing with the
+command that makes it, and what the student still has to write marked TO WRITE."""
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import plots
+from analysis.load import load_runs, varying_keys
+from analysis.tables import budget, collapse_warning, few_seeds_warning, md_cell, summarise, to_markdown
+from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, run_figures, settings,
+                           status_table, tool_failures)
+from bench.errors import UsageError
+
+
+def _table_block(frame, block, template) -> tuple[str, object]:
+    """(markdown, display frame or None) of one template table."""
+    from analysis.tables import _fmt, collapsed_cells, seed_values_note, split_keys, summarise
+    from analysis.blocks import metric_spec, select
+
+    if block.sweep:
+        sub = select(frame, block.sweep, block.models)
+    else:
+        sub = pd.concat([select(frame, sw, block.models) for sw in template.sweeps]) if len(frame) else frame
+    where = f"sweep `{block.sweep}`" if block.sweep else "this experiment's sweeps"
+    if not len(sub):
+        cmd = f"python -m bench.sweep sweeps/{block.sweep or template.sweeps[0]}.yaml"
+        return f"_{block.caption}: no finished runs of {where}"  \
+               f"{' for ' + ', '.join(block.models) if block.models else ''} yet (`{cmd}`)._", None
+    metrics = [(k, lab) for k, lab in map(metric_spec, block.metrics) if k in sub and sub[k].notna().any()]
+    if not metrics:
+        return f"_{block.caption}: the runs of {where} recorded none of " \
+               f"{', '.join(metric_spec(m)[0] for m in block.metrics)}._", None
+    group_by = [k for k in (block.group_by or varying_keys(sub)) if k in sub] or ["model"]  # keys the runs recorded
+    group_by = group_by + [k for k in split_keys(sub, group_by) if k not in group_by]
+    summary = summarise(sub, group_by, [k for k, _ in metrics])
+    table = pd.DataFrame({k: summary[k].map(_fmt) for k in group_by})
+    table["seeds"] = summary["seeds"]  # which seeds, as in every table (their count is the interval's n)
+    for k, lab in metrics:
+        if k in ("params", "trainable_params", "best_epoch", "epochs_done"):
+            table[lab] = summary[k].map(lambda v: "-" if v != v else f"{v:,.0f}")
+        else:
+            table[lab] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals) for v, c, vals
+                          in zip(summary[k], summary[f"{k}_ci"], summary[f"{k}_values"])]
+    if summary["collapsed"].any():
+        table["collapsed"] = collapsed_cells(summary)
+    if summary["stopped"].any():  # runs the sweep's early termination ended: listed, never averaged
+        table["stopped early (not averaged)"] = summary["stopped"]
+    return f"**{block.caption}**\n\n{to_markdown(table)}", table
+
+
+# The evaluation tool that draws each per-run figure (the others come with training)
+
+
+FIGURE_TOOLS = {"arithmetic": "arith", "attribute_direction": "arith", "decision_regions": "embed", "embed_2d": "embed",
+                "embed_3d": "embed", "embed_clean_vs_noisy": "embed", "interpolation": "interp",
+                "occlusion": "occlusion", "mask_ratio_curve": "occlusion", "samples": "sample", "kl_per_dim": "collapse",
+                "denoise": "denoise"}
+
+
+def missing_figure(frame, block, template) -> str:
+    """One line for a figure the runs cannot make yet: what is missing and the exact command."""
+    from analysis.blocks import select
+
+    sweep = block.sweep or template.sweeps[0]
+    sub = select(frame, sweep, block.models) if len(frame) else frame
+    stem = block.kind.split(":", 1)[-1]
+    tool = FIGURE_TOOLS.get(stem)
+    who = f" of {', '.join(block.models)}" if block.models else ""
+    if not len(sub):
+        return f"missing: {block.caption}: no finished runs{who} of sweep {sweep}; run `python -m bench.sweep sweeps/{sweep}.yaml`"
+    if tool:
+        first = sub.sort_values("run_id")["path"].iloc[0] if "path" in sub else "RUN"
+        return (f"missing: {block.caption}: the runs{who} of sweep {sweep} have no {stem} figure; run "
+                f"`python -m bench.evaluate {first} --what {tool}` for each run, or the sweep with `--eval {tool}`")
+    return (f"missing: {block.caption}: the runs{who} of sweep {sweep} cannot draw it (curves need 2 epochs or more, "
+            f"snapshots a reconstructing model); run `python -m bench.sweep sweeps/{sweep}.yaml`")
+
+
+def _template_figure(frame, block, template, out: Path, index: int) -> list[tuple[Path, str]]:
+    """(png, caption) pairs of one template figure; [] when the runs cannot make it."""
+    from analysis.tables import split_keys, summarise
+    from analysis.blocks import select
+
+    sweeps = [block.sweep] if block.sweep else list(template.sweeps)
+    sub = pd.concat([select(frame, sw, block.models) for sw in sweeps]) if len(frame) else frame
+    if not len(sub):
+        return []
+    group_by = varying_keys(sub)
+    group_by += [k for k in split_keys(sub, group_by) if k not in group_by]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{index:02d}_{block.kind.replace(':', '_')}.png"
+    if block.kind == "curves":
+        p = plots.curves(sub, group_by, path)
+        return [(p, block.caption)] if p else []
+    if block.kind == "side_by_side":
+        p = plots.side_by_side(sub, group_by, path, n_images=5, title=block.caption)
+        return [(p, block.caption)] if p else []
+    if block.kind == "denoise":
+        cols = [c for c in sub.columns if c.startswith("denoise/mse@")]
+        p = plots.denoise_heatmap(summarise(sub, group_by, cols), group_by, "mse", path) if cols else None
+        return [(p, block.caption)] if p else []
+    stem = block.kind.split(":", 1)[1]
+    shown = []
+    keyed = sub.assign(_key=sub.apply(lambda r: settings(r, group_by).split(", seed")[0], axis=1))
+    for key, g in keyed.groupby("_key", sort=True):
+        for _, r in (g.sort_values("seed") if "seed" in g else g).iterrows():
+            hit = [p for p in run_figures(str(r["path"])) if p.stem == stem] if r.get("source") == "local" else []
+            if hit:
+                seed = f", seed {int(r['seed'])}" if "seed" in r and r["seed"] == r["seed"] else ""
+                shown.append((hit[0], f"{block.caption}: {key + ' ' if key else ''}(run {r['run_id']}{seed})"))
+                break
+    return shown
+
+
+def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
+    """The assignment's report: its sections, filled in from the runs of its sweeps."""
+    from analysis.blocks import Facts, Table
+
+    frame = load_runs(args.runs, args.wandb, None)
+    mine = frame[frame.apply(lambda r: r.get("sweep") in template.sweeps or r.get("group") in template.sweeps,
+                             axis=1)] if len(frame) else frame
+    if not len(mine):
+        raise UsageError(f"template {template.name}: no runs of its sweeps ({', '.join(template.sweeps)}) in "
+                         f"{args.wandb or args.runs}; run e.g. `python -m bench.sweep sweeps/{template.sweeps[0]}.yaml`")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create it ({e.strerror or type(e).__name__})") from None
+    lead = _template_lead(mine, template)
+    # Each table and each sentence of numbers once; the markdown (possibly twice, to fit the
+    # cap) and the HTML are both written from these.
+    blocks = [b for sec in template.sections for b in sec.blocks]
+    filled = {id(b): _table_block(mine, b, template) for b in blocks if isinstance(b, Table)}
+    filled.update({id(b): b.fn(mine) for b in blocks if isinstance(b, Facts)})
+    cap = args.max_chars if args.max_chars is not None else template.max_chars
+    md = _template_markdown(template, lead, filled, short=False)
+    if cap and len(md) > cap:
+        md = _template_markdown(template, lead, filled, short=True)
+    if cap and len(md) > cap:
+        md = md[:cap - 60].rsplit("\n", 1)[0] + "\n\n(cut to respect the length limit)\n"
+    md_path = out / "report.md"
+    md_path.write_text(md)
+    html_path = out / "report.html"
+    html_path.write_text(_template_html(mine, template, lead, filled, out))
+    return html_path, md_path
+
+
+def _template_lead(mine, template) -> str:
+    """The opening paragraph: which assignment, which runs, what is missing or failed."""
+    from analysis.blocks import TO_WRITE
+
+    found = [sw for sw in template.sweeps if ((mine.get("sweep") == sw) | (mine.get("group") == sw)).any()]
+    missing = [s for s in template.sweeps if s not in found]
+    lead = (f"Report for {template.assignment or template.title}, generated from the recorded runs "
+            f"({status_table(mine)}) of {', '.join(found)}"
+            + (f"; not yet run: {', '.join(missing)}" if missing else "")
+            + f". {CI_NOTE} Places marked {TO_WRITE} are the author's.")
+    failures = tool_failures(mine)
+    if failures:
+        lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
+    fd = fd_note(mine)
+    if fd:
+        lead += f" {fd}."
+    mine_summary = summarise(mine, varying_keys(mine), [])
+    collapsed = collapse_warning(mine_summary)
+    if collapsed:  # first: every number after it may describe a constant image
+        lead = "Warning: " + collapsed.removeprefix("warning: ") + ". " + lead
+    few = few_seeds_warning(mine_summary)
+    if few:
+        lead += " " + few.removeprefix("warning: ")[0].upper() + few.removeprefix("warning: ")[1:] + "."
+    return lead
+
+
+def _template_markdown(template, lead: str, filled: dict, short: bool) -> str:
+    """The markdown report; `short` keeps only the first clause of each prompt (length caps)."""
+    from analysis.blocks import Discuss, Facts, Table, TO_WRITE
+
+    parts = [f"**{template.title}**\n\n{md_cell(lead)}\n" if template.only_sections
+             else f"# {template.title}\n\n{md_cell(lead)}\n"]
+    for sec in template.sections:
+        parts.append(f"## {sec.title}\n")  # the template's own text: no escaping needed
+        for b in sec.blocks:
+            if isinstance(b, Table):
+                parts.append(filled[id(b)][0] + "\n")
+            elif isinstance(b, Facts) and (text := filled[id(b)]):
+                parts.append(md_cell(text) + "\n")
+            elif isinstance(b, Discuss):
+                prompt = b.prompt.split(";")[0].split(".")[0] if short else b.prompt
+                parts.append(f"> **{TO_WRITE}:** {prompt}\n")
+    return "\n".join(parts)
+
+
+def _template_html(mine, template, lead: str, filled: dict, out: Path) -> str:
+    """The HTML report: the same sections with their figures, then the runs."""
+    from analysis.blocks import Discuss, Facts, Figure, Table, TO_WRITE
+
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(template.title)}</title>"
+             f"<style>{CSS}</style></head><body><h1>{html.escape(template.title)}</h1>",
+             f"<p>{html.escape(lead)} Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
+    fig_index = 0
+    for sec in template.sections:
+        parts.append(f"<h2>{html.escape(sec.title)}</h2>")
+        figures = []
+        for b in sec.blocks:
+            if isinstance(b, Table):
+                text, table = filled[id(b)]
+                parts.append(f"<p><b>{html.escape(b.caption)}</b></p>" + html_table(table)
+                             if table is not None else f"<p class='missing'>{html.escape(text.strip('_'))}</p>")
+            elif isinstance(b, Facts) and (text := filled[id(b)]):
+                parts.append(f"<p>{html.escape(text)}</p>")
+            elif isinstance(b, Discuss):
+                parts.append(f"<div class='towrite'><b>{TO_WRITE}:</b> {html.escape(b.prompt)}</div>")
+            elif isinstance(b, Figure):
+                fig_index += 1
+                made = _template_figure(mine, b, template, out / "figures", fig_index)
+                figures += made
+                if not made:
+                    parts.append(f"<p class='missing'>{html.escape(missing_figure(mine, b, template))}</p>")
+        if figures:
+            parts.append("<div class='grid'>" + "".join(
+                f"<figure{_wide(p)}>{img_tag(p, cap_)}<figcaption>{html.escape(cap_)}</figcaption></figure>"
+                for p, cap_ in figures) + "</div>")
+    parts.append(f"<section class='runs'><h2>Runs</h2><p>{html.escape(budget(mine))}</p>"
+                 + html_table(_runs_table(mine)) + "</section>")
+    return "\n".join(parts + [SELF_CHECK + "</body></html>"])
+
+
+def _runs_table(mine: pd.DataFrame) -> pd.DataFrame:
+    """Every run with its settings, its headline numbers and whether it collapsed."""
+    from analysis.tables import collapsed_runs, resolve_metrics
+
+    keys = [k for k in ("model", "dataset", "seed") if k in mine]
+    distinguishing = varying_keys(mine)
+    metrics = resolve_metrics(mine, None)[:5]
+    tbl = mine.assign(settings=mine.apply(lambda r: settings(r, distinguishing), axis=1))
+    tbl = tbl[["run_id", "status", "settings"] + keys + metrics].copy()
+    for m in metrics:
+        tbl[m] = tbl[m].map(lambda v: "-" if v != v else f"{v:.4g}")
+    flags = collapsed_runs(mine)
+    if flags.any():
+        tbl["collapsed"] = flags.map(lambda c: "collapsed" if c else "")
+    return tbl
+
+

@@ -1,0 +1,113 @@
+"""What the two reports share: the page's style, embedded figures, and per-run notes."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px}
+th{background:#f3f3f3}img{max-width:100%;box-sizing:border-box;border:1px solid #eee;margin:4px 0}
+.run{border-top:1px solid #ddd;padding-top:.5em}.grid{display:flex;flex-wrap:wrap;gap:8px}
+.grid figure{margin:0;max-width:48%}.grid figure.wide{max-width:100%}figcaption{font-size:12px;color:#555}
+.towrite{border-left:4px solid #e0a800;background:#fff8e1;padding:.4em .8em;margin:.8em 0}
+.missing{color:#777;font-style:italic}
+@page{size:A4;margin:14mm}
+@media print{body{max-width:none;margin:0;font-size:11px}h2{break-after:avoid}
+figure,tr,.towrite,section.runs{break-inside:avoid}.grid figure{max-width:48%}img{max-height:120mm;border:0}
+script{display:none}}"""
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def html_table(table: pd.DataFrame) -> str:
+    """A table as HTML (escaped by pandas) whose `mean ± ci` cells never break at the ±."""
+    return table.to_html(index=False, border=0).replace(" ± ", "&nbsp;±&nbsp;")
+
+
+def img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def run_figures(run_path: str) -> list[Path]:
+    """A run's own PNG figures, and nothing else: no symlinks, nothing resolving outside
+    `<run>/figures`, only files that are PNGs, so a shared run folder cannot make the
+    report embed other files of the reader's machine."""
+    if not run_path:
+        return []
+    fig_dir = Path(run_path) / "figures"
+    if fig_dir.is_symlink() or not fig_dir.is_dir():
+        return []
+    root = fig_dir.resolve()
+    out = []
+    for p in sorted(fig_dir.glob("*.png")):
+        if p.is_symlink() or not p.is_file() or p.resolve().parent != root:
+            continue
+        with open(p, "rb") as f:
+            if f.read(8) != PNG_MAGIC:
+                continue
+        out.append(p)
+    return out
+
+
+def tool_failures(frame) -> list[str]:
+    """`run id: tool (reason)` for every evaluation tool that failed in a selected run."""
+    out = []
+    for col in sorted(c for c in frame.columns if str(c).endswith("/failed")):
+        for _, r in frame[frame[col].map(lambda v: isinstance(v, str) and bool(v))].iterrows():
+            out.append(f"{r['run_id']}: {col.split('/')[0]} ({r[col]})")
+    return out
+
+
+def status_table(frame) -> str:
+    counts = frame["status"].value_counts().to_dict()
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
+CI_NOTE = "Values are the mean ± the 95% confidence interval of the mean (Student t, n seeds); a single value where n = 1."
+
+
+def settings(row, keys) -> str:
+    """A run named by the settings that distinguish it in this report."""
+    from analysis.tables import _fmt
+    return ", ".join(f"{k}={_fmt(row[k])}" for k in keys if k in row and k != "seed") + \
+        (f", seed {int(row['seed'])}" if "seed" in row and row["seed"] == row["seed"] else "")
+
+
+SELF_CHECK = ("<script>window.addEventListener('load',function(){var b=document.body;"
+              "b.dataset.imagesTotal=document.images.length;"
+              "b.dataset.imagesDecoded=Array.from(document.images).filter(function(i){"
+              "return i.complete&&i.naturalWidth>0}).length;"
+              "b.dataset.tableRows=document.querySelectorAll('table tbody tr').length;});</script>")
+
+
+def fd_note(frame) -> str | None:
+    """Which networks the sample FDs are measured in, and how far those networks disagree."""
+    if "sample/fd_features" not in frame:
+        return None
+    nets = sorted(str(v) for v in frame["sample/fd_features"].dropna().unique())
+    spreads = frame[[c for c in frame.columns if c.startswith("sample/") and c.endswith("_fd_spread")]]
+    spread = f" (they disagree by up to {spreads.max().max():.0%} on these samples)" if spreads.notna().any().any() else ""
+    if not nets:
+        return None
+    return (f"FD is the Frechet distance in the features of {', '.join(nets)}: the mean over three small classifiers "
+            f"aebench trains once per dataset with seeds 0, 1, 2{spread}; comparable within this report, not with "
+            f"Inception FIDs")
+
+
+def _wide(png: Path) -> str:
+    """A figure much wider than tall (learning-curve panels, comparison grids) takes the full
+    width of the page; others sit two to a row."""
+    import struct
+    with open(png, "rb") as f:
+        head = f.read(24)
+    w, h = struct.unpack(">II", head[16:24])
+    return " class='wide'" if w > 1.8 * h or w > 1100 else ""
+
+
+# The page checks itself once loaded: how many images decoded and table rows rendered
+# (read by the headless-browser test, handy in devtools too).
