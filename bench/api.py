@@ -29,7 +29,7 @@ def train(**keys) -> dict:
 def load(run: str, runs_dir: str = "runs", which: str = "best"):
     """(model in eval mode on the CPU, its config) of a finished or stopped run: a folder, an
     id in `runs_dir`, or `wandb:ENTITY/PROJECT/NAME:ALIAS`."""
-    from bench.checkpoint import load_run_model
+    from bench.rebuild import load_run_model
     return load_run_model(run, runs_dir, which)
 
 

@@ -1,4 +1,5 @@
-"""Checkpoints: everything needed to continue a run bit for bit, or rebuild its model.
+"""Checkpoints: everything needed to continue a run bit for bit (`bench.rebuild` rebuilds a
+finished run's model from them).
 
 `last.pt` holds model, optimiser, the epoch history and every RNG state at the end of
 the last finished epoch; `best.pt` holds the weights of the best epoch. Both are
@@ -71,38 +72,3 @@ def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
     shuffle.set_state(state["shuffle"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def check_record(cfg: dict, run_id: str) -> None:
-    """Every known key of a run's saved config has a value of its type and range: a damaged
-    config.json is named in one line, not met as a traceback deep in a model."""
-    from bench.config import FIELDS, coerce, validate_value
-    from bench.store import RecordError
-
-    for key, value in cfg.items():
-        if key in FIELDS and value is not None:
-            try:
-                validate_value(key, coerce(key, value))
-            except UsageError as e:
-                raise RecordError(f"run {run_id}: config.json: {e}") from None
-
-
-def load_run_model(ref: str, runs_dir: str = "runs", which: str = "best"):
-    """(model in eval mode on CPU, resolved config dict) of a finished or stopped run."""
-    from registry import create_model
-    from bench.artifacts import find_run
-
-    run = find_run(ref, runs_dir)
-    cfg = run.read_config()
-    path = run.ckpt(which) if run.ckpt(which).exists() else run.ckpt("last")
-    if not path.exists():
-        raise UsageError(f"run {run.id} has no checkpoint yet ({run.path})")
-    state = load(path)
-    check_record(cfg, run.id)
-    try:
-        model = create_model(cfg["model"], tuple(state["in_shape"]), state["num_classes"], **cfg)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"run {run.id}: its config.json and {path.name} do not build a model "
-                         f"({' '.join(str(e).split())[:160]})") from None
-    load_weights(model, state, path)
-    return model.eval(), cfg

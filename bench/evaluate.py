@@ -282,7 +282,7 @@ def _standalone(args) -> int:
 
 def _evaluate_locked(args, run) -> int:
     from bench import tools
-    from bench.checkpoint import load_run_model
+    from bench.rebuild import load_run_model
     from bench.spec import from_record, resolve
     from bench.data import load_data
     from bench.track import Tracking

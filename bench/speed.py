@@ -167,7 +167,7 @@ def bare_loop(case, data, args, device, amp="off"):
 
 
 def harness(case, dataset, size, limit, args, device, workdir, amp="off"):
-    from bench.checkpoint import load_run_model
+    from bench.rebuild import load_run_model
     from bench.runner import execute
     from bench.store import list_runs
 

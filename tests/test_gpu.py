@@ -26,7 +26,7 @@ def test_training_in_every_precision(tmp_path, amp):
     assert len(rows) == 2 and all(math.isfinite(r["train/loss"]) for r in rows)  # every epoch recorded, finite
     if amp == "auto":
         assert s["amp_chosen"] in ("off", "bf16")
-    from bench.checkpoint import load_run_model
+    from bench.rebuild import load_run_model
     model, _ = load_run_model(str(run.path))  # a GPU checkpoint loads on the CPU
     assert next(model.parameters()).device.type == "cpu"
 

@@ -274,6 +274,23 @@ def test_no_function_is_over_sixty_lines():
     assert not long, long
 
 
+def test_no_library_file_is_over_four_hundred_lines():
+    """A module is one responsibility a reader holds in mind: none of the library, the analysis
+    or the entry points runs past 400 lines (split it along what it does)."""
+    files = [*(ROOT / "bench").rglob("*.py"), *(ROOT / "analysis").rglob("*.py"), ROOT / "run.py", ROOT / "registry.py"]
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long
+
+
+def test_wandb_is_imported_by_tracking_only():
+    """Every other module reaches W&B through bench.track (its API, its tables, its runs)."""
+    files = [*(ROOT / "bench").rglob("*.py"), *(ROOT / "analysis").rglob("*.py"), ROOT / "run.py", ROOT / "registry.py"]
+    importers = {str(p.relative_to(ROOT)) for p in files for n in ast.walk(ast.parse(p.read_text()))
+                 if (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "wandb" for a in n.names))
+                 or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "wandb")}
+    assert importers == {"bench/track.py"}, importers
+
+
 def test_the_package_pins_what_requirements_pins():
     """`pip install .` alone resolves the tested stack: pyproject's dependencies (and its test
     extra) are exactly requirements.txt's pins."""

@@ -125,7 +125,7 @@ def test_a_denoisers_snapshots_show_the_noisy_input_and_its_output(tmp_path):
     import torch
 
     from bench import checkpoint
-    from bench.checkpoint import load_run_model
+    from bench.rebuild import load_run_model
     from bench.spec import resolve
     from bench.data import load_data
     from bench.tensors import to_uint8

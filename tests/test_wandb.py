@@ -114,7 +114,7 @@ class FakeArtifact:
 
 
 def test_model_artifact_reference_becomes_a_local_run(tmp_path, finished_run_template):
-    from bench.checkpoint import load_run_model
+    from bench.rebuild import load_run_model
     from bench.store import RunDir
     from bench.artifacts import fetch_model_artifact
 
@@ -181,7 +181,7 @@ def test_the_package_imports_from_anywhere(tmp_path, finished_run_template):
 
     run = RunDir(finished_run_template)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = ("from bench.checkpoint import load_run_model\n"
+    code = ("from bench.rebuild import load_run_model\n"
             f"model, cfg = load_run_model({str(run.path)!r})\n"
             "print(cfg['model'], type(model).__name__, sum(p.numel() for p in model.parameters()))")
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -205,7 +205,7 @@ class LinearProbe(Classifier):
     def __init__(self, cfg: LinearProbeConfig):
         super().__init__()
         self.cfg = cfg
-        from bench.checkpoint import load_run_model  # local: it builds registry models
+        from bench.rebuild import load_run_model  # local: it builds registry models
 
         self.encoder_model, _ = load_run_model(cfg.probe_from, cfg.runs_dir)
         for p in self.encoder_model.parameters():
