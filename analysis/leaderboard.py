@@ -125,6 +125,9 @@ def _shown(table: pd.DataFrame, style: str) -> tuple[list[str], list[list[str]]]
     return head, body
 
 
+# Written here rather than with pandas' to_markdown/to_latex: the cells are already rendered
+# per output (best in bold, `±`, marks for collapsed or unranked rows), which pandas would
+# escape; its to_markdown also needs the `tabulate` package, which the project does not install.
 def to_markdown(table: pd.DataFrame) -> str:
     head, body = _shown(table, "md")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]

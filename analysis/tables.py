@@ -206,6 +206,8 @@ def md_cell(value) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
+    """A frame as a markdown table, every cell through `md_cell` (pandas' to_markdown needs the
+    `tabulate` package, which the project does not install, and escapes nothing)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(md_cell(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, r in df.iterrows():

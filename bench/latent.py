@@ -90,7 +90,8 @@ def progress(what: str) -> None:
 class Steps:
     """A tool's progress lines with an estimate of the time left: each step has a rough
     relative cost (a PCA is nearly free, a t-SNE or UMAP fit is not), and the seconds per
-    unit of cost are measured on the steps already done."""
+    unit of cost are measured on the steps already done. Kept beside tqdm (the training bar):
+    a tool has a handful of steps of very unequal cost, where tqdm's estimate assumes equal ones."""
 
     def __init__(self, tool: str, costs: dict[str, float]):
         self.tool, self.costs = tool, costs

@@ -20,7 +20,12 @@ import torch
 
 from bench.errors import UsageError
 
+
 def _host_answers(url: str, timeout: float = 3.0) -> bool:
+    """Whether a dataset's download host accepts a connection within `timeout` (torchvision's
+    download would otherwise wait on each mirror in turn). A TCP connect is enough here; W&B's
+    probe (`bench.track.server_reachable`) asks for an HTTP answer, as a hung server accepts
+    connections and never replies."""
     if os.environ.get("AEBENCH_OFFLINE"):
         return False
     host = urlparse(url).hostname
