@@ -52,7 +52,7 @@ class Section:
 class Template:
     name: str
     title: str
-    seed_file: str                     # ../shared/seeds/<seed_file>_*.txt: the assignment's text
+    assignment_file: str               # the assignment's text: ../shared/seeds/<assignment_file>_*.txt
     sweeps: tuple[str, ...]
     sections: tuple[Section, ...]
     assignment: str = ""               # its title, as it names itself (each ", "-part is in its text)

@@ -248,7 +248,7 @@ def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
     require_runs(frame, args.runs, args.sweep, args.wandb)
     warn_about(frame)
     group_by = resolve_group(frame, key_list(args.group_by))
-    metrics = resolve_metrics(frame, key_list(args.metrics))
+    metrics = resolve_metrics(frame, [t.strip() for t in args.metrics.split(",") if t.strip()] if args.metrics else None)
     if not (frame["status"] == "finished").any():
         counts = ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items())
         raise UsageError(f"no finished runs to compare ({counts}); see summary.json of each run for the reason")

@@ -71,7 +71,7 @@ def _celeba_lambda(frame):
 
 CELEBA_ASSIGNMENT = Template(
     name="celeba_assignment", title="CelebA: regularised autoencoders, representations and generation",
-    seed_file="003", assignment='Assignment 9: Autoencoders & Representation Learning',
+    assignment_file="003", assignment='Assignment 9: Autoencoders & Representation Learning',
     sweeps=("celeba_models", "celeba_sparse_lambda"), max_chars=7500, only_sections=True,
     sections=(
         Section("1. Executive Summary", (
@@ -147,7 +147,7 @@ def _best_dims(frame):
 
 FASHION_VAE_ASSIGNMENT = Template(
     name="fashion_vae_assignment", title="Fashion-MNIST VAEs: depth, (h, z) sizes and a plain autoencoder",
-    seed_file="004", assignment='Task 4: Auto-Encoders',
+    assignment_file="004", assignment='Task 4: Auto-Encoders',
     sweeps=("fashion_vae_depth", "fashion_vae_dims"),
     sections=(
         Section("Task a: three vs four layers", (
@@ -183,7 +183,7 @@ FASHION_VAE_ASSIGNMENT = Template(
 
 CIFAR10_ASSIGNMENT = Template(
     name="cifar10_assignment", title="CIFAR-10: AE, DAE, VAE and masked convolutional AE",
-    seed_file="000", assignment='CS671: Deep Learning and Applications, Programming Assignment-2',
+    assignment_file="000", assignment='CS671: Deep Learning and Applications, Programming Assignment-2',
     sweeps=("cifar10_models", "cifar10_dae_noise", "cifar10_mcae_mask"),
     sections=(
         Section("Problem definition and methodology", (
@@ -250,7 +250,7 @@ CIFAR10_ASSIGNMENT = Template(
 
 COLORED_MNIST_ASSIGNMENT = Template(
     name="colored_mnist_assignment", title="Denoising coloured MNIST: AE, AE with dropout, VAE",
-    seed_file="001", assignment='DEEP LEARNING CSL 4020, Assignment 6',
+    assignment_file="001", assignment='DEEP LEARNING CSL 4020, Assignment 6',
     sweeps=("colored_mnist_denoise",),
     sections=(
         Section("1. Introduction", (Discuss("What autoencoders are for and the goal: denoising."),)),
@@ -285,7 +285,7 @@ COLORED_MNIST_ASSIGNMENT = Template(
 
 CNN_AE_ASSIGNMENT = Template(
     name="cnn_ae_assignment", title="Convolutional networks and autoencoders: CIFAR-10, MNIST, STL-10, brain tumours",
-    seed_file="002", assignment='Programming Assignment 3, Autoencoders and Their Applications',
+    assignment_file="002", assignment='Programming Assignment 3, Autoencoders and Their Applications',
     sweeps=("cifar10_cnn", "mnist_linear_vs_conv", "stl10_supervised", "stl10_resnet_probe",
                              "stl10_ssl", "brain_tumor_seg"),
     sections=(

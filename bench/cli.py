@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.config import RUN_FIELDS, RunKeys, _base_type, _default, _tables
+from bench.run_keys import RUN_FIELDS, RunKeys, _base_type, _default, _tables
 from bench.errors import UsageError, yaml_problem
 from bench.keys import canonical, older_name
 
@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 # keys follow "optimisation", in groups of their own taken from their configs (`key_groups`).
 HELP_GROUPS = [
     ("what to run", ["model", "dataset", "task"]),
-    ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test"]),
+    ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test", "split_seed"]),
     ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "seed", "select_on", "max_params", "max_memory"]),
     ("evaluation after training", ["eval", "eval_sigmas", "embed_points", "embed_views"]),
     ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),

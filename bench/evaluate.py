@@ -37,7 +37,7 @@ def _recon_eval(model, data, cfg, device):
     # The model's own terms on the test set too (loss; a VAE's recon_loss and kl; a sparse AE's l1)
     from bench.train import evaluate_loss
     terms = evaluate_loss(model, data.test, max(cfg.batch_size, 256), device, cfg.amp, cfg.channels_last)
-    res.update({f"test/{k}": v for k, v in terms.items() if f"test/{k}" not in res and k != "beta"})
+    res.update({f"test/{k}": v for k, v in terms.items() if f"test/{k}" not in res and k != "beta_now"})
     res["warning/output_collapsed"] = output_collapsed(model, data, device)
     if res["warning/output_collapsed"]:
         bn = getattr(getattr(cfg, "family", None), "batchnorm", None)  # suggested only where it is off

@@ -103,7 +103,7 @@ def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str =
 def curves(history: list[dict], path: Path, title: str = "") -> Path:
     """train/ and val/ curves vs epoch (and test/, for models tested every epoch: the
     classifiers), one panel per term (loss, recon_loss, kl, l1, acc...)."""
-    skip = ("beta", "mask_frac")
+    skip = ("beta_now", "mask_frac")
     terms = []
     for row in history:
         for k in row:

@@ -1,7 +1,7 @@
 """How a configuration key is declared: default, help, choices and range in one field.
 
-Run keys are declared in `bench.config`; every model family declares its own keys in its
-config dataclass with `key(...)`, and `bench.config` builds the command line, config-file
+Run keys are declared in `bench.run_keys`; every model family declares its own keys in its
+config dataclass with `key(...)`, and `bench.run_keys` builds the command line, config-file
 and sweep-YAML keys from those declarations, so a family's keys live in its own file.
 Specs shared by several families (conv widths, input corruption) are defined once here.
 """
@@ -17,7 +17,7 @@ STRUCTURAL = frozenset({"in_channels", "image_size", "num_classes", "runs_dir"})
 # Older key names, still accepted wherever keys are read: flags, config files, sweep YAMLs and
 # recorded runs. One table that imports nothing, so analysis reads older records without
 # importing a model family (and torch). Renaming a key adds its old name here.
-RENAMED = {"noise_std": "noise_level", "kl_weight": "beta"}
+RENAMED = {"noise_std": "noise_level", "kl_weight": "beta", "recon_loss": "recon_type", "loss": "seg_loss"}
 
 
 def canonical(values: dict) -> dict:
@@ -59,14 +59,15 @@ BOTTLENECK = dict(help="'linear' (flat z of latent_dim) or 'conv' (z is the last
 BETA = dict(help="KL weight beta: loss = recon + beta * KL (beta-VAE; 0 trains the VAE's encoder as a plain AE)",
             lo=0.0, hi=1000.0, weighs="kl")
 KL_WARMUP = dict(help="linear KL annealing over this many epochs", lo=0)
-RECON_LOSS = dict(help="VAE reconstruction loss", choices=["mse", "bce"])
+RECON_TYPE = dict(help="VAE reconstruction term: mse (Gaussian) or bce (Bernoulli); its value is logged as "
+                       "recon_loss", choices=["mse", "bce"])
 
 
 @dataclass
 class FamilyConfig:
     """The base of every model family's `Config`: the second level of a run's configuration.
 
-    The run keys (`bench.config.RunKeys`) are resolved first; once `--model` is known, its
+    The run keys (`bench.run_keys.RunKeys`) are resolved first; once `--model` is known, its
     family's Config resolves the remaining flat keys: the model's registered defaults, then
     the user's values, then `derive()` (keys set by other keys, cross-key checks), then
     `task()`. Generic code never names a family key; it asks the family."""

@@ -9,6 +9,7 @@ import time
 import torch
 
 from bench.errors import UsageError
+from bench.keys import canonical
 from bench.spec import RunSpec, from_record, resolve
 
 
@@ -56,7 +57,7 @@ def resolve_run(overrides: dict) -> tuple[RunSpec, object]:
     run = find_run(str(overrides["resume"]), overrides.get("runs_dir", "runs"))
     run.lock()  # held until this process ends: two resumes of one run never both train it
     saved = from_record(run.read_config())
-    for key, value in from_record(overrides).items():
+    for key, value in canonical(overrides).items():
         if key in RESUME_FREE_KEYS or key not in saved:
             continue
         mine = resolve(dict(saved, **{key: value})).to_dict()[key]

@@ -11,7 +11,7 @@ from bench.errors import UsageError
 def check_record(cfg: dict, run_id: str) -> None:
     """Every known key of a run's saved config has a value of its type and range: a damaged
     config.json is named in one line, not met as a traceback deep in a model."""
-    from bench.config import FIELDS, coerce, validate_value
+    from bench.run_keys import FIELDS, coerce, validate_value
     from bench.store import RecordError
 
     for key, value in cfg.items():

@@ -19,7 +19,7 @@ import torch
 
 from bench import checkpoint, faults
 from bench.cli import parse_args
-from bench.config import default_record
+from bench.run_keys import default_record
 from bench.errors import UsageError, exit_usage
 from bench.prepare import build, resolve_run, seed_everything
 from bench.signals import Interrupted, StopSignals

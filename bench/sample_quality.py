@@ -90,7 +90,7 @@ def _full_training_set(data, cfg):
 
     if cfg is None or cfg.limit_train is None:
         return data.labelled_train
-    full = cfg.with_keys(limit_train=None, limit_test=1, seed=FEATURE_SEEDS[0])
+    full = cfg.with_keys(limit_train=None, limit_test=1, split_seed=FEATURE_SEEDS[0])
     try:
         return load_data(full).labelled_train
     except UsageError:  # the whole dataset is not there (CelebA's subset asked of a smaller copy)

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import RUN_FIELDS, RunKeys, _copy, _tables, coerce, validate_value
+from bench.run_keys import RUN_FIELDS, RunKeys, _copy, _tables, coerce, validate_value
 from bench.errors import UsageError
 from bench.keys import canonical, cli_keys
 from bench.tasks import TASKS, same_kind
@@ -165,11 +165,14 @@ def _for_agent(spec: RunSpec, overrides: dict, environ) -> RunSpec:
 
 def from_record(record: dict) -> dict:
     """The keys of a recorded run (config.json, a checkpoint's config) that resolve it again:
-    older names read as today's, bookkeeping dropped, and dataset keys that older records held
-    for every dataset (`color_mode`, `label_attr`, `train_split`) kept only for their dataset."""
+    older names read as today's, bookkeeping dropped, dataset keys that older records held for
+    every dataset (`color_mode`, `label_attr`, `train_split`) kept only for their dataset, and
+    the split seed of a run recorded before `split_seed` existed (its `seed` drew the split)."""
     import registry
 
     values = {k: v for k, v in canonical(record).items() if k in _tables()["FIELDS"]}
+    if "split_seed" not in values and "seed" in values:  # older runs: one seed drew both
+        values["split_seed"] = values["seed"]
     dataset_keys = _tables()["DATASET_KEYS"]
     try:
         own = set(cli_keys(registry.dataset_entry(values.get("dataset", RunKeys.dataset)).config_cls))

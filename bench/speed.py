@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="reports/speed.json", help="results (default reports/speed.json, git-ignored)")
     p.add_argument("--per-run", action="store_true",
                    help="instead: what a whole 1-epoch run.py process costs besides training, by phase, cold and "
-                        "warm cache (bench.per_run)")
+                        "warm cache (bench.run_costs)")
     p.add_argument("--wandb", default="offline", choices=["offline", "disabled"], help="W&B mode of --per-run runs")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -297,7 +297,7 @@ def main(argv=None) -> int:
 
 
 def _per_run(args) -> int:
-    from bench import per_run
+    from bench import run_costs as per_run
 
     root = str(Path(args.data_root).resolve())
     results = per_run.per_run(root, args.device, args.wandb)

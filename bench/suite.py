@@ -36,7 +36,7 @@ def suite_names() -> list[str]:
 def load_suite(name: str) -> dict:
     """The suite file `sweeps/suite/<name>.yaml`, checked: datasets and families registered,
     every scale's budget made of run keys in range."""
-    from bench.config import coerce, validate_value
+    from bench.run_keys import coerce, validate_value
     from bench.store import check_plain_name
 
     path = SUITES / f"{check_plain_name('suite', name)}.yaml"
@@ -113,7 +113,7 @@ def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
 def family_keys(suite: dict, models: list[str]):
     """Keys the suite gives every family that takes them (`batchnorm: true`), checked as run.py would."""
     from bench.best import Choice
-    from bench.config import FIELDS, coerce, validate_value
+    from bench.run_keys import FIELDS, coerce, validate_value
 
     keys = dict(suite.get("family_keys") or {})
     for k, v in keys.items():

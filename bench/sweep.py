@@ -28,7 +28,7 @@ import yaml
 
 from bench import stopping
 from bench.cli import parse_args
-from bench.config import FIELDS, coerce, validate_value
+from bench.run_keys import FIELDS, coerce, validate_value
 from bench.best import DONE, RESUMABLE, existing, sweep_records
 from bench.signals import StopSignals
 from bench.errors import UsageError, exit_usage
@@ -227,6 +227,7 @@ class Sweep:
         def report(line: str) -> None:
             bar.update(1)
             n = len(done) + len(failed)
+            # The run lines go to stdout (a log keeps them); the bar is tqdm's, on a terminal only.
             per_run = (time.time() - started) / max(1, n - before)
             left = f", ~{per_run * (total - n) / 60:.0f} min left" if total and n < total else ""
             tqdm.write(f"[{n}/{total}{left}] {line}", file=sys.stdout)  # above the bar, never on its line

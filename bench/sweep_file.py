@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from bench import stopping
-from bench.config import FIELDS, coerce, validate_value
+from bench.run_keys import FIELDS, coerce, validate_value
 from bench.keys import canonical
 from bench.tasks import TASKS
 from bench.errors import UsageError, yaml_problem
@@ -109,7 +109,7 @@ def _check_against_registry(path: str, params: dict) -> None:
     a range is never drawn from a normal distribution (whose support has no bounds)."""
     import registry
     from bench import tools
-    from bench.config import FIELDS, MODEL_KEYS
+    from bench.run_keys import FIELDS, MODEL_KEYS
     from bench.keys import cli_keys
 
     params = {_canonical_key(k): spec for k, spec in params.items()}
@@ -155,7 +155,7 @@ def _check_metric(path: str, params: dict, metric: str) -> None:
                 terms = TASKS["classify"].test_keys
             if terms is None:
                 continue
-            logged = {f"{s}/{t}" for s in ("train", "val", "test") for t in terms - {"beta"}}
+            logged = {f"{s}/{t}" for s in ("train", "val", "test") for t in terms - {"beta_now"}}
             logged |= {f"test/{t}" for t in TASKS[entry.task].test_keys}
             if metric not in logged:
                 near = difflib.get_close_matches(metric, sorted(logged), n=1)

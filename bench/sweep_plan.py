@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 
-from bench.config import FIELDS, coerce, validate_value
+from bench.run_keys import FIELDS, coerce, validate_value
 from bench.errors import UsageError
 from bench.sweep_file import _check_name, config_key
 

@@ -328,7 +328,7 @@ def format_row(row: dict, epochs: int, quiet: set[str] = frozenset()) -> str:
     terms the model leaves off, `Model.quiet_terms`)."""
     parts = [f"epoch {row['epoch']}/{epochs}"]
     for k, v in row.items():
-        if k.startswith(("train/", "val/")) and not k.endswith(("beta", "mask_frac")) \
+        if k.startswith(("train/", "val/")) and not k.endswith(("beta_now", "mask_frac")) \
                 and k.split("/", 1)[1] not in quiet:
             parts.append(f"{k} {v:.4g}")
     parts.append(f"{row['time/epoch_seconds']:.1f}s {row['time/images_per_sec']:.0f} img/s")

@@ -59,13 +59,22 @@ def test_mnist_idx_files(tmp_path):
 
 
 def test_split_is_seeded_and_limits_apply(tmp_path):
+    """The train/validation split is drawn by --split-seed alone: runs over --seed share their
+    validation images (a CI over seeds measures training randomness), another split seed
+    draws another split, and a run recorded before the key existed reads with its own seed."""
+    from bench.spec import from_record
+
     write_mnist(tmp_path, "FashionMNIST", n_train=100, n_test=30)
     a = load_data(cfg_for("fashion_mnist", tmp_path, seed=1, limit_train=50, limit_test=10))
-    b = load_data(cfg_for("fashion_mnist", tmp_path, seed=1, limit_train=50, limit_test=10))
-    c = load_data(cfg_for("fashion_mnist", tmp_path, seed=2, limit_train=50, limit_test=10))
+    b = load_data(cfg_for("fashion_mnist", tmp_path, seed=2, limit_train=50, limit_test=10))
+    c = load_data(cfg_for("fashion_mnist", tmp_path, seed=1, split_seed=2, limit_train=50, limit_test=10))
     assert len(a.train) == 45 and len(a.val) == 5 and len(a.test) == 10
-    assert torch.equal(a.train.x, b.train.x)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.val.x, b.val.x)
     assert not torch.equal(a.train.x, c.train.x)
+    older = {"model": "ae", "dataset": "fashion_mnist", "seed": 2, "data_root": str(tmp_path), "limit_train": 50}
+    assert from_record(older)["split_seed"] == 2 and from_record(dict(older, split_seed=0))["split_seed"] == 0
+    assert torch.equal(load_data(resolve(from_record(older))).val.x,
+                       load_data(cfg_for("fashion_mnist", tmp_path, split_seed=2, limit_train=50)).val.x)
 
 
 def test_colored_mnist_is_rgb_and_deterministic(tmp_path):

@@ -28,7 +28,7 @@ def test_vae_logs_recon_and_kl_curves(tmp_path):
     rows = only_run(tmp_path).read_metrics()
     for r in rows:
         assert r["train/kl"] > 0 and r["val/kl"] > 0 and "train/recon_loss" in r and "val/recon_loss" in r
-    assert rows[0]["train/beta"] == pytest.approx(0.5) and rows[1]["train/beta"] == 1.0
+    assert rows[0]["train/beta_now"] == pytest.approx(0.5) and rows[1]["train/beta_now"] == 1.0
     s = only_run(tmp_path).read_summary()  # the ELBO terms of best.pt on the test set (the VAE report's columns)
     assert s["test/kl"] > 0 and s["test/recon_loss"] > 0
     assert s["test/loss"] == pytest.approx(s["test/recon_loss"] + s["test/kl"], rel=1e-4)
@@ -44,7 +44,7 @@ def test_classifier_keeps_best_checkpoint_by_val_accuracy(tmp_path):
 
 
 def test_segmentation_reports_dice_and_iou(tmp_path):
-    assert run_inproc(quick(tmp_path, "--loss", "dice_bce", model="seg_ae", dataset="synthetic_seg", epochs=2)) == 0
+    assert run_inproc(quick(tmp_path, "--seg-loss", "dice_bce", model="seg_ae", dataset="synthetic_seg", epochs=2)) == 0
     s = only_run(tmp_path).read_summary()
     assert 0 <= s["test/iou"] <= s["test/dice"] <= 1  # IoU never exceeds Dice
 

@@ -149,7 +149,7 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
             f"bench.models.__path__.append({str(tmp_path)!r})\n"
             "import registry\n"
             "from bench.cli import build_parser\n"
-            "from bench.config import MODEL_KEYS\n"
+            "from bench.run_keys import MODEL_KEYS\n"
             "from bench.spec import resolve\n"
             "from bench.errors import UsageError\n"
             "from bench.runner import main\n"
@@ -219,7 +219,7 @@ def test_every_model_key_is_declared_by_a_family_with_help():
     import dataclasses
 
     import registry
-    from bench.config import FIELDS, MODEL_KEYS, RUN_FIELDS
+    from bench.run_keys import FIELDS, MODEL_KEYS, RUN_FIELDS
     from bench.keys import cli_keys
 
     declared = {k for e in registry.MODELS.values() for k in cli_keys(e.config_cls)}
@@ -244,7 +244,7 @@ def test_the_family_resolves_its_own_keys():
     import dataclasses
 
     import registry
-    from bench.config import RUN_FIELDS, RunKeys
+    from bench.run_keys import RUN_FIELDS, RunKeys
     from bench.spec import resolve
     from bench.keys import cli_keys
 

@@ -65,7 +65,7 @@ def test_registry_listing_counts_are_true():
         assert re.search(rf"^\s+{name}\s", text, re.M)
 
 
-def test_parameter_budgets_of_the_seeds():
+def test_parameter_budgets_of_the_assignments():
     assert registry.count_params(build("pool_ae", (1, 28, 28))) <= 35_000
     assert registry.count_params(build("pool_ae", (3, 32, 32))) <= 35_000
     for name in ("linear_ae", "pool_ae", "cnn_classifier", "stl_ae", "seg_ae"):  # the CNN and autoencoder assignment's models
@@ -133,9 +133,9 @@ def test_vae_kl_is_positive_and_warmup_scales_it():
     model.set_epoch(0, 10)
     out = model(torch.rand(8, 1, 28, 28))
     assert out["kl"].item() > 0
-    assert out["beta"].item() == pytest.approx(0.25)
+    assert out["beta_now"].item() == pytest.approx(0.25)
     model.set_epoch(5, 10)
-    assert model(torch.rand(8, 1, 28, 28))["beta"].item() == pytest.approx(1.0)
+    assert model(torch.rand(8, 1, 28, 28))["beta_now"].item() == pytest.approx(1.0)
 
 
 def test_impossible_architecture_is_refused():

@@ -54,7 +54,7 @@ def test_celeba_assignment_report_has_exactly_its_five_sections_filled_from_the_
     assert headers == ["## 1. Executive Summary", "## 2. Autoencoder Regularization",
                        "## 3. Representation Learning & Interpretability",
                        "## 4. Generative Modeling & Prior Holes", "## 5. Reflection"]
-    assert len(md) <= 7500 and "![" not in md and "<img" not in md  # the seed: no images, 7,500 chars
+    assert len(md) <= 7500 and "![" not in md and "<img" not in md  # the assignment: no images, 7,500 chars
     assert md.count(f"**{TO_WRITE}:**") == 5
     # the Smiling probe table: AE vs VAE, mean over the three seeds of what each run recorded
     sec3 = md.split("## 3.")[1].split("## 4.")[0]
@@ -105,7 +105,7 @@ def test_every_template_names_real_sweeps_and_metrics():
         pytest.skip(f"the assignments' texts are not beside this checkout ({SEEDS})")
     for t in TEMPLATES.values():
         assert set(t.sweeps) <= shipped, t.name
-        text = next(SEEDS.glob(f"{t.seed_file}_*")).read_text()
+        text = next(SEEDS.glob(f"{t.assignment_file}_*")).read_text()
         assert t.assignment and all(part in text for part in t.assignment.split(", ")), (t.name, t.assignment)
         for sec in t.sections:
             for b in sec.blocks:

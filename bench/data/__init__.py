@@ -2,7 +2,7 @@
 
 Every source (torchvision classes, image folders, generators) returns uint8 tensors of
 shape (N, C, H, W); conversion to float in [0, 1] happens per batch. The train/val split
-comes from the training set with the run's seed. Importing this package registers every
+comes from the training set, drawn with the run's `split_seed` (not its training seed). Importing this package registers every
 dataset with the registry.
 """
 from __future__ import annotations
@@ -118,7 +118,7 @@ def load_data(spec, task: str | None = None) -> DataBundle:
     its task (or `task`: a run's model on another run's data)."""
     cfg, entry = spec, spec.dataset_entry
     src: Source = entry.fn(cfg, task or spec.task)
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.split_seed)
     train, test = src.train, src.test
     if len(train) == 0 or len(test) == 0:
         raise UsageError(f"{cfg.dataset}: the dataset is empty (train {len(train)}, test {len(test)} images)")

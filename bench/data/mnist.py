@@ -194,6 +194,6 @@ class ColoredConfig(DatasetConfig):
 def colored_mnist(cfg, task):
     """MNIST digits coloured per class or per image (--color-mode), 3x28x28 (the coloured-MNIST assignment)."""
     src = mnist(cfg, task)
-    tr = Split(colorize(src.train.x, src.train.y, cfg.color_mode, cfg.seed), src.train.y)
-    te = Split(colorize(src.test.x, src.test.y, cfg.color_mode, cfg.seed + 1), src.test.y)
+    tr = Split(colorize(src.train.x, src.train.y, cfg.color_mode, cfg.split_seed), src.train.y)
+    te = Split(colorize(src.test.x, src.test.y, cfg.color_mode, cfg.split_seed + 1), src.test.y)
     return Source(tr, te, src.classes)

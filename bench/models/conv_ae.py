@@ -40,7 +40,7 @@ class ConvAEConfig(ImageInput, Corruption):
     mask_patch: int = key(1, "mask patch size in feature cells (mcae)", lo=1, hi=64)
     masked_loss_weight: float = key(1.0, "loss weight of masked regions (mcae)", lo=0.0, hi=100.0,
                                      weighs="mask_frac")
-    near_zero: float = key(1e-2, internal=True)  # |z| below this counts as an inactive unit
+    near_zero_below: float = key(1e-2, internal=True)  # |z| below this counts as an inactive unit (near_zero)
 
 
 class ConvAE(BenchModel):
@@ -140,7 +140,7 @@ class ConvAE(BenchModel):
         l1 = z.flatten(1).abs().sum(1).mean()  # the CelebA assignment: lambda * sum_j |z_j| per image
         loss = recon_loss + self.cfg.l1_lambda * l1 if self.cfg.l1_lambda > 0 else recon_loss
         out = {"loss": loss, "recon": recon, "z": z, "mse": mse.detach(), "l1": l1.detach(),
-               "near_zero": (z.abs() < self.cfg.near_zero).float().mean().detach()}
+               "near_zero": (z.abs() < self.cfg.near_zero_below).float().mean().detach()}
         if self.last_mask is not None:
             out["mask_frac"] = self.last_mask.mean().detach()
         return out

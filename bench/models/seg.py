@@ -2,7 +2,7 @@
 
 Symmetric conv / ConvTranspose stacks whose output paddings are derived from the
 encoder's sizes, so any square input comes back at its own size. The Dice loss is the
-seed's formula verbatim: 1 - (2 sum(p t) + eps) / (sum(p^2) + sum(t^2) + eps), eps 1e-6.
+assignment's formula verbatim: 1 - (2 sum(p t) + eps) / (sum(p^2) + sum(t^2) + eps), eps 1e-6.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class SegAEConfig(ImageInput):
     """segmentation encoder-decoder (seg_ae)"""
     image_size: int = 240
     channels: list[int] = key((16, 32, 64, 64), **CHANNELS)
-    loss: str = key("dice", "segmentation loss", choices=["dice", "bce", "dice_bce"])
+    seg_loss: str = key("dice", "segmentation loss: dice, bce, or their sum", choices=["dice", "bce", "dice_bce"])
     batchnorm: bool = key(True, **BATCHNORM)
 
 
@@ -57,7 +57,7 @@ class SegAE(BenchModel):
         target = y.float()
         dice_l = dice_loss(torch.sigmoid(logits), target)
         bce = F.binary_cross_entropy_with_logits(logits, target)
-        loss = {"dice": dice_l, "bce": bce, "dice_bce": dice_l + bce}[self.cfg.loss]
+        loss = {"dice": dice_l, "bce": bce, "dice_bce": dice_l + bce}[self.cfg.seg_loss]
         dice, iou = dice_iou(logits.detach(), target)
         out.update(loss=loss, dice_loss=dice_l.detach(), bce=bce.detach(),
                    dice=dice.mean(), iou=iou.mean())

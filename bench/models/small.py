@@ -3,7 +3,7 @@
 - `linear_ae`: flatten, 784-128-64-32-15 with ReLU, mirrored decoder, sigmoid, MSE.
 - `pool_ae`: two 3x3 stride-2 convs, a 5x5 conv, MaxPool2d(return_indices=True);
   the decoder unpools with the saved indices, then a 5x5 and two 3x3 stride-2
-  ConvTranspose2d layers. The seed caps it at 35,000 parameters.
+  ConvTranspose2d layers. The assignment caps it at 35,000 parameters.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
   with optional linear KL warm-up (seeds 000, 001, 003; 64x64 / latent 128 for CelebA).
 - `mlp_vae`: the classic PyTorch-example MLP VAE with a list of hidden widths
   (the Fashion-MNIST VAE assignment: 784-400-20 and 784-400-100-20), BCE summed over pixels + KL.
-- `mlp_ae`: its deterministic twin (one z layer, no KL), the seed's "AE conversion".
+- `mlp_ae`: its deterministic twin (one z layer, no KL), the assignment's "AE conversion".
 
 Losses are per image (summed over pixels / latent dims, averaged over the batch), so
 recon and KL are on the scale of the ELBO. In eval mode z = mu.
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import UsageError
-from bench.keys import (BATCHNORM, BETA, BOTTLENECK, CHANNELS, HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, RECON_LOSS,
+from bench.keys import (BATCHNORM, BETA, BOTTLENECK, CHANNELS, HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, RECON_TYPE,
                         Corruption, ImageInput, key)
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
 from registry import register_model
@@ -52,7 +52,7 @@ class VAEMixin(BenchModel):
         z = self.reparameterise(mu, logvar)
         logits = self.decode_logits(z)
         recon = torch.sigmoid(logits)
-        out = self.elbo_terms(x, logits, recon, mu, logvar, self.cfg.recon_loss)
+        out = self.elbo_terms(x, logits, recon, mu, logvar, self.cfg.recon_type)
         out.update(recon=recon, z=z, mu=mu, logvar=logvar)
         return out
 
@@ -74,7 +74,7 @@ class VAEMixin(BenchModel):
         weight = self.beta * self._kl_scale
         loss = rec + weight * kl if weight > 0 else rec
         return {"loss": loss, "recon_loss": rec.detach(), "kl": kl.detach(),
-                "beta": torch.tensor(weight), "mse": F.mse_loss(recon.detach(), x)}
+                "beta_now": torch.tensor(weight), "mse": F.mse_loss(recon.detach(), x)}
 
 
 @dataclass
@@ -83,7 +83,7 @@ class ConvVAEConfig(ImageInput, Corruption):  # a VAE may be trained on corrupte
     channels: list[int] = key((32, 64, 128), **CHANNELS)
     latent_dim: int = key(32, **LATENT_DIM)
     beta: float = key(1.0, **BETA)
-    recon_loss: str = key("mse", **RECON_LOSS)
+    recon_type: str = key("mse", **RECON_TYPE)
     kl_warmup_epochs: int = key(0, **KL_WARMUP)
     batchnorm: bool = key(False, **BATCHNORM)
     bottleneck: str = key("linear", **BOTTLENECK)  # "conv": mu/logvar are 1x1 convs on the last feature map
@@ -134,7 +134,7 @@ class MLPVAEConfig(ImageInput, Corruption):
                                         shorthand=True)
     beta: float = key(1.0, **BETA)
     kl_warmup_epochs: int = key(0, **KL_WARMUP)
-    recon_loss: str = key("bce", **RECON_LOSS)
+    recon_type: str = key("bce", **RECON_TYPE)
 
     def derive(self) -> None:
         if self.mlp_dims is None:
@@ -185,7 +185,7 @@ class MLPVAE(VAEMixin):
         mu, _ = self.posterior(self.model_input(x))  # the deterministic twin: z is the mean
         logits = self.decode_logits(mu)
         recon = torch.sigmoid(logits)
-        rec = recon_term(logits, x, self.cfg.recon_loss)
+        rec = recon_term(logits, x, self.cfg.recon_type)
         return {"loss": rec, "recon": recon, "z": mu, "recon_loss": rec.detach(),
                 "mse": F.mse_loss(recon.detach(), x)}
 

@@ -39,7 +39,7 @@ def register_tool(*, needs=(), rank: int = 100):
 
 def names() -> list[str]:
     """The tools' names, from the package's files alone (nothing imported: `run.py --help`)."""
-    from bench.config import tool_names
+    from bench.run_keys import tool_names
 
     return tool_names()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from bench.figures import plt, save_figure
-from bench.latent import Steps, labels_required, latents, legend, scatter
+from bench.latent import labels_required, latents, legend, scatter
+from bench.progress import Steps
 from bench.tools import register_tool
 
 TSNE_EXACT_MAX = 600  # exact t-SNE gradients up to this many points, Barnes-Hut above

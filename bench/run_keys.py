@@ -58,14 +58,18 @@ class RunKeys:
     batch_size: int = _opt(128, "batch size", lo=1, hi=65536)
     lr: float = _opt(1e-3, "Adam learning rate", lo=0.0, hi=1e6, lo_open=True)
     weight_decay: float = _opt(0.0, "Adam weight decay", lo=0.0, hi=10.0)
-    seed: int = _opt(0, "random seed (runs are deterministic on CPU)", lo=0, hi=2**32 - 1)
+    seed: int = _opt(0, "random seed of training: initial weights, batch order, noise (runs are deterministic on CPU)",
+                     lo=0, hi=2**32 - 1)
+    split_seed: int = _opt(0, "random seed of the data: the train/validation split and randomly coloured images; "
+                              "fixed by default, so runs over --seed differ in training randomness alone",
+                           lo=0, hi=2**32 - 1)
     device: str = _opt("auto", "where to train", choices=["auto", "cpu", "cuda"])
     amp: str = _opt("off", "mixed precision on CUDA (auto: whichever of off and bf16 steps faster in a short "
                     "probe; always off on CPU)", choices=["off", "bf16", "fp16", "auto"])
     compile: bool = _opt(False, "torch.compile the model")
     channels_last: bool = _opt(False, "channels_last memory format for conv models")
     num_threads: Optional[int] = _opt(None, "torch CPU threads (default: all cores)", lo=1, hi=4096)
-    select_on: str = _opt("val", "split whose metric picks best.pt: val (honest) or test (where a seed asks for "
+    select_on: str = _opt("val", "split whose metric picks best.pt: val (honest) or test (where an assignment asks for "
                           "the best test accuracy)", choices=["val", "test"])
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
     max_memory: Optional[float] = _opt(None, "refuse models whose weights, gradients and Adam state (16 bytes per "
@@ -145,7 +149,7 @@ def _tables() -> dict:
 def __getattr__(name: str):
     if name in ("FIELDS", "MODEL_KEYS", "DATASET_KEYS", "ALIASES"):
         return _tables()[name]
-    raise AttributeError(f"module 'bench.config' has no attribute {name!r}")
+    raise AttributeError(f"module 'bench.run_keys' has no attribute {name!r}")
 
 
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
