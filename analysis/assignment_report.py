@@ -19,7 +19,7 @@ from bench.errors import UsageError
 
 def _table_block(frame, block, template) -> tuple[str, object]:
     """(markdown, display frame or None) of one template table."""
-    from analysis.tables import _fmt, collapsed_cells, seed_values_note, split_keys, summarise
+    from analysis.tables import _fmt, collapsed_cells, seed_columns, seed_values_note, split_keys, summarise
     from analysis.blocks import metric_spec, select
 
     if block.sweep:
@@ -39,7 +39,7 @@ def _table_block(frame, block, template) -> tuple[str, object]:
     group_by = group_by + [k for k in split_keys(sub, group_by) if k not in group_by]
     summary = summarise(sub, group_by, [k for k, _ in metrics])
     table = pd.DataFrame({k: summary[k].map(_fmt) for k in group_by})
-    table["seeds"] = summary["seeds"]  # which seeds, as in every table (their count is the interval's n)
+    table = table.assign(**seed_columns(summary))  # how many seeds (the interval's n), and which
     for k, lab in metrics:
         if k in ("params", "trainable_params", "best_epoch", "epochs_done"):
             table[lab] = summary[k].map(lambda v: "-" if v != v else f"{v:,.0f}")

@@ -5,11 +5,14 @@
 
 Columns: reconstruction (MSE, PSNR, SSIM on the clean test set), denoising MSE at the
 suite's noise level, linear-probe and kNN accuracy on the codes, the sample-quality score
-(Frechet distance in the suite's feature network: samples from the prior for VAEs, from an
-ex-post GMM of the training codes for the others), parameters and seconds per epoch. The
-best family of each column is marked, and so is every family whose interval overlaps the
-best one's (a tie: the data cannot tell them apart). Families are ranked by their mean rank
-over the quality columns. Writes `leaderboard.md`, `.csv`, `.tex` and `leaderboard.html`
+(Frechet distance in the suite's feature network of samples from an ex-post GMM of the
+training codes, the same sampler for every family; a VAE's prior samples in a column of
+their own), parameters and seconds per epoch. The best family of each column is marked, and
+so is every family whose interval overlaps the best one's (a tie: the data cannot tell them
+apart). Families are ranked by their mean rank over the ranked columns, each quantity once
+(PSNR, not MSE too; the GMM samples, not the prior's). Only comparable, working families
+are ranked: one whose runs collapsed, or whose code has another size than the suite's, is
+shown with the reason and no rank. Writes `leaderboard.md`, `.csv`, `.tex` and `leaderboard.html`
 (with a Pareto figure: test MSE against parameters) under `--out`.
 """
 from __future__ import annotations
@@ -27,10 +30,13 @@ from analysis.load import load_local, unreadable_note
 from analysis.tables import ci95, collapsed_runs, one_per_seed
 from bench.errors import UsageError, exit_usage
 
-# (column, label, True when higher is better)
+# (column, label, True when higher is better); RANKED: the columns the mean rank counts, each
+# quantity once (MSE is shown beside PSNR, its per-image log; the prior's samples only a VAE has).
 QUALITY = [("test/mse", "MSE", False), ("test/psnr", "PSNR", True), ("test/ssim", "SSIM", True),
            ("denoise", "denoise MSE", False), ("probe/linear_acc", "probe acc", True),
-           ("probe/knn_acc", "kNN acc", True), ("gen_fd", "sample FD", False)]
+           ("probe/knn_acc", "kNN acc", True), ("gen_fd", "sample FD (GMM)", False),
+           ("prior_fd", "prior FD (VAE)", False)]
+RANKED = {"test/psnr", "test/ssim", "denoise", "probe/linear_acc", "probe/knn_acc", "gen_fd"}
 COST = [("params", "params"), ("s_per_epoch", "s/epoch")]
 
 
@@ -47,8 +53,9 @@ def suite_frame(runs_dir: str, suite: dict, scale: str) -> pd.DataFrame:
     frame.attrs["unreadable"] = unreadable
     sigma = suite.get("denoise_sigma")
     frame["denoise"] = frame.get(f"denoise/mse@{sigma:g}") if sigma is not None else np.nan
-    prior = frame.get("sample/prior_fd", pd.Series(np.nan, index=frame.index))
-    frame["gen_fd"] = prior.fillna(frame.get("sample/gmm_fd", pd.Series(np.nan, index=frame.index)))
+    missing = pd.Series(np.nan, index=frame.index)
+    frame["gen_fd"] = frame.get("sample/gmm_fd", missing)  # one sampler for every family
+    frame["prior_fd"] = frame.get("sample/prior_fd", missing)
     frame["s_per_epoch"] = pd.to_numeric(frame.get("train_seconds"), errors="coerce") / \
         pd.to_numeric(frame.get("epochs_done"), errors="coerce")
     frame["collapsed"] = collapsed_runs(frame)
@@ -66,25 +73,30 @@ def family_rows(frame: pd.DataFrame, suite: dict, dataset: str) -> pd.DataFrame:
             vals = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float) if col in g else np.array([np.nan])
             row[col] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
             row[f"{col}_ci"] = ci95(vals) or 0.0
-        notes = []
+        notes, unranked = [], []
         code = pd.to_numeric(g.get("probe/latent_dim"), errors="coerce").dropna() if "probe/latent_dim" in g else []
         if latent is not None and len(code) and int(code.iloc[0]) != int(latent):
-            notes.append(f"its code has {int(code.iloc[0])} values, not the suite's {latent} (the latent size "
-                         f"does not set it): not comparable on the code columns")
+            unranked.append(f"its code has {int(code.iloc[0])} values, not the suite's {latent} (the latent size "
+                            f"does not set it): not comparable on the code columns")
         if g["collapsed"].any():
-            notes.append(f"{int(g['collapsed'].sum())}/{len(g)} collapsed")
+            unranked.append(f"{int(g['collapsed'].sum())}/{len(g)} collapsed (their numbers describe a constant)")
         if math.isnan(row["gen_fd"]):
             notes.append("cannot generate")
-        row["notes"] = "; ".join(notes)
+        row["ranked"] = not unranked
+        row["notes"] = "; ".join(([f"unranked: {'; '.join(unranked)}"] if unranked else []) + notes)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def rank(table: pd.DataFrame) -> pd.DataFrame:
-    """Best and tied marks per quality column, the mean rank over them, sorted by it."""
+    """Best and tied marks per quality column among the ranked families, their mean rank over
+    the ranked columns, sorted by it; unranked families (`ranked` False) follow, without a rank."""
+    ranked = table["ranked"].astype(bool) if "ranked" in table else pd.Series(True, index=table.index)
     ranks = []
     for col, _, higher in QUALITY:
-        vals = table[col]
+        if col not in table:
+            table[col], table[f"{col}_ci"] = np.nan, 0.0
+        vals = table[col].where(ranked)
         if vals.notna().sum() == 0:
             table[f"{col}_mark"] = ""
             continue
@@ -93,9 +105,10 @@ def rank(table: pd.DataFrame) -> pd.DataFrame:
         tied = (lo <= hi[best]) & (hi >= lo[best])
         table[f"{col}_mark"] = ["best" if i == best else "tie" if t and pd.notna(vals[i]) else ""
                                 for i, t in tied.items()]
-        ranks.append(vals.rank(ascending=not higher, method="average"))
-    table["rank"] = pd.concat(ranks, axis=1).mean(axis=1) if ranks else np.nan
-    return table.sort_values(["rank", "family"]).reset_index(drop=True)
+        if col in RANKED:
+            ranks.append(vals.rank(ascending=not higher, method="average"))
+    table["rank"] = pd.concat(ranks, axis=1).mean(axis=1).where(ranked) if ranks else np.nan
+    return table.sort_values(["rank", "family"], na_position="last").reset_index(drop=True)
 
 
 def _cell(row, col, style: str) -> str:
@@ -110,7 +123,8 @@ def _cell(row, col, style: str) -> str:
     if style == "tex":
         text = text.replace("±", r"$\pm$")
         return rf"\textbf{{{text}}}" if mark == "best" else rf"\underline{{{text}}}" if mark == "tie" else text
-    return f"<b>{text}</b>" if mark == "best" else f"<u>{text}</u>" if mark == "tie" else html.escape(text)
+    text = html.escape(text).replace(" ± ", "&nbsp;±&nbsp;")  # an interval never wraps at its ±
+    return f"<b>{text}</b>" if mark == "best" else f"<u>{text}</u>" if mark == "tie" else text
 
 
 def _shown(table: pd.DataFrame, style: str) -> tuple[list[str], list[list[str]]]:
@@ -120,7 +134,7 @@ def _shown(table: pd.DataFrame, style: str) -> tuple[list[str], list[list[str]]]
         cost = [f"{r['params']:,.0f}" if r["params"] == r["params"] else "-",
                 f"{r['s_per_epoch']:.2f}" if r["s_per_epoch"] == r["s_per_epoch"] else "-"]
         text = html.escape if style == "html" else str  # number cells are escaped by _cell
-        body.append([f"{r['rank']:.2f}", text(r["family"]), str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
+        body.append([f"{r['rank']:.2f}" if r["rank"] == r["rank"] else "-", text(r["family"]), str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
                     + cost + [text(r["notes"])])
     return head, body
 
@@ -204,10 +218,12 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
     import base64
 
     out.mkdir(parents=True, exist_ok=True)
-    budget = suite["scales"][scale]
-    lead = (f"Suite {suite['name']} at scale {scale}: budget {budget} for every family; mean ± 95% CI over seeds "
+    budget = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in suite["scales"][scale].items())
+    lead = (f"Suite {suite['name']} at scale {scale}: {budget} for every family; mean ± 95% CI over seeds "
             f"(Student t). Bold: best of the column; underlined or italic: its interval overlaps the best's (a tie). "
-            f"Rank: mean rank over the quality columns." + (f" {note}" if note else ""))
+            f"Rank: mean rank over {', '.join(lab for c, lab, _ in QUALITY if c in RANKED)} (each quantity once), "
+            f"among the comparable, working families; the others are shown unranked with the reason."
+            + (f" {note}" if note else ""))
     md = [f"# Leaderboard: {suite['name']} ({scale})", "", lead]
     tex, parts = [], [f"<!doctype html><html><head><meta charset='utf-8'><title>leaderboard "
                                f"{html.escape(suite['name'])}</title><style>table{{border-collapse:collapse}}"

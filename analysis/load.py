@@ -21,7 +21,9 @@ BOOKKEEPING = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "n
                "num_threads", "group", "sweep", "eval", "compile", "amp", "channels_last", "task", "config",
                "wandb_system", "wandb_artifacts", "sweep_id", "verbose"}
 SUMMARY_RENAME = {"epochs": "epochs_done", "status": "recorded_status", "model": "_model", "dataset": "_dataset",
-                  "group": "_group", "sweep": "_sweep"}
+                  "group": "_group", "sweep": "_sweep",
+                  # numbers recorded under older names: one name per probe, named by its method
+                  "probe/logreg_acc": "probe/logistic_acc", "embed/probe_acc": "embed/logistic_acc"}
 
 
 # Columns analysis itself sets; a recorded config or summary can never overwrite them

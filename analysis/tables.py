@@ -23,7 +23,7 @@ from analysis.load import BOOKKEEPING, config_keys, load_runs, require_runs, unr
 from bench.errors import UsageError, exit_usage
 from bench.keys import canonical
 
-ALIASES = {"probe_acc": "probe/linear_acc", "logreg_acc": "probe/logreg_acc", "acc": "test/acc",
+ALIASES = {"probe_acc": "probe/linear_acc", "logreg_acc": "probe/logistic_acc", "logistic_acc": "probe/logistic_acc", "acc": "test/acc",
            "fd": "sample/ex_post_fd"}
 DEFAULT_METRICS = ["test/mse", "test/psnr", "test/ssim", "test/acc", "test/dice", "test/iou",
                    "probe/linear_acc", "sample/prior_fd", "sample/ex_post_fd", "best_value"]
@@ -84,15 +84,14 @@ def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def collapsed_runs(g: pd.DataFrame) -> pd.Series:
-    """Runs whose model collapsed: its output does not depend on its input
-    (`warning/output_collapsed`, checked at test time), or a VAE with no active latent unit
-    (`collapse/active_units` = 0, from the collapse tool). Their numbers describe a constant."""
-    flag = pd.Series(False, index=g.index)
-    if "warning/output_collapsed" in g:
-        flag |= g["warning/output_collapsed"].map(lambda v: v is True or v == 1 or str(v).lower() == "true")
-    if "collapse/active_units" in g:
-        flag |= pd.to_numeric(g["collapse/active_units"], errors="coerce").eq(0)
-    return flag
+    """Runs whose model collapsed (`bench.flags`): its output does not depend on its input
+    (judged relative to the inputs' spread, at test time), or a stochastic encoder's
+    posterior collapsed (the collapse tool). Their numbers describe a constant, or the prior."""
+    from bench.flags import output_collapsed, posterior_collapsed
+
+    if not len(g):
+        return pd.Series(False, index=g.index)
+    return g.apply(lambda r: output_collapsed(r) or posterior_collapsed(r), axis=1).astype(bool)
 
 
 def collapsed_cells(summary: pd.DataFrame) -> list[str]:
@@ -105,10 +104,12 @@ def collapse_warning(summary: pd.DataFrame) -> str | None:
     if "collapsed" not in summary or not summary["collapsed"].any():
         return None
     hit, runs = int(summary["collapsed"].sum()), int(summary["runs"].sum())
-    lead = "every run collapsed" if hit == runs else f"{hit} of {runs} runs collapsed"
-    return (f"warning: {lead} (output independent of the input, or no active latent unit): their numbers "
-            f"describe a constant image, not a learned code; see the `collapsed` column; train longer, lower "
-            f"--lr or add --batchnorm")
+    # counted as the tables count (one run per seed and configuration), which a status count need not match
+    lead = ("every run in the tables collapsed" if hit == runs
+            else f"{hit} of the {runs} runs in the tables (one per seed and configuration) collapsed")
+    return (f"warning: {lead} (output independent of the input, or a VAE's posterior collapsed): their numbers "
+            f"describe a constant image or the prior, not a learned code; see the `collapsed` column; train "
+            f"longer, lower --lr or add --batchnorm")
 
 
 def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
@@ -158,6 +159,13 @@ def _fmt(v, ci=None) -> str:
     return str(v)
 
 
+def seed_columns(summary: pd.DataFrame) -> dict:
+    """`n seeds` (how many: the interval's n) and `seed ids` (which), never ids alone: a
+    column that reads "0" would say "zero seeds"."""
+    ids = summary["seeds"].map(lambda s: str(s) if s == s else "")
+    return {"n seeds": ids.map(lambda s: len([x for x in s.split(",") if x])), "seed ids": ids}
+
+
 def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> pd.DataFrame:
     """Human-readable table: 'mean ± ci' strings, info columns renamed."""
     out = pd.DataFrame()
@@ -165,7 +173,7 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
         out[k] = summary[k].map(_fmt)
     out["runs"] = summary["runs"]
     if "seeds" in summary:
-        out["seeds"] = summary["seeds"]
+        out = out.assign(**seed_columns(summary))
     if "duplicates" in summary and summary["duplicates"].any():
         out["duplicate runs set aside"] = summary["duplicates"]
     if "collapsed" in summary and summary["collapsed"].any():
@@ -199,10 +207,10 @@ def few_seeds_warning(summary: pd.DataFrame) -> str | None:
 
 
 def md_cell(value) -> str:
-    """A value as one markdown table cell: no raw HTML, no `|` or newline that breaks the row."""
-    import html
+    """A value as one markdown table cell (or line): no `|` or newline that breaks the row, and
+    no raw HTML, by markdown's own backslash escapes; no HTML entities (`&amp;` would show)."""
     text = " ".join(str(value).split())
-    return html.escape(text, quote=False).replace("|", "\\|")
+    return text.replace("\\", "\\\\").replace("<", "\\<").replace(">", "\\>").replace("|", "\\|")
 
 
 def to_markdown(df: pd.DataFrame) -> str:

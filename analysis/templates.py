@@ -81,9 +81,9 @@ CELEBA_ASSIGNMENT = Template(
                     "regularisation to interpretability and generative modelling."),
         )),
         Section("2. Autoencoder Regularization", (
-            Table("Reconstruction on the test set", ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM",
-                                                    "best_value=best val"),
-                  "celeba_models", ("ae", "sparse_ae", "dae"), ("model",)),
+            Table("Reconstruction on the test set, and each model's final training loss",
+                  ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM", "best_value=best val",
+                   "train/loss=final train loss"), "celeba_models", ("ae", "sparse_ae", "dae"), ("model",)),
             Table("Sparse AE: L1 weight lambda (penalty lambda * sum_j |z_j|)",
                   ("test/mse=MSE", "val/l1=mean sum|z|"), "celeba_sparse_lambda", (), ("l1_lambda",)),
             Facts(_celeba_lambda),
@@ -94,7 +94,7 @@ CELEBA_ASSIGNMENT = Template(
         )),
         Section("3. Representation Learning & Interpretability", (
             Table("Linear probe on frozen codes, Smiling (test accuracy)",
-                  ("probe/linear_acc=linear probe", "probe/logreg_acc=logistic regression"),
+                  ("probe/linear_acc=linear probe", "probe/logistic_acc=logistic regression"),
                   "celeba_models", ("ae", "vae"), ("model",)),
             Facts(_celeba_arith),
             Discuss("Which representation is more linearly separable and why; how the KL term helps or "
@@ -216,7 +216,7 @@ CIFAR10_ASSIGNMENT = Template(
             Discuss("Effectiveness of AEs for feature learning; when AE vs DAE is preferable."),
         )),
         Section("Part II: VAE", (
-            Table("VAE vs AE reconstruction", ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM"),
+            Table("VAE vs AE reconstruction", ("test/mse=MSE", "test/mae=MAE", "test/psnr=PSNR", "test/ssim=SSIM"),
                   "cifar10_models", ("ae", "vae")),
             Figure("side_by_side", "AE vs VAE on the same test images", "cifar10_models"),
             Figure("curves", "KL and reconstruction terms over epochs", "cifar10_models", ("vae",)),
@@ -231,13 +231,15 @@ CIFAR10_ASSIGNMENT = Template(
             Table("MCAE vs AE vs VAE", ("test/mse=MSE", "test/ssim=SSIM", "probe/linear_acc=probe acc"),
                   "cifar10_models", ("ae", "vae", "mcae")),
             Figure("run:occlusion", "occlusion heatmaps", "cifar10_mcae_mask"),
-            Figure("run:decision_regions", "linear probe decision regions on the 2-D embedding", "cifar10_models"),
+            Figure("run:decision_regions", "decision regions of a logistic regression fitted in the 2-D UMAP plane "
+                   "(the full-code probe's accuracy in its title)", "cifar10_models"),
             Discuss("Does feature-map masking retain global information like a ViT's?"),
         )),
         Section("Key findings from the latent space analysis", (
             Table("Latent space: linear separability and 2-D structure",
-                  ("probe/linear_acc=linear probe", "probe/logreg_acc=logistic regression",
-                   "embed/probe_acc=probe on shown points", "embed/knn2d_acc=kNN acc in 2-D UMAP"),
+                  ("probe/linear_acc=linear probe", "probe/logistic_acc=logistic regression",
+                   "embed/logistic_acc=logistic probe (full code) on shown points",
+                   "embed/regions2d_acc=logistic probe in the 2-D UMAP plane", "embed/knn2d_acc=kNN acc in 2-D UMAP"),
                   "cifar10_models", (), ("model",)),
             Figure("run:embed_2d", "PCA, t-SNE and UMAP of the test latents", "cifar10_models"),
             Discuss("Key findings: which model's codes separate the classes, how the VAE's KL term shapes "
@@ -304,9 +306,9 @@ CNN_AE_ASSIGNMENT = Template(
         Section("Part 2, Task 1: STL-10 supervised", (
             Table("CNN from scratch", ("test/acc=test acc", "params=params"), "stl10_supervised"),
             Figure("curves", "CNN from scratch: train, validation and test accuracy per epoch", "stl10_supervised"),
-            Table("Frozen pretrained ResNet-18, trained head", ("test/acc=test acc", "trainable_params=trainable params",
-                                                                    "params=params"),
-                  "stl10_resnet_probe"),
+            Table("Frozen ResNet-18 backbone, trained head (`pretrained`: whether its ImageNet weights were loaded; "
+                  "offline runs have none)", ("test/acc=test acc", "trainable_params=trainable params", "params=params"),
+                  "stl10_resnet_probe", (), ("pretrained",)),
             Figure("curves", "ResNet-18 head: accuracy history", "stl10_resnet_probe"),
             Discuss("Scratch CNN vs pretrained embeddings."),
         )),

@@ -22,13 +22,16 @@ from bench.tensors import to_float, to_uint8
 
 
 @torch.no_grad()
-def output_collapsed(model, data, device, n=256) -> bool:
-    """True when reconstructions no longer depend on the input (all-black images, a mean
-    image): their spread across test images is below one grey level in 1,000."""
+def output_spread(model, data, device, n=256) -> float:
+    """How much the reconstructions vary across test images, as a share of how much the
+    inputs vary (per pixel, averaged): near 1 for a model that follows its input, near 0 for
+    one that outputs the same image whatever it is given (`bench.flags` says why relative)."""
     model.eval()
     x = to_float(data.test.x[:n].to(device))
+    if len(x) < 2:
+        return 1.0
     recon = model(x)["recon"].float()
-    return len(x) > 1 and float(recon.std(0).mean()) < 1e-3
+    return float(recon.std(0).mean()) / max(float(x.float().std(0).mean()), 1e-12)
 
 
 def _recon_eval(model, data, cfg, device):
@@ -38,7 +41,10 @@ def _recon_eval(model, data, cfg, device):
     from bench.train import evaluate_loss
     terms = evaluate_loss(model, data.test, max(cfg.batch_size, 256), device, cfg.amp, cfg.channels_last)
     res.update({f"test/{k}": v for k, v in terms.items() if f"test/{k}" not in res and k != "beta_now"})
-    res["warning/output_collapsed"] = output_collapsed(model, data, device)
+    from bench.flags import OUTPUT_SPREAD_MIN
+
+    res["collapse/output_spread"] = output_spread(model, data, device)
+    res["warning/output_collapsed"] = res["collapse/output_spread"] < OUTPUT_SPREAD_MIN
     if res["warning/output_collapsed"]:
         bn = getattr(getattr(cfg, "family", None), "batchnorm", None)  # suggested only where it is off
         print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "

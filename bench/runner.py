@@ -182,6 +182,10 @@ def _supervised(job: Job, phases: Phases, log) -> int:
         print(last, file=sys.stderr)
     if status in ("finished", "stopped"):
         log(next_steps(run, cfg, job.tracking, job.model, job.data.kind))
+        from bench.flags import collapse_words
+
+        if collapse_words(job.extra):  # the very last line, where the eye lands
+            log(f"run {run.id}: {collapse_words(job.extra)}")
     return exit_code
 
 
@@ -197,11 +201,12 @@ def settings_line(record: dict, spec) -> str:
 
 def summary_line(extra: dict) -> str:
     """The test numbers of best.pt, one line."""
+    from bench.flags import collapse_words
+
     line = "summary " + "  ".join(f"{k} {v:.4f}" for k, v in extra.items()
                                   if k.startswith("test") and isinstance(v, float))
-    if extra.get("warning/output_collapsed") or extra.get("collapse/active_units") == 0:
-        line += "  COLLAPSED (output independent of the input: these numbers describe a constant image)"
-    return line
+    words = collapse_words(extra)
+    return line + (f"  {words}" if words else "")
 
 
 def _train_and_evaluate(job: Job, phases: Phases, log) -> None:

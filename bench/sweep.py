@@ -5,10 +5,10 @@
 
 A flag that names a swept parameter pins it: `--seed 1` runs the grid for seed 1 only.
 
-`sweeps.next_run` proposes every run, so grid, random and bayes behave as on W&B. Each
-run is `run.py --key=value ...`, exactly what `wandb agent` executes (by default in a
-child forked from this runner, which imported torch and the project once: `--spawn exec`
-starts a fresh interpreter per run instead), recorded in `runs/<sweep name>/`. Re-running the same command skips finished runs and re-runs
+`sweeps.next_run` proposes every run, so grid, random and bayes behave as on W&B. Each run
+is `run.py --key=value ...`, what `wandb agent` executes (in a child forked from this runner,
+which imported torch and the project once; `--spawn exec`: a fresh interpreter per run),
+recorded in `runs/<sweep name>/`. Re-running the same command skips finished runs and re-runs
 failed or interrupted ones; a failing run is recorded and the sweep goes on.
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ from bench.signals import StopSignals
 from bench.errors import UsageError, exit_usage
 from bench.files import atomic_write_text, open_nofollow, refuse_links, try_lock
 from bench.sweep_file import _canonical_key, _check_name, config_key, fmt_value, load_sweep, sweep_name, varied
-from bench.sweep_plan import (SAY_GRID, _gpu_count, _workers, auto_workers, available_cores, check_grid, failed_tools,
+from bench.sweep_plan import (SAY_GRID, _gpu_count, _workers, auto_workers, available_cores, check_grid, collapse_note,
+                              failed_tools,
                               fixed_identity, in_space, pinned, plan, propose, seed_search, stop_note)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,7 @@ class Sweep:
         self.workers = args.workers if args.workers != "auto" else auto_workers(self.gpus, free)
         self.threads = num_threads or max(1, available_cores() // self.workers)
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
+        self.collapsed: list[str] = []  # ids of this invocation's finished runs that collapsed
 
     def model_of(self, params) -> str:
         return str(params.get("model") or self.overrides.get("model") or FIELDS["model"].default)
@@ -227,7 +229,6 @@ class Sweep:
         def report(line: str) -> None:
             bar.update(1)
             n = len(done) + len(failed)
-            # The run lines go to stdout (a log keeps them); the bar is tqdm's, on a terminal only.
             per_run = (time.time() - started) / max(1, n - before)
             left = f", ~{per_run * (total - n) / 60:.0f} min left" if total and n < total else ""
             tqdm.write(f"[{n}/{total}{left}] {line}", file=sys.stdout)  # above the bar, never on its line
@@ -243,6 +244,8 @@ class Sweep:
               + (f"{stopped} stopped early by {self.cfg['early_terminate']['type']} "
                  f"({self.epochs_trained()} epochs trained), " if self.cfg.get("early_terminate") else "")
               + f"{len(failed)} failed or interrupted"
+              + (f", {len(self.collapsed)} of the finished collapsed (see the table's `collapsed` column)"
+                 if self.collapsed else "")
               + (f", {len(other)} running under another runner" if other else "")
               + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
         if stop.signum is not None:
@@ -294,6 +297,9 @@ class Sweep:
         """Record a finished process's run as done or failed; its one-line summary."""
         status, metric, run_id = existing(self.dir, self.metric).get(self.key(params), ("failed", None, "?"))
         tools = failed_tools(self.dir, run_id)
+        collapsed = collapse_note(self.dir, run_id) if status in DONE else None
+        if collapsed:
+            self.collapsed.append(run_id)
         if status in DONE:
             done.append((params, metric, status))
         else:
@@ -302,6 +308,7 @@ class Sweep:
         return (f"{status:<11} {time.time() - t0:6.1f}s  {shown}  "
                 + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
                 + (f"  ({stop_note(self.dir, run_id)})" if status == "stopped" else "")
+                + (f"  {collapsed}" if collapsed else "")
                 + (f"  eval failed: {', '.join(tools)}" if tools else "")
                 + (f"  log: {log.name}" if status not in DONE else ""))
 

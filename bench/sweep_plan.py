@@ -130,6 +130,19 @@ def failed_tools(sweep_dir: Path, run_id: str) -> list[str]:
     return sorted(k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v)
 
 
+def collapse_note(sweep_dir: Path, run_id: str) -> str | None:
+    """`COLLAPSED` or `POSTERIOR COLLAPSE` for a run whose numbers describe a constant or the
+    prior (`bench.flags`), else None."""
+    from bench.flags import collapse_words
+    from bench.store import RecordError, RunDir
+
+    try:
+        words = collapse_words(RunDir(sweep_dir / run_id).read_summary()) if run_id and run_id != "?" else None
+    except RecordError:
+        return None
+    return words.split(" (")[0] if words else None
+
+
 def stop_note(sweep_dir: Path, run_id: str) -> str:
     """`after epoch N: <the rule's reason>` of a run stopped early."""
     from bench.store import RecordError, RunDir

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyit
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
 # What each evaluation tool must leave in summary.json.
-TOOL_KEYS = {"probe": ["probe/linear_acc", "probe/logreg_acc"], "embed": ["embed/knn2d_acc"],
+TOOL_KEYS = {"probe": ["probe/linear_acc", "probe/logistic_acc"], "embed": ["embed/knn2d_acc"],
              "denoise": ["denoise/psnr@0.3", "denoise/input_psnr@0.3"], "interp": ["interp/endpoint_mse"],
              "arith": ["arith/direction_norm"], "sample": ["sample/ex_post_fd", "sample/gmm_fd", "sample/ex_post_fd_spread", "sample/fd_features"],
              "occlusion": ["occlusion/max_rise"], "collapse": []}

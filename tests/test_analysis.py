@@ -232,17 +232,34 @@ def test_damaged_run_folders_are_named_and_the_rest_analysed(tmp_path, capsys):
 
 
 def test_collapsed_runs_are_flagged_in_the_table_and_a_warning(tmp_path, capsys):
-    """A run whose output does not depend on its input, or a VAE with no active unit, is
-    flagged in its configuration's row; a warning line says how many."""
+    """A run whose output does not depend on its input, or a VAE whose posterior collapsed, is
+    flagged in its configuration's row; a warning line says how many. A sparse code with no
+    active unit is not posterior collapse (only stochastic encoders get that flag)."""
     fake_runs(tmp_path / "runs", [({"model": "dae", "seed": s}, {"test/mse": 0.09, "warning/output_collapsed": s < 2})
                                   for s in (0, 1, 2)]
-              + [({"model": "vae", "seed": s}, {"test/mse": 0.03, "collapse/active_units": 0 if s == 0 else 5})
-                 for s in (0, 1, 2)]
+              + [({"model": "vae", "seed": s}, {"test/mse": 0.03, "collapse/active_units": 0 if s == 0 else 5,
+                                                "collapse/posterior_collapse": s == 0}) for s in (0, 1, 2)]
+              + [({"model": "sparse_ae", "seed": s}, {"test/mse": 0.02, "collapse/active_units": 0,
+                                                      "warning/output_collapsed": False}) for s in (0, 1, 2)]
               + [({"model": "ae", "seed": s}, {"test/mse": 0.02, "warning/output_collapsed": False}) for s in (0, 1, 2)])
     assert tables_main(["--runs", str(tmp_path / "runs"), "--metrics", "mse"]) == 0
     captured = capsys.readouterr()
     rows = {line.split("|")[1].strip(): line for line in captured.out.splitlines() if line.startswith("| ")}
     assert "collapsed" in rows["model"]
     assert "2/3 collapsed" in rows["dae"] and "1/3 collapsed" in rows["vae"] and "collapsed" not in rows["ae"]
+    assert "collapsed" not in rows["sparse_ae"]
     warning = [line for line in captured.err.splitlines() if "collapsed" in line]
-    assert len(warning) == 1 and "3 of 9 runs collapsed" in warning[0]
+    assert len(warning) == 1 and "3 of the 12 runs in the tables (one per seed and configuration) collapsed" in warning[0]
+
+
+def test_tables_count_seeds_and_name_them_apart(tmp_path, capsys):
+    """A configuration run with seed 0 alone reads `n seeds 1`, `seed ids 0`: never a bare "0"."""
+    fake_runs(tmp_path / "runs", [({"model": "ae", "seed": 0}, {"test/mse": 0.05}),
+                                  ({"model": "dae", "seed": 0}, {"test/mse": 0.06}),
+                                  ({"model": "dae", "seed": 1}, {"test/mse": 0.07})])
+    assert tables_main(["--runs", str(tmp_path / "runs"), "--metrics", "mse"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in lines[0].split("|")[1:-1]]
+    rows = {r[0]: r for r in ([c.strip() for c in line.split("|")[1:-1]] for line in lines[1:])}
+    assert "seeds" not in head and rows["ae"][head.index("n seeds")] == "1"
+    assert rows["ae"][head.index("seed ids")] == "0" and rows["dae"][head.index("n seeds")] == "2"

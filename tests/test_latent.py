@@ -51,7 +51,7 @@ def test_probe_trained_beats_random_and_encoder_is_untouched(tmp_path, fashion_r
     bad = probe(rand, data, cfg, run, torch.device("cpu"))["numbers"]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # bit-identical
     assert good["probe/linear_acc"] > bad["probe/linear_acc"] + 0.03
-    assert good["probe/logreg_acc"] > 0.5  # chance is 0.1
+    assert good["probe/logistic_acc"] > 0.5  # chance is 0.1
 
 
 def test_embeddings_have_one_point_per_test_image(tmp_path, capsys):
@@ -72,7 +72,8 @@ def test_embeddings_have_one_point_per_test_image(tmp_path, capsys):
     for f in ("embed_2d", "embed_3d", "embed_clean_vs_noisy", "decision_regions"):
         assert out["figures"][f].stat().st_size > 5000
     # the regions are the linear probe's: its accuracy on these points, above chance (0.1) for a trained encoder
-    assert 0.2 < out["numbers"]["embed/probe_acc"] <= 1 and 0 < out["numbers"]["embed/knn2d_acc"] <= 1
+    n = out["numbers"]
+    assert 0.2 < n["embed/logistic_acc"] <= 1 and 0 < n["embed/knn2d_acc"] <= 1 and 0 < n["embed/regions2d_acc"] <= 1
 
 
 def test_interpolation_endpoints_match_reconstructions(tmp_path):
@@ -105,7 +106,7 @@ def test_eval_all_through_run_py_records_every_tool(tmp_path):
     assert run_inproc(quick(tmp_path, "--eval", "all", "--embed-points", 60, model="vae", epochs=1)) == 0
     run = only_run(tmp_path)
     s = run.read_summary()
-    for key in ("probe/linear_acc", "probe/logreg_acc", "sample/prior_fd", "sample/ex_post_fd", "sample/gmm_fd",
+    for key in ("probe/linear_acc", "probe/logistic_acc", "sample/prior_fd", "sample/ex_post_fd", "sample/gmm_fd",
                 "collapse/active_units", "denoise/psnr@0.3", "interp/endpoint_mse", "occlusion/max_rise"):
         assert key in s, key
     figs = {p.stem for p in (run.path / "figures").glob("*.png")}

@@ -23,7 +23,7 @@ def _celeba_store(root, with_lambda=True):
         for seed in (0, 1, 2):
             s = {"test/mse": 0.01 + rng.random() / 100, "test/psnr": 20 + rng.random(), "test/ssim": 0.7,
                  "best_value": 0.012, "probe/linear_acc": 0.6 + rng.random() / 10,
-                 "probe/logreg_acc": 0.62, "sample/ex_post_fd": 3 + rng.random(), "sample/gmm_fd": 2.5,
+                 "probe/logistic_acc": 0.62, "sample/ex_post_fd": 3 + rng.random(), "sample/gmm_fd": 2.5,
                  "arith/attribute": "Eyeglasses", "arith/direction_norm": 4.0,
                  "collapse/active_units": 100 + seed, "collapse/latent_dim": 128, "epochs": 15,
                  "n_train": 20000, "n_val": 2000, "n_test": 2000, "input_shape": "3x64x64",
@@ -56,6 +56,7 @@ def test_celeba_assignment_report_has_exactly_its_five_sections_filled_from_the_
                        "## 4. Generative Modeling & Prior Holes", "## 5. Reflection"]
     assert len(md) <= 7500 and "![" not in md and "<img" not in md  # the assignment: no images, 7,500 chars
     assert md.count(f"**{TO_WRITE}:**") == 5
+    assert "Autoencoders & Representation Learning" in md and "&amp;" not in md and "&lt;" not in md  # no entities
     # the Smiling probe table: AE vs VAE, mean over the three seeds of what each run recorded
     sec3 = md.split("## 3.")[1].split("## 4.")[0]
     for model in ("ae", "vae"):
@@ -191,7 +192,7 @@ def test_a_report_of_collapsed_runs_says_so_first_and_names_each_missing_figure(
     assert p.returncode == 0, p.stderr
     html = (out / "report.html").read_text()
     lead = html.split("<p>", 1)[1]
-    assert lead.startswith("Warning: every run collapsed")
+    assert lead.startswith("Warning: every run in the tables collapsed")
     assert "6/6 collapsed" not in html and "3/3 collapsed" in html  # per configuration, in the results table
     missing = re.findall(r"<p class='missing'>(missing: [^<]*)</p>", html)
     assert any("noisy test images denoised" in m and "python -m bench.sweep sweeps/colored_mnist_denoise.yaml" in m
@@ -232,3 +233,13 @@ def test_the_fashion_report_over_runs_without_sizes_says_so(tmp_path):
                 cwd=tmp_path, script="analysis.report")
     assert p.returncode == 0, p.stderr
     assert "recorded no (h, z) sizes" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_labels_follow_the_record_a_resnet_without_weights_is_never_called_pretrained():
+    """The ResNet-18 probe table says what each run was: its `pretrained` value is a column, and
+    the caption does not call every run pretrained (offline runs load no ImageNet weights)."""
+    from analysis.blocks import Table
+
+    tables = [b for t in TEMPLATES.values() for sec in t.sections for b in sec.blocks
+              if isinstance(b, Table) and b.sweep == "stl10_resnet_probe"]
+    assert tables and all("pretrained" in t.group_by and "Frozen pretrained" not in t.caption for t in tables)

@@ -158,10 +158,54 @@ def test_the_reconstructions_figure_shows_nine_images_drawn_at_random_once():
 
 
 def test_the_last_line_of_a_collapsed_run_says_so():
+    """Output collapse and posterior collapse are two flags with two messages; a code with no
+    active unit but no posterior flag (a sparse AE) is neither."""
     from bench.runner import summary_line
 
-    assert "COLLAPSED" in summary_line({"test/mse": 0.1, "warning/output_collapsed": True})
-    assert "COLLAPSED" not in summary_line({"test/mse": 0.1, "warning/output_collapsed": False})
+    output = summary_line({"test/mse": 0.1, "warning/output_collapsed": True, "collapse/output_spread": 0.01})
+    assert "COLLAPSED (output independent of the input: its outputs vary 1.0% as much as its inputs" in output
+    posterior = summary_line({"test/mse": 0.1, "warning/output_collapsed": False, "collapse/posterior_collapse": True})
+    assert "POSTERIOR COLLAPSE" in posterior and "constant image" not in posterior
+    assert "COLLAPSE" not in summary_line({"test/mse": 0.1, "warning/output_collapsed": False,
+                                           "collapse/active_units": 0})
+
+
+def test_collapse_is_judged_relative_to_the_data(tmp_path, monkeypatch):
+    """On CIFAR-10 files in their real format, an output that varies 1% as much as the inputs
+    (a near-constant grey, which no absolute threshold small enough for MNIST would catch) is
+    collapsed; one that follows its input at half contrast is not. The flag reaches the
+    table's `collapsed` column."""
+    import torch
+
+    import registry
+    from analysis.tables import main as tables_main
+    from bench.data import load_data
+    from bench.evaluate import output_spread
+    from bench.flags import OUTPUT_SPREAD_MIN
+    from bench.spec import resolve
+    from conftest import fake_runs
+
+    registry.dataset_entry("cifar10").fixture(tmp_path, monkeypatch)
+    data = load_data(resolve({"dataset": "cifar10", "data_root": str(tmp_path)}))
+
+    class Grey(torch.nn.Module):
+        def __init__(self, follow):
+            super().__init__()
+            self.follow = follow
+
+        def forward(self, x, y=None):
+            g = torch.Generator().manual_seed(0)
+            grey = 0.5 + 0.01 * 0.25 * torch.randn(x.shape, generator=g)
+            return {"recon": 0.5 * x + 0.25 if self.follow else grey}
+
+    flat, follows = output_spread(Grey(False), data, "cpu"), output_spread(Grey(True), data, "cpu")
+    assert flat < OUTPUT_SPREAD_MIN < follows and abs(follows - 0.5) < 0.01
+    fake_runs(tmp_path / "runs", [({"model": "ae", "dataset": "cifar10", "seed": 0},
+                                   {"test/mse": 0.06, "warning/output_collapsed": flat < OUTPUT_SPREAD_MIN,
+                                    "collapse/output_spread": flat})])
+    out = tmp_path / "table.md"
+    assert tables_main(["--runs", str(tmp_path / "runs"), "--metrics", "mse", "--out", str(out)]) in (0, None)
+    assert "1/1 collapsed" in out.read_text()
 
 
 def test_next_steps_suggest_only_tools_the_run_can_serve(tmp_path):

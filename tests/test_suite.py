@@ -192,3 +192,31 @@ def test_a_users_family_trains_in_the_tiny_suite_and_reaches_the_leaderboard(tmp
     rows = {r.split(",")[1]: r for r in board.splitlines()[1:]}
     assert set(rows) == {"tiny_user_ae", "linear_ae"}
     assert all(json.dumps(r).count(",") > 20 for r in rows.values())
+
+
+def test_the_leaderboard_ranks_only_comparable_working_families_each_quantity_once(tmp_path):
+    """A family whose runs collapsed is shown but unranked, with the reason; MSE and PSNR do not
+    both count (MSE is shown, PSNR ranks); every family's sample column is its GMM samples,
+    and a VAE's prior samples have a column of their own that is not ranked."""
+    from analysis.leaderboard import QUALITY, RANKED
+    from analysis.leaderboard import main as leaderboard_main
+
+    _suite_runs(tmp_path / "runs")
+    fake_runs(tmp_path / "runs", [({"model": "dae", "seed": s, "dataset": "mnist", "sweep": "suite_standard_tiny",
+                                    "group": "suite_standard_tiny"},
+                                   {"test/mse": 0.001, "test/psnr": 40.0, "test/ssim": 0.99, "probe/latent_dim": 16,
+                                    "warning/output_collapsed": True, "sample/gmm_fd": 1.0, "params": 1, "epochs": 1,
+                                    "train_seconds": 1.0}) for s in (0, 1, 2)])
+    out = tmp_path / "board"
+    assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    rows = [line for line in (out / "leaderboard.md").read_text().splitlines()
+            if line.startswith("| ") and "family" not in line]
+    families = [r.split("|")[2].strip() for r in rows]
+    assert families[-2:] == ["pool_ae", "dae"] or families[-2:] == ["dae", "pool_ae"]
+    dae = rows[families.index("dae")]
+    assert dae.split("|")[1].strip() == "-" and "unranked: 3/3 collapsed" in dae
+    assert "**" not in dae  # a collapsed family's best-looking numbers are not marked best
+    assert "test/mse" not in RANKED and "test/psnr" in RANKED and "prior_fd" not in RANKED
+    assert [lab for c, lab, _ in QUALITY if c in ("gen_fd", "prior_fd")] == ["sample FD (GMM)", "prior FD (VAE)"]
+    vae = rows[families.index("vae")]
+    assert "**25.00" in vae and "**20.00**" in vae  # the best GMM FD (25 against ae's 30), and the prior's own column

@@ -294,3 +294,17 @@ def test_a_large_grid_says_its_size_before_it_plans(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("sweep big: a grid of 10,000 configurations; --count 1 makes the first 1")
     assert "1 finished" in p.stdout.splitlines()[-1]
+
+
+def test_the_sweep_line_of_a_collapsed_run_carries_the_flag(tmp_path):
+    """The runner's line per run names a collapse in the words the run itself used."""
+    from bench.store import list_runs
+    from bench.sweep_plan import collapse_note
+    from conftest import fake_runs
+
+    fake_runs(tmp_path, [({"model": "ae", "seed": 0}, {"warning/output_collapsed": True}),
+                         ({"model": "vae", "seed": 0}, {"warning/output_collapsed": False,
+                                                        "collapse/posterior_collapse": True}),
+                         ({"model": "sparse_ae", "seed": 0}, {"collapse/active_units": 0})])
+    notes = {r.read_config()["model"]: collapse_note(tmp_path, r.id) for r in list_runs(str(tmp_path))}
+    assert notes == {"ae": "COLLAPSED", "vae": "POSTERIOR COLLAPSE", "sparse_ae": None}

@@ -16,8 +16,9 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E[z|x]) > 0.01
 @torch.no_grad()
 def collapse(model, data, cfg, run, device):
     """Active units (Burda et al. 2015: Var_x E[z_u|x] > 0.01), for any autoencoder; for a
-    VAE also the KL per latent dim (posterior-collapse signals). One definition serves the
-    numbers and the figure: a unit is active or collapsed, never both."""
+    VAE also the KL per latent dim and the posterior-collapse flag, which only a stochastic
+    encoder gets (a sparse code with few active units is what a sparse AE asks for). One
+    definition serves the numbers and the figure: a unit is active or collapsed, never both."""
     from bench.models.vae import kl_per_dim
 
     model.eval()

@@ -1,4 +1,6 @@
-"""Linear probe of the frozen encoder: torch nn.Linear and scikit-learn logistic regression."""
+"""Linear probes of the frozen encoder, each named by its method: `probe/linear_acc` (a torch
+nn.Linear trained with Adam), `probe/logistic_acc` (scikit-learn's LogisticRegression), and
+`probe/knn_acc` (5 nearest neighbours)."""
 from __future__ import annotations
 
 import copy
@@ -51,7 +53,7 @@ def probe(model, data, cfg, run, device, epochs=100):
     unchanged = all(torch.equal(before[k], after[k]) for k in before)
     if not unchanged:
         raise RuntimeError("probe changed the frozen encoder")
-    numbers = {"probe/linear_acc": float(linear_acc), "probe/logreg_acc": float(logreg.score(zte_s, yte)),
+    numbers = {"probe/linear_acc": float(linear_acc), "probe/logistic_acc": float(logreg.score(zte_s, yte)),
                "probe/knn_acc": float(knn.score(zte_s, yte)),
                "probe/train_size": int(len(ztr)), "probe/latent_dim": int(ztr.shape[1]),
                "probe/encoder_unchanged": unchanged}
