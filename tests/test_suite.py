@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -169,7 +170,13 @@ def test_the_leaderboard_is_logged_as_a_wandb_table(tmp_path, monkeypatch):
         assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"),
                                  "--out", "board", "--wandb", "offline"]) == 0
         assert len(list((here / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
-    run = OfflineRun(next((tmp_path / "wandb").glob("offline-run-*/run-*.wandb")))
+    path = next((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    for _ in range(50):  # wandb's writer may still be flushing the file on a loaded machine
+        try:
+            run = OfflineRun(path)
+            break
+        except StopIteration:
+            time.sleep(0.2)
     assert run.run.run_group == "suite_standard_tiny" and run.run.job_type == "leaderboard"
     row = next(h for h in run.history if "leaderboard/mnist/_type" in h)
     assert row["leaderboard/mnist/_type"] == "table-file" and row["leaderboard/mnist/nrows"] == 3
