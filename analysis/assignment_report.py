@@ -28,7 +28,7 @@ def _table_block(frame, block, template) -> tuple[str, object]:
         sub = pd.concat([select(frame, sw, block.models) for sw in template.sweeps]) if len(frame) else frame
     where = f"sweep `{block.sweep}`" if block.sweep else "this experiment's sweeps"
     if not len(sub):
-        cmd = f"python -m bench.sweep sweeps/{block.sweep or template.sweeps[0]}.yaml"
+        cmd = template.command(block.sweep or template.sweeps[0])
         return f"_{block.caption}: no finished runs of {where}"  \
                f"{' for ' + ', '.join(block.models) if block.models else ''} yet (`{cmd}`)._", None
     metrics = [(k, lab) for k, lab in map(metric_spec, block.metrics) if k in sub and sub[k].notna().any()]
@@ -72,13 +72,13 @@ def missing_figure(frame, block, template) -> str:
     tool = FIGURE_TOOLS.get(stem)
     who = f" of {', '.join(block.models)}" if block.models else ""
     if not len(sub):
-        return f"missing: {block.caption}: no finished runs{who} of sweep {sweep}; run `python -m bench.sweep sweeps/{sweep}.yaml`"
+        return f"missing: {block.caption}: no finished runs{who} of sweep {sweep}; run `{template.command(sweep)}`"
     if tool:
         first = sub.sort_values("run_id")["path"].iloc[0] if "path" in sub else "RUN"
         return (f"missing: {block.caption}: the runs{who} of sweep {sweep} have no {stem} figure; run "
                 f"`python -m bench.evaluate {first} --what {tool}` for each run, or the sweep with `--eval {tool}`")
     return (f"missing: {block.caption}: the runs{who} of sweep {sweep} cannot draw it (curves need 2 epochs or more, "
-            f"snapshots a reconstructing model); run `python -m bench.sweep sweeps/{sweep}.yaml`")
+            f"snapshots a reconstructing model); run `{template.command(sweep)}`")
 
 
 def _template_figure(frame, block, template, out: Path, index: int) -> list[tuple[Path, str]]:
@@ -126,7 +126,7 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
                              axis=1)] if len(frame) else frame
     if not len(mine):
         raise UsageError(f"template {template.name}: no runs of its sweeps ({', '.join(template.sweeps)}) in "
-                         f"{args.wandb or args.runs}; run e.g. `python -m bench.sweep sweeps/{template.sweeps[0]}.yaml`")
+                         f"{args.wandb or args.runs}; run e.g. `{template.command(template.sweeps[0])}`")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

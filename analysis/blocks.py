@@ -59,6 +59,12 @@ class Template:
     max_chars: int | None = None       # the assignment's length cap on the markdown
     only_sections: bool = False        # markdown holds exactly these sections and no other header
     notes: tuple[str, ...] = field(default_factory=tuple)
+    flags: tuple[tuple[str, str], ...] = ()  # (sweep, what its command needs beyond the file: --from-best ...)
+
+    def command(self, sweep: str) -> str:
+        """The command that runs one of the template's sweeps."""
+        extra = dict(self.flags).get(sweep)
+        return f"python -m bench.sweep sweeps/{sweep}.yaml" + (f" {extra}" if extra else "")
 
 
 # ----------------------------------------------------------------------------- numbers

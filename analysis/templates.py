@@ -121,34 +121,48 @@ CELEBA_ASSIGNMENT = Template(
 
 # ----------------------------------------------------------------------------- the Fashion-MNIST VAE assignment (Fashion-MNIST VAEs)
 
+def _dims(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+TASK_C = "python -m bench.sweep sweeps/fashion_vae_best_ae.yaml --from-best fashion_vae_dims"
+
+
 def _best_dims(frame):
+    """Task b's best (h, z), and whether task c's runs converted exactly that one."""
     g = select(frame, "fashion_vae_dims")
     if not len(g) or "best_value" not in g or not g["best_value"].notna().any():
         return ""
     if "mlp_dims" not in g or not g["mlp_dims"].notna().any():
         return ("The runs of fashion_vae_dims recorded no (h, z) sizes (`mlp_dims`), so task b's best configuration "
                 "cannot be named; rerun `python -m bench.sweep sweeps/fashion_vae_dims.yaml`.")
-    keyed = g.assign(_d=g["mlp_dims"].map(lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)))
+    keyed = g.assign(_d=g["mlp_dims"].map(_dims))
     means, seeds = keyed.groupby("_d")["best_value"].mean(), keyed.groupby("_d")["best_value"].count()
     epochs = int(pd.to_numeric(g.get("epochs_done", pd.Series(dtype=float)), errors="coerce").max() or 0)
     caveat = ""
     if seeds.min() < 3 or epochs < 10:  # a ranking from one short run is a hint, not a finding
         caveat = (f" A caveat: {int(seeds.min())} seed(s) per configuration and {epochs} epoch(s) each, so this "
                   f"ranking may not hold; rerun with more seeds (`--seed 0,1,2`) and the sweep's full epochs.")
-    ae = select(frame, "fashion_vae_depth", ("mlp_ae",))
-    ae_dims = sorted({",".join(map(str, v)) for v in ae["mlp_dims"]}) if len(ae) and "mlp_dims" in ae else []
-    return (f"Best configuration of task b by optimal loss: (h, z) = ({means.idxmin()}), {means.min():.2f} nats per "
-            f"image, mean over its seeds." + caveat + (f" The plain autoencoders recorded here use mlp_dims "
-                                              f"{' and '.join(ae_dims)}; to convert exactly the best one run "
-                                              f"`python run.py --model mlp_ae --dataset fashion_mnist --mlp-dims "
-                                              f"{means.idxmin()} --sweep fashion_vae_depth`." if ae_dims and
-                                              means.idxmin() not in ae_dims else ""))
+    best = means.idxmin()
+    c = select(frame, "fashion_vae_best_ae")
+    used = sorted({_dims(v) for v in c["mlp_dims"].dropna()}) if len(c) and "mlp_dims" in c else []
+    why = sorted({str(v) for v in c["from_best"].dropna()}) if len(c) and "from_best" in c else []
+    if not used:
+        after = f" Task c converts it: run `{TASK_C}`."
+    elif used == [best] and why:
+        after = f" Task c's runs use exactly it: {why[0]}."
+    else:
+        after = (f" Task c's runs use mlp_dims {' and '.join(used)}" + ("" if why else ", not carried from task b")
+                 + (f", not today's best {best}" if used != [best] else "") + f"; to convert the best run `{TASK_C}`.")
+    return (f"Best configuration of task b by optimal loss: (h, z) = ({best}), {means.min():.2f} nats per "
+            f"image, mean over its seeds." + caveat + after)
 
 
 FASHION_VAE_ASSIGNMENT = Template(
     name="fashion_vae_assignment", title="Fashion-MNIST VAEs: depth, (h, z) sizes and a plain autoencoder",
     assignment_file="004", assignment='Task 4: Auto-Encoders',
-    sweeps=("fashion_vae_depth", "fashion_vae_dims"),
+    sweeps=("fashion_vae_depth", "fashion_vae_dims", "fashion_vae_best_ae"),
+    flags=(("fashion_vae_best_ae", "--from-best fashion_vae_dims"),),
     sections=(
         Section("Task a: three vs four layers", (
             Table("Optimal loss (best validation loss, nats per image) and test reconstruction",
@@ -169,11 +183,14 @@ FASHION_VAE_ASSIGNMENT = Template(
         )),
         Section("Task c: the best configuration as a plain autoencoder", (
             Facts(_best_dims),
-            Table("VAE vs AE of the same sizes (losses differ in kind: compare MSE, PSNR, SSIM)",
+            Table("Task b's best (h, z) as VAE and as plain AE (losses differ in kind: compare MSE, PSNR, SSIM)",
                   ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM", "best_value=optimal loss"),
+                  "fashion_vae_best_ae", (), ("model", "mlp_dims")),
+            Figure("side_by_side", "VAE and AE on the same test images", "fashion_vae_best_ae"),
+            Figure("run:samples", "generated images (VAE prior; ex-post Gaussian for the AE)", "fashion_vae_best_ae"),
+            Table("Both depths of task a as VAE and as plain AE", ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM",
+                                                                 "best_value=optimal loss"),
                   "fashion_vae_depth", (), ("model", "mlp_dims")),
-            Figure("side_by_side", "VAE and AE on the same test images", "fashion_vae_depth"),
-            Figure("run:samples", "generated images (VAE prior; ex-post Gaussian for the AE)", "fashion_vae_depth"),
             Discuss("VAE or plain AE: reconstruction vs generation, and why the loss change matters."),
         )),
     ))

@@ -25,8 +25,32 @@ from bench.store import check_plain_name, effective_status, list_runs, RecordErr
 @dataclass(frozen=True)
 class Choice:
     values: dict          # swept key -> chosen value (seed excluded)
-    reason: str           # one sentence: which sweep, which metric, the numbers
+    why: str              # which sweep, which metric, the numbers
     models: frozenset     # the models the sweep trained: only their runs take the values
+
+    @property
+    def reason(self) -> str:
+        """One sentence, recorded by each run that takes the values."""
+        return f"{self.why} (for {', '.join(sorted(self.models))})" if self.why else ""
+
+    def into(self, cfg: dict) -> "Choice":
+        """The choice as the new sweep file `cfg` takes it. A chosen key that file sets itself is
+        asked for by the file: it is replaced there, for every model of the new sweep (task c of
+        the Fashion-MNIST assignment turns task b's best `mlp_dims` into a VAE and a plain AE).
+        A key the file does not set goes only to the models the chosen sweep trained (an AE takes
+        `l1_lambda` too, but it is not the lambda sweep's sparse AE)."""
+        from bench.sweep_file import _canonical_key
+        params = cfg["parameters"]
+        named = {_canonical_key(k): k for k in params}
+        asked = [k for k in self.values if k in named]
+        if not asked:
+            return self
+        for k in asked:
+            params[named[k]] = {"value": self.values[k]}
+        spec = params.get(named.get("model", "model")) or {}
+        new = spec.get("values") or ([spec["value"]] if "value" in spec else [])
+        rest = {k: v for k, v in self.values.items() if k not in asked}  # the rest still goes to the chosen sweep's models
+        return Choice(rest, self.why, self.models | frozenset(map(str, new)))
 
 
 class Record(NamedTuple):
@@ -123,4 +147,4 @@ def from_best(runs_dir: str, name: str, within: float = 0.0) -> Choice:
     shown = ", ".join(f"{k}={v}" for k, v in values.items())
     reason = (f"{shown} from sweep {name}: {why}; mean {metric['name']} {means[chosen]:.4g} over "
               f"{len(runs[chosen])} seed(s), {len(means)} configurations compared")
-    return Choice(values, reason + f" (for {', '.join(sorted(map(str, models)))})", frozenset(models))
+    return Choice(values, reason, frozenset(map(str, models)))

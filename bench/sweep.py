@@ -391,7 +391,7 @@ def _sweep_from(args, rest: list[str]) -> Sweep:
         from bench.best import from_best
         if not 0 <= args.within < 100:
             raise UsageError(f"--within {args.within:g}: give a percentage in [0, 100)")
-        carried = from_best(args.runs_dir, args.from_best, args.within)
+        carried = from_best(args.runs_dir, args.from_best, args.within).into(cfg)
         print(f"sweep {sweep_name(cfg, args.yaml)}: carrying {carried.reason}", flush=True)
     return Sweep(args.yaml, cfg, args, fixed, num_threads, overrides, carried)
 

@@ -180,6 +180,26 @@ def test_a_best_configuration_from_short_single_runs_says_so():
     assert "caveat" not in _best_dims(frame([0, 1, 2], 50))
 
 
+def test_task_c_says_whether_its_runs_converted_task_b_best_pair():
+    import pandas as pd
+
+    from analysis.templates import _best_dims
+
+    dims = pd.DataFrame([{"sweep": "fashion_vae_dims", "model": "mlp_vae", "mlp_dims": d, "seed": s, "best_value": v,
+                          "epochs_done": 20, "status": "finished"}
+                         for d, v in (((400, 20), 250.0), ((300, 5), 240.0)) for s in (0, 1, 2)])
+
+    def task_c(d, why):
+        return pd.DataFrame([{"sweep": "fashion_vae_best_ae", "model": m, "mlp_dims": d, "seed": 0, "best_value": 1.0,
+                              "status": "finished", "from_best": why} for m in ("mlp_vae", "mlp_ae")])
+
+    assert "run `python -m bench.sweep sweeps/fashion_vae_best_ae.yaml --from-best fashion_vae_dims`" in _best_dims(dims)
+    why = "mlp_dims=[300, 5] from sweep fashion_vae_dims: the best mean val/loss"
+    assert f"Task c's runs use exactly it: {why}" in _best_dims(pd.concat([dims, task_c((300, 5), why)]))
+    stale = _best_dims(pd.concat([dims, task_c((400, 20), None)]))
+    assert "use mlp_dims 400,20, not carried from task b, not today's best 300,5" in stale and "--from-best" in stale
+
+
 def test_a_report_of_collapsed_runs_says_so_first_and_names_each_missing_figure(tmp_path):
     rows = [({"model": m, "seed": s, "sweep": "colored_mnist_denoise", "group": "colored_mnist_denoise",
               "noise_level": 0.3, "batchnorm": False},

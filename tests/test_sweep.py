@@ -267,6 +267,30 @@ def test_from_best_carries_the_chosen_value_to_the_models_that_sweep_trained(tmp
     assert "--l1-lambda" not in ae and f"--l1-lambda={chosen} " in sparse, sparse
 
 
+def test_task_c_converts_task_b_best_pair_for_both_the_vae_and_the_plain_ae(tmp_path, capsys):
+    """The shipped task-c sweep sets mlp_dims itself, so --from-best replaces it for every model
+    of that sweep: the VAE and its plain-AE twin both get task b's best (h, z)."""
+    from conftest import fake_runs
+    from bench.sweep import main as sweep_main
+
+    folder = tmp_path / "runs" / "fashion_vae_dims"
+    fake_runs(folder, [({"model": "mlp_vae", "seed": 0, "mlp_dims": dims},
+                        {"val/loss": loss, "model": "mlp_vae",
+                         "sweep_params": json.dumps({"mlp_dims": dims, "model": "mlp_vae", "seed": 0}, sort_keys=True)})
+                       for dims, loss in (([400, 50], 250.0), ([300, 5], 240.0), ([400, 10], 260.0))])
+    (folder / "sweep.yaml").write_text((ROOT / "sweeps" / "fashion_vae_dims.yaml").read_text())
+    assert sweep_main([str(ROOT / "sweeps" / "fashion_vae_best_ae.yaml"), "--dry-run", "--runs-dir",
+                       str(tmp_path / "runs"), "--from-best", "fashion_vae_dims"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("sweep fashion_vae_best_ae: carrying mlp_dims=[300, 5] from sweep fashion_vae_dims")
+    assert out[0].endswith("(for mlp_ae, mlp_vae)"), out[0]
+    lines = [line for line in out if "--model=" in line]
+    assert len(lines) == 6 and {m for line in lines for m in ("mlp_vae", "mlp_ae") if f"--model={m} " in line} == \
+        {"mlp_vae", "mlp_ae"}
+    assert all(line.count("mlp") == 2 and "'--mlp_dims=[300, 5]'" in line for line in lines), lines[0]
+    assert not any("400" in line for line in lines)
+
+
 def test_from_best_of_a_sweep_not_run_is_one_line(tmp_path, capsys):
     from bench.sweep import main as sweep_main
 
