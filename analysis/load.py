@@ -151,7 +151,28 @@ def _wandb_api(path: str):
 
 def load_runs(runs_dir: str = "runs", wandb_path: str | None = None, sweep: str | None = None,
               api=None) -> pd.DataFrame:
-    return load_wandb(wandb_path, sweep, api) if wandb_path else load_local(runs_dir, sweep)
+    frame = load_wandb(wandb_path, sweep, api) if wandb_path else load_local(runs_dir, sweep)
+    return with_best_columns(frame)
+
+
+def best_meanings(frame: pd.DataFrame) -> list[str]:
+    """What `best_value` means in each run, "<metric> (<model>)", each once. The metric that
+    chose best.pt is the family's own loss, so `val/loss` is an MSE for an AE and an ELBO in
+    nats for a VAE: only runs of one model and one metric share a meaning."""
+    if not {"best_metric", "best_value", "model"} <= set(frame.columns):
+        return []
+    rows = frame[frame["best_value"].notna() & frame["best_metric"].notna()]
+    return sorted({f"{m} ({model})" for m, model in zip(rows["best_metric"].astype(str), rows["model"].astype(str))})
+
+
+def with_best_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose `best_value` means different things (an AE's MSE, a VAE's ELBO) also get a
+    `best/<metric> (<model>)` column per meaning, so that no column mixes them."""
+    meanings = best_meanings(frame)
+    if len(meanings) < 2:
+        return frame
+    label = frame["best_metric"].astype(str) + " (" + frame["model"].astype(str) + ")"
+    return frame.assign(**{f"best/{m}": frame["best_value"].where(label == m) for m in meanings})
 
 
 def require_runs(frame: pd.DataFrame, runs_dir: str, sweep: str | None, wandb_path: str | None = None):

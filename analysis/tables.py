@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import BOOKKEEPING, config_keys, load_runs, require_runs, unreadable_note, varying_keys
+from analysis.load import BOOKKEEPING, best_meanings, config_keys, load_runs, require_runs, unreadable_note, varying_keys
 from bench.errors import UsageError, exit_usage
 from bench.keys import canonical
 
@@ -39,6 +39,25 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def resolve_metrics(frame: pd.DataFrame, names: list[str] | None) -> list[str]:
+    return _one_meaning(frame, _resolve_metrics(frame, names), asked=bool(names))
+
+
+def _one_meaning(frame: pd.DataFrame, metrics: list[str], asked: bool) -> list[str]:
+    """`best_value` of runs where it means different things (an AE's MSE, a VAE's ELBO) is one
+    column per meaning when asked for by name, and left out of the default columns (with a note)."""
+    meanings = best_meanings(frame)
+    if "best_value" not in metrics or len(meanings) < 2:
+        return metrics
+    i = metrics.index("best_value")
+    if asked:
+        return metrics[:i] + [f"best/{m}" for m in meanings] + metrics[i + 1:]
+    print(f"note: best_value left out: the loss that chose best.pt means different things here "
+          f"({', '.join(meanings)}); ask for it with --metrics best_value to get a column per meaning",
+          file=sys.stderr)
+    return metrics[:i] + metrics[i + 1:]
+
+
+def _resolve_metrics(frame: pd.DataFrame, names: list[str] | None) -> list[str]:
     available = metric_columns(frame)
     if not names:
         picked = [m for m in DEFAULT_METRICS if m in available and frame[m].notna().any()]

@@ -136,7 +136,9 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
     t0 = time.perf_counter()
     results = EVALUATORS[model.task](model, data, cfg, device)
     results["time/test_eval_seconds"] = time.perf_counter() - t0
-    figs = {"curves": figures.curves(history, run.figures / "curves.png", figures.run_title(cfg))}
+    figs = {}
+    if len(history) > 1:  # one epoch is a dot, not a curve
+        figs["curves"] = figures.curves(history, run.figures / "curves.png", figures.run_title(cfg))
     if model.task in FIGURES:
         figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
     if snapshots:

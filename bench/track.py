@@ -220,14 +220,11 @@ class WandbTracker(Tracker):
             warn(f"W&B logging failed ({type(e).__name__}: {e}); {SYNC_HINT}")
 
     def _define(self, row):
-        """Each val metric once, with the summary W&B keeps for it where an extreme means better."""
+        """Each val metric once, with the summary W&B keeps for it: its best extreme, or the
+        last value where neither extreme means better (the KL term, an L1 norm)."""
         for k in row:
             if k.startswith("val/") and k not in self.defined:
-                best = direction(k)
-                if best:
-                    self.run.define_metric(k, step_metric="epoch", summary=best)
-                else:
-                    self.run.define_metric(k, step_metric="epoch")
+                self.run.define_metric(k, step_metric="epoch", summary=direction(k) or "last")
                 self.defined.add(k)
 
     def log_epoch(self, row, media=None):

@@ -263,3 +263,29 @@ def test_tables_count_seeds_and_name_them_apart(tmp_path, capsys):
     rows = {r[0]: r for r in ([c.strip() for c in line.split("|")[1:-1]] for line in lines[1:])}
     assert "seeds" not in head and rows["ae"][head.index("n seeds")] == "1"
     assert rows["ae"][head.index("seed ids")] == "0" and rows["dae"][head.index("n seeds")] == "2"
+
+
+def test_a_table_never_puts_an_aes_mse_and_a_vaes_elbo_in_one_column(tmp_path):
+    """`best_value` is each family's own loss: over runs of an AE and a VAE it is left out of
+    the default table (with a note), and asked for by name it becomes one column per meaning."""
+    from conftest import fake_runs
+
+    fake_runs(tmp_path / "runs", [({"model": m, "seed": s}, {"best_metric": "val/loss", "best_value": v + s,
+                                                              "test/mse": 0.01 * (s + 1)})
+                                  for m, v in (("ae", 0.0065), ("vae", 254.0)) for s in (0, 1)])
+    p = run_cli(["--runs", tmp_path / "runs", "--format", "csv"], cwd=tmp_path, script="analysis.tables")
+    assert p.returncode == 0, p.stderr
+    assert "best_value" not in p.stdout and "note: best_value left out" in p.stderr
+    assert "val/loss (ae), val/loss (vae)" in p.stderr
+    p = run_cli(["--runs", tmp_path / "runs", "--metrics", "best_value", "--format", "csv"], cwd=tmp_path,
+                script="analysis.tables")
+    assert p.returncode == 0, p.stderr
+    import io
+
+    import pandas as pd
+    table = pd.read_csv(io.StringIO(p.stdout))
+    ae_col = next(c for c in table.columns if "val/loss (ae)" in c and "±" not in c and "ci" not in c.lower())
+    vae_col = next(c for c in table.columns if "val/loss (vae)" in c and "±" not in c and "ci" not in c.lower())
+    rows = table.set_index("model")
+    assert rows.loc["ae", ae_col] == pytest.approx(0.5065) and pd.isna(rows.loc["ae", vae_col])
+    assert rows.loc["vae", vae_col] == pytest.approx(254.5) and pd.isna(rows.loc["vae", ae_col])

@@ -298,3 +298,10 @@ def test_a_run_is_resolved_once_into_a_frozen_spec(tmp_path, monkeypatch):
         spec.task = "denoise"
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.keys.lr = 1.0
+
+
+def test_a_one_epoch_run_draws_no_learning_curve(finished_run):
+    """One epoch is a dot, not a curve: reports that embed a run's figures get none to show."""
+    assert json.loads((finished_run.path / "summary.json").read_text())["epochs"] == 1
+    figs = finished_run.path / "figures"
+    assert (figs / "reconstructions.png").is_file() and not (figs / "curves.png").exists()

@@ -351,7 +351,7 @@ def test_evaluating_a_run_in_use_is_refused(tmp_path, capsys, finished_run):
 
 # -- nothing written or read through a link planted in a run or sweep folder
 
-LINKS = [("resume", "heartbeat"), ("resume", "test_images.csv"), ("resume", "figures/curves.png"),
+LINKS = [("resume", "heartbeat"), ("resume", "test_images.csv"), ("resume", "figures/reconstructions.png"),
          ("resume", ".lock"), ("resume", "figures"), ("evaluate", "figures"), ("evaluate", "denoise_matrix.csv"),
          ("evaluate", "config.json"), ("evaluate", "summary.json")]
 
