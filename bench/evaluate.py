@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from bench import figures, metrics
+from bench import grids, metrics
 from bench.errors import UsageError, exit_usage
 from bench.store import RunDir
 from bench.data import batches
@@ -89,7 +89,7 @@ def _recon_figure(model, data, cfg, device, path):
         rows += [(f"noisy s={model.noise_level:g}", noisy), ("denoised", model(noisy)["recon"])]
     rows.append(("reconstruction", model(x)["recon"]))
     save_recon_arrays(path.parent.parent / RunDir.RECON_ARRAYS, rows)
-    return figures.image_rows(rows, path, figures.run_title(cfg))
+    return grids.image_rows(rows, path, grids.run_title(cfg))
 
 
 def save_recon_arrays(path, rows) -> None:
@@ -114,9 +114,9 @@ def _segment_figure(model, data, cfg, device, path):
     x = to_float(data.test.x[:8].to(device))
     pred = (model(x)["recon"] > 0.5).float()
     mask = data.test.y[:8].float().to(device)
-    return figures.image_rows([("image", x), ("true mask (red)", overlay(x, mask, (1.0, 0.1, 0.1))),
+    return grids.image_rows([("image", x), ("true mask (red)", overlay(x, mask, (1.0, 0.1, 0.1))),
                                ("predicted (green)", overlay(x, pred, (0.1, 0.9, 0.1))),
-                               ("white: both, grey: one", pred * 0.5 + mask * 0.5)], path, figures.run_title(cfg))
+                               ("white: both, grey: one", pred * 0.5 + mask * 0.5)], path, grids.run_title(cfg))
 
 
 def overlay(x, mask, rgb) -> torch.Tensor:
@@ -138,14 +138,15 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
     results["time/test_eval_seconds"] = time.perf_counter() - t0
     figs = {}
     if len(history) > 1:  # one epoch is a dot, not a curve
-        figs["curves"] = figures.curves(history, run.figures / "curves.png", figures.run_title(cfg))
+        from bench import figures  # matplotlib: only for what it draws
+        figs["curves"] = figures.curves(history, run.figures / "curves.png", grids.run_title(cfg))
     if model.task in FIGURES:
         figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
     if snapshots:
         from bench.train import snapshot_rows
         rows = snapshot_rows(model, data, cfg.seed, snapshots)
         what = "denoised" if model.noise_level > 0 else "reconstructed"
-        figs["recon_epochs"] = figures.image_rows(rows, run.figures / "recon_epochs.png",
+        figs["recon_epochs"] = grids.image_rows(rows, run.figures / "recon_epochs.png",
                                                   f"the same test images {what} after selected epochs")
     return results, figs
 

@@ -1,4 +1,6 @@
-"""PNG figures of a run: image grids and per-epoch curves (matplotlib, Agg backend)."""
+"""PNG figures of a run drawn with matplotlib (Agg backend): per-epoch curves, sample grids,
+and the plots of the evaluation tools. The labelled image rows every run draws are Pillow's
+(bench.grids, re-exported here), so a run that draws nothing else never imports matplotlib."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from bench.grids import image_rows, run_title  # noqa: E402  (the tools' one import of figures)
+
+__all__ = ["plt", "save_figure", "to_hwc", "image_rows", "image_grids", "curves", "run_title"]
 
 
 def save_figure(fig, path, dpi: int = 100) -> Path:
@@ -27,60 +33,9 @@ def save_figure(fig, path, dpi: int = 100) -> Path:
     return Path(path)
 
 
-def run_title(cfg) -> str:
-    """A run named by what its sweep varies, so a figure says which setting it shows:
-    `dae (batchnorm=True, noise_level=0.3) seed 0 on colored_mnist`."""
-    import json
-    import os
-
-    try:
-        swept = json.loads(os.environ.get("AEBENCH_SWEEP_PARAMS") or "{}")
-    except ValueError:
-        swept = {}
-    varied = set(filter(None, os.environ.get("AEBENCH_SWEEP_VARIED", "").split(",")))
-    shown = {k: v for k, v in swept.items() if k in varied and k not in ("model", "dataset", "seed")} \
-        if isinstance(swept, dict) else {}
-    settings = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(shown.items()))
-    return f"{cfg.model}" + (f" ({settings})" if settings else "") + f" seed {cfg.seed} on {cfg.dataset}"
-
-
 def to_hwc(img: torch.Tensor) -> np.ndarray:
     a = img.detach().float().clamp(0, 1).cpu().numpy()
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
-
-
-def image_rows(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = "",
-               col_titles: list[str] | None = None) -> Path:
-    """A grid with one labelled row per (name, (N,C,H,W) tensor). Each row is tiled into one
-    image (`image_grid`) and drawn with one imshow: a figure of 9 rows of 8 images costs a
-    tenth of what 72 separate axes cost."""
-    from bench.tensors import image_grid
-
-    n = max(r[1].shape[0] for r in rows)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(1.3 * n + 1, 1.4 * len(rows) + 0.4), squeeze=False)
-    for i, (name, imgs) in enumerate(rows):
-        ax = axes[i][0]
-        imgs = imgs.detach().float().clamp(0, 1).cpu()
-        h, w = imgs.shape[-2:]
-        pad = max(1, w // 14)
-        if imgs.shape[0] < n:  # a short row keeps the columns of the others
-            imgs = torch.cat([imgs, torch.ones(n - imgs.shape[0], *imgs.shape[1:])])
-        im = to_hwc(image_grid(imgs, nrow=n, padding=pad, pad_value=1.0))
-        ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for s in ax.spines.values():
-            s.set_visible(False)
-        ax.set_ylabel(name, fontsize=9)
-        if i == 0 and col_titles:
-            ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(min(n, len(col_titles)))])
-            ax.set_xticklabels(col_titles[:n], fontsize=8)
-            ax.xaxis.tick_top()
-            ax.tick_params(length=0)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
 
 
 def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str = "", cols: int = 4) -> Path:

@@ -12,7 +12,6 @@ import torch
 from bench.data import batches
 from bench.tensors import to_float
 from bench.errors import UsageError
-from bench.figures import plt
 
 
 @torch.no_grad()
@@ -73,6 +72,7 @@ def legend(fig, y, classes):
     """One legend entry per class present, named, in the scatter's colours (tab10 by label)."""
     from matplotlib.lines import Line2D
 
+    from bench.figures import plt
     cmap = plt.get_cmap("tab10")
     names = [str(c) for c in classes]
     handles = [Line2D([], [], marker="o", linestyle="", color=cmap(c % 10),

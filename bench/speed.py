@@ -263,6 +263,10 @@ def main(argv=None) -> int:
                    help="instead: what a whole 1-epoch run.py process costs besides training, by phase, cold and "
                         "warm cache (bench.run_costs)")
     p.add_argument("--wandb", default="offline", choices=["offline", "disabled"], help="W&B mode of --per-run runs")
+    p.add_argument("--startup", action="store_true",
+                   help="instead: a tiny run.py process against a bare script doing the same work (bench/bare_run.py), "
+                        "CPU seconds in --pairs pairs, and what the run imports and does beyond it")
+    p.add_argument("--pairs", type=int, default=5, help="run/bare pairs of --startup (default 5; the median is kept)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("python -m bench.speed: error: --device cuda: no CUDA device is visible; valid here: cpu",
@@ -271,6 +275,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("WANDB_SILENT", "true")
     if args.per_run:
         return _per_run(args)
+    if args.startup:
+        return _startup(args)
     device = torch.device(args.device)
     cases = [c for c in CASES if args.cases == "all" or c["model"] in args.cases.split(",")]
     meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -305,6 +311,17 @@ def _per_run(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"import_torch_s": base, "per_run": results}, indent=2))
     print(per_run.table(results, base))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _startup(args) -> int:
+    from bench import run_costs
+
+    result = run_costs.startup(str(Path(args.data_root).resolve()), args.pairs)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(run_costs.startup_table(result))
     print(f"wrote {args.out}")
     return 0
 

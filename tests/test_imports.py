@@ -340,3 +340,18 @@ def test_analysis_reads_runs_without_torch_or_any_model(finished_run_template, t
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def test_a_tiny_run_never_imports_matplotlib(tmp_path):
+    """Every run draws its reconstructions with Pillow (bench.grids); matplotlib, about half a
+    CPU-second, is imported only by what needs it (curves of 2+ epochs, the tools' plots)."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "run.py"), "--model", "ae", "--dataset",
+                        "synthetic", "--epochs", "1", "--limit-train", "64", "--limit-test", "32", "--wandb",
+                        "disabled", "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "| bench.runner" in p.stderr  # importtime's report is there ...
+    assert not [line for line in p.stderr.splitlines() if line.rstrip().endswith("| matplotlib")]  # ... without it
+    assert list((tmp_path / "runs").glob("*/figures/reconstructions.png"))

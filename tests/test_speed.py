@@ -19,3 +19,16 @@ def test_speed_benchmark_loops_do_identical_work(tmp_path, fashion_root):
     # (bit-identical on a quiet machine; a loaded CPU may split float sums differently, ~1e-4)
     assert res["test_loss_rel_diff"] < 1e-3 and res["same_loss_within_1pct"]
     assert "c/b" in p.stdout and "mlp_vae 784-400-20" in p.stdout
+
+
+@pytest.mark.slow
+def test_startup_benchmark_pairs_a_tiny_run_with_the_bare_script(tmp_path, fashion_root):
+    out = tmp_path / "startup.json"
+    p = run_cli(["--startup", "--pairs", 2, "--data-root", fashion_root, "--out", out], cwd=tmp_path,
+                script="bench.speed")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(out.read_text())
+    assert len(res["pairs"]) == 2 and all(r["run_cpu_s"] > 0 and r["bare_cpu_s"] > 0 for r in res["pairs"])
+    assert res["min_ratio"] <= res["median_ratio"] <= res["max_ratio"]
+    assert "matplotlib" not in res["imports_beyond"] and "training" in res["run_phases_s"]
+    assert "median of 2 pairs" in p.stdout and "imports beyond the bare script" in p.stdout

@@ -55,6 +55,14 @@ def tools() -> dict[str, Tool]:
     return dict(sorted(_TOOLS.items(), key=lambda kv: (kv[1].rank, kv[0])))
 
 
+def tool(name: str) -> Tool:
+    """One tool, its module imported alone (a run's closing hint asks three; none draws)."""
+    if name not in _TOOLS:
+        import importlib
+        importlib.import_module(f"{__name__}.{name}")
+    return _TOOLS[name]
+
+
 def missing_needs(name: str, model, data_kind: str) -> list[str]:
     from bench.tasks import TASKS
 
@@ -62,7 +70,7 @@ def missing_needs(name: str, model, data_kind: str) -> list[str]:
     has = {"labels"} if data_kind == "labels" else set()
     if is_ae:
         has |= {"autoencoder"} | ({"decoder"} if model.can_decode else set())
-    return sorted(tools()[name].needs - has)
+    return sorted(tool(name).needs - has)
 
 
 def applicable(chosen_names, model, data_kind: str) -> list[str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.figures import plt, save_figure
 from bench.latent import labels_required, latents, legend, scatter
 from bench.progress import Steps
 from bench.tools import register_tool
@@ -42,6 +41,7 @@ def embed(model, data, cfg, run, device):
 
     Each method is fitted once per point set and view: 2-D and 3-D of the clean latents,
     and one t-SNE of clean and noisy latents together; `--embed-points` caps the points."""
+    from bench.figures import plt, save_figure  # matplotlib, imported by what draws
     labels_required(data, "embed")
     views = set(cfg.embed_views) or {"2d"}
     z, y = latents(model, data.test, device, cfg.embed_points)
@@ -95,6 +95,7 @@ def _costs(views) -> dict[str, float]:
 
 
 def _figure_3d(proj3: dict, y, data, path):
+    from bench.figures import plt, save_figure  # matplotlib, imported by what draws
     fig = plt.figure(figsize=(15, 4.8))
     for k, (name, xyz) in enumerate(proj3.items()):
         ax = fig.add_subplot(1, 3, k + 1, projection="3d")
@@ -110,6 +111,7 @@ def _figure_3d(proj3: dict, y, data, path):
 def _clean_vs_noisy(model, data, cfg, device, z, y, path):
     """One t-SNE fitted on clean and corrupted latents together (the model's own noise
     level, else 0.3), shown side by side."""
+    from bench.figures import plt, save_figure  # matplotlib, imported by what draws
     sigma = model.noise_level if model.noise_level > 0 else 0.3
     zn, _ = latents(model, data.test, device, cfg.embed_points, sigma=sigma, seed=cfg.seed)
     both = project("tsne", np.concatenate([z, zn]), cfg.seed)
@@ -136,6 +138,7 @@ def _decision_regions(model, data, device, z, xy, y, path) -> tuple[dict, object
     the full code has no regions in that plane, so its accuracy is given beside it, not drawn:
     a logistic regression on the standardised codes of (up to 5,000) training images, scored
     on the same test points. Points keep their true class; those the 2-D probe gets wrong are ringed."""
+    from bench.figures import plt, save_figure  # matplotlib, imported by what draws
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.figures import image_grids
 from bench.latent import codes, decoder, images
 from bench.tools import register_tool
 
@@ -45,6 +44,7 @@ def sample(model, data, cfg, run, device):
     over = f"mean over {len(features.members)} feature networks"
     print(f"  sample: Frechet distance to test images, {over}: "
           + ", ".join(f"{name} {text}" for name, text in label.items()), flush=True)
+    from bench.figures import image_grids  # matplotlib, imported by what draws
     path = image_grids([(f"{name}\nFD {label[name]}", imgs[:N_SAMPLES_SHOWN]) for name, imgs in decoded.items()],
                        run.figures / "samples.png", "samples; Frechet distance to test images, lower is better "
                        f"({over})")
