@@ -68,12 +68,15 @@ def _compile_once(umap, folder) -> None:
     marker = folder / f"compiled-umap-{umap.__version__}-numba-{__import__('numba').__version__}"
     if marker.exists():
         return
-    with locked(marker):
+    with locked(marker, "UMAP's compiled code"):
         if marker.exists():
             return
+        from bench.progress import one_off, progress
+        progress("embed: compiling UMAP's numba code once for this machine (about 20 s on 2 cores; later runs load it)")
         z = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
-        for dims in (2, 3):
-            umap.UMAP(n_components=dims, n_neighbors=10, random_state=0, n_jobs=1).fit_transform(z)
+        with one_off():
+            for dims in (2, 3):
+                umap.UMAP(n_components=dims, n_neighbors=10, random_state=0, n_jobs=1).fit_transform(z)
         try:
             marker.touch()
         except OSError:

@@ -87,9 +87,10 @@ def locked(path: Path, what: str | None = None):
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            print(f"waiting for another process that is making {what or path.name} (lock {path.name}.lock) ...",
-                  flush=True)
-            lock.acquire()
+            from bench.progress import one_off, progress
+            progress(f"waiting for another process that is making {what or path.name}")
+            with one_off():
+                lock.acquire()
     except OSError:
         lock = None
     try:

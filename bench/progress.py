@@ -1,11 +1,38 @@
 """Progress lines of long one-off work (an evaluation tool's steps), with a time estimate."""
 from __future__ import annotations
 
+import contextlib
 import time
 
 
+PREFIX, SUFFIX = "  ", " ..."  # how a progress line looks, so a sweep can find it in a run's log
+
+
 def progress(what: str) -> None:
-    print(f"  {what} ...", flush=True)
+    """One line of long one-off work (a feature network, a UMAP compile, a wait on a cache
+    lock), best with a time estimate: on the run's console, and relayed by the sweep runner
+    from the run's log to the sweep's console."""
+    print(f"{PREFIX}{what}{SUFFIX}", flush=True)
+
+
+ONE_OFF = [0.0]  # seconds this process spent making (or waiting for) what the cache keeps
+
+
+@contextlib.contextmanager
+def one_off():
+    """Time spent on work made once per machine (a feature network, UMAP's compiled code, a
+    decoded dataset, a wait for another process making one): recorded by the run as
+    `time/one_off_seconds`, so a sweep's time estimate leaves it out of what later runs cost."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        ONE_OFF[0] += time.perf_counter() - t
+
+
+def is_progress(line: str) -> bool:
+    line = line.rstrip("\n")
+    return line.startswith(PREFIX) and not line.startswith(PREFIX + " ") and line.endswith(SUFFIX)
 
 
 class Steps:

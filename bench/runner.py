@@ -58,8 +58,10 @@ class Phases:
 
     def times(self) -> dict:
         """Wall seconds per phase so far (`time/phase/<name>`), what `bench.speed --per-run` reads."""
+        from bench.progress import ONE_OFF
         self._close()
-        return {f"time/phase/{k}": round(v, 4) for k, v in self.seconds.items()}
+        return dict({f"time/phase/{k}": round(v, 4) for k, v in self.seconds.items()},
+                    **{"time/one_off_seconds": round(ONE_OFF[0], 4)})
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from bench.cache import cache_root
+from bench.progress import one_off, progress
 from bench.data import batches
 
 FEATURE_SEEDS = (0, 1, 2)
@@ -117,7 +118,8 @@ def _member(data, train, device, seed: int, ident: str) -> Features:
 
     path = cache_dir() / f"{ident}.pt"
     outputs = train.y.shape[1] if train.y.dim() == 2 else data.num_classes
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), locked(path):
+    what = f"the sample score's feature network seed {seed} for {data.name}"
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), locked(path, what):
         torch.manual_seed(seed)
         clf = create_model("cnn_classifier", data.shape, outputs, channels=FEATURE_CHANNELS).to(device)
         try:
@@ -127,7 +129,8 @@ def _member(data, train, device, seed: int, ident: str) -> Features:
             threads = torch.get_num_threads()
             torch.set_num_threads(max(threads, os.cpu_count() or 1))
             try:
-                _train(clf, train.to(device), device, seed)
+                with one_off():
+                    _train(clf, train.to(device), device, seed)
             finally:
                 torch.set_num_threads(threads)
             _store(path, clf.state_dict())
@@ -145,8 +148,8 @@ def _train(clf, train, device, seed: int) -> None:
     t0 = time.perf_counter()
     for epoch in range(FEATURE_EPOCHS):
         left = (time.perf_counter() - t0) / epoch * (FEATURE_EPOCHS - epoch) if epoch else None
-        print(f"  sample: training feature network seed {seed} once for this dataset (epoch {epoch + 1} of "
-              f"{FEATURE_EPOCHS}{f', about {left:.0f} s left' if left is not None else ''}) ...", flush=True)
+        progress(f"sample: training feature network seed {seed} once for this dataset (epoch {epoch + 1} of "
+                 f"{FEATURE_EPOCHS}{f', about {left:.0f} s left' if left is not None else ''})")
         clf.train()
         for x, y in batches(train, 128, shuffle=True, generator=g):
             x, y = x.to(device), y.to(device)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from bench import stopping
+from bench import relay, stopping
 from bench.cli import parse_args
 from bench.run_keys import FIELDS, coerce, validate_value
 from bench.best import DONE, RESUMABLE, existing, sweep_records
@@ -229,7 +229,7 @@ class Sweep:
         def report(line: str) -> None:
             bar.update(1)
             n = len(done) + len(failed)
-            per_run = (time.time() - started) / max(1, n - before)
+            per_run = (time.time() - started - relay.one_off_since(self.dir, started)) / max(1, n - before)
             left = f", ~{per_run * (total - n) / 60:.0f} min left" if total and n < total else ""
             tqdm.write(f"[{n}/{total}{left}] {line}", file=sys.stdout)  # above the bar, never on its line
             sys.stdout.flush()
@@ -274,7 +274,7 @@ class Sweep:
                 running[proc.pid] = (params, proc, log, t0, slot)
             if not running:
                 return
-            time.sleep(0.2)
+            relay.wait(running)  # 0.2 s; and the running runs' progress lines to the console
             for pid, (params, proc, log, t0, slot) in list(running.items()):
                 if proc.poll() is None:
                     if stop.signum is not None:

@@ -1,6 +1,8 @@
 """Sweep YAMLs are valid W&B configs run.py accepts; the local runner runs, resumes, refuses."""
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -332,3 +334,57 @@ def test_the_sweep_line_of_a_collapsed_run_carries_the_flag(tmp_path):
                          ({"model": "sparse_ae", "seed": 0}, {"collapse/active_units": 0})])
     notes = {r.read_config()["model"]: collapse_note(tmp_path, r.id) for r in list_runs(str(tmp_path))}
     assert notes == {"ae": "COLLAPSED", "vae": "POSTERIOR COLLAPSE", "sparse_ae": None}
+
+
+def test_the_sweep_console_relays_its_runs_long_one_off_work(tmp_path, capsys):
+    """Progress lines in a running run's log (a feature network, a UMAP compile, a wait on a
+    cache lock) reach the sweep's console once each, named by the run; other lines do not,
+    and a line still being written waits for its end."""
+    from bench import relay
+    from bench.progress import progress
+
+    log_path = tmp_path / "run.log"
+    with open(log_path, "w") as log:
+        running = {1: ({"model": "vae", "dataset": "mnist", "seed": 2}, None, log, 0.0, 0)}
+        with contextlib.redirect_stdout(log):
+            progress("sample: training feature network seed 0 once for this dataset (epoch 2 of 3, about 9 s left)")
+            print("epoch 1/1  train/loss 0.1  val/loss 0.1")
+            print("  sample: training feature net", end="")  # a line still being written
+        log.flush()
+        relay._next[0] = 0.0
+        relay.wait(running, seconds=0)
+        log.write("work seed 1 ...\n")
+        log.flush()
+        relay._next[0] = 0.0
+        relay.wait(running, seconds=0)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["  [model=vae seed=2] sample: training feature network seed 0 once for this dataset "
+                   "(epoch 2 of 3, about 9 s left) ...",
+                   "  [model=vae seed=2] sample: training feature network seed 1 ..."], out
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_cold_cache_says_what_its_runs_are_making(tmp_path):
+    y = tmp_path / "cold.yaml"
+    y.write_text("name: cold\nprogram: run.py\nmethod: grid\nmetric: {name: val/loss, goal: minimize}\nparameters:\n"
+                 "  model: {value: ae}\n  dataset: {value: synthetic}\n  epochs: {value: 1}\n"
+                 "  eval: {value: [sample]}\n  seed: {values: [0, 1]}\n")
+    p = run_cli([y, "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", 200, "--limit-test", 64,
+                 "--workers", 2], cwd=tmp_path, script="bench.sweep", env={"AEBENCH_CACHE": str(tmp_path / "cache")})
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert any(re.search(r"\[model=ae epochs=1 seed=\d\] sample: training feature network seed 2 .*s left\) \.\.\.$",
+                         line) for line in lines), p.stdout
+    from bench.store import list_runs
+    spent = [r.read_summary()["time/one_off_seconds"] for r in list_runs(str(tmp_path / "runs" / "cold"))]
+    assert len(spent) == 2 and max(spent) > 1.0  # the networks' training is recorded as one-off work
+
+
+def test_the_time_left_leaves_out_one_off_work_of_runs_finished_since_the_start(tmp_path):
+    from bench import relay
+    from conftest import fake_runs
+
+    fake_runs(tmp_path, [({"model": "ae", "seed": s}, {"finished_at": t, "time/one_off_seconds": spent})
+                         for s, (t, spent) in enumerate(((100.0, 60.0), (200.0, 0.5), (300.0, 30.0)))])
+    assert relay.one_off_since(tmp_path, 150.0) == 30.5
+    assert relay.one_off_since(tmp_path, 0.0) == 90.5

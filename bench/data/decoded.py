@@ -99,9 +99,11 @@ def decoded(name: str, folder: Path, variant: str, decode: Callable[[], Source])
     src = _read(path)
     if src is not None:
         return src
-    with locked(path):
+    with locked(path, f"the decoded copy of {name}"):
         src = _read(path)  # another process may have written it while this one waited
         if src is None:
-            src = decode()
-            _write(path, src)
+            from bench.progress import one_off
+            with one_off():
+                src = decode()
+                _write(path, src)
     return src
