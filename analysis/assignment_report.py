@@ -12,7 +12,8 @@ import pandas as pd
 from analysis import plots
 from analysis.load import load_runs, varying_keys
 from analysis.tables import budget, collapse_warning, few_seeds_warning, md_cell, summarise, to_markdown
-from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, run_figures, settings,
+from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, notes_html, notes_md, prose,
+                           run_figures, settings,
                            status_table, tool_failures)
 from bench.errors import UsageError
 
@@ -138,9 +139,9 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
     filled = {id(b): _table_block(mine, b, template) for b in blocks if isinstance(b, Table)}
     filled.update({id(b): b.fn(mine) for b in blocks if isinstance(b, Facts)})
     cap = args.max_chars if args.max_chars is not None else template.max_chars
-    md = _template_markdown(template, lead, filled, short=False)
+    md = _template_markdown(template, lead, filled, short=False) + notes_md(mine)
     if cap and len(md) > cap:
-        md = _template_markdown(template, lead, filled, short=True)
+        md = _template_markdown(template, lead, filled, short=True) + notes_md(mine)
     if cap and len(md) > cap:
         md = md[:cap - 60].rsplit("\n", 1)[0] + "\n\n(cut to respect the length limit)\n"
     md_path = out / "report.md"
@@ -201,7 +202,7 @@ def _template_html(mine, template, lead: str, filled: dict, out: Path) -> str:
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(template.title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(template.title)}</h1>",
-             f"<p>{html.escape(lead)} Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
+             f"<p>{prose(lead)} Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
     fig_index = 0
     for sec in template.sections:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>")
@@ -210,23 +211,23 @@ def _template_html(mine, template, lead: str, filled: dict, out: Path) -> str:
             if isinstance(b, Table):
                 text, table = filled[id(b)]
                 parts.append(f"<p><b>{html.escape(b.caption)}</b></p>" + html_table(table)
-                             if table is not None else f"<p class='missing'>{html.escape(text.strip('_'))}</p>")
+                             if table is not None else f"<p class='missing'>{prose(text.strip('_'))}</p>")
             elif isinstance(b, Facts) and (text := filled[id(b)]):
-                parts.append(f"<p>{html.escape(text)}</p>")
+                parts.append(f"<p>{prose(text)}</p>")
             elif isinstance(b, Discuss):
-                parts.append(f"<div class='towrite'><b>{TO_WRITE}:</b> {html.escape(b.prompt)}</div>")
+                parts.append(f"<div class='towrite'><b>{TO_WRITE}:</b> {prose(b.prompt)}</div>")
             elif isinstance(b, Figure):
                 fig_index += 1
                 made = _template_figure(mine, b, template, out / "figures", fig_index)
                 figures += made
                 if not made:
-                    parts.append(f"<p class='missing'>{html.escape(missing_figure(mine, b, template))}</p>")
+                    parts.append(f"<p class='missing'>{prose(missing_figure(mine, b, template))}</p>")
         if figures:
             parts.append("<div class='grid'>" + "".join(
                 f"<figure{_wide(p)}>{img_tag(p, cap_)}<figcaption>{html.escape(cap_)}</figcaption></figure>"
                 for p, cap_ in figures) + "</div>")
     parts.append(f"<section class='runs'><h2>Runs</h2><p>{html.escape(budget(mine))}</p>"
-                 + html_table(_runs_table(mine)) + "</section>")
+                 + html_table(_runs_table(mine)) + "</section>" + notes_html(mine))
     return "\n".join(parts + [SELF_CHECK + "</body></html>"])
 
 

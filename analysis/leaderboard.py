@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import load_local, unreadable_note
+from analysis.page import CSS
 from analysis.tables import ci95, collapsed_runs, one_per_seed
 from bench.errors import UsageError, exit_usage
 
@@ -172,17 +173,18 @@ def to_html_table(table: pd.DataFrame) -> str:
 def pareto_figure(table: pd.DataFrame, dataset: str, path: Path) -> Path | None:
     """Test MSE against parameters, one point per family (with its CI); the Pareto front
     (no other family both smaller and better) joined by a line."""
-    from analysis.plots import plt
+    from analysis.plots import plt, spread_labels
 
     t = table.dropna(subset=["params", "test/mse"]).sort_values("params")
     if not len(t):
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.errorbar(t["params"], t["test/mse"], yerr=t["test/mse_ci"], fmt="o", ms=5, capsize=3)
+    labels = []
     for params, g in t.groupby("params"):  # families of one size (the conv AEs) share one label, best first
         g = g.sort_values("test/mse")
-        ax.annotate("\n".join(g["family"]), (params, g["test/mse"].iloc[0]), fontsize=7, xytext=(5, -2),
-                    textcoords="offset points", va="top")
+        labels.append(ax.annotate("\n".join(g["family"]), (params, g["test/mse"].iloc[0]), fontsize=7, xytext=(5, -2),
+                                  textcoords="offset points", va="top"))
     front, best = [], math.inf
     for _, r in t.iterrows():
         if r["test/mse"] < best:
@@ -198,7 +200,9 @@ def pareto_figure(table: pd.DataFrame, dataset: str, path: Path) -> Path | None:
     ax.set_title(f"{dataset}: reconstruction against size", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    ax.margins(x=0.2, y=0.15)
     fig.tight_layout()
+    spread_labels(fig, ax, labels)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -226,8 +230,7 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
             + (f" {note}" if note else ""))
     md = [f"# Leaderboard: {suite['name']} ({scale})", "", lead]
     tex, parts = [], [f"<!doctype html><html><head><meta charset='utf-8'><title>leaderboard "
-                               f"{html.escape(suite['name'])}</title><style>table{{border-collapse:collapse}}"
-                               f"td,th{{border:1px solid #ccc;padding:3px 7px;font-size:13px}}</style></head><body>"
+                               f"{html.escape(suite['name'])}</title><style>{CSS}</style></head><body>"
                                f"<h1>Leaderboard: {html.escape(suite['name'])} ({scale})</h1><p>{html.escape(lead)}</p>"]
     for dataset, table in tables.items():
         latent = (suite["datasets"][dataset] or {}).get("latent_dim")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px}
+table{border-collapse:collapse;margin:1em 0;font-size:13px;max-width:100%}
+th,td{border:1px solid #ccc;padding:4px 8px;overflow-wrap:anywhere}code{font-size:90%;background:#f5f5f5}
 th{background:#f3f3f3}img{max-width:100%;box-sizing:border-box;border:1px solid #eee;margin:4px 0}
 .run{border-top:1px solid #ddd;padding-top:.5em}.grid{display:flex;flex-wrap:wrap;gap:8px}
 .grid figure{margin:0;max-width:48%}.grid figure.wide{max-width:100%}figcaption{font-size:12px;color:#555}
@@ -82,21 +83,62 @@ SELF_CHECK = ("<script>window.addEventListener('load',function(){var b=document.
               "b.dataset.imagesTotal=document.images.length;"
               "b.dataset.imagesDecoded=Array.from(document.images).filter(function(i){"
               "return i.complete&&i.naturalWidth>0}).length;"
-              "b.dataset.tableRows=document.querySelectorAll('table tbody tr').length;});</script>")
+              "b.dataset.tableRows=document.querySelectorAll('table tbody tr').length;"
+              # how far any table or figure reaches past the page's right edge (0: all within it)
+              "var w=document.documentElement.clientWidth,r=0;"
+              "document.querySelectorAll('table,figure,img').forEach(function(e){"
+              "r=Math.max(r,e.getBoundingClientRect().right-w)});"
+              "b.dataset.overflowPx=Math.max(0,Math.ceil(r));});</script>")
+
+
+def fd_networks(frame) -> list[str]:
+    """The identities of the networks the runs' sample FDs were measured in."""
+    if "sample/fd_features" not in frame:
+        return []
+    return sorted(str(v) for v in frame["sample/fd_features"].dropna().unique())
 
 
 def fd_note(frame) -> str | None:
-    """Which networks the sample FDs are measured in, and how far those networks disagree."""
-    if "sample/fd_features" not in frame:
-        return None
-    nets = sorted(str(v) for v in frame["sample/fd_features"].dropna().unique())
-    spreads = frame[[c for c in frame.columns if c.startswith("sample/") and c.endswith("_fd_spread")]]
-    spread = f" (they disagree by up to {spreads.max().max():.0%} on these samples)" if spreads.notna().any().any() else ""
+    """Which networks the sample FDs are measured in (their long identities go to the notes at
+    the end), and how far those networks disagree."""
+    nets = fd_networks(frame)
     if not nets:
         return None
-    return (f"FD is the Frechet distance in the features of {', '.join(nets)}: the mean over three small classifiers "
-            f"aebench trains once per dataset with seeds 0, 1, 2{spread}; comparable within this report, not with "
-            f"Inception FIDs")
+    spreads = frame[[c for c in frame.columns if c.startswith("sample/") and c.endswith("_fd_spread")]]
+    spread = f" (they disagree by up to {spreads.max().max():.0%} on these samples)" if spreads.notna().any().any() else ""
+    return (f"FD is the Frechet distance in the features of small classifiers that aebench trains once per dataset "
+            f"with seeds 0, 1, 2, the mean over the three{spread} (their identities are in the notes at the end); "
+            f"comparable within this report, not with Inception FIDs")
+
+
+def notes(frame) -> list[str]:
+    """Long identities a reader may need, kept out of the text: the report's closing notes."""
+    nets = fd_networks(frame)
+    return [f"Sample-score feature networks: {', '.join(f'`{n}`' for n in nets)}"] if nets else []
+
+
+def notes_md(frame) -> str:
+    items = notes(frame)
+    return ("\n## Notes\n\n" + "".join(f"{i}. {md_text(t)}\n" for i, t in enumerate(items, 1))) if items else ""
+
+
+def notes_html(frame) -> str:
+    items = notes(frame)
+    return ("<section class='notes'><h2>Notes</h2><ol>" + "".join(f"<li>{prose(t)}</li>" for t in items)
+            + "</ol></section>") if items else ""
+
+
+def prose(text: str) -> str:
+    """Text for HTML: escaped, and `code` spans (as the markdown has them) set as code."""
+    parts = html.escape(str(text)).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick stays a backtick
+        return html.escape(str(text))
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def md_text(text: str) -> str:
+    """Text for markdown outside tables: no raw HTML, `code` spans kept."""
+    return " ".join(str(text).split()).replace("<", "\\<").replace(">", "\\>")
 
 
 def _wide(png: Path) -> str:

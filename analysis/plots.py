@@ -245,9 +245,8 @@ def pareto(summary: pd.DataFrame, metric: str, group_by: list[str], path: Path) 
     yerr = s[f"{metric}_ci"].astype(float).fillna(0.0) if f"{metric}_ci" in s else None
     ax.errorbar(s["params"], s[metric], yerr=yerr, fmt="o", color="tab:gray", ms=5, capsize=3,
                 label="configurations (± 95% CI)")
-    for _, r in s.iterrows():
-        ax.annotate(label(r, group_by), (r["params"], r[metric]), fontsize=6, alpha=0.8,
-                    xytext=(3, 3), textcoords="offset points", annotation_clip=True)
+    texts = [ax.annotate(label(r, group_by), (r["params"], r[metric]), fontsize=6, alpha=0.8,
+                         xytext=(3, 3), textcoords="offset points", annotation_clip=True) for _, r in s.iterrows()]
     ax.margins(x=0.25, y=0.12)  # room for the labels of the outermost points
     if front:
         f = pd.DataFrame(front)
@@ -255,15 +254,39 @@ def pareto(summary: pd.DataFrame, metric: str, group_by: list[str], path: Path) 
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel(metric)
-    return _finish(fig, ax, f"{metric} vs parameter count ({'higher' if higher else 'lower'} is better)", path)
+    return _finish(fig, ax, f"{metric} vs parameter count ({'higher' if higher else 'lower'} is better)", path, texts)
 
 
-def _finish(fig, ax, title: str, path: Path) -> Path:
-    """Grid, legend and title on a one-axes figure, then write the PNG and free it."""
+def spread_labels(fig, ax, texts) -> None:
+    """Move point labels apart until none overlaps another and each lies within the axes:
+    a label that would leave the axes on the right goes to the left of its point, and one that
+    overlaps a label already placed steps up or down by its own height (greedy, in pixels)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed = []
+    for t in sorted(texts, key=lambda t: (t.xy[1], t.xy[0])):
+        box = t.get_window_extent(renderer)
+        dx = 3 if box.x1 <= frame.x1 else -3 - box.width * 72 / fig.dpi  # points
+        for k in range(40):
+            step = ((k + 1) // 2) * (1 if k % 2 else -1) * (box.height * 72 / fig.dpi + 1)
+            t.xyann = (dx, 3 + step)
+            box = t.get_window_extent(renderer)
+            inside = frame.y0 <= box.y0 and box.y1 <= frame.y1 and frame.x0 <= box.x0 and box.x1 <= frame.x1
+            if inside and not any(box.overlaps(b) for b in placed):
+                break
+        placed.append(box)
+
+
+def _finish(fig, ax, title: str, path: Path, labels=()) -> Path:
+    """Grid, legend and title on a one-axes figure, its point labels spread apart, then write
+    the PNG and free it."""
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    if labels:
+        spread_labels(fig, ax, labels)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

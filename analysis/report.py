@@ -26,7 +26,8 @@ from analysis.load import load_runs, require_runs, unreadable_note
 from analysis.tables import (add_common, budget, build_table, collapse_warning, display, few_seeds_warning, md_cell,
                              to_markdown)
 from analysis.assignment_report import build_template_report
-from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, run_figures, settings,
+from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, notes_html, notes_md,
+                           prose, run_figures, settings,
                            status_table, tool_failures)
 from bench.errors import UsageError, exit_usage
 
@@ -73,12 +74,14 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
          + "; ".join(failures) if failures else "")
     intro = md_cell(budget(frame)) + " " + CI_NOTE
     md = markdown(title, to_markdown(table), to_markdown(runs_tbl), md_cell(status), args.max_chars, intro)
+    if not args.max_chars or len(md) + len(notes_md(frame)) <= args.max_chars:
+        md += notes_md(frame)
     md_path = out / "report.md"
     md_path.write_text(md)
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>Runs: {html.escape(status)}. Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>",
+             f"<p>Runs: {prose(status)}. Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>",
              f"<p>{html.escape(budget(frame))} {html.escape(CI_NOTE)}</p>",
              "<h2>Comparison</h2>", html_table(table),
              "<h2>Plots</h2><div class='grid'>"]
@@ -96,7 +99,7 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
         for p in pngs:
             parts.append(f"<figure>{img_tag(p, p.stem)}<figcaption>{html.escape(p.stem)}</figcaption></figure>")
         parts.append("</div></div>")
-    parts.append(SELF_CHECK + "</body></html>")
+    parts.append(notes_html(frame) + SELF_CHECK + "</body></html>")
     html_path = out / "report.html"
     html_path.write_text("\n".join(parts))
     return html_path, md_path

@@ -138,7 +138,8 @@ def _best_dims(frame):
                 "cannot be named; rerun `python -m bench.sweep sweeps/fashion_vae_dims.yaml`.")
     keyed = g.assign(_d=g["mlp_dims"].map(_dims))
     means, seeds = keyed.groupby("_d")["best_value"].mean(), keyed.groupby("_d")["best_value"].count()
-    epochs = int(pd.to_numeric(g.get("epochs_done", pd.Series(dtype=float)), errors="coerce").max() or 0)
+    most = pd.to_numeric(g.get("epochs_done", pd.Series(dtype=float)), errors="coerce").max()
+    epochs = int(most) if most == most else 0  # NaN: no run recorded its epochs
     caveat = ""
     if seeds.min() < 3 or epochs < 10:  # a ranking from one short run is a hint, not a finding
         caveat = (f" A caveat: {int(seeds.min())} seed(s) per configuration and {epochs} epoch(s) each, so this "

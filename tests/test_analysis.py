@@ -289,3 +289,31 @@ def test_a_table_never_puts_an_aes_mse_and_a_vaes_elbo_in_one_column(tmp_path):
     rows = table.set_index("model")
     assert rows.loc["ae", ae_col] == pytest.approx(0.5065) and pd.isna(rows.loc["ae", vae_col])
     assert rows.loc["vae", vae_col] == pytest.approx(254.5) and pd.isna(rows.loc["vae", ae_col])
+
+
+def test_pareto_labels_never_overlap_nor_leave_the_axes(tmp_path):
+    """Six configurations of nearly one size and score, the rightmost with a long label: after
+    drawing, no two labels overlap and every label lies within the axes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import spread_labels
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    xs, ys = [1e5, 1.02e5, 1.04e5, 1.05e5, 1.06e5, 9e5], [0.0101, 0.0102, 0.0101, 0.0103, 0.0102, 0.0110]
+    ax.plot(xs, ys, "o")
+    ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.12)
+    texts = [ax.annotate(f"model=sparse_ae l1_lambda=0.00{i} seed-pooled", (x, y), fontsize=6, xytext=(3, 3),
+                         textcoords="offset points") for i, (x, y) in enumerate(zip(xs, ys))]
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    before = [t.get_window_extent(renderer) for t in texts]
+    assert any(a.overlaps(b) for i, a in enumerate(before) for b in before[i + 1:])  # the case is real
+    spread_labels(fig, ax, texts)
+    frame = ax.get_window_extent(renderer)
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    plt.close(fig)

@@ -263,3 +263,37 @@ def test_labels_follow_the_record_a_resnet_without_weights_is_never_called_pretr
     tables = [b for t in TEMPLATES.values() for sec in t.sections for b in sec.blocks
               if isinstance(b, Table) and b.sweep == "stl10_resnet_probe"]
     assert tables and all("pretrained" in t.group_by and "Frozen pretrained" not in t.caption for t in tables)
+
+
+def test_a_report_sets_code_as_code_puts_long_ids_in_notes_and_fits_a4(tmp_path):
+    """No markup leaks: `code` spans are <code> in the HTML; a feature network's long identity
+    is a closing note, not in the first paragraph; at the width of A4 print (182 mm of text,
+    688 px), no table or figure reaches past the right edge (the page measures itself)."""
+    ident = "fashion_mnist-1x28x28-n20000-classes10-cnn16-32-64-adam2e-3-e3-v2-" + "f" * 12 + "-s0.1.2"
+    fake_runs(tmp_path / "runs", [({"model": "mlp_vae", "seed": s, "sweep": "fashion_vae_dims", "group": "fashion_vae_dims",
+                                    "mlp_dims": dims, "dataset": "fashion_mnist"},
+                                   {"best_value": 240.0 + s, "best_metric": "val/loss", "test/mse": 0.02,
+                                    "test/recon_loss": 230.0, "test/kl": 10.0, "sample/fd_features": ident,
+                                    "sample/gmm_fd": 50.0 + s})
+                                  for dims in ([400, 20], [300, 5]) for s in (0, 1)], epochs=2)
+    out = tmp_path / "rep"
+    p = run_cli(["--runs", tmp_path / "runs", "--template", "fashion_vae_assignment", "--out", out], cwd=tmp_path,
+                script="analysis.report")
+    assert p.returncode == 0, p.stderr
+    page = (out / "report.html").read_text()
+    lead = page.split("<p>", 1)[1].split("</p>", 1)[0]
+    assert ident not in lead and "notes at the end" in lead
+    texts = re.findall(r"<p[^>]*>(.*?)</p>", page, re.S) + re.findall(r"<li>(.*?)</li>", page, re.S)
+    assert not [t for t in texts if "`" in t], [t for t in texts if "`" in t][:2]
+    assert "<code>python -m bench.sweep sweeps/fashion_vae_best_ae.yaml --from-best fashion_vae_dims</code>" in page
+    notes = page.split("<section class='notes'>", 1)[1]
+    assert ident in notes
+    md = (out / "report.md").read_text()
+    assert "\n## Notes\n" in md and f"`{ident}`" in md.split("## Notes", 1)[1] and ident not in md.split("\n\n")[1]
+    browser = chromium()
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=688,1000", "--virtual-time-budget=10000",
+                          "--dump-dom", (out / "report.html").resolve().as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    assert re.search(r'data-overflow-px="0"', body), body
