@@ -214,7 +214,7 @@ def test_a_report_of_collapsed_runs_says_so_first_and_names_each_missing_figure(
     lead = html.split("<p>", 1)[1]
     assert lead.startswith("Warning: every run in the tables collapsed")
     assert "6/6 collapsed" not in html and "3/3 collapsed" in html  # per configuration, in the results table
-    missing = re.findall(r"<p class='missing'>(missing: [^<]*)</p>", html)
+    missing = [re.sub(r"</?code>", "", m) for m in re.findall(r"<p class='missing'>(missing: .*?)</p>", html)]
     assert any("noisy test images denoised" in m and "python -m bench.sweep sweeps/colored_mnist_denoise.yaml" in m
                for m in missing), missing
     assert any("3-D latent space" in m and "--what embed" in m for m in missing), missing
