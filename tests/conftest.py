@@ -108,6 +108,14 @@ def needs_fashion():
 
 
 @pytest.fixture
+def mnist_root():
+    """A data root holding the real MNIST idx files (`../shared/datasets`), or skip."""
+    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        pytest.skip(f"real MNIST not present under {SHARED_DATA}/MNIST")
+    return str(SHARED_DATA)
+
+
+@pytest.fixture
 def fashion_root(tmp_path):
     root = needs_fashion()
     if root is None:  # Debian's files are unpacked into this (existing) folder on first use

@@ -112,3 +112,33 @@ def test_every_model_trains_and_runs_every_tool_that_applies(tmp_path, name):
         assert set(cfg["eval"]) >= {"probe", "embed", "denoise", "occlusion", "collapse"}
     else:  # classifiers and segmenters have no decoder from z: those tools do not apply
         assert not set(cfg["eval"]) & decoding and (task != "classify" or "probe" in cfg["eval"])
+
+
+def _mnist_run(tmp_path, root, model, epochs=3):
+    d = tmp_path / model
+    assert run_inproc(["--model", model, "--dataset", "mnist", "--data-root", root, "--epochs", epochs,
+                       "--limit-train", 3000, "--limit-test", 500, "--runs-dir", d / "runs", "--wandb", "disabled"]) == 0
+    return only_run(d)
+
+
+def test_wae_pulls_the_codes_onto_the_prior(tmp_path, mnist_root):
+    """WAE-MMD (Tolstikhin et al. 2018) on MNIST at small scale: the MMD between the codes and
+    N(0, I) falls during training."""
+    mmd = [r["val/mmd"] for r in _mnist_run(tmp_path, mnist_root, "wae").read_metrics()]
+    assert mmd[-1] < 0.8 * mmd[0], mmd
+
+
+def test_iwae_bound_is_tighter_than_the_elbo_on_the_same_test_images(tmp_path, mnist_root):
+    """IWAE (Burda et al. 2016): its k-sample bound beats the ELBO of the same samples, and
+    the ELBO of a VAE trained alike, on the same MNIST test images (losses are -bounds)."""
+    iwae = _mnist_run(tmp_path, mnist_root, "iwae").read_summary()
+    vae = _mnist_run(tmp_path, mnist_root, "vae").read_summary()
+    assert iwae["test/bound_gap"] > 0 and iwae["test/loss"] < iwae["test/elbo_loss"]
+    assert iwae["test/loss"] < vae["test/loss"], (iwae["test/loss"], vae["test/loss"])
+
+
+def test_beta_vae_is_the_vae_with_a_heavier_kl():
+    from registry import MODELS
+
+    assert MODELS["beta_vae"].config().beta == 4.0 and MODELS["vae"].config().beta == 1.0
+    assert MODELS["beta_vae"].config({"beta": 8.0}).beta == 8.0

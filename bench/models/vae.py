@@ -2,6 +2,8 @@
 
 - `vae`: conv encoder with linear mu / logvar heads, reparameterisation, recon + beta*KL
   with optional linear KL warm-up (seeds 000, 001, 003; 64x64 / latent 128 for CelebA).
+- `beta_vae`: the same with beta = 4 by default (Higgins et al., "beta-VAE: Learning Basic
+  Visual Concepts with a Constrained Variational Framework", ICLR 2017).
 - `mlp_vae`: the classic PyTorch-example MLP VAE with a list of hidden widths
   (the Fashion-MNIST VAE assignment: 784-400-20 and 784-400-100-20), BCE summed over pixels + KL.
 - `mlp_ae`: its deterministic twin (one z layer, no KL), the assignment's "AE conversion".
@@ -193,6 +195,12 @@ class MLPVAE(VAEMixin):
 @register_model(config=ConvVAEConfig)
 def vae(cfg):
     """Conv VAE: mu/logvar heads, reparameterisation, recon + beta*KL, KL warm-up."""
+    return ConvVAE(cfg)
+
+
+@register_model(config=ConvVAEConfig, defaults={"beta": 4.0})
+def beta_vae(cfg):
+    """beta-VAE (Higgins et al., ICLR 2017): the conv VAE with beta = 4 (--beta sets it), for disentangling."""
     return ConvVAE(cfg)
 
 
