@@ -187,7 +187,8 @@ def _run_suite(args, rest) -> int:
     fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
     args.workers, args.count = _workers(args.workers), None
     print(f"suite {args.suite} at scale {args.scale}: {len(models)} families x {len(datasets)} datasets x "
-          f"{len(suite.get('seeds') or [0, 1, 2])} seeds; budget {suite['scales'][args.scale]}", flush=True)
+          f"{len(suite.get('seeds') or [0, 1, 2])} seeds; budget: "
+          + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in suite["scales"][args.scale].items()), flush=True)
     code = 0
     for dataset in datasets:
         cfg = sweep_for(suite, args.scale, dataset, models)
