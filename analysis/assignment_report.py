@@ -139,9 +139,9 @@ def build_template_report(args, template, out: Path) -> tuple[Path, Path]:
     filled = {id(b): _table_block(mine, b, template) for b in blocks if isinstance(b, Table)}
     filled.update({id(b): b.fn(mine) for b in blocks if isinstance(b, Facts)})
     cap = args.max_chars if args.max_chars is not None else template.max_chars
-    md = _template_markdown(template, lead, filled, short=False) + notes_md(mine)
+    md = _template_markdown(template, lead, filled, short=False) + notes_md(mine, header=False)
     if cap and len(md) > cap:
-        md = _template_markdown(template, lead, filled, short=True) + notes_md(mine)
+        md = _template_markdown(template, lead, filled, short=True) + notes_md(mine, header=False)
     if cap and len(md) > cap:
         md = md[:cap - 60].rsplit("\n", 1)[0] + "\n\n(cut to respect the length limit)\n"
     md_path = out / "report.md"

@@ -117,9 +117,15 @@ def notes(frame) -> list[str]:
     return [f"Sample-score feature networks: {', '.join(f'`{n}`' for n in nets)}"] if nets else []
 
 
-def notes_md(frame) -> str:
+def notes_md(frame, header: bool = True) -> str:
+    """The closing notes in markdown: a `## Notes` section, or (where a report must hold its
+    assignment's sections and no other header) one closing paragraph."""
     items = notes(frame)
-    return ("\n## Notes\n\n" + "".join(f"{i}. {md_text(t)}\n" for i, t in enumerate(items, 1))) if items else ""
+    if not items:
+        return ""
+    if not header:
+        return "\nNotes: " + " ".join(f"({i}) {md_text(t)}" for i, t in enumerate(items, 1)) + "\n"
+    return "\n## Notes\n\n" + "".join(f"{i}. {md_text(t)}\n" for i, t in enumerate(items, 1))
 
 
 def notes_html(frame) -> str:

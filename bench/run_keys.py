@@ -78,6 +78,10 @@ class RunKeys:
     # --- evaluation
     eval: list[str] = _list([], f"evaluation tools after training: {', '.join(tool_names())}, or all")
     eval_sigmas: list[float] = _list([0.0, 0.1, 0.3, 0.5], "noise levels of the denoising matrix", lo=0.0, hi=1.0)
+    sample_score: str = _opt("small", "feature space of --eval sample's Frechet distance: small (the dataset's own "
+                             "small classifiers, offline; comparable within this project) or inception (the FID papers "
+                             "report: InceptionV3 weights fetched once into the user cache; offline it falls back to "
+                             "small and says so)", choices=["small", "inception"])
     embed_points: int = _opt(2000, "test images embedded by --eval embed (t-SNE and UMAP time grows with it)",
                              lo=10, hi=100000)
     embed_views: list[str] = _list(["2d", "3d", "noisy"], "what --eval embed draws: 2d (PCA, t-SNE, UMAP, and "
@@ -154,7 +158,7 @@ def __getattr__(name: str):
 
 # Keys that may differ between a run and its resumption: where it runs, not what it computes.
 RESUME_FREE_KEYS = {"device", "wandb", "runs_dir", "data_root", "num_threads", "resume", "config",
-                    "eval", "embed_points", "embed_views", "compile", "max_memory", "wandb_system", "wandb_artifacts", "verbose"}
+                    "eval", "sample_score", "embed_points", "embed_views", "compile", "max_memory", "wandb_system", "wandb_artifacts", "verbose"}
 
 
 def _base_type(tp):

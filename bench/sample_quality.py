@@ -46,9 +46,21 @@ class Features(nn.Module):
     def forward(self, x):
         return self.clf.encode(x.float())
 
+    def metric(self, real: torch.Tensor):
+        """torchmetrics' FID with this network as its feature extractor."""
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        return FrechetInceptionDistance(feature=self, normalize=True, reset_real_features=False,
+                                        input_img_size=tuple(real.shape[1:])).to(real.device)
+
+    @staticmethod
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        return x
+
 
 class FeatureNetworks:
-    """The networks of one dataset, one per seed in FEATURE_SEEDS; `identity` names them all."""
+    """The networks of one dataset, one per seed in FEATURE_SEEDS; `identity` names them all
+    (`bench.inception.InceptionSpace` is the other space a score can be in: one member)."""
 
     def __init__(self, members: list[Features], identity: str):
         self.members = members
@@ -193,16 +205,13 @@ def frechet_each(features: FeatureNetworks, real: torch.Tensor, fakes: dict) -> 
 def _frechet_one(features: Features, real: torch.Tensor, fakes: dict) -> dict[str, float]:
     """The real images' features are computed once and kept (torchmetrics'
     reset_real_features=False) for every fake set."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    fid = FrechetInceptionDistance(feature=features, normalize=True, reset_real_features=False,
-                                   input_img_size=tuple(real.shape[1:])).to(real.device)
+    fid = features.metric(real)
     for i in range(0, len(real), 500):
-        fid.update(real[i:i + 500], real=True)
+        fid.update(features.prepare(real[i:i + 500]), real=True)
     out = {}
     for name, fake in fakes.items():
         fid.reset()
         for i in range(0, len(fake), 500):
-            fid.update(fake[i:i + 500].to(real.device).clamp(0, 1), real=False)
+            fid.update(features.prepare(fake[i:i + 500].to(real.device).clamp(0, 1)), real=False)
         out[name] = float(fid.compute())
     return out

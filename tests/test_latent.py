@@ -58,7 +58,7 @@ def test_embeddings_have_one_point_per_test_image(tmp_path, capsys):
     model, data, cfg, run = trained(tmp_path, "ae", epochs=1, limit_train=500, limit_test=150)
     capsys.readouterr()
     out = embed(model, data, cfg, run, torch.device("cpu"))
-    lines = [line for line in capsys.readouterr().out.splitlines() if "embed:" in line]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "embed:" in line and "(step " in line]
     assert len(lines) == 8 and "(step 1 of 8)" in lines[0] and "(step 8 of 8" in lines[-1]  # progress, with ETA
     for name in ("pca", "tsne", "umap"):
         assert out["arrays"][name].shape == (150, 2)

@@ -289,7 +289,8 @@ def test_a_report_sets_code_as_code_puts_long_ids_in_notes_and_fits_a4(tmp_path)
     notes = page.split("<section class='notes'>", 1)[1]
     assert ident in notes
     md = (out / "report.md").read_text()
-    assert "\n## Notes\n" in md and f"`{ident}`" in md.split("## Notes", 1)[1] and ident not in md.split("\n\n")[1]
+    assert "\nNotes: (1) Sample-score feature networks: " in md and f"`{ident}`" in md.split("\nNotes: ", 1)[1]
+    assert ident not in md.split("\n\n")[1]  # not in the lead
     browser = chromium()
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                           f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=688,1000", "--virtual-time-budget=10000",

@@ -80,3 +80,46 @@ def test_on_an_attribute_dataset_the_networks_learn_all_the_attributes_at_once(t
     with torch.no_grad():
         right = ((net.clf.head(net(data.test.x.float() / 255)) > 0) == data.test.attrs.bool()).float().mean(0)
     assert right[data.attr_names.index("Smiling")] > 0.9, right
+
+
+def test_inception_asked_offline_falls_back_to_the_small_networks_in_one_line(tmp_path, monkeypatch, capsys):
+    """No weights in the cache and no network: the run says so in one line, scores with the
+    dataset's small networks, and its record says which space its numbers are in."""
+    from bench.inception import weights_path
+    from conftest import only_run, quick, run_inproc
+
+    monkeypatch.setenv("AEBENCH_OFFLINE", "1")
+    assert not weights_path().exists()
+    assert run_inproc(quick(tmp_path, "--eval", "sample", "--sample-score", "inception", model="vae", epochs=1)) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "--sample-score inception" in line]
+    assert len(lines) == 1 and "offline" in lines[0] and "small networks instead" in lines[0], lines
+    s = only_run(tmp_path).read_summary()
+    assert s["sample/score_space"] == "small" and "offline" in s["sample/score_fallback"]
+    assert s["sample/fd_features"].endswith("-s0.1.2") and s["sample/gmm_fd"] > 0
+
+
+@pytest.mark.slow
+def test_inception_fid_runs_torchmetrics_own_inceptionv3_with_stand_in_weights(tmp_path, monkeypatch):
+    """The `inception` path through the real torchmetrics and torch-fidelity code: only the
+    weights are a stand-in (the InceptionV3 of torch-fidelity, randomly initialised, saved where
+    the fetched file would be), so nothing is downloaded."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tf
+
+    from bench.inception import weights_path
+    from conftest import only_run, quick, run_inproc
+
+    monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("AEBENCH_OFFLINE", "1")
+    with monkeypatch.context() as m:  # build the architecture without its download
+        m.setattr(tf, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(tf.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state, *a, **k: None)
+        net = tf.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    weights_path().parent.mkdir(parents=True)
+    torch.save(net.state_dict(), weights_path())
+    args = quick(tmp_path, "--eval", "sample", "--sample-score", "inception", "--limit-test", 24, model="vae",
+                 epochs=1)
+    assert run_inproc(args) == 0
+    s = only_run(tmp_path).read_summary()
+    assert s["sample/score_space"] == "inception" and "sample/score_fallback" not in s
+    assert s["sample/fd_features"] == "inception-v3-fid2048-6726825d"
+    assert all(s[f"sample/{k}_fd"] >= 0 for k in ("prior", "ex_post", "gmm"))

@@ -1,8 +1,8 @@
 """Generation: decoded samples from the prior (VAEs) and from ex-post densities fitted to the
-training codes, scored by a Frechet distance in three feature networks per dataset (the mean,
-and the spread between the networks beside it).
-
-Smaller means closer to the data; it is not comparable to Inception-FID numbers from papers."""
+training codes, scored by a Frechet distance to test images. `--sample-score small` (the
+default): in three small feature networks per dataset (the mean, and the spread between the
+networks beside it), comparable between runs that name the same networks, not with papers.
+`--sample-score inception`: the Frechet Inception Distance papers report (bench.inception)."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +21,7 @@ def sample(model, data, cfg, run, device):
     """Decoded samples and their Frechet distance to test images: from a Gaussian fitted to
     the training codes and from a 10-component GMM (ex-post density estimation, Ghosh et al.
     arXiv 1903.12436, for any autoencoder), and for a VAE also from its prior N(0, I)."""
-    from bench.sample_quality import feature_networks, frechet_each
+    from bench.sample_quality import frechet_each
     from bench.samplers import GaussianSampler, GMMSampler, PriorSampler
 
     decode = decoder(model, "sample")
@@ -32,7 +32,7 @@ def sample(model, data, cfg, run, device):
     rng = np.random.default_rng(cfg.seed)
     n_scored = min(N_SAMPLES_SCORED, len(data.test))  # as many samples as real images they are compared with
     draws = {name: s.fit(mu).sample(n_scored, rng) for name, s in samplers.items()}
-    features = feature_networks(data, device, cfg)
+    features, space = _space(data, device, cfg)
     real = images(data.test, torch.arange(n_scored), device)
     decoded = {name: torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
                                 for i in range(0, len(zs), 500)]) for name, zs in draws.items()}
@@ -40,8 +40,11 @@ def sample(model, data, cfg, run, device):
     numbers = {f"sample/{name}_fd": fd for name, (fd, _) in scored.items()}
     numbers.update({f"sample/{name}_fd_spread": spread for name, (_, spread) in scored.items()})
     numbers["sample/fd_features"] = features.identity
-    label = {name: f"{fd:.2f} (networks differ by {spread:.0%})" for name, (fd, spread) in scored.items()}
-    over = f"mean over {len(features.members)} feature networks"
+    numbers.update(space)
+    several = len(features.members) > 1
+    label = {name: f"{fd:.2f}" + (f" (networks differ by {spread:.0%})" if several else "")
+             for name, (fd, spread) in scored.items()}
+    over = f"mean over {len(features.members)} feature networks" if several else "Inception FID"
     print(f"  sample: Frechet distance to test images, {over}: "
           + ", ".join(f"{name} {text}" for name, text in label.items()), flush=True)
     from bench.figures import image_grids  # matplotlib, imported by what draws
@@ -49,3 +52,20 @@ def sample(model, data, cfg, run, device):
                        run.figures / "samples.png", "samples; Frechet distance to test images, lower is better "
                        f"({over})")
     return {"numbers": numbers, "figures": {"samples": path}}
+
+
+def _space(data, device, cfg):
+    """(feature space, what the record says of it): InceptionV3 where asked and its weights can
+    be had, else the dataset's small networks, with the reason said in one line."""
+    from bench.sample_quality import feature_networks
+
+    asked = getattr(cfg, "sample_score", "small")
+    if asked == "inception":
+        from bench.inception import inception_space
+        space, why = inception_space()
+        if space is not None:
+            return space, {"sample/score_space": "inception"}
+        print(f"  sample: --sample-score inception: {why}; scoring with the dataset's small networks instead",
+              flush=True)
+        return feature_networks(data, device, cfg), {"sample/score_space": "small", "sample/score_fallback": why}
+    return feature_networks(data, device, cfg), {"sample/score_space": "small"}
