@@ -106,9 +106,34 @@ def fd_note(frame) -> str | None:
         return None
     spreads = frame[[c for c in frame.columns if c.startswith("sample/") and c.endswith("_fd_spread")]]
     spread = f" (they disagree by up to {spreads.max().max():.0%} on these samples)" if spreads.notna().any().any() else ""
-    return (f"FD is the Frechet distance in the features of small classifiers that aebench trains once per dataset "
-            f"with seeds 0, 1, 2, the mean over the three{spread} (their identities are in the notes at the end); "
-            f"comparable within this report, not with Inception FIDs")
+    spaces = set(frame["sample/score_space"].dropna()) if "sample/score_space" in frame else set()
+    if spaces == {"inception"}:
+        text = "FD is the Frechet Inception Distance (InceptionV3, 2048-d), comparable with papers"
+    else:
+        text = (f"FD is the Frechet distance in the features of small classifiers that aebench trains once per "
+                f"dataset with seeds 0, 1, 2, the mean over the three{spread} (their identities are in the notes at "
+                f"the end); comparable within this report, not with Inception FIDs"
+                + ("; some runs were scored by Inception FID instead (see `sample/score_space`), and the two do "
+                   "not compare" if "inception" in spaces else ""))
+    untold = untold_note(frame)
+    return text + (f". {untold}" if untold else "")
+
+
+def untold_note(frame) -> str:
+    """Samplers whose FD bootstrap intervals overlap in a run: its samples do not tell them apart."""
+    names = sorted(c[len("sample/"):-len("_fd_lo")] for c in frame.columns
+                   if c.startswith("sample/") and c.endswith("_fd_lo"))
+    parts = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            cols = [f"sample/{a}_fd_lo", f"sample/{a}_fd_hi", f"sample/{b}_fd_lo", f"sample/{b}_fd_hi"]
+            both = frame[cols].dropna()
+            if len(both):
+                overlap = (both[cols[0]] <= both[cols[3]]) & (both[cols[2]] <= both[cols[1]])
+                if overlap.any():
+                    parts.append(f"{a} and {b} in {int(overlap.sum())} of {len(both)} runs")
+    return ("The 95% intervals of sample FD (bootstrap over the scored images) overlap for " + "; ".join(parts)
+            + ": those samplers are not told apart by these samples") if parts else ""
 
 
 def notes(frame) -> list[str]:

@@ -180,38 +180,3 @@ def _store(path: Path, state: dict) -> None:
         save(path, {k: v.cpu() for k, v in state.items()})
     except OSError:
         pass  # an unwritable cache only costs a retrain next time
-
-
-@torch.no_grad()
-def frechet(features: FeatureNetworks, real: torch.Tensor, fake: torch.Tensor) -> float:
-    """Frechet distance between two image sets (N, C, H, W) in [0, 1], on their own device: the
-    mean over the feature networks."""
-    return frechet_each(features, real, {"fake": fake})["fake"][0]
-
-
-@torch.no_grad()
-def frechet_each(features: FeatureNetworks, real: torch.Tensor, fakes: dict) -> dict[str, tuple[float, float]]:
-    """{name: (Frechet distance of fakes[name] to `real`, spread)}: the distance is the mean over
-    the feature networks, the spread (max - min) / mean."""
-    each = [_frechet_one(member, real, fakes) for member in features.members]
-    out = {}
-    for name in fakes:
-        values = [one[name] for one in each]
-        mean = sum(values) / len(values)
-        out[name] = (mean, (max(values) - min(values)) / mean if mean > 0 else 0.0)
-    return out
-
-
-def _frechet_one(features: Features, real: torch.Tensor, fakes: dict) -> dict[str, float]:
-    """The real images' features are computed once and kept (torchmetrics'
-    reset_real_features=False) for every fake set."""
-    fid = features.metric(real)
-    for i in range(0, len(real), 500):
-        fid.update(features.prepare(real[i:i + 500]), real=True)
-    out = {}
-    for name, fake in fakes.items():
-        fid.reset()
-        for i in range(0, len(fake), 500):
-            fid.update(features.prepare(fake[i:i + 500].to(real.device).clamp(0, 1)), real=False)
-        out[name] = float(fid.compute())
-    return out

@@ -21,7 +21,9 @@ YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
 # What each evaluation tool must leave in summary.json.
 TOOL_KEYS = {"probe": ["probe/linear_acc", "probe/logistic_acc"], "embed": ["embed/knn2d_acc"],
              "denoise": ["denoise/psnr@0.3", "denoise/input_psnr@0.3"], "interp": ["interp/endpoint_mse"],
-             "arith": ["arith/direction_norm"], "sample": ["sample/ex_post_fd", "sample/gmm_fd", "sample/ex_post_fd_spread", "sample/fd_features"],
+             "arith": ["arith/direction_norm"], "sample": ["sample/ex_post_fd", "sample/gmm_fd", "sample/ex_post_fd_spread", "sample/fd_features",
+                        "sample/gmm_fd_lo", "sample/gmm_fd_hi", "sample/gmm_kid", "sample/gmm_kid_std",
+                        "sample/score_space"],
              "occlusion": ["occlusion/max_rise"], "collapse": []}
 TASK_KEYS = {"reconstruct": ["test/mse", "test/psnr", "test/ssim", "test/snr"],
              "denoise": ["test/mse", "test/snr", "test_noisy/psnr", "test_noisy/snr"],

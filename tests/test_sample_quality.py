@@ -41,7 +41,8 @@ def test_frechet_distance_ranks_reference_degradations(fashion):
     from torchvision.transforms.functional import gaussian_blur
 
     import registry
-    from bench.sample_quality import feature_networks, frechet
+    from bench.sample_quality import feature_networks
+    from bench.sample_scores import frechet
 
     features = feature_networks(fashion, torch.device("cpu"))
     real, other = fashion.test.x[:1000].float() / 255, fashion.test.x[1000:2000].float() / 255
@@ -123,3 +124,68 @@ def test_inception_fid_runs_torchmetrics_own_inceptionv3_with_stand_in_weights(t
     assert s["sample/score_space"] == "inception" and "sample/score_fallback" not in s
     assert s["sample/fd_features"] == "inception-v3-fid2048-6726825d"
     assert all(s[f"sample/{k}_fd"] >= 0 for k in ("prior", "ex_post", "gmm"))
+
+
+class _Identity:
+    """A feature space whose features are the 'images' themselves, (N, d, 1, 1) in [0, 1]."""
+
+    class metric_:
+        normalize, used_custom_model = False, True
+
+        @staticmethod
+        def inception(x):
+            return x.flatten(1)
+
+    def metric(self, real):
+        return self.metric_
+
+    @staticmethod
+    def prepare(x):
+        return x
+
+
+class _Space:
+    members = [_Identity()]
+
+
+def _draw(n, shift, d=16):
+    return torch.distributions.Beta(2.0, 3.0 + shift).sample((n, d, 1, 1))
+
+
+def test_the_fd_interval_covers_the_fd_of_a_larger_sample_in_most_repeats():
+    """A finite sample's FD lies above the distributions'; the basic bootstrap interval of 500
+    images still covers the FD of 5,000 in most of 20 repeats."""
+    from bench.sample_scores import score_each
+
+    torch.manual_seed(0)
+    truth = score_each(_Space, _draw(5000, 0), {"f": _draw(5000, 1.0)})["f"].fd
+    covered = 0
+    for rep in range(20):
+        torch.manual_seed(rep + 1)
+        s = score_each(_Space, _draw(500, 0), {"f": _draw(500, 1.0)}, seed=rep)["f"]
+        assert 0 <= s.lo < s.hi <= 2 * s.fd  # about the distributions' FD, below a finite sample's biased one
+        covered += s.lo <= truth <= s.hi
+    assert covered >= 14, covered
+
+
+def test_kid_is_near_zero_for_the_same_distribution_and_has_a_spread():
+    from bench.sample_scores import score_each
+
+    torch.manual_seed(0)
+    real = _draw(800, 0)
+    scores = score_each(_Space, real, {"same": _draw(800, 0), "other": _draw(800, 1.0)})
+    same, other = scores["same"], scores["other"]
+    assert abs(same.kid) < 3 * same.kid_std + 1e-4 and other.kid > 10 * max(same.kid, same.kid_std)
+    assert other.kid_std > 0 and same.hi >= same.lo >= 0
+    assert not (same.lo <= other.hi and other.lo <= same.hi)  # told apart
+
+
+def test_a_report_says_which_samplers_its_samples_do_not_tell_apart():
+    import pandas as pd
+
+    from analysis.page import untold_note
+
+    frame = pd.DataFrame([{"sample/prior_fd_lo": 10.0, "sample/prior_fd_hi": 12.0, "sample/gmm_fd_lo": lo,
+                           "sample/gmm_fd_hi": lo + 2.0} for lo in (11.0, 20.0, 11.5)])
+    assert untold_note(frame) == ("The 95% intervals of sample FD (bootstrap over the scored images) overlap for gmm "
+                                  "and prior in 2 of 3 runs: those samplers are not told apart by these samples")

@@ -21,7 +21,7 @@ def sample(model, data, cfg, run, device):
     """Decoded samples and their Frechet distance to test images: from a Gaussian fitted to
     the training codes and from a 10-component GMM (ex-post density estimation, Ghosh et al.
     arXiv 1903.12436, for any autoencoder), and for a VAE also from its prior N(0, I)."""
-    from bench.sample_quality import frechet_each
+    from bench.sample_scores import score_each
     from bench.samplers import GaussianSampler, GMMSampler, PriorSampler
 
     decode = decoder(model, "sample")
@@ -36,14 +36,21 @@ def sample(model, data, cfg, run, device):
     real = images(data.test, torch.arange(n_scored), device)
     decoded = {name: torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
                                 for i in range(0, len(zs), 500)]) for name, zs in draws.items()}
-    scored = frechet_each(features, real, decoded)
-    numbers = {f"sample/{name}_fd": fd for name, (fd, _) in scored.items()}
-    numbers.update({f"sample/{name}_fd_spread": spread for name, (_, spread) in scored.items()})
+    scored = score_each(features, real, decoded, seed=cfg.seed)
+    numbers = {}
+    for name, sc in scored.items():
+        numbers.update({f"sample/{name}_fd": sc.fd, f"sample/{name}_fd_spread": sc.spread,
+                        f"sample/{name}_fd_lo": sc.lo, f"sample/{name}_fd_hi": sc.hi,
+                        f"sample/{name}_kid": sc.kid, f"sample/{name}_kid_std": sc.kid_std})
     numbers["sample/fd_features"] = features.identity
+    numbers["sample/n_scored"] = n_scored
     numbers.update(space)
     several = len(features.members) > 1
-    label = {name: f"{fd:.2f}" + (f" (networks differ by {spread:.0%})" if several else "")
-             for name, (fd, spread) in scored.items()}
+    label = {name: f"{sc.fd:.2f} [{sc.lo:.2f}, {sc.hi:.2f}]" + (f", networks differ by {sc.spread:.0%}" if several else "")
+             for name, sc in scored.items()}
+    apart = untold(scored)
+    if apart:
+        print(f"  sample: not told apart by {n_scored} samples (95% intervals overlap): {apart}", flush=True)
     over = f"mean over {len(features.members)} feature networks" if several else "Inception FID"
     print(f"  sample: Frechet distance to test images, {over}: "
           + ", ".join(f"{name} {text}" for name, text in label.items()), flush=True)
@@ -69,3 +76,11 @@ def _space(data, device, cfg):
               flush=True)
         return feature_networks(data, device, cfg), {"sample/score_space": "small", "sample/score_fallback": why}
     return feature_networks(data, device, cfg), {"sample/score_space": "small"}
+
+
+def untold(scored: dict) -> str:
+    """Pairs of samplers whose FD intervals overlap: this many samples do not tell them apart."""
+    names = list(scored)
+    pairs = [f"{a} and {b}" for i, a in enumerate(names) for b in names[i + 1:]
+             if scored[a].lo <= scored[b].hi and scored[b].lo <= scored[a].hi]
+    return "; ".join(pairs)
