@@ -17,6 +17,8 @@ the same identity, and only between them; they are not Inception-FID numbers fro
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 from pathlib import Path
 
@@ -32,6 +34,7 @@ FEATURE_EPOCHS = 3
 FEATURE_MAX_TRAIN = 20000
 FEATURE_CHANNELS = (16, 32, 64)
 RECIPE = f"cnn{'-'.join(map(str, FEATURE_CHANNELS))}-adam2e-3-e{FEATURE_EPOCHS}-v2"
+SHIPPED = Path(__file__).resolve().parent / "feature_nets"  # MNIST's and Fashion-MNIST's, trained once by RECIPE
 
 
 class Features(nn.Module):
@@ -110,17 +113,52 @@ def _full_training_set(data, cfg):
         return data.labelled_train
 
 
-def feature_networks(data, device, cfg=None) -> FeatureNetworks:
-    """The shared feature networks for this dataset: loaded from the cache, or trained and cached.
+def feature_networks(data, device, cfg=None, shipped: bool = True) -> FeatureNetworks:
+    """The feature networks for this dataset: the ones shipped with the project (MNIST and
+    Fashion-MNIST at 28x28), else loaded from the cache, or trained and cached.
 
     With the run's `cfg` they are trained on the dataset's first FEATURE_MAX_TRAIN labelled
     training images whatever the run's own limits, so they serve every run on the dataset. A
     file lock per network makes concurrent runs (a sweep's workers) train each once."""
+    if shipped:
+        ready = shipped_networks(data, device)
+        if ready is not None:
+            return ready
     train = _targets(data, _full_training_set(data, cfg))
     train = train.take(torch.arange(min(len(train), FEATURE_MAX_TRAIN), device=train.x.device))
     base = _identity(data, train, device)
     return FeatureNetworks([_member(data, train, device, seed, f"{base}-s{seed}") for seed in FEATURE_SEEDS],
                            f"{base}-s{'.'.join(map(str, FEATURE_SEEDS))}")
+
+
+def shipped_networks(data, device) -> FeatureNetworks | None:
+    """The networks `scripts/ship_feature_nets.py` trained once by RECIPE and the project ships
+    (`bench/feature_nets/`), each file checked against the SHA-256 in the manifest; None for a
+    dataset or an image size they were not made for."""
+    from registry import create_model
+
+    from bench.errors import UsageError
+
+    try:
+        manifest = json.loads((SHIPPED / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    entry = manifest.get("datasets", {}).get(data.name)
+    if manifest.get("recipe") != RECIPE or not entry or tuple(entry["shape"]) != tuple(data.shape) \
+            or entry["outputs"] != data.num_classes:
+        return None
+    members, digest = [], hashlib.sha256()
+    for seed in FEATURE_SEEDS:
+        path = SHIPPED / f"{data.name}-s{seed}.pt"
+        raw = path.read_bytes() if path.is_file() else b""
+        if hashlib.sha256(raw).hexdigest() != entry["files"].get(path.name):
+            raise UsageError(f"{path} does not match the SHA-256 in {SHIPPED / 'manifest.json'}; restore it from the "
+                             f"project (git checkout -- {path.relative_to(SHIPPED.parents[1])})")
+        digest.update(raw)
+        clf = create_model("cnn_classifier", data.shape, entry["outputs"], channels=FEATURE_CHANNELS)
+        clf.load_state_dict(torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True))
+        members.append(Features(clf.to(device).eval(), f"{data.name}-shipped-{RECIPE}-s{seed}"))
+    return FeatureNetworks(members, f"{data.name}-shipped-{RECIPE}-{digest.hexdigest()[:12]}")
 
 
 def _member(data, train, device, seed: int, ident: str) -> Features:

@@ -23,12 +23,12 @@ def test_feature_network_is_deterministic_cached_and_named(fashion, tmp_path, mo
     device = torch.device("cpu")
     x = fashion.test.x[:64].float() / 255
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "a"))
-    first = feature_networks(fashion, device)
+    first = feature_networks(fashion, device, shipped=False)  # the recipe the shipped networks were made by
     assert len(list(cache_dir().glob("*.pt"))) == len(FEATURE_SEEDS) == len(first.members) == 3
     assert first.identity.startswith("fashion_mnist-1x28x28-n1800-classes10-") and first.identity.endswith("-s0.1.2")
-    again = feature_networks(fashion, device)  # from the cache
+    again = feature_networks(fashion, device, shipped=False)  # from the cache
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "b"))
-    retrained = feature_networks(fashion, device)  # trained again from scratch
+    retrained = feature_networks(fashion, device, shipped=False)  # trained again from scratch
     with torch.no_grad():
         for a, b, c in zip(first.members, again.members, retrained.members):
             assert torch.equal(a(x), b(x)) and torch.equal(a(x), c(x))
@@ -189,3 +189,36 @@ def test_a_report_says_which_samplers_its_samples_do_not_tell_apart():
                            "sample/gmm_fd_hi": lo + 2.0} for lo in (11.0, 20.0, 11.5)])
     assert untold_note(frame) == ("The 95% intervals of sample FD (bootstrap over the scored images) overlap for gmm "
                                   "and prior in 2 of 3 runs: those samplers are not told apart by these samples")
+
+
+def test_mnist_and_fashion_scores_use_the_shipped_networks_the_same_on_every_machine(fashion, tmp_path, monkeypatch):
+    """No network is trained: the shipped files are loaded (two empty caches give bit-identical
+    scores), and nothing is written to the cache."""
+    from bench.sample_quality import cache_dir, feature_networks
+    from bench.sample_scores import score_each
+
+    real, fake = fashion.test.x[:200].float() / 255, fashion.test.x[200:400].float().flip(-1) / 255
+    scores = []
+    for cache in ("a", "b"):
+        monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / cache))
+        space = feature_networks(fashion, torch.device("cpu"))
+        assert space.identity.startswith("fashion_mnist-shipped-cnn16-32-64-") and len(space.members) == 3
+        scores.append(score_each(space, real, {"flipped": fake})["flipped"])
+        assert not cache_dir().exists() or not list(cache_dir().glob("*.pt"))
+    assert scores[0] == scores[1] and scores[0].fd > 0
+
+
+def test_a_shipped_network_that_does_not_match_its_hash_is_refused(fashion, tmp_path, monkeypatch):
+    import shutil
+
+    from bench import sample_quality
+    from bench.errors import UsageError
+
+    copy = tmp_path / "bench" / "feature_nets"
+    shutil.copytree(sample_quality.SHIPPED, copy)
+    data = bytearray((copy / "fashion_mnist-s1.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (copy / "fashion_mnist-s1.pt").write_bytes(bytes(data))
+    monkeypatch.setattr(sample_quality, "SHIPPED", copy)
+    with pytest.raises(UsageError, match=r"fashion_mnist-s1.pt does not match the SHA-256"):
+        sample_quality.feature_networks(fashion, torch.device("cpu"))
