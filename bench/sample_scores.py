@@ -51,24 +51,38 @@ def features_of(member, metric, x: torch.Tensor) -> torch.Tensor:
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Frechet distance between two feature sets (rows), torchmetrics' formula."""
-    from torchmetrics.image.fid import _compute_fid
-
-    return float(_compute_fid(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T)))
+    """Frechet distance between two feature sets (rows): torchmetrics' formula (`_compute_fid`),
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), with the trace of the root taken as the
+    sum of root eigenvalues of the symmetric L^T S_b L (S_a = L L^T) instead of a general
+    eigendecomposition of S_a S_b: the same number (a test holds it to torchmetrics' to 1e-6),
+    ten times faster for the bootstrap."""
+    mu_a, mu_b, s_a, s_b = a.mean(0), b.mean(0), torch.cov(a.T), torch.cov(b.T)
+    d = s_a.shape[0]
+    jitter = torch.eye(d, dtype=s_a.dtype, device=s_a.device) * (1e-10 * float(s_a.trace()) / d + 1e-30)
+    low, info = torch.linalg.cholesky_ex(s_a + jitter)
+    if int(info) != 0:  # not positive definite even with the jitter (fewer images than dims): the general way
+        from torchmetrics.image.fid import _compute_fid
+        return float(_compute_fid(mu_a, s_a, mu_b, s_b))
+    root = torch.linalg.eigvalsh(low.T @ s_b @ low).clamp(min=0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + s_a.trace() + s_b.trace() - 2 * root)
 
 
 def kid(real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator) -> tuple[float, float]:
-    """KID's mean and standard deviation over random subsets (torchmetrics' kernel)."""
-    from torchmetrics.image.kid import poly_mmd
+    """KID's mean and standard deviation over random subsets: torchmetrics' unbiased `poly_mmd`
+    per subset, from kernel matrices (its `poly_kernel`) computed once for all subsets."""
+    from torchmetrics.image.kid import poly_kernel
 
-    size = max(2, min(KID_SUBSET_SIZE, len(real) // 2, len(fake) // 2))  # subsets must differ to have a spread
-    values = []
-    for _ in range(KID_SUBSETS):
-        r = real[torch.randperm(len(real), generator=generator)[:size]]
-        f = fake[torch.randperm(len(fake), generator=generator)[:size]]
-        values.append(float(poly_mmd(r, f)))
-    t = torch.tensor(values)
-    return float(t.mean()), float(t.std())
+    m = max(2, min(KID_SUBSET_SIZE, len(real) // 2, len(fake) // 2))  # subsets must differ to have a spread
+    k_rr, k_ff, k_rf = poly_kernel(real, real), poly_kernel(fake, fake), poly_kernel(real, fake)
+    # Each subset as a 0/1 row: its kernel sums are s K s^T, all subsets in three matrix products
+    s_r = torch.zeros(KID_SUBSETS, len(real), dtype=real.dtype, device=real.device)
+    s_f = torch.zeros(KID_SUBSETS, len(fake), dtype=real.dtype, device=real.device)
+    for n in range(KID_SUBSETS):
+        s_r[n, torch.randperm(len(real), generator=generator)[:m]] = 1
+        s_f[n, torch.randperm(len(fake), generator=generator)[:m]] = 1
+    within = ((s_r @ k_rr) * s_r).sum(1) - s_r @ k_rr.diagonal() + ((s_f @ k_ff) * s_f).sum(1) - s_f @ k_ff.diagonal()
+    values = within / (m * (m - 1)) - 2 * ((s_r @ k_rf) * s_f).sum(1) / (m * m)
+    return float(values.mean()), float(values.std())
 
 
 @torch.no_grad()
@@ -87,7 +101,8 @@ def score_each(space, real: torch.Tensor, fakes: dict, seed: int = 0) -> dict[st
         draws = RESAMPLES if real_f[0].shape[1] <= 512 else RESAMPLES_WIDE
         boot = []
         for _ in range(draws):
-            i, j = torch.randint(len(real), (len(real),), generator=g), torch.randint(len(fake), (len(fake),), generator=g)
+            i = torch.randint(len(real), (len(real),), generator=g).to(real_f[0].device)
+            j = torch.randint(len(fake), (len(fake),), generator=g).to(real_f[0].device)
             boot.append(sum(frechet_distance(f[j], r[i]) for f, r in zip(fake_f, real_f)) / len(values))
         q_lo, q_hi = torch.quantile(torch.tensor(boot, dtype=torch.float64),
                                     torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.blocks import TO_WRITE
 from analysis.templates import TEMPLATES
-from conftest import SEEDS, chromium, fake_runs, run_cli, run_inproc
+from conftest import SEEDS, chromium, fake_runs, pdftoppm, run_cli, run_inproc
 
 CELEBA_MODELS = ("ae", "sparse_ae", "dae", "vae")
 
@@ -298,3 +298,17 @@ def test_a_report_sets_code_as_code_puts_long_ids_in_notes_and_fits_a4(tmp_path)
                          timeout=120).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
     assert re.search(r'data-overflow-px="0"', body), body
+    # ... and in Chromium's A4 PDF, nothing is drawn in the right margin of any page
+    from PIL import Image
+
+    pdf = tmp_path / "report.pdf"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'chrome2'}", "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
+                    (out / "report.html").resolve().as_uri()], capture_output=True, timeout=120)
+    subprocess.run([pdftoppm(), "-r", "40", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert pages
+    for page in pages:
+        img = np.asarray(Image.open(page).convert("L"))
+        margin = img[:, -int(img.shape[1] * 10 / 210):]  # the outer 10 of the page's 14 mm margin
+        assert margin.min() > 240, (page.name, int(margin.min()))

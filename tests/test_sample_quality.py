@@ -222,3 +222,26 @@ def test_a_shipped_network_that_does_not_match_its_hash_is_refused(fashion, tmp_
     monkeypatch.setattr(sample_quality, "SHIPPED", copy)
     with pytest.raises(UsageError, match=r"fashion_mnist-s1.pt does not match the SHA-256"):
         sample_quality.feature_networks(fashion, torch.device("cpu"))
+
+
+def test_the_fast_fd_and_kid_equal_torchmetrics_own_formulas():
+    from torchmetrics.image.fid import _compute_fid
+    from torchmetrics.image.kid import poly_mmd
+
+    from bench import sample_scores
+
+    torch.manual_seed(0)
+    a, b = torch.rand(600, 32, dtype=torch.float64) ** 2, torch.rand(500, 32, dtype=torch.float64) ** 1.5
+    ours = sample_scores.frechet_distance(a, b)
+    theirs = float(_compute_fid(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T)))
+    assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-9)
+    g = torch.Generator().manual_seed(3)
+    mean, std = sample_scores.kid(a, b, g)
+    g = torch.Generator().manual_seed(3)  # the same subsets through torchmetrics' own poly_mmd
+    m = min(sample_scores.KID_SUBSET_SIZE, 250)
+    values = []
+    for _ in range(sample_scores.KID_SUBSETS):
+        i, j = torch.randperm(600, generator=g)[:m], torch.randperm(500, generator=g)[:m]
+        values.append(float(poly_mmd(a[i], b[j])))
+    assert mean == pytest.approx(sum(values) / len(values), rel=1e-6) and std == pytest.approx(
+        float(torch.tensor(values).std()), rel=1e-4)
