@@ -238,12 +238,3 @@ def chromium():
         pytest.skip("Chromium is not installed (CI installs Debian's chromium)")
     return path
 
-
-def pdftoppm():
-    """Poppler's PDF renderer on PATH, or skip (CI installs Debian's poppler-utils)."""
-    import shutil
-
-    path = shutil.which("pdftoppm")
-    if path is None:
-        pytest.skip("pdftoppm is not installed (CI installs Debian's poppler-utils)")
-    return path

@@ -10,7 +10,7 @@ import pytest
 
 from analysis.blocks import TO_WRITE
 from analysis.templates import TEMPLATES
-from conftest import SEEDS, chromium, fake_runs, pdftoppm, run_cli, run_inproc
+from conftest import SEEDS, chromium, fake_runs, run_cli, run_inproc
 
 CELEBA_MODELS = ("ae", "sparse_ae", "dae", "vae")
 
@@ -268,7 +268,8 @@ def test_labels_follow_the_record_a_resnet_without_weights_is_never_called_pretr
 def test_a_report_sets_code_as_code_puts_long_ids_in_notes_and_fits_a4(tmp_path):
     """No markup leaks: `code` spans are <code> in the HTML; a feature network's long identity
     is a closing note, not in the first paragraph; at the width of A4 print (182 mm of text,
-    688 px), no table or figure reaches past the right edge (the page measures itself)."""
+    688 px), no table or figure reaches past the right edge (the page measures itself; in its
+    PDF Chromium shrinks a page that is too wide instead of clipping it, so the PDF cannot show it)."""
     ident = "fashion_mnist-1x28x28-n20000-classes10-cnn16-32-64-adam2e-3-e3-v2-" + "f" * 12 + "-s0.1.2"
     fake_runs(tmp_path / "runs", [({"model": "mlp_vae", "seed": s, "sweep": "fashion_vae_dims", "group": "fashion_vae_dims",
                                     "mlp_dims": dims, "dataset": "fashion_mnist"},
@@ -298,17 +299,3 @@ def test_a_report_sets_code_as_code_puts_long_ids_in_notes_and_fits_a4(tmp_path)
                          timeout=120).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
     assert re.search(r'data-overflow-px="0"', body), body
-    # ... and in Chromium's A4 PDF, nothing is drawn in the right margin of any page
-    from PIL import Image
-
-    pdf = tmp_path / "report.pdf"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    f"--user-data-dir={tmp_path / 'chrome2'}", "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
-                    (out / "report.html").resolve().as_uri()], capture_output=True, timeout=120)
-    subprocess.run([pdftoppm(), "-r", "40", "-png", str(pdf), str(tmp_path / "page")], check=True, timeout=120)
-    pages = sorted(tmp_path.glob("page*.png"))
-    assert pages
-    for page in pages:
-        img = np.asarray(Image.open(page).convert("L"))
-        margin = img[:, -int(img.shape[1] * 10 / 210):]  # the outer 10 of the page's 14 mm margin
-        assert margin.min() > 240, (page.name, int(margin.min()))
