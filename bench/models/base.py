@@ -138,3 +138,30 @@ def conv_decoder(channels, out_channels, sizes, batchnorm=False, dropout=0.0) ->
 
 def flat_mse(recon, x):
     return torch.mean((recon - x) ** 2)
+
+
+class LinearCodeAE(BenchModel):
+    """A deterministic conv autoencoder with a linear code of `cfg.latent_dim` values: conv
+    encoder, a linear map to z and back, ConvTranspose decoder, sigmoid output. Families that
+    differ only in their loss on z (`wae`, `rae`) build on it and write `forward`."""
+    can_decode = True
+
+    def __init__(self, cfg, name: str):
+        super().__init__()
+        self.cfg = cfg
+        self.set_noise(cfg.noise_level, cfg.noise_type)
+        channels = list(cfg.channels)
+        self.sizes = down_sizes(cfg.image_size, len(channels), name)
+        self.encoder = conv_encoder(cfg.in_channels, channels, cfg.batchnorm)
+        self.decoder = conv_decoder(channels, cfg.in_channels, self.sizes, cfg.batchnorm)
+        s = self.sizes[-1]
+        self.feat_shape = (channels[-1], s, s)
+        flat = channels[-1] * s * s
+        self.to_z = nn.Linear(flat, cfg.latent_dim)
+        self.from_z = nn.Sequential(nn.Linear(cfg.latent_dim, flat), nn.ReLU(inplace=True))
+
+    def encode(self, x):
+        return self.to_z(self.encoder(x).flatten(1))
+
+    def decode(self, z):
+        return torch.sigmoid(self.decoder(self.from_z(z).view(-1, *self.feat_shape)))

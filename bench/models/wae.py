@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from bench.keys import BATCHNORM, CHANNELS, LATENT_DIM, Corruption, ImageInput, key
-from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
+from bench.models.base import LinearCodeAE
 from registry import register_model
 
 SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -51,28 +50,9 @@ class WAEConfig(ImageInput, Corruption):
                             lo=0.0, hi=1e4, weighs="mmd")
 
 
-class WAE(BenchModel):
-    can_decode = True
-
+class WAE(LinearCodeAE):
     def __init__(self, cfg: WAEConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.set_noise(cfg.noise_level, cfg.noise_type)
-        channels = list(cfg.channels)
-        self.sizes = down_sizes(cfg.image_size, len(channels), "wae")
-        self.encoder = conv_encoder(cfg.in_channels, channels, cfg.batchnorm)
-        self.decoder = conv_decoder(channels, cfg.in_channels, self.sizes, cfg.batchnorm)
-        s = self.sizes[-1]
-        self.feat_shape = (channels[-1], s, s)
-        flat = channels[-1] * s * s
-        self.to_z = nn.Linear(flat, cfg.latent_dim)
-        self.from_z = nn.Sequential(nn.Linear(cfg.latent_dim, flat), nn.ReLU(inplace=True))
-
-    def encode(self, x):
-        return self.to_z(self.encoder(x).flatten(1))
-
-    def decode(self, z):
-        return torch.sigmoid(self.decoder(self.from_z(z).view(-1, *self.feat_shape)))
+        super().__init__(cfg, "wae")
 
     def prior(self, like: torch.Tensor) -> torch.Tensor:
         """Draws from N(0, I), one per code; in evaluation from a fixed stream, so that a
