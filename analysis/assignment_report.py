@@ -20,7 +20,7 @@ from bench.errors import UsageError
 
 def _table_block(frame, block, template) -> tuple[str, object]:
     """(markdown, display frame or None) of one template table."""
-    from analysis.tables import _fmt, collapsed_cells, seed_columns, seed_values_note, split_keys, summarise
+    from analysis.tables import _fmt, collapsed_cells, metric_cells, seed_columns, split_keys, summarise
     from analysis.blocks import metric_spec, select
 
     if block.sweep:
@@ -45,8 +45,7 @@ def _table_block(frame, block, template) -> tuple[str, object]:
         if k in ("params", "trainable_params", "best_epoch", "epochs_done"):
             table[lab] = summary[k].map(lambda v: "-" if v != v else f"{v:,.0f}")
         else:
-            table[lab] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals) for v, c, vals
-                          in zip(summary[k], summary[f"{k}_ci"], summary[f"{k}_values"])]
+            table[lab] = metric_cells(summary, k)
     if summary["collapsed"].any():
         table["collapsed"] = collapsed_cells(summary)
     if summary["stopped"].any():  # runs the sweep's early termination ended: listed, never averaged

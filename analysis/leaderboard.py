@@ -7,13 +7,14 @@ Columns: reconstruction (MSE, PSNR, SSIM on the clean test set), denoising MSE a
 suite's noise level, linear-probe and kNN accuracy on the codes, the sample-quality score
 (Frechet distance in the suite's feature network of samples from an ex-post GMM of the
 training codes, the same sampler for every family; a VAE's prior samples in a column of
-their own), parameters and seconds per epoch. The best family of each column is marked, and
-so is every family whose interval overlaps the best one's (a tie: the data cannot tell them
-apart). Families are ranked by their mean rank over the ranked columns, each quantity once
-(PSNR, not MSE too; the GMM samples, not the prior's). Only comparable, working families
-are ranked: one whose runs collapsed, or whose code has another size than the suite's, is
-shown with the reason and no rank. Writes `leaderboard.md`, `.csv`, `.tex` and `leaderboard.html`
-(with a Pareto figure: test MSE against parameters) under `--out`.
+their own; beside each, the mean of its runs' bootstrap intervals), parameters and seconds
+per epoch. The best family of each column is marked, and so is every family whose interval
+overlaps the best one's (a tie: the data cannot tell them apart). Families are ranked by
+their mean rank over the ranked columns, each quantity once (PSNR, not MSE too; the GMM
+samples, not the prior's). Only comparable, working families are ranked: one whose runs
+collapsed, or whose code has another size than the suite's, is shown with the reason and no
+rank. Writes `leaderboard.md`, `.csv`, `.tex` and `leaderboard.html` (with a Pareto figure:
+test MSE against parameters) under `--out`.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ QUALITY = [("test/mse", "MSE", False), ("test/psnr", "PSNR", True), ("test/ssim"
            ("prior_fd", "prior FD (VAE)", False)]
 RANKED = {"test/psnr", "test/ssim", "denoise", "probe/linear_acc", "probe/knn_acc", "gen_fd"}
 COST = [("params", "params"), ("s_per_epoch", "s/epoch")]
+SAMPLED = {"gen_fd": "gmm", "prior_fd": "prior"}  # FD columns: their sampler, whose bootstrap interval is shown
 
 
 def suite_frame(runs_dir: str, suite: dict, scale: str) -> pd.DataFrame:
@@ -55,8 +57,9 @@ def suite_frame(runs_dir: str, suite: dict, scale: str) -> pd.DataFrame:
     sigma = suite.get("denoise_sigma")
     frame["denoise"] = frame.get(f"denoise/mse@{sigma:g}") if sigma is not None else np.nan
     missing = pd.Series(np.nan, index=frame.index)
-    frame["gen_fd"] = frame.get("sample/gmm_fd", missing)  # one sampler for every family
-    frame["prior_fd"] = frame.get("sample/prior_fd", missing)
+    for col, sampler in SAMPLED.items():  # the GMM: one sampler for every family
+        for end in ("", "_lo", "_hi"):
+            frame[col + end] = frame.get(f"sample/{sampler}_fd{end}", missing)
     frame["s_per_epoch"] = pd.to_numeric(frame.get("train_seconds"), errors="coerce") / \
         pd.to_numeric(frame.get("epochs_done"), errors="coerce")
     frame["collapsed"] = collapsed_runs(frame)
@@ -74,6 +77,9 @@ def family_rows(frame: pd.DataFrame, suite: dict, dataset: str) -> pd.DataFrame:
             vals = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float) if col in g else np.array([np.nan])
             row[col] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
             row[f"{col}_ci"] = ci95(vals) or 0.0
+        for col in SAMPLED:  # each run's own bootstrap interval, the mean over the seeds
+            ends = [pd.to_numeric(g[col + e], errors="coerce").mean() for e in ("_lo", "_hi")]
+            row[f"{col}_lo"], row[f"{col}_hi"] = ends if all(e == e for e in ends) else (np.nan, np.nan)
         notes, unranked = [], []
         code = pd.to_numeric(g.get("probe/latent_dim"), errors="coerce").dropna() if "probe/latent_dim" in g else []
         if latent is not None and len(code) and int(code.iloc[0]) != int(latent):
@@ -118,13 +124,16 @@ def _cell(row, col, style: str) -> str:
         return "-"
     digits = 4 if abs(v) < 10 else 2 if abs(v) < 1000 else 0
     text = f"{v:.{digits}f}" + (f" ± {ci:.{digits}f}" if round(ci, digits) > 0 else "")
+    lo, hi = row.get(f"{col}_lo", np.nan), row.get(f"{col}_hi", np.nan)
+    if col in SAMPLED and lo == lo:
+        text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     mark = row.get(f"{col}_mark", "")
     if style == "md":
         return f"**{text}**" if mark == "best" else f"_{text}_" if mark == "tie" else text
     if style == "tex":
         text = text.replace("±", r"$\pm$")
         return rf"\textbf{{{text}}}" if mark == "best" else rf"\underline{{{text}}}" if mark == "tie" else text
-    text = html.escape(text).replace(" ± ", "&nbsp;±&nbsp;")  # an interval never wraps at its ±
+    text = html.escape(text).replace(" ± ", "&nbsp;±&nbsp;").replace(", ", ",&nbsp;")  # nor wraps inside
     return f"<b>{text}</b>" if mark == "best" else f"<u>{text}</u>" if mark == "tie" else text
 
 
@@ -160,7 +169,7 @@ def to_latex(table: pd.DataFrame) -> str:
 def to_csv(tables: dict) -> str:
     """Every dataset's rows, numbers unrounded: mean, CI half-width and mark per column."""
     cols = ["rank", "family", "seeds"] + [x for c, _, _ in QUALITY for x in (c, f"{c}_ci", f"{c}_mark")] + \
-        ["params", "s_per_epoch", "notes"]
+        [f"{c}_{end}" for c in SAMPLED for end in ("lo", "hi")] + ["params", "s_per_epoch", "notes"]
     return pd.concat([t[cols].assign(dataset=d) for d, t in tables.items()]).to_csv(index=False)
 
 
@@ -224,7 +233,8 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
     out.mkdir(parents=True, exist_ok=True)
     budget = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in suite["scales"][scale].items())
     lead = (f"Suite {suite['name']} at scale {scale}: {budget} for every family; mean ± 95% CI over seeds "
-            f"(Student t). Bold: best of the column; underlined or italic: its interval overlaps the best's (a tie). "
+            f"(Student t); beside a sample FD, in brackets, the mean of its runs' own 95% bootstrap intervals (the error "
+            f"from the number of images scored). Bold: best of the column; underlined or italic: its interval overlaps the best's (a tie). "
             f"Rank: mean rank over {', '.join(lab for c, lab, _ in QUALITY if c in RANKED)} (each quantity once), "
             f"among the comparable, working families; the others are shown unranked with the reason."
             + (f" {note}" if note else ""))

@@ -110,9 +110,10 @@ def fd_note(frame) -> str | None:
     if spaces == {"inception"}:
         text = "FD is the Frechet Inception Distance (InceptionV3, 2048-d), comparable with papers"
     else:
-        text = (f"FD is the Frechet distance in the features of small classifiers that aebench trains once per "
-                f"dataset with seeds 0, 1, 2, the mean over the three{spread} (their identities are in the notes at "
-                f"the end); comparable within this report, not with Inception FIDs"
+        text = (f"FD is the Frechet distance in the features of three fixed small classifiers per dataset (shipped "
+                f"with aebench for MNIST and Fashion-MNIST, the same bytes on every machine; trained once by the same "
+                f"recipe for other datasets), the mean over the three{spread} (their identities are in the notes at "
+                f"the end); comparable between runs that name the same networks, not with Inception FIDs"
                 + ("; some runs were scored by Inception FID instead (see `sample/score_space`), and the two do "
                    "not compare" if "inception" in spaces else ""))
     untold = untold_note(frame)

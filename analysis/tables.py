@@ -157,6 +157,7 @@ def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
             row[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
             row[f"{m}_ci"] = ci95(vals)
             row[f"{m}_values"] = tuple(float(v) for v in vals if np.isfinite(v))  # per seed, in seed order
+            row[f"{m}_sampling"] = sampling_interval(g, m)
         for col, _ in INFO:
             if col in g:
                 row[col] = float(pd.to_numeric(g[col], errors="coerce").mean())
@@ -200,14 +201,33 @@ def display(summary: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     if "stopped" in summary and summary["stopped"].any():
         out["stopped early (not averaged)"] = summary["stopped"]
     for m in metrics:
-        out[m] = [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals)
-                  for v, c, vals in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"])]
+        out[m] = metric_cells(summary, m)
     for col, label in INFO:
         if col in summary:
             integer = col in ("params", "epochs_done", "best_epoch")
             out[label] = summary[col].map(lambda v: "-" if pd.isna(v) else f"{v:,.0f}" if v >= 100 or integer
                                           else f"{v:.1f}")
     return out
+
+
+def metric_cells(summary: pd.DataFrame, m: str) -> list[str]:
+    """A metric's cells: `mean ± CI` over seeds (with the two values where there are two); with
+    one seed, a sample FD's own bootstrap interval `[lo, hi]` beside its value."""
+    sampling = summary[f"{m}_sampling"] if f"{m}_sampling" in summary else [None] * len(summary)
+    return [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals)
+            + (f" [{_fmt(b[0])}, {_fmt(b[1])}]" if (c is None or c != c) and b else "")
+            for v, c, vals, b in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"], sampling)]
+
+
+def sampling_interval(g: pd.DataFrame, metric: str) -> tuple[float, float] | None:
+    """A sample FD's own 95% bootstrap interval (`<metric>_lo`, `_hi`: the sampling error from
+    the images scored), the mean over the runs; shown where there is one seed and no seed
+    interval. None for other metrics."""
+    cols = [f"{metric}_lo", f"{metric}_hi"]
+    if not all(c in g for c in cols):
+        return None
+    both = g[cols].apply(pd.to_numeric, errors="coerce").dropna()
+    return (float(both[cols[0]].mean()), float(both[cols[1]].mean())) if len(both) else None
 
 
 def seed_values_note(values) -> str:

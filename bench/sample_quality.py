@@ -1,18 +1,23 @@
-"""Sample quality: a Frechet distance in the features of small classifiers trained per dataset.
+"""Sample quality offline (`--sample-score small`): a Frechet distance in the features of small
+classifiers, three per dataset, fixed.
 
 The score is torchmetrics' FrechetInceptionDistance with a custom feature extractor: the
 penultimate layer of a small CNN trained on the dataset's labelled training images (on a
 dataset with binary attributes, CelebA, on all of them at once, multi-label: one attribute
-such as Smiling leaves features that cannot tell samplers apart). How far generated images
-lie from real ones in such a space depends on the network's training seed (off the data,
-where samples lie, networks trained alike disagree: 28-50% coefficient of variation over 12
-seeds on MNIST samples of four autoencoders), so there are three networks, trained with
-seeds 0, 1 and 2: the score is the mean of the three distances, and its spread (max - min
-over mean) is recorded beside it, so a reader sees how far to trust a difference. Each
-network is trained once, deterministically (fixed seed, image subset and epochs), cached on
-disk and shared by every run on the same data; their identity (dataset, shape, images,
-recipe, hashed) is recorded beside every score. Scores are comparable between runs that name
-the same identity, and only between them; they are not Inception-FID numbers from papers.
+such as Smiling leaves features that cannot tell samplers apart). Three networks, seeds 0, 1
+and 2; the score is the mean of the three distances, their spread (max - min over mean) is
+recorded as a diagnostic, and the score's error bar is the bootstrap interval of
+`bench.sample_scores`.
+
+For MNIST and Fashion-MNIST the networks ship with the project (`bench/feature_nets/`, about
+300 KB each, SHA-256 checked on load), so every user scores in the same space and no run
+trains one. For other datasets they are trained once by the same recipe (fixed seed, the
+first FEATURE_MAX_TRAIN labelled training images or the whole split where it is smaller,
+FEATURE_EPOCHS epochs), cached on disk and shared by every run on the data; a network is
+never trained on fewer images than that: where the whole split cannot be read, the tool
+refuses and says how many it needs. Their identity (dataset, shape, images, recipe, hashed)
+is recorded beside every score. Scores compare between runs that name the same identity,
+and only between them; they are not the Inception FIDs of papers (`bench.inception`).
 """
 from __future__ import annotations
 
@@ -109,8 +114,13 @@ def _full_training_set(data, cfg):
     full = cfg.with_keys(limit_train=None, limit_test=1, split_seed=FEATURE_SEEDS[0])
     try:
         return load_data(full).labelled_train
-    except UsageError:  # the whole dataset is not there (CelebA's subset asked of a smaller copy)
-        return data.labelled_train
+    except UsageError as e:  # the whole split is not there (CelebA's subset asked of a smaller copy)
+        # Networks trained on fewer images than the recipe states would score in another space
+        raise UsageError(f"the sample score's feature networks for {data.name} are trained on the first "
+                         f"{FEATURE_MAX_TRAIN:,} labelled training images (or the whole training split where it "
+                         f"is smaller), and only the run's {len(data.labelled_train):,} can be read here ("
+                         f"{' '.join(str(e).split())}); give the whole dataset, or score with --sample-score "
+                         f"inception") from None
 
 
 def feature_networks(data, device, cfg=None, shipped: bool = True) -> FeatureNetworks:

@@ -265,6 +265,17 @@ def test_tables_count_seeds_and_name_them_apart(tmp_path, capsys):
     assert rows["ae"][head.index("seed ids")] == "0" and rows["dae"][head.index("n seeds")] == "2"
 
 
+def test_a_sample_fd_of_one_seed_shows_its_own_bootstrap_interval(tmp_path, capsys):
+    """One seed has no interval over seeds: the FD's own sampling interval is shown instead; with
+    three seeds the seeds' interval is (it holds the sampling error too)."""
+    fd = lambda v: {"sample/gmm_fd": v, "sample/gmm_fd_lo": v - 2, "sample/gmm_fd_hi": v + 3}  # noqa: E731
+    fake_runs(tmp_path / "runs", [({"model": "ae", "seed": 0}, fd(30.0))]
+              + [({"model": "vae", "seed": s}, fd(40.0 + s)) for s in (0, 1, 2)])
+    assert tables_main(["--runs", str(tmp_path / "runs"), "--metrics", "gmm_fd"]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert "| 30.00 [28.00, 33.00] |" in rows["ae"] and "41.00 ± 2.48 |" in rows["vae"], rows
+
+
 def test_a_table_never_puts_an_aes_mse_and_a_vaes_elbo_in_one_column(tmp_path):
     """`best_value` is each family's own loss: over runs of an AE and a VAE it is left out of
     the default table (with a note), and asked for by name it becomes one column per meaning."""

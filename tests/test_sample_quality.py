@@ -245,3 +245,71 @@ def test_the_fast_fd_and_kid_equal_torchmetrics_own_formulas():
         values.append(float(poly_mmd(a[i], b[j])))
     assert mean == pytest.approx(sum(values) / len(values), rel=1e-6) and std == pytest.approx(
         float(torch.tensor(values).std()), rel=1e-4)
+
+
+def test_feature_networks_are_never_trained_on_fewer_images_than_their_recipe(tmp_path, monkeypatch):
+    """A CelebA copy of 60 faces, run on 40: the networks' recipe asks for the whole training
+    split (up to 20,000 images), which cannot be read, so the sample tool refuses in one line
+    naming how many it needs, and trains nothing; the run itself finishes."""
+    import torchvision
+    from formats import trust_files, write_celeba
+
+    from bench.sample_quality import cache_dir
+    from conftest import only_run, run_inproc
+
+    monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
+    base, _ = write_celeba(tmp_path, n=60)
+    trust_files(monkeypatch, torchvision.datasets.CelebA, base)
+    assert run_inproc(["--model", "ae", "--dataset", "celeba", "--data-root", tmp_path, "--limit-train", 40,
+                       "--limit-test", 20, "--epochs", 1, "--eval", "sample", "--runs-dir", tmp_path / "runs",
+                       "--wandb", "disabled"]) == 0
+    s = only_run(tmp_path).read_summary()
+    why = s["sample/skipped"]
+    assert "20,000" in why and "only the run's 36" in why and "--sample-score inception" in why, why
+    assert "sample/gmm_fd" not in s and not list(cache_dir().glob("*.pt"))
+
+
+def _trained_ae(dataset: str, root: str, tmp_path):
+    """A conv AE trained for 5 epochs on 10,000 images (PSNR about 18.6 dB): a good model at this scale."""
+    from bench.api import load, train
+
+    rec = train(model="ae", dataset=dataset, data_root=root, epochs=5, limit_train=10000, limit_test=500,
+                latent_dim=16, batchnorm=True, runs_dir=str(tmp_path / "runs"), wandb="disabled")
+    assert rec["status"] == "finished" and rec["summary"]["test/psnr"] > 18, rec["summary"]
+    return load(rec["run_dir"])[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_the_score_tells_real_from_good_samples_from_trivial_ones(dataset, tmp_path, mnist_root):
+    """In the shipped networks: other real test images score far lower than a good model's GMM
+    samples, and those far lower than uniform noise, the training set's mean image repeated, or a
+    collapsed model's output (one decoded image for every code). The old networks scored a
+    constant image as well as real samples."""
+    import numpy as np
+
+    from bench.data import load_data
+    from bench.latent import codes
+    from bench.sample_quality import feature_networks
+    from bench.sample_scores import score_each
+    from bench.samplers import GMMSampler
+    from bench.spec import resolve
+
+    root = mnist_root if dataset == "mnist" else needs_fashion()
+    if root is None:
+        pytest.skip("real Fashion-MNIST not present")
+    model = _trained_ae(dataset, root, tmp_path)
+    data = load_data(resolve({"dataset": dataset, "data_root": root, "limit_train": 10000, "limit_test": 2000}))
+    real, other = data.test.x[:1000].float() / 255, data.test.x[1000:].float() / 255
+    z = torch.from_numpy(GMMSampler(10, seed=0).fit(codes(model, data.train, torch.device("cpu")))
+                         .sample(1000, np.random.default_rng(0))).float()
+    with torch.no_grad():
+        good = model.decode(z).clamp(0, 1)
+        collapsed = model.decode(z.mean(0, keepdim=True)).clamp(0, 1).expand(1000, -1, -1, -1)
+    mean = (data.train.x.float().mean(0, keepdim=True) / 255).expand(1000, -1, -1, -1)
+    noise = torch.rand(other.shape, generator=torch.Generator().manual_seed(0))
+    s = score_each(feature_networks(data, torch.device("cpu")), real,
+                   {"real": other, "good": good, "noise": noise, "mean": mean, "collapsed": collapsed})
+    assert s["real"].hi * 10 < s["good"].lo, s
+    for trivial in ("noise", "mean", "collapsed"):
+        assert s["good"].hi * 3 < s[trivial].lo, (trivial, s)

@@ -113,7 +113,7 @@ def _suite_runs(root):
     """Finished runs of suite standard at scale tiny, as the runner records them (no training)."""
     rows = []
     for model, mse, acc, params, extra in (
-            ("ae", 0.010, 0.90, 200_000, {"sample/gmm_fd": 30.0}),
+            ("ae", 0.010, 0.90, 200_000, {"sample/gmm_fd": 30.0, "sample/gmm_fd_lo": 28.0, "sample/gmm_fd_hi": 33.0}),
             ("vae", 0.020, 0.80, 210_000, {"sample/prior_fd": 20.0, "sample/gmm_fd": 25.0}),
             ("pool_ae", 0.011, 0.70, 30_000, {})):
         for seed in (0, 1, 2):
@@ -139,6 +139,7 @@ def test_the_leaderboard_ranks_with_intervals_and_marks_best_and_ties(tmp_path):
     ae, vae, pool = rows
     assert "**0.0101 ± 0.0002**" in ae  # best MSE: mean of 0.0100, 0.0101, 0.0102, t(2) = 4.30 interval
     assert "**20.00**" in vae and "| - |" in pool  # the VAE's prior FD is the best; pool_ae cannot generate
+    assert "| 30.00 [28.00, 33.00] |" in ae and "bootstrap intervals" in md  # the runs' own sampling error
     assert "its code has 98 values, not the suite's 16" in pool and "cannot generate" in pool
     csv = (out / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("rank,family,seeds,test/mse,test/mse_ci,test/mse_mark") and len(csv) == 4
