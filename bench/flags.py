@@ -11,6 +11,9 @@
   mean KL per dimension under 0.01 nats), whatever the decoder does. A sparse or plain code
   with few active units is not collapse: sparsity is what the sparse AE asks for.
 
+- Codebook collapse (`test/codebook_collapse`, vector-quantised codes): most test batches
+  use under a tenth of the codebook, so the code holds far fewer values than its size says.
+
 Torch-free: the runner, the sweep runner and analysis all say the same words.
 """
 from __future__ import annotations
@@ -39,4 +42,11 @@ def collapse_words(summary: dict) -> str | None:
     if posterior_collapsed(summary):
         return ("POSTERIOR COLLAPSE (no latent unit carries information about the input; "
                 "samples and latent-space numbers describe the prior, not the data)")
+    if _share(summary.get("test/codebook_collapse")) >= 0.5:
+        return (f"CODEBOOK COLLAPSE (few codes take every position: {_share(summary.get('test/codes_used')):.0%} of "
+                f"the codebook in use on the test set, perplexity {_share(summary.get('test/perplexity')):.1f})")
     return None
+
+
+def _share(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

@@ -31,11 +31,16 @@ class Sampler:
 
 
 class PriorSampler(Sampler):
-    """The VAE prior N(0, I); `fit` only reads the code size."""
+    """The VAE prior: N(0, I), or the model's own prior where it has a learned one (`draw(n,
+    rng)`, e.g. a VampPrior's `prior_codes`); `fit` only reads the code size."""
+
+    def __init__(self, draw=None):
+        self.draw = draw
 
     def sample(self, n, rng=None):
         self._check()
-        return (rng or np.random.default_rng()).standard_normal((n, self.dim))
+        rng = rng or np.random.default_rng()
+        return self.draw(n, rng) if self.draw is not None else rng.standard_normal((n, self.dim))
 
 
 class GaussianSampler(Sampler):

@@ -157,3 +157,52 @@ def test_rae_gmm_samples_beat_a_vaes_prior_samples(tmp_path, mnist_root):
     rae, vae = sampled("rae"), sampled("vae")
     assert rae["sample/gmm_fd_hi"] < vae["sample/prior_fd_lo"], (rae["sample/gmm_fd"], vae["sample/prior_fd"])
     assert rae["test/z_norm"] > 0 and rae["test/dec_reg"] > 0
+
+
+def test_vqvae_uses_its_codebook_on_mnist_and_flags_a_collapsed_one(tmp_path, mnist_root):
+    """VQ-VAE (van den Oord et al. 2017) on MNIST at small scale: perplexity and codebook usage
+    are recorded each epoch and on the test set, and a trained codebook is in wide use; a
+    codebook where one code takes every position is flagged as codebook collapse."""
+    import torch
+
+    from bench.flags import collapse_words
+    from registry import create_model
+
+    run = _mnist_run(tmp_path, mnist_root, "vqvae")
+    s, rows = run.read_summary(), run.read_metrics()
+    assert all("val/perplexity" in r and "train/codes_used" in r for r in rows)
+    assert s["test/perplexity"] > 10 and s["test/codes_used"] > 0.3 and s["test/codebook_collapse"] == 0, s
+    assert collapse_words(s) is None
+
+    model = create_model("vqvae", (1, 28, 28), 10).eval()
+    with torch.no_grad():
+        model.codebook.weight[1:] = 1e3  # every encoder output is nearest code 0
+        out = model(torch.rand(8, 1, 28, 28))
+    assert out["perplexity"] == pytest.approx(1.0) and out["codebook_collapse"] == 1
+    words = collapse_words({"test/codebook_collapse": 1.0, "test/codes_used": float(out["codes_used"]),
+                            "test/perplexity": float(out["perplexity"])})
+    assert words.startswith("CODEBOOK COLLAPSE") and "1% of the codebook" in words, words
+
+
+def test_vamp_vae_learns_its_pseudo_inputs_and_records_the_prior_likelihood(tmp_path, mnist_root):
+    """VampPrior VAE (Tomczak & Welling 2018) on MNIST at small scale: the pseudo-inputs move
+    from where they started, epoch after epoch, the prior log-likelihood of the codes is
+    recorded and rises as the mixture moves onto them, and prior samples come from the mixture
+    (a pseudo-input's posterior), not from N(0, I)."""
+    import numpy as np
+    import torch
+
+    from bench.api import load
+
+    run = _mnist_run(tmp_path, mnist_root, "vamp_vae")
+    rows, s = run.read_metrics(), run.read_summary()
+    shift, logp = [r["val/pseudo_shift"] for r in rows], [r["val/prior_logp"] for r in rows]
+    assert 0 < shift[0] < shift[-1] and logp[-1] > logp[0], (shift, logp)
+    assert "test/prior_logp" in s and s["test/pseudo_shift"] > 0
+    model, _ = load(str(run.path))
+    with torch.no_grad():
+        mu, _ = model.posterior(model.pseudo_images())
+    z = model.prior_codes(2000, np.random.default_rng(0))
+    assert z.shape == (2000, model.cfg.latent_dim)
+    centre = mu.mean(0).numpy()
+    assert np.abs(z.mean(0) - centre).max() < 0.1 * np.abs(centre).max() and np.abs(centre).max() > 1

@@ -229,5 +229,6 @@ def test_every_declared_loss_term_changes_the_loss(name, key, term):
     base = _loss_at(name, shape)
     default = getattr(registry.MODELS[name].config(), key)
     other = _loss_at(name, shape, **{key: default * 3 + 0.5})
-    assert float(base[term]) > 0, f"{name}: the term {term} is 0 at the test input"
+    # not 0 (a single-sample KL estimate, the VampPrior's, may be negative on one batch)
+    assert float(base[term]) != 0, f"{name}: the term {term} is 0 at the test input"
     assert not torch.isclose(base["loss"], other["loss"]), f"{name}: --{key} does not change the loss"

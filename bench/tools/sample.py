@@ -27,7 +27,7 @@ def sample(model, data, cfg, run, device):
     decode = decoder(model, "sample")
     shape = model.encode(images(data.test, torch.arange(1), device)).shape[1:]
     mu = codes(model, data.train, device)
-    samplers = {"prior": PriorSampler()} if model.is_variational else {}
+    samplers = {"prior": PriorSampler(getattr(model, "prior_codes", None))} if model.is_variational else {}
     samplers.update(ex_post=GaussianSampler(), gmm=GMMSampler(10, seed=cfg.seed))
     rng = np.random.default_rng(cfg.seed)
     n_scored = min(N_SAMPLES_SCORED, len(data.test))  # as many samples as real images they are compared with

@@ -1,0 +1,104 @@
+"""VAE with a VampPrior, `vamp_vae` (Tomczak and Welling, "VAE with a VampPrior", AISTATS
+2018, arXiv 1705.07120).
+
+The conv VAE's encoder and decoder, with the prior N(0, I) replaced by the "variational
+mixture of posteriors": p(z) = 1/K sum_k q(z | u_k), the encoder's own posteriors at K learned
+pseudo-inputs u_k (images, kept in [0, 1] by a hard tanh as in the paper's code, started at
+random pixels). The KL term has no closed form under a mixture, so it is the single-sample
+estimate log q(z|x) - log p(z) at the reparameterised z, as in the paper; evaluation draws z
+from a fixed stream, so a validation loss is the same number each time.
+
+Its diagnostics: `prior_logp`, the prior log-likelihood log p(z) of the posterior samples
+(nats per image; it rises as the prior moves onto the codes), and `pseudo_shift`, how far the
+pseudo-inputs moved from where they started (mean absolute pixel change): they are learned.
+Prior samples pick a pseudo-input at random and draw z from its posterior (`prior_codes`,
+which the sample tool's prior sampler uses).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.keys import BATCHNORM, BETA, CHANNELS, KL_WARMUP, LATENT_DIM, RECON_TYPE, Corruption, ImageInput, key
+from bench.models.vae import ConvVAE, recon_term
+from registry import register_model
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+@dataclass
+class VampConfig(ImageInput, Corruption):
+    """VAE with a VampPrior (vamp_vae)"""
+    channels: list[int] = key((32, 64, 128), **CHANNELS)
+    latent_dim: int = key(32, **LATENT_DIM)
+    beta: float = key(1.0, **BETA)
+    recon_type: str = key("mse", **RECON_TYPE)
+    kl_warmup_epochs: int = key(0, **KL_WARMUP)
+    batchnorm: bool = key(False, **BATCHNORM)
+    pseudo_inputs: int = key(50, "number K of learned pseudo-inputs in the VampPrior mixture", lo=1, hi=100000)
+    bottleneck: str = key("linear", internal=True)  # the mixture is over flat codes
+
+
+class VampVAE(ConvVAE):
+    def __init__(self, cfg: VampConfig):
+        super().__init__(cfg)
+        shape = (cfg.pseudo_inputs, cfg.in_channels, cfg.image_size, cfg.image_size)
+        start = torch.rand(shape)
+        self.pseudo = nn.Parameter(start.clone())
+        self.register_buffer("pseudo_start", start)
+
+    def pseudo_images(self) -> torch.Tensor:
+        return F.hardtanh(self.pseudo, 0.0, 1.0)
+
+    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) under the mixture of the pseudo-inputs' posteriors, one value per code."""
+        mu, logvar = self.posterior(self.pseudo_images())
+        per = log_normal(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0))  # (B, K)
+        return torch.logsumexp(per, 1) - math.log(len(mu))
+
+    def forward(self, x, y=None):
+        mu, logvar = self.posterior(self.model_input(x))
+        if self.training:
+            eps = torch.randn_like(mu)
+        else:  # a fixed stream: the same estimate each evaluation, nothing drawn from the training RNG
+            eps = torch.randn(mu.shape, generator=torch.Generator(device=mu.device).manual_seed(0),
+                              device=mu.device, dtype=mu.dtype)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        logits = self.decode_logits(z)
+        rec = recon_term(logits, x, self.cfg.recon_type)
+        logp = self.prior_logp(z)
+        kl = (log_normal(z, mu, logvar) - logp).mean()
+        weight = self.beta * self._kl_scale
+        loss = rec + weight * kl if weight > 0 else rec
+        recon = torch.sigmoid(self.decode_logits(mu))
+        return {"loss": loss, "recon": recon, "z": mu, "mu": mu, "logvar": logvar, "recon_loss": rec.detach(),
+                "kl": kl.detach(), "beta_now": torch.tensor(weight), "prior_logp": logp.mean().detach(),
+                "pseudo_shift": (self.pseudo_images() - self.pseudo_start.clamp(0, 1)).abs().mean().detach(),
+                "mse": F.mse_loss(recon.detach(), x)}
+
+    @torch.no_grad()
+    def prior_codes(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n draws from the VampPrior: a pseudo-input at random, then its posterior."""
+        was = self.training
+        self.eval()
+        mu, logvar = self.posterior(self.pseudo_images())
+        self.train(was)
+        k = torch.from_numpy(rng.integers(0, len(mu), n)).to(mu.device)
+        eps = torch.from_numpy(rng.standard_normal((n, mu.shape[1]))).to(mu)
+        return (mu[k] + eps * torch.exp(0.5 * logvar[k])).double().cpu().numpy()
+
+
+@register_model(config=VampConfig)
+def vamp_vae(cfg):
+    """VampPrior VAE (Tomczak & Welling 2018): the conv VAE with a mixture-of-posteriors prior on learned pseudo-inputs."""
+    return VampVAE(cfg)
