@@ -3,7 +3,8 @@ finished run's model from them).
 
 `last.pt` holds model, optimiser, the epoch history and every RNG state at the end of
 the last finished epoch; `best.pt` holds the weights of the best epoch. Both are
-written to a temporary file and moved into place, so a kill never leaves a torn file.
+written to a temporary file and moved into place, so a kill never leaves a torn file;
+during training they are written by a background thread (`Writer`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,55 @@ def save(path: Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(Path(path), buf.getbuffer())
+
+
+def _copied(obj):
+    """A checkpoint's contents as they are now: tensors cloned, containers copied, so that
+    training on while it is written cannot change what is written."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _copied(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copied(v) for v in obj)
+    return obj
+
+
+class Writer:
+    """Checkpoint writes off the training loop's path: `submit` copies the state (a memory copy,
+    under a millisecond for a 650k-parameter model and its optimiser) and one background
+    thread serialises and writes it, in submission order, each file atomically (`save`). The
+    next epoch trains meanwhile. A kill mid-write leaves the previous file whole, so a resume
+    starts from the epoch before and trains the same epoch again, bit for bit. `wait` returns
+    when every write is on disk and raises the first one's OSError (a full disk): the caller
+    waits before the files are read (test evaluation) and before the process ends."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending = []
+
+    def submit(self, path: Path, state: dict, then=None) -> None:
+        self._raise_failed()
+        self._pending.append(self._pool.submit(self._write, Path(path), _copied(state), then))
+
+    @staticmethod
+    def _write(path, state, then):
+        save(path, state)
+        if then is not None:
+            then()
+
+    def _raise_failed(self) -> None:
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for f in done:
+            f.result()  # re-raises the write's exception here, in the training thread
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
 
 
 def load(path: Path, map_location="cpu") -> dict:

@@ -228,6 +228,7 @@ def _train_and_evaluate(job: Job, phases: Phases, log) -> None:
                           early_stop=EarlyStop.from_env(job.run))
     phases.enter("training")
     state = job.trainer.fit()
+    job.run.update_summary(**job.trainer.cost_summary())
     phases.enter("test_evaluation")
     _test_evaluation(job, state, log)
     if job.tools:

@@ -2,6 +2,8 @@
 
     python -m bench.speed [--data-root DIR] [--epochs 1] [--repeats 3] [--limit-train N]
                           [--device cpu|cuda] [--out reports/speed.json]
+    python -m bench.speed --startup [--pairs 5]     # a tiny run against a bare script (bench.run_costs)
+    python -m bench.speed --epoch [--sittings 5]    # a marginal epoch against a bare loop (bench.epoch_costs)
 
 For each case, in one process and one sitting:
   (a) notebook: torchvision dataset + transforms.ToTensor() + DataLoader, metrics image by image;
@@ -262,11 +264,15 @@ def main(argv=None) -> int:
     p.add_argument("--per-run", action="store_true",
                    help="instead: what a whole 1-epoch run.py process costs besides training, by phase, cold and "
                         "warm cache (bench.run_costs)")
-    p.add_argument("--wandb", default="offline", choices=["offline", "disabled"], help="W&B mode of --per-run runs")
+    p.add_argument("--wandb", default="offline", choices=["offline", "disabled"], help="W&B mode of the runs of --per-run and --epoch")
     p.add_argument("--startup", action="store_true",
                    help="instead: a tiny run.py process against a bare script doing the same work (bench/bare_run.py), "
                         "CPU seconds in --pairs pairs, and what the run imports and does beyond it")
     p.add_argument("--pairs", type=int, default=5, help="run/bare pairs of --startup (default 5; the median is kept)")
+    p.add_argument("--epoch", action="store_true",
+                   help="instead: a run's marginal epoch against a bare loop that validates (bench/bare_epochs.py), in "
+                        "--sittings paired sittings, and the run's per-epoch work by kind")
+    p.add_argument("--sittings", type=int, default=5, help="run/bare sittings of --epoch (default 5; the median is kept)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("python -m bench.speed: error: --device cuda: no CUDA device is visible; valid here: cpu",
@@ -277,6 +283,8 @@ def main(argv=None) -> int:
         return _per_run(args)
     if args.startup:
         return _startup(args)
+    if args.epoch:
+        return _epoch(args)
     device = torch.device(args.device)
     cases = [c for c in CASES if args.cases == "all" or c["model"] in args.cases.split(",")]
     meta = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
@@ -322,6 +330,17 @@ def _startup(args) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(run_costs.startup_table(result))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _epoch(args) -> int:
+    from bench import epoch_costs
+
+    result = epoch_costs.epoch(str(Path(args.data_root).resolve()), args.sittings, wandb=args.wandb)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(epoch_costs.epoch_table(result))
     print(f"wrote {args.out}")
     return 0
 

@@ -175,6 +175,9 @@ class Trainer:
         self.step_fn = step_fn or model
         self.early_stop = early_stop
         self.check_every = 1 if device.type == "cpu" else 50
+        self.writer = checkpoint.Writer()
+        self.costs: dict[str, float] = {}  # seconds of each per-epoch work beside training, this process
+        self.epochs_here, self.starts = 0, []
         self.ckpt_meta = {"in_shape": list(data.shape), "num_classes": data.num_classes,
                           "config": record if record is not None else cfg.to_dict()}
         if resume is not None:
@@ -184,17 +187,26 @@ class Trainer:
             self.state = TrainState(**resume["state"])
             checkpoint.set_rng_state(resume["rng"], self.shuffle)
 
-    # -- checkpoints
+    # -- checkpoints, written by a background thread (`checkpoint.Writer`) while training goes on
     def save(self):
         faults.point("checkpoint")
-        checkpoint.save(self.run.ckpt("last"), dict(
+        done = self.state.epoch
+        self.writer.submit(self.run.ckpt("last"), dict(
             self.ckpt_meta, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler else None,
-            state=vars(self.state), rng=checkpoint.rng_state(self.shuffle)))
+            state=vars(self.state), rng=checkpoint.rng_state(self.shuffle)),
+            then=lambda: faults.point(f"checkpointed@{done}"))
 
     def save_best(self):
-        checkpoint.save(self.run.ckpt("best"), dict(self.ckpt_meta, model=self.model.state_dict(),
-                                                     epoch=self.state.epoch))
+        self.writer.submit(self.run.ckpt("best"), dict(self.ckpt_meta, model=self.model.state_dict(),
+                                                        epoch=self.state.epoch))
+
+    def timed(self, work: str, fn, *args):
+        """Run one piece of an epoch's work beside training, adding its seconds to `costs`."""
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.costs[work] = self.costs.get(work, 0.0) + time.perf_counter() - t0
+        return out
 
     # -- one epoch
     def train_epoch(self, epoch: int, stop: StopSignals) -> dict:
@@ -279,6 +291,24 @@ class Trainer:
                                  cfg.amp, cfg.channels_last)
 
     def fit(self) -> TrainState:
+        """Train the remaining epochs; returns with every checkpoint on disk, however it ends."""
+        try:
+            return self._fit()
+        finally:
+            self.timed("checkpoint_wait", self.writer.wait)
+
+    def cost_summary(self) -> dict:
+        """`time/epoch_work/<work>`: seconds per epoch of each work beside training and validation
+        (checkpoints queued, snapshot, tracking; `checkpoint_wait`: the writes left at the end)."""
+        n = max(1, self.epochs_here)
+        out = {f"time/epoch_work/{k}": round(v / n, 5) for k, v in self.costs.items()}
+        periods = [b - a for a, b in zip(self.starts, self.starts[1:])]  # one epoch's start to the next's
+        periods = periods[1:] or periods  # the first epoch warms up
+        if periods:  # what an epoch costs whole: training, validation and everything the harness does
+            out["time/epoch_period_seconds"] = round(sorted(periods)[len(periods) // 2], 5)
+        return out
+
+    def _fit(self) -> TrainState:
         cfg, st = self.cfg, self.state
         key, mode = self.model.best_metric
         if cfg.select_on == "test":
@@ -288,7 +318,9 @@ class Trainer:
         with StopSignals() as stop:  # SIGINT/SIGTERM stop the loop between steps
             for epoch in range(st.epoch, st.epoch if st.stopped else cfg.epochs):
                 t_epoch = time.perf_counter()
+                self.starts.append(t_epoch)
                 tr = self.train_epoch(epoch, stop)
+                self.epochs_here += 1
                 row = {"epoch": epoch + 1}
                 row.update({f"train/{k}": v for k, v in tr["metrics"].items()})
                 for split in self.model.epoch_splits:
@@ -302,16 +334,15 @@ class Trainer:
                 st.history.append(row)
                 if better(row.get(key, row["val/loss"]), st.best_value, mode):
                     st.best_value, st.best_epoch = row.get(key, row["val/loss"]), epoch + 1
-                    self.save_best()
-                self.snapshot(epoch + 1)
+                    self.timed("best_checkpoint", self.save_best)
+                self.timed("snapshot", self.snapshot, epoch + 1)
                 # What an epoch costs: training, validation, best.pt, snapshot; taken before last.pt
                 # is written so that the checkpoint (and a resumed run's history) holds it.
                 row["time/epoch_wall_seconds"] = time.perf_counter() - t_epoch
-                self.save()
-                faults.point(f"checkpointed@{st.epoch}")
-                self.tracking.log_epoch(row, self.snapshot_media(epoch + 1))
+                self.timed("last_checkpoint", self.save)
+                self.timed("tracking", self.tracking.log_epoch, row, self.snapshot_media(epoch + 1))
                 faults.point(f"logged@{st.epoch}")
-                self.log_progress(key)
+                self.timed("tracking", self.log_progress, key)
                 self.log(format_row(row, cfg.epochs, self.model.quiet_terms()))
                 stop.check(f"epoch {epoch + 1}")
                 if self.early_stop is not None and st.epoch < cfg.epochs:
