@@ -10,7 +10,8 @@ without editing the suite), the seeds, the evaluation tools and the budget of ea
 family, and `family_keys` given to every family that takes them (BatchNorm). Each dataset
 runs as a grid (family x seed) through the local sweep runner, so a suite resumes like a
 sweep, never runs a configuration twice, and its runs share one folder and one W&B group,
-`suite_<name>_<scale>`. A family that has no latent size to set (`pool_ae`: its code size
+`suite_<name>_<scale>`. A dataset whose files are not under `--data-root` is left out in one
+line that says where to put them, and the suite goes on with the others. A family that has no latent size to set (`pool_ae`: its code size
 is fixed by its architecture) runs at its own size.
 """
 from __future__ import annotations
@@ -189,17 +190,39 @@ def _run_suite(args, rest) -> int:
     print(f"suite {args.suite} at scale {args.scale}: {len(models)} families x {len(datasets)} datasets x "
           f"{len(suite.get('seeds') or [0, 1, 2])} seeds; budget: "
           + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in suite["scales"][args.scale].items()), flush=True)
-    code = 0
+    code, ran = 0, 0
     for dataset in datasets:
+        missing = unavailable(dataset, overrides)
+        if missing:  # one line for this dataset; the others go on
+            print(f"suite {args.suite}: {dataset} left out: {missing}", flush=True)
+            continue
+        ran += 1
         cfg = sweep_for(suite, args.scale, dataset, models)
         _check_against_registry(f"suite {args.suite}", cfg["parameters"])
         carried = [latent_choice(suite, dataset, models), family_keys(suite, models)] + \
             tool_choices(suite, dataset, models)
         sweep = Sweep(f"{args.suite}.yaml", cfg, args, fixed, None, overrides, carried)
         code = max(code, sweep.dry_run() if args.dry_run else sweep.run())
+    if not ran:
+        raise UsageError(f"none of the datasets of suite {args.suite} ({', '.join(datasets)}) can be read under "
+                         f"--data-root {overrides.get('data_root', './data')}")
     if not args.dry_run:
         print(f"leaderboard: python -m analysis.leaderboard {args.suite} --scale {args.scale} --runs {args.runs_dir}")
     return code
+
+
+def unavailable(dataset: str, overrides: dict) -> str | None:
+    """Why the dataset's files cannot be read here (its loader's own one line: where to put
+    them), or None: a suite runs on the datasets the user has."""
+    from bench.data import load_data
+    from bench.spec import resolve
+
+    try:
+        load_data(resolve({"dataset": dataset, "data_root": overrides.get("data_root", "./data"),
+                           "limit_train": 2, "limit_test": 1}))
+    except UsageError as e:
+        return " ".join(str(e).split())
+    return None
 
 
 if __name__ == "__main__":

@@ -228,3 +228,32 @@ def test_the_leaderboard_ranks_only_comparable_working_families_each_quantity_on
     assert [lab for c, lab, _ in QUALITY if c in ("gen_fd", "prior_fd")] == ["sample FD (GMM)", "prior FD (VAE)"]
     vae = rows[families.index("vae")]
     assert "**25.00" in vae and "**20.00**" in vae  # the best GMM FD (25 against ae's 30), and the prior's own column
+
+
+def test_the_suite_runs_on_the_datasets_the_user_has_and_leaves_out_the_others_in_one_line(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """CIFAR-10 in its real on-disk format is there, CelebA is not: CelebA is left out in one
+    line that says where its files go, and CIFAR-10's runs train at the suite's latent size."""
+    from formats import trust_files, write_cifar10
+    from torchvision.datasets import CIFAR10
+
+    from bench.suite import main as suite_main
+    from bench.store import list_runs
+
+    trust_files(monkeypatch, CIFAR10, write_cifar10(tmp_path / "data", n_per_batch=80))
+    code = suite_main(["standard", "--scale", "tiny", "--families", "ae,vae", "--datasets", "cifar10,celeba",
+                       "--data-root", str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"), "--wandb",
+                       "disabled"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-2000:]
+    left = [line for line in out.splitlines() if "left out" in line]
+    assert len(left) == 1 and "celeba" in left[0] and "celeba" in left[0].split("place them in")[1], left
+    runs = [r for r in list_runs(str(tmp_path / "runs" / "suite_standard_tiny"))]
+    assert len(runs) == 6 and all(r.read_summary()["status"] == "finished" for r in runs)
+    assert {r.read_config()["latent_dim"] for r in runs} == {128} and {r.read_config()["dataset"] for r in runs} == {"cifar10"}
+
+
+def test_a_suite_with_none_of_its_datasets_is_refused_in_one_line(tmp_path):
+    p = run_cli(["standard", "--scale", "tiny", "--datasets", "cifar10,celeba", "--data-root", tmp_path / "none"],
+                cwd=tmp_path, script="bench.suite")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "none of the datasets" in p.stderr, p.stderr
