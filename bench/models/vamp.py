@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.keys import BATCHNORM, BETA, CHANNELS, KL_WARMUP, LATENT_DIM, RECON_TYPE, Corruption, ImageInput, key
-from bench.models.vae import ConvVAE, recon_term
+from bench.keys import key
+from bench.models.vae import ConvVAE, ConvVAEConfig, recon_term
 from registry import register_model
 
 LOG_2PI = math.log(2 * math.pi)
@@ -37,14 +37,8 @@ def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch
 
 
 @dataclass
-class VampConfig(ImageInput, Corruption):
+class VampConfig(ConvVAEConfig):
     """VAE with a VampPrior (vamp_vae)"""
-    channels: list[int] = key((32, 64, 128), **CHANNELS)
-    latent_dim: int = key(32, **LATENT_DIM)
-    beta: float = key(1.0, **BETA)
-    recon_type: str = key("mse", **RECON_TYPE)
-    kl_warmup_epochs: int = key(0, **KL_WARMUP)
-    batchnorm: bool = key(False, **BATCHNORM)
     pseudo_inputs: int = key(50, "number K of learned pseudo-inputs in the VampPrior mixture", lo=1, hi=100000)
     bottleneck: str = key("linear", internal=True)  # the mixture is over flat codes
 
@@ -60,14 +54,17 @@ class VampVAE(ConvVAE):
     def pseudo_images(self) -> torch.Tensor:
         return F.hardtanh(self.pseudo, 0.0, 1.0)
 
-    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) under the mixture of the pseudo-inputs' posteriors, one value per code."""
-        mu, logvar = self.posterior(self.pseudo_images())
-        per = log_normal(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0))  # (B, K)
-        return torch.logsumexp(per, 1) - math.log(len(mu))
+    @staticmethod
+    def prior_logp(z: torch.Tensor, mu_k: torch.Tensor, logvar_k: torch.Tensor) -> torch.Tensor:
+        """log p(z) under the mixture of the pseudo-inputs' posteriors (mu_k, logvar_k), one value per code."""
+        per = log_normal(z.unsqueeze(1), mu_k.unsqueeze(0), logvar_k.unsqueeze(0))  # (B, K)
+        return torch.logsumexp(per, 1) - math.log(len(mu_k))
 
     def forward(self, x, y=None):
-        mu, logvar = self.posterior(self.model_input(x))
+        # The images and the pseudo-inputs in one pass: one set of batch statistics (BatchNorm)
+        mu, logvar = self.posterior(torch.cat([self.model_input(x), self.pseudo_images()]))
+        (mu, mu_k), (logvar, logvar_k) = mu.split([len(x), self.cfg.pseudo_inputs]), \
+            logvar.split([len(x), self.cfg.pseudo_inputs])
         if self.training:
             eps = torch.randn_like(mu)
         else:  # a fixed stream: the same estimate each evaluation, nothing drawn from the training RNG
@@ -76,7 +73,7 @@ class VampVAE(ConvVAE):
         z = mu + eps * torch.exp(0.5 * logvar)
         logits = self.decode_logits(z)
         rec = recon_term(logits, x, self.cfg.recon_type)
-        logp = self.prior_logp(z)
+        logp = self.prior_logp(z, mu_k, logvar_k)
         kl = (log_normal(z, mu, logvar) - logp).mean()
         weight = self.beta * self._kl_scale
         loss = rec + weight * kl if weight > 0 else rec
