@@ -17,6 +17,7 @@ is fixed by its architecture) runs at its own size.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def _run_suite(args, rest) -> int:
           + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in suite["scales"][args.scale].items()), flush=True)
     code, ran = 0, 0
     for dataset in datasets:
-        missing = unavailable(dataset, overrides)
+        missing = None if args.dry_run else unavailable(dataset, overrides)
         if missing:  # one line for this dataset; the others go on
             print(f"suite {args.suite}: {dataset} left out: {missing}", flush=True)
             continue
@@ -213,15 +214,35 @@ def _run_suite(args, rest) -> int:
 
 def unavailable(dataset: str, overrides: dict) -> str | None:
     """Why the dataset's files cannot be read here (its loader's own one line: where to put
-    them), or None: a suite runs on the datasets the user has."""
+    them), or None: a suite runs on the datasets the user has. Asked in a forked child: loading
+    data starts torch's thread pools, and the sweep runner forks its runs from this process,
+    where a pool started before the fork deadlocks the child (seen: a run that never started)."""
+    root = str(overrides.get("data_root", "./data"))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, exit without running the parent's handlers
+        try:
+            os.close(r)
+            os.write(w, (_probe(dataset, root) or "").encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        answer = f.read().decode()
+    os.waitpid(pid, 0)
+    return answer or None
+
+
+def _probe(dataset: str, root: str) -> str | None:
     from bench.data import load_data
     from bench.spec import resolve
 
     try:
-        load_data(resolve({"dataset": dataset, "data_root": overrides.get("data_root", "./data"),
-                           "limit_train": 2, "limit_test": 1}))
+        load_data(resolve({"dataset": dataset, "data_root": root, "limit_train": 2, "limit_test": 1}))
     except UsageError as e:
         return " ".join(str(e).split())
+    except Exception as e:  # any other fault reading it: said, and the suite goes on
+        return f"{dataset}: cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
     return None
 
 

@@ -63,21 +63,22 @@ def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
     out = capsys.readouterr().out.splitlines()
     runs = [line for line in out if "--model=" in line]
     models = {line.split("--model=")[1].split()[0] for line in runs}
-    assert len(runs) == len(models) * 2 * 3 and {"ae", "vae", "pool_ae", "mcae", "linear_ae"} <= models
+    assert len(runs) == len(models) * 4 * 3 and {"ae", "vae", "pool_ae", "mcae", "linear_ae"} <= models
     budget = "--epochs=4 --batch_size=128 --lr=0.001 --limit_train=6000 --limit_test=1000 --eval_sigmas=0.3"
     assert all(budget in line and "--group=suite_standard_cpu" in line for line in runs)
     for line in runs:
         if "--model=pool_ae" in line:  # its code size is fixed by its architecture; it cannot generate
             assert "--latent-dim" not in line and "--eval=probe,denoise " in line
         else:
-            assert "--latent-dim=16" in line and "--eval=probe,denoise,sample " in line
+            latent = {"cifar10": 128, "celeba": 64}.get(line.split("--dataset=")[1].split()[0], 16)
+            assert f"--latent-dim={latent}" in line and "--eval=probe,denoise,sample " in line
 
 
 @pytest.mark.parametrize("argv,needle", [
     (["nope"], "unknown suite 'nope'; valid: standard"),
     (["standard", "--epochs", "9"], "--epochs: the suite fixes it"),
     (["standard", "--families", "ae,resnet"], "'resnet' is not a family of suite standard"),
-    (["standard", "--datasets", "cifar10"], "'cifar10' is not in suite standard"),
+    (["standard", "--datasets", "stl10"], "'stl10' is not in suite standard"),
 ])
 def test_bad_suite_input_is_one_line(capsys, argv, needle):
     from bench.suite import main as suite_main
@@ -105,8 +106,9 @@ def test_a_users_own_family_joins_the_suite_without_editing_it(tmp_path):
                        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)})
     assert p.returncode == 0, p.stderr
     mine = [line for line in p.stdout.splitlines() if "--model=tiny_user_ae" in line]
-    assert len(mine) == 6 and all("--latent-dim=16" in line and "--eval=probe,denoise,sample " in line
-                                  for line in mine)
+    assert len(mine) == 12 and all("--eval=probe,denoise,sample " in line for line in mine)
+    assert all("--latent-dim=16" in line for line in mine if "mnist" in line)
+    assert all("--latent-dim=128" in line for line in mine if "cifar10" in line)
 
 
 def _suite_runs(root):
