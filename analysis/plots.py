@@ -187,7 +187,7 @@ def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, pat
     """Configurations (rows) x test noise sigma (columns), the denoise tool's `denoise/<metric>@s`
     averaged over seeds, with a colour bar: clean-vs-noisy performance at a glance."""
     cols = sorted((c for c in summary.columns
-                   if c.startswith(f"denoise/{metric}@") and not c.endswith(("_ci", "_values"))),
+                   if c.startswith(f"denoise/{metric}@") and not c.endswith(("_ci", "_values", "_sampling"))),
                   key=lambda c: float(c.split("@")[1]))
     if not cols or summary[cols].isna().all().all():
         return None

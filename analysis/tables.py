@@ -157,7 +157,8 @@ def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
             row[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
             row[f"{m}_ci"] = ci95(vals)
             row[f"{m}_values"] = tuple(float(v) for v in vals if np.isfinite(v))  # per seed, in seed order
-            row[f"{m}_sampling"] = sampling_interval(g, m)
+            if f"{m}_lo" in g:  # a sample FD's own bootstrap interval
+                row[f"{m}_sampling"] = sampling_interval(g, m)
         for col, _ in INFO:
             if col in g:
                 row[col] = float(pd.to_numeric(g[col], errors="coerce").mean())

@@ -125,7 +125,7 @@ def fashion_root(tmp_path):
 
 def run_cli(args, cwd, timeout=600, env=None, script="run.py"):
     """Run a CLI as a real process; returns CompletedProcess with text output."""
-    e = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     cmd = [sys.executable, str(ROOT / script)] if script.endswith(".py") else [sys.executable, "-m", script]
     return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, env=e, capture_output=True,
                           text=True, timeout=timeout)

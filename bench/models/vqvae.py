@@ -47,9 +47,15 @@ class VQVAEConfig(ImageInput, Corruption):
     batchnorm: bool = key(True, **BATCHNORM)  # without it the conv stack's outputs died on MNIST (PSNR 9.6)
 
 
+def code_counts(index: torch.Tensor, k: int) -> torch.Tensor:
+    """How many positions picked each of the K codes (bincount's, as a sum that also runs on meta)."""
+    flat = index.flatten()
+    return torch.zeros(k, device=flat.device).index_add_(0, flat, torch.ones(flat.shape, device=flat.device))
+
+
 def perplexity(index: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(exp of the entropy of the code frequencies, share of the K codes picked at least once)."""
-    p = torch.bincount(index.flatten(), minlength=k).float() / index.numel()
+    p = code_counts(index, k) / index.numel()
     return torch.exp(-(p * torch.log(p + 1e-10)).sum()), (p > 0).float().mean()
 
 
@@ -77,6 +83,8 @@ class VQVAE(BenchModel):
         no position has picked for a while (running usage under 1/(100 K)) moves onto a random
         encoder output of this batch (the restarts of Dhariwal et al. 2020, Jukebox). Without
         them one code took every position on MNIST within an epoch (codes used 2%)."""
+        if flat.is_meta:  # a dry build (shapes and terms only): nothing to start or restart from
+            return
         k = self.cfg.codebook_size
         pick = lambda n: flat[torch.randint(len(flat), (n,), device=flat.device)]  # noqa: E731
         if not self.started:
@@ -84,7 +92,7 @@ class VQVAE(BenchModel):
             self.usage.fill_(1.0 / k)
             self.started.fill_(True)
             return
-        self.usage.mul_(0.99).add_(0.01 * torch.bincount(index, minlength=k).float() / len(index))
+        self.usage.mul_(0.99).add_(0.01 * code_counts(index, k) / len(index))
         dead = self.usage < 0.01 / k
         if dead.any():
             self.codebook.weight.data[dead] = pick(int(dead.sum()))
