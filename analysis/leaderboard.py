@@ -72,7 +72,7 @@ def family_rows(frame: pd.DataFrame, suite: dict, dataset: str) -> pd.DataFrame:
     rows = []
     for family, g in frame[frame["dataset"] == dataset].groupby("model", sort=True):
         g, _ = one_per_seed(g)
-        row = {"family": family, "seeds": len(g)}
+        row = {"family": family, "seeds": len(g), "backbone": backbone_of(g, suite, family)}
         for col, _, _ in QUALITY + [(c, lab, False) for c, lab in COST]:
             vals = pd.to_numeric(g[col], errors="coerce").to_numpy(dtype=float) if col in g else np.array([np.nan])
             row[col] = float(np.nanmean(vals)) if np.isfinite(vals).any() else np.nan
@@ -93,6 +93,21 @@ def family_rows(frame: pd.DataFrame, suite: dict, dataset: str) -> pd.DataFrame:
         row["notes"] = "; ".join(([f"unranked: {'; '.join(unranked)}"] if unranked else []) + notes)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def backbone_of(runs: pd.DataFrame, suite: dict, family: str) -> str:
+    """`shared` where every run of the family built on the suite's shared conv stack (its
+    `channels` are the backbone's for the run's input size), else `own`: an architecture in its
+    own right (the suite's `own` list), a family without a conv stack, or `--backbone own`."""
+    backbone = suite.get("backbone") or {}
+    widths = {int(k): [int(c) for c in v] for k, v in (backbone.get("channels") or {}).items()}
+    if family in (backbone.get("own") or []) or "channels" not in runs or "input_shape" not in runs:
+        return "own"
+    for channels, shape in zip(runs["channels"], runs["input_shape"]):
+        if not isinstance(channels, (list, tuple)) or not isinstance(shape, str) or \
+                [int(c) for c in channels] != widths.get(int(shape.split("x")[-1])):
+            return "own"
+    return "shared"
 
 
 def rank(table: pd.DataFrame) -> pd.DataFrame:
@@ -138,13 +153,14 @@ def _cell(row, col, style: str) -> str:
 
 
 def _shown(table: pd.DataFrame, style: str) -> tuple[list[str], list[list[str]]]:
-    head = ["rank", "family", "seeds"] + [lab for _, lab, _ in QUALITY] + ["params", "s/epoch", "notes"]
+    head = ["rank", "family", "backbone", "seeds"] + [lab for _, lab, _ in QUALITY] + ["params", "s/epoch", "notes"]
     body = []
     for _, r in table.iterrows():
         cost = [f"{r['params']:,.0f}" if r["params"] == r["params"] else "-",
                 f"{r['s_per_epoch']:.2f}" if r["s_per_epoch"] == r["s_per_epoch"] else "-"]
         text = html.escape if style == "html" else str  # number cells are escaped by _cell
-        body.append([f"{r['rank']:.2f}" if r["rank"] == r["rank"] else "-", text(r["family"]), str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
+        body.append([f"{r['rank']:.2f}" if r["rank"] == r["rank"] else "-", text(r["family"]), r.get("backbone", "own"),
+                     str(r["seeds"])] + [_cell(r, c, style) for c, _, _ in QUALITY]
                     + cost + [text(r["notes"])])
     return head, body
 
@@ -168,7 +184,7 @@ def to_latex(table: pd.DataFrame) -> str:
 
 def to_csv(tables: dict) -> str:
     """Every dataset's rows, numbers unrounded: mean, CI half-width and mark per column."""
-    cols = ["rank", "family", "seeds"] + [x for c, _, _ in QUALITY for x in (c, f"{c}_ci", f"{c}_mark")] + \
+    cols = ["rank", "family", "backbone", "seeds"] + [x for c, _, _ in QUALITY for x in (c, f"{c}_ci", f"{c}_mark")] + \
         [f"{c}_{end}" for c in SAMPLED for end in ("lo", "hi")] + ["params", "s_per_epoch", "notes"]
     return pd.concat([t[cols].assign(dataset=d) for d, t in tables.items()]).to_csv(index=False)
 
@@ -236,7 +252,9 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
             f"(Student t); beside a sample FD, in brackets, the mean of its runs' own 95% bootstrap intervals (the error "
             f"from the number of images scored). Bold: best of the column; underlined or italic: its interval overlaps the best's (a tie). "
             f"Rank: mean rank over {', '.join(lab for c, lab, _ in QUALITY if c in RANKED)} (each quantity once), "
-            f"among the comparable, working families; the others are shown unranked with the reason."
+            f"among the comparable, working families; the others are shown unranked with the reason. Backbone: "
+            f"`shared` families build on the same conv encoder and decoder and differ in objective and latent "
+            f"head only; `own` marks an architecture of its own (or a family without a conv stack)."
             + (f" {note}" if note else ""))
     md = [f"# Leaderboard: {suite['name']} ({scale})", "", lead]
     tex, parts = [], [f"<!doctype html><html><head><meta charset='utf-8'><title>leaderboard "

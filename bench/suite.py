@@ -7,7 +7,9 @@ A suite file (`sweeps/suite/<name>.yaml`) names its datasets with one latent siz
 families (`all`: every registered autoencoder, so a new file under `bench/models/` joins
 without editing the suite), the seeds, the evaluation tools and the budget of each scale
 (epochs, batch size, learning rate, image counts), stated once and the same for every
-family, and `family_keys` given to every family that takes them (BatchNorm). Each dataset
+family, `family_keys` given to every family that takes them (BatchNorm), and the shared backbone:
+one conv encoder and decoder per input size for every family built on a conv stack, so that
+the families differ in their objective and latent head only (`--backbone own`: their own). Each dataset
 runs as a grid (family x seed) through the local sweep runner, so a suite resumes like a
 sweep, never runs a configuration twice, and its runs share one folder and one W&B group,
 `suite_<name>_<scale>`. A dataset whose files are not under `--data-root` is left out in one
@@ -51,12 +53,57 @@ def load_suite(name: str) -> dict:
     import registry
     for dataset in suite["datasets"]:
         registry.dataset_entry(str(dataset))
+    check_backbone(path, suite.get("backbone"))
     for scale, budget in suite["scales"].items():
         for key, value in (budget or {}).items():
             if key not in BUDGET:
                 raise UsageError(f"{path}: scale {scale}: {key!r} is not a budget key; valid: {', '.join(BUDGET)}")
             validate_value(key, coerce(key, value))
     return suite
+
+
+def check_backbone(path, backbone) -> None:
+    """`backbone:` is optional; where given, `channels` maps input sizes to conv widths (each a
+    run key value in range) and `own` names registered families."""
+    import registry
+    from bench.run_keys import coerce, validate_value
+
+    if backbone is None:
+        return
+    widths = backbone.get("channels") if isinstance(backbone, dict) else None
+    if not isinstance(widths, dict) or not widths:
+        raise UsageError(f"{path}: backbone: give channels per input size, e.g. channels: {{28: [32, 64, 128]}}")
+    for size, value in widths.items():
+        if not isinstance(size, int):
+            raise UsageError(f"{path}: backbone: channels: {size!r} is not an input size in pixels")
+        validate_value("channels", coerce("channels", value))
+    for name in backbone.get("own") or []:
+        registry.model_entry(str(name))
+
+
+def shared_channels(suite: dict, size: int) -> list[int]:
+    """The shared backbone's conv widths for square inputs of `size` pixels."""
+    widths = (suite.get("backbone") or {}).get("channels") or {}
+    if size not in widths:
+        raise UsageError(f"suite {suite['name']}: the shared backbone has no conv widths for {size}x{size} inputs "
+                         f"(it has {', '.join(f'{s}x{s}' for s in widths) or 'none'}); add them under backbone: "
+                         f"channels in sweeps/suite/{suite['name']}.yaml, or run with --backbone own")
+    return [int(c) for c in widths[size]]
+
+
+def backbone_choice(suite: dict, dataset: str, models: list[str], overrides: dict):
+    """`--backbone shared`: the conv widths for the dataset's input size, given to every family
+    that builds on a conv stack (its config takes `channels`) and is not an architecture in its
+    own right (`own`). None when the suite has no backbone."""
+    import registry
+    from bench.best import Choice
+
+    if not suite.get("backbone"):
+        return None
+    size = int(overrides.get("image_size") or registry.dataset_entry(dataset).shape[-1])
+    own = set((suite["backbone"].get("own") or []))
+    takers = [m for m in models if m not in own and "channels" in registry.model_entry(m).config_keys()]
+    return Choice({"channels": shared_channels(suite, size)}, "", frozenset(takers)) if takers else None
 
 
 def families(suite: dict) -> list[str]:
@@ -146,6 +193,9 @@ def main(argv=None) -> int:
     p.add_argument("--families", default=None, help="only these families (comma list; default: the suite's)")
     p.add_argument("--workers", default="1", help="runs at once, or auto (as bench.sweep)")
     p.add_argument("--spawn", choices=["fork", "exec"], default="fork")
+    p.add_argument("--backbone", choices=["shared", "own"], default="shared",
+                   help="shared (default): one conv encoder/decoder per input size for every family built on one "
+                        "(the suite file's backbone); own: each family's own architecture")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--dry-run", action="store_true", help="print every run's command line, then exit")
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
@@ -181,6 +231,9 @@ def _run_suite(args, rest) -> int:
     if fixed_budget:
         raise UsageError(f"--{fixed_budget[0].replace('_', '-')}: the suite fixes it (the same budget for every "
                          f"family); choose --scale {'|'.join(SCALES)} or edit sweeps/suite/{args.suite}.yaml")
+    if "channels" in overrides and args.backbone == "shared" and suite.get("backbone"):
+        raise UsageError(f"--channels: the shared backbone sets every family's conv widths (sweeps/suite/"
+                         f"{args.suite}.yaml, backbone: channels); add --backbone own to give your own")
     if args.scale not in suite["scales"]:
         raise UsageError(f"suite {args.suite} has no scale {args.scale}; its scales: {', '.join(suite['scales'])}")
     models = _subset(args.families, families(suite), f"--families: {{!r}} is not a family of suite {args.suite}")
@@ -202,6 +255,8 @@ def _run_suite(args, rest) -> int:
         _check_against_registry(f"suite {args.suite}", cfg["parameters"])
         carried = [latent_choice(suite, dataset, models), family_keys(suite, models)] + \
             tool_choices(suite, dataset, models)
+        if args.backbone == "shared":
+            carried.append(backbone_choice(suite, dataset, models, overrides))
         sweep = Sweep(f"{args.suite}.yaml", cfg, args, fixed, None, overrides, carried)
         code = max(code, sweep.dry_run() if args.dry_run else sweep.run())
     if not ran:

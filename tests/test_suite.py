@@ -73,6 +73,42 @@ def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
         else:
             latent = {"cifar10": 128, "celeba": 64}.get(line.split("--dataset=")[1].split()[0], 16)
             assert f"--latent-dim={latent}" in line and "--eval=probe,denoise,sample " in line
+    # the shared backbone: one conv stack per input size for every family built on one; the
+    # architectures of their own and the families without a conv stack keep theirs
+    own = {"mcae", "pool_ae", "stl_ae", "linear_ae", "mlp_ae", "mlp_vae"}
+    for line in runs:
+        model, dataset = line.split("--model=")[1].split()[0], line.split("--dataset=")[1].split()[0]
+        widths = "[32, 64, 128, 256]" if dataset == "celeba" else "[32, 64, 128]"
+        assert (f"'--channels={widths}'" in line) == (model not in own) and line.count("--channels") <= 1, line
+    assert suite_main(["standard", "--scale", "cpu", "--dry-run", "--backbone", "own"]) == 0
+    assert "--channels" not in capsys.readouterr().out
+
+
+def test_the_shared_backbone_is_the_same_conv_encoder_and_decoder_in_every_family_on_it():
+    """Built as the suite builds them (CelebA's 64x64 widths): the conv stacks of every family
+    on the shared backbone have the same layers and shapes; only the latent heads differ."""
+    import registry
+    from bench.suite import backbone_choice, families, load_suite
+
+    suite = load_suite("standard")
+    choice = backbone_choice(suite, "celeba", families(suite), {})
+    assert {"ae", "vae", "wae", "rae", "vqvae", "iwae", "vamp_vae", "dae", "sparse_ae"} <= choice.models
+    assert not choice.models & {"mcae", "pool_ae", "stl_ae", "mlp_vae", "linear_ae"}
+    stacks = {}
+    for name in sorted(choice.models):
+        entry = registry.model_entry(name)
+        keys = {"channels": choice.values["channels"], "batchnorm": True}
+        with registry.on_meta():
+            model = registry.build_model(entry, entry.config(keys, (3, 64, 64), 2))
+        stacks[name] = [[tuple(v.shape) for v in part.state_dict().values()] for part in (model.encoder, model.decoder)]
+
+    def holds(outer, inner):  # `inner`, layer for layer, inside `outer` (vqvae adds its 1x1 code heads)
+        return any(outer[i:i + len(inner)] == inner for i in range(len(outer) - len(inner) + 1))
+
+    encoder, decoder = stacks["ae"]
+    assert len(encoder) == 4 * 7 and (256, 128, 3, 3) in decoder  # 4 stages of conv (2) + BatchNorm (5), mirrored
+    differ = [n for n, (e, d) in stacks.items() if not (holds(e, encoder) and holds(d, decoder))]
+    assert not differ, differ
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -124,8 +160,10 @@ def _suite_runs(root):
                  "denoise/mse@0.3": mse * 2, "probe/linear_acc": acc + seed / 100, "probe/knn_acc": acc,
                  "probe/latent_dim": 16 if model != "pool_ae" else 98, "params": params,
                  "train_seconds": 4.0, "epochs": 1, **extra}
+            s["input_shape"] = "1x28x28"
             rows.append(({"model": model, "seed": seed, "dataset": "mnist", "sweep": "suite_standard_tiny",
-                          "group": "suite_standard_tiny"}, s))
+                          "group": "suite_standard_tiny", "channels": [16, 24, 16] if model == "pool_ae"
+                          else [32, 64, 128 if model == "ae" or seed < 2 else 96]}, s))
     fake_runs(root, rows)
 
 
@@ -145,7 +183,9 @@ def test_the_leaderboard_ranks_with_intervals_and_marks_best_and_ties(tmp_path):
     assert "| 30.00 [28.00, 33.00] |" in ae and "bootstrap intervals" in md  # the runs' own sampling error
     assert "its code has 98 values, not the suite's 16" in pool and "cannot generate" in pool
     csv = (out / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("rank,family,seeds,test/mse,test/mse_ci,test/mse_mark") and len(csv) == 4
+    assert csv[0].startswith("rank,family,backbone,seeds,test/mse,test/mse_ci,test/mse_mark") and len(csv) == 4
+    # ae's runs built on the suite's conv stack; one of vae's did not, and pool_ae is an architecture of its own
+    assert [line.split(",")[1:3] for line in csv[1:]] == [["ae", "shared"], ["vae", "own"], ["pool_ae", "own"]]
     assert r"\textbf{" in (out / "leaderboard.tex").read_text()
     page = (out / "leaderboard.html").read_text()
     assert "data:image/png;base64," in page and "<b>0.0101" in page
