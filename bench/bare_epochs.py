@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bare_run import VAE, loss_of  # the start-up yardstick's model and loss (this folder, run as a script)
+try:  # the start-up yardstick's model and loss: beside this file when run as a script ...
+    from bare_run import VAE, loss_of
+except ModuleNotFoundError:  # ... and in the package when imported as bench.bare_epochs
+    from bench.bare_run import VAE, loss_of
 
 
 def main(data_root: str, epochs: str) -> int:
