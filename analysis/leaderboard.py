@@ -247,7 +247,9 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
     import base64
 
     out.mkdir(parents=True, exist_ok=True)
-    budget = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in suite["scales"][scale].items())
+    from bench.suite import budget_text
+
+    budget = budget_text(suite, scale, list(tables))
     lead = (f"Suite {suite['name']} at scale {scale}: {budget} for every family; mean ± 95% CI over seeds "
             f"(Student t); beside a sample FD, in brackets, the mean of its runs' own 95% bootstrap intervals (the error "
             f"from the number of images scored). Bold: best of the column; underlined or italic: its interval overlaps the best's (a tie). "

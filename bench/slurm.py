@@ -25,7 +25,7 @@ from bench.errors import UsageError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def add_arguments(p) -> None:
+def add_arguments(p, agent: bool = True) -> None:
     g = p.add_argument_group("Slurm (one job array; see the README's 'On a Slurm cluster')")
     g.add_argument("--slurm", type=int, default=None, metavar="N", help="submit the sweep as a job array of N tasks")
     g.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
@@ -35,25 +35,28 @@ def add_arguments(p) -> None:
     g.add_argument("--mem", default=None, metavar="M", help="memory of each task, as sbatch reads it (e.g. 8G)")
     g.add_argument("--requeue", action="store_true", help="let Slurm requeue a preempted task")
     g.add_argument("--wait", action="store_true", help="follow the array until it ends, one line per finished run")
-    g.add_argument("--wandb-agent", default=None, metavar="ENTITY/PROJECT/SWEEP_ID",
-                   help="tasks run `wandb agent` on this W&B sweep instead of the local runner")
+    if agent:
+        g.add_argument("--wandb-agent", default=None, metavar="ENTITY/PROJECT/SWEEP_ID",
+                       help="tasks run `wandb agent` on this W&B sweep instead of the local runner")
 
 
-def check(args) -> None:
-    """Bad input, refused in one line before anything is written or submitted."""
+def check(args, local: str | None = None) -> None:
+    """Bad input, refused in one line before anything is written or submitted. `local`: the
+    command that runs the same work on this machine (said where there is no Slurm)."""
     if args.slurm < 1:
         raise UsageError(f"--slurm {args.slurm}: give a number of array tasks >= 1")
     for flag in ("time", "cpus_per_task", "gpus_per_task"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "gpus_per_task" else 1):
             raise UsageError(f"--{flag.replace('_', '-')} {value}: out of range")
-    if args.wandb_agent is not None and (args.wandb_agent.count("/") != 2 or not all(args.wandb_agent.split("/"))):
+    if getattr(args, "wandb_agent", None) is not None and (args.wandb_agent.count("/") != 2 or not all(args.wandb_agent.split("/"))):
         raise UsageError(f"--wandb-agent {args.wandb_agent!r}: give ENTITY/PROJECT/SWEEP_ID, as `wandb sweep` prints it")
     if args.dry_run:
         return
     if shutil.which("sbatch") is None:
-        raise UsageError(f"--slurm: no `sbatch` on PATH, so this is not a Slurm login node; run the sweep on this "
-                         f"machine instead: python -m bench.sweep {args.yaml} --workers auto")
+        local = local or f"python -m bench.sweep {args.yaml} --workers auto"
+        raise UsageError(f"--slurm: no `sbatch` on PATH, so this is not a Slurm login node; run it on this "
+                         f"machine instead: {local}")
     if args.partition is not None:
         known = _lines(["sinfo", "-h", "-o", "%R"])
         if known is not None and args.partition not in known:
@@ -85,14 +88,16 @@ def task_command(args, rest: list[str]) -> list[str]:
     return cmd + rest
 
 
-def script(args, name: str, folder: Path, rest: list[str]) -> str:
-    """The sbatch script: readable, and what a person could submit by hand."""
+def script(args, name: str, folder: Path, rest: list[str], command: list[str] | None = None) -> str:
+    """The sbatch script: readable, and what a person could submit by hand. `command`: what each
+    task runs, when not the local sweep runner (a suite: the suite itself, on the same folder)."""
     opts = {"job-name": f"aebench-{name}", "array": f"0-{args.slurm - 1}",
             "output": str(folder.resolve() / "slurm" / "%A_%a.log"), "cpus-per-task": args.cpus_per_task or 1,
             "partition": args.partition, "time": args.time, "gpus-per-task": args.gpus_per_task or None,
             "mem": args.mem}
     lines = ["#!/bin/bash",
-             f"# Sweep {name} as {args.slurm} Slurm array task(s), written by `python -m bench.sweep ... --slurm`.",
+             f"# Sweep {name} as {args.slurm} Slurm array task(s), written by "
+             f"`python {' '.join((command or ['', '-m', 'bench.sweep'])[1:3])} ... --slurm`.",
              "# Each task runs the local sweep runner on one shared sweep folder: its locks give every",
              "# configuration to exactly one task. Submit again to resume what a cancelled task left.",
              *(f"#SBATCH --{k}={v}" for k, v in opts.items() if v is not None),
@@ -101,13 +106,15 @@ def script(args, name: str, folder: Path, rest: list[str]) -> str:
              f"export PYTHONPATH={shlex.quote(str(ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}",
              'echo "task ${SLURM_ARRAY_TASK_ID} of job ${SLURM_ARRAY_JOB_ID} on $(hostname)'
              ' (CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-none})"',
-             "exec " + shlex.join(task_command(args, rest))]
+             "exec " + shlex.join(command or task_command(args, rest))]
     return "\n".join(lines) + "\n"
 
 
-def submit(args, sweep, rest: list[str]) -> int:
-    """Write the script into the sweep folder and submit it (or print it, with --dry-run)."""
-    text = script(args, sweep.name, sweep.dir, rest)
+def submit(args, sweep, rest: list[str], command: list[str] | None = None, table: str | None = None) -> int:
+    """Write the script into the sweep folder and submit it (or print it, with --dry-run).
+    `command` and `table`: each task's command and the command that reads the results, where
+    they are not the sweep runner's and analysis.tables (a suite: itself and its leaderboard)."""
+    text = script(args, sweep.name, sweep.dir, rest, command)
     if args.dry_run:
         print(text, end="")
         print(f"# --dry-run: nothing submitted; without it this is written to {sweep.dir / 'slurm'} and submitted")
@@ -126,10 +133,11 @@ def submit(args, sweep, rest: list[str]) -> int:
         raise UsageError(f"--slurm: sbatch refused the job: {' '.join(first.split())[:200]}")
     job = p.stdout.strip().split(";")[0]
     runs = shlex.quote(str(args.runs_dir))
+    table = table or f"python -m analysis.tables --runs {runs} --sweep {sweep.name}"
     print(f"submitted Slurm job {job}: {args.slurm} array task(s) of sweep {sweep.name} -> {sweep.dir}\n"
           f"  script: {path}\n  logs:   {sweep.dir / 'slurm'}/{job}_<task>.log\n"
           f"  follow: squeue -j {job}    cancel: scancel {job}\n"
-          f"  table:  python -m analysis.tables --runs {runs} --sweep {sweep.name}", flush=True)
+          f"  table:  {table}", flush=True)
     if not args.wait:
         return 0
     return follow(job, sweep)

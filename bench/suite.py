@@ -54,7 +54,8 @@ def load_suite(name: str) -> dict:
     for dataset in suite["datasets"]:
         registry.dataset_entry(str(dataset))
     check_backbone(path, suite.get("backbone"))
-    for scale, budget in suite["scales"].items():
+    own = {f"{d}: scale {sc}": b for d, e in suite["datasets"].items() for sc, b in ((e or {}).get("scales") or {}).items()}
+    for scale, budget in list(suite["scales"].items()) + list(own.items()):
         for key, value in (budget or {}).items():
             if key not in BUDGET:
                 raise UsageError(f"{path}: scale {scale}: {key!r} is not a budget key; valid: {', '.join(BUDGET)}")
@@ -129,13 +130,23 @@ def sweep_for(suite: dict, scale: str, dataset: str, models: list[str]) -> dict:
                            "seed": {"values": list(suite.get("seeds") or [0, 1, 2])}}}
 
 
-def budget_flags(suite: dict, scale: str) -> dict:
-    """The run keys every run of this scale gets: the budget and the denoising noise level."""
+def budget_flags(suite: dict, scale: str, dataset: str | None = None) -> dict:
+    """The run keys every run of this scale gets: the budget (with the dataset's own changes to
+    it, `datasets: {celeba: {scales: {full: {epochs: 50}}}}`) and the denoising noise level."""
     budget = dict(suite["scales"][scale] or {})
+    if dataset is not None:
+        budget.update(((suite["datasets"].get(dataset) or {}).get("scales") or {}).get(scale) or {})
     flags = {k: v for k, v in budget.items() if v is not None}
     if suite.get("denoise_sigma") is not None:
         flags["eval_sigmas"] = str(suite["denoise_sigma"])
     return flags
+
+
+def budget_text(suite: dict, scale: str, datasets: list[str] | None = None) -> str:
+    """The scale's budget in words, and each dataset's own changes to it."""
+    words = lambda b: ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in b.items())  # noqa: E731
+    own = [(d, ((suite["datasets"].get(d) or {}).get("scales") or {}).get(scale)) for d in datasets or suite["datasets"]]
+    return words(suite["scales"][scale] or {}) + "".join(f"; {d}: {words(b)}" for d, b in own if b)
 
 
 def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
@@ -198,6 +209,9 @@ def main(argv=None) -> int:
                         "(the suite file's backbone); own: each family's own architecture")
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--dry-run", action="store_true", help="print every run's command line, then exit")
+    from bench import slurm
+
+    slurm.add_arguments(p, agent=False)  # --slurm N: the suite as one job array (each task runs the suite)
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
     args, rest = p.parse_known_args(argv)
     try:
@@ -220,10 +234,32 @@ def _subset(given: str | None, allowed: list[str], message: str) -> list[str]:
 
 
 def _run_suite(args, rest) -> int:
-    from bench.cli import parse_args
-    from bench.sweep import Sweep
-    from bench.sweep_file import _check_against_registry, fmt_value
     from bench.sweep_plan import _workers
+
+    suite, overrides, models, datasets = _plan(args, rest)
+    if args.slurm is not None:
+        from bench import slurm
+        slurm.check(args, local=f"python -m bench.suite {args.suite} --scale {args.scale} --workers auto")
+    args.workers, args.count = _workers(args.workers), None
+    print(f"suite {args.suite} at scale {args.scale}: {len(models)} families x {len(datasets)} datasets x "
+          f"{len(suite.get('seeds') or [0, 1, 2])} seeds; budget: {budget_text(suite, args.scale, datasets)}",
+          flush=True)
+    readable = datasets if args.dry_run else _readable(args, suite, datasets, overrides)
+    if args.slurm is not None:
+        return _on_slurm(args, rest, readable, _sweep(args, suite, readable[0], models, overrides))
+    code = 0
+    for dataset in readable:
+        sweep = _sweep(args, suite, dataset, models, overrides)
+        code = max(code, sweep.dry_run() if args.dry_run else sweep.run())
+    if not args.dry_run:
+        print(f"leaderboard: python -m analysis.leaderboard {args.suite} --scale {args.scale} --runs {args.runs_dir}")
+    return code
+
+
+def _plan(args, rest):
+    """The suite file, the run.py flags every run gets (the budget of the scale added), and the
+    families and datasets chosen; flags the suite fixes are refused."""
+    from bench.cli import parse_args
 
     suite = load_suite(args.suite)
     overrides, _ = parse_args(rest, prog="bench.suite")  # --data-root, --wandb, --device, ...
@@ -238,33 +274,54 @@ def _run_suite(args, rest) -> int:
         raise UsageError(f"suite {args.suite} has no scale {args.scale}; its scales: {', '.join(suite['scales'])}")
     models = _subset(args.families, families(suite), f"--families: {{!r}} is not a family of suite {args.suite}")
     datasets = _subset(args.datasets, list(suite["datasets"]), f"--datasets: {{!r}} is not in suite {args.suite}")
-    overrides.update(budget_flags(suite, args.scale))
-    fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
-    args.workers, args.count = _workers(args.workers), None
-    print(f"suite {args.suite} at scale {args.scale}: {len(models)} families x {len(datasets)} datasets x "
-          f"{len(suite.get('seeds') or [0, 1, 2])} seeds; budget: "
-          + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in suite["scales"][args.scale].items()), flush=True)
-    code, ran = 0, 0
+    return suite, overrides, models, datasets
+
+
+def _readable(args, suite: dict, datasets: list[str], overrides: dict) -> list[str]:
+    """The datasets whose files can be read here; each other one left out in one line."""
+    readable = []
     for dataset in datasets:
-        missing = None if args.dry_run else unavailable(dataset, overrides)
+        missing = unavailable(dataset, overrides)
         if missing:  # one line for this dataset; the others go on
             print(f"suite {args.suite}: {dataset} left out: {missing}", flush=True)
-            continue
-        ran += 1
-        cfg = sweep_for(suite, args.scale, dataset, models)
-        _check_against_registry(f"suite {args.suite}", cfg["parameters"])
-        carried = [latent_choice(suite, dataset, models), family_keys(suite, models)] + \
-            tool_choices(suite, dataset, models)
-        if args.backbone == "shared":
-            carried.append(backbone_choice(suite, dataset, models, overrides))
-        sweep = Sweep(f"{args.suite}.yaml", cfg, args, fixed, None, overrides, carried)
-        code = max(code, sweep.dry_run() if args.dry_run else sweep.run())
-    if not ran:
+        else:
+            readable.append(dataset)
+    if not readable:
         raise UsageError(f"none of the datasets of suite {args.suite} ({', '.join(datasets)}) can be read under "
                          f"--data-root {overrides.get('data_root', './data')}")
-    if not args.dry_run:
-        print(f"leaderboard: python -m analysis.leaderboard {args.suite} --scale {args.scale} --runs {args.runs_dir}")
-    return code
+    return readable
+
+
+def _sweep(args, suite: dict, dataset: str, models: list[str], overrides: dict):
+    """One dataset of the suite as a local sweep runner: the scale's budget for this dataset given
+    to every run, and the values carried to some families."""
+    from bench.sweep import Sweep
+    from bench.sweep_file import _check_against_registry, fmt_value
+
+    overrides = dict(overrides, **budget_flags(suite, args.scale, dataset))
+    fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
+
+    cfg = sweep_for(suite, args.scale, dataset, models)
+    _check_against_registry(f"suite {args.suite}", cfg["parameters"])
+    carried = [latent_choice(suite, dataset, models), family_keys(suite, models)] + \
+        tool_choices(suite, dataset, models)
+    if args.backbone == "shared":
+        carried.append(backbone_choice(suite, dataset, models, overrides))
+    return Sweep(f"{args.suite}.yaml", cfg, args, fixed, None, overrides, carried)
+
+
+def _on_slurm(args, rest: list[str], datasets: list[str], sweep) -> int:
+    """The suite as one Slurm job array: each task runs this suite, without --slurm, on the same
+    runs folder, whose locks give every run to exactly one task (all datasets share one sweep
+    folder); a cancelled or timed-out array submitted again resumes what it left."""
+    from bench import slurm
+
+    command = [sys.executable, "-m", "bench.suite", args.suite, "--scale", args.scale, "--datasets",
+               ",".join(datasets), "--backbone", args.backbone, "--workers", str(args.workers), "--spawn",
+               args.spawn, "--runs-dir", str(Path(args.runs_dir).resolve())]
+    command += (["--families", args.families] if args.families else []) + rest
+    board = f"python -m analysis.leaderboard {args.suite} --scale {args.scale} --runs {args.runs_dir}"
+    return slurm.submit(args, sweep, rest, command, table=board)
 
 
 def unavailable(dataset: str, overrides: dict) -> str | None:

@@ -194,3 +194,53 @@ def test_ctrl_c_while_waiting_cancels_the_array_in_one_line(tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cancelled Slurm job "), err
     _queue_empty(lines[0].split()[3].rstrip(":"))
+
+
+def _suite_args(runs="runs"):
+    from conftest import ROOT
+
+    return ["standard", "--scale", "tiny", "--families", "ae,linear_ae", "--datasets", "mnist,fashion_mnist",
+            "--data-root", str(ROOT.parent / "shared" / "datasets"), "--runs-dir", runs, "--wandb", "disabled"]
+
+
+def test_the_suite_as_an_array_is_a_script_whose_tasks_run_the_suite(tmp_path):
+    """`bench.suite --slurm N --dry-run`: each task runs the suite itself (its datasets, families,
+    backbone and flags, without --slurm) on one absolute runs folder; nothing is written."""
+    p = run_cli([*_suite_args(), "--slurm", 3, "--gpus-per-task", 1, "--time", 240, "--dry-run"], cwd=tmp_path,
+                script="bench.suite")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert "#SBATCH --array=0-2" in lines and "#SBATCH --gpus-per-task=1" in lines and "#SBATCH --time=240" in lines
+    run = next(line for line in lines if line.startswith("exec "))
+    assert "-m bench.suite standard --scale tiny --datasets mnist,fashion_mnist --backbone shared" in run
+    assert "--families ae,linear_ae" in run and f"--runs-dir {tmp_path / 'runs'}" in run and "--slurm" not in run
+    assert not (tmp_path / "runs").exists()
+    env = {"PATH": os.path.dirname(sys.executable)}
+    p = run_cli([*_suite_args(), "--slurm", 2], cwd=tmp_path, script="bench.suite", env=env)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "python -m bench.suite standard --scale tiny" in lines[0], p.stderr
+
+
+@pytest.mark.slurm
+@needs_slurm
+def test_the_suite_as_an_array_runs_every_family_seed_and_dataset_once(tmp_path):
+    """Two tasks share the suite's runs: every (dataset, family, seed) trained exactly once, on
+    the suite's budget and shared backbone, and the leaderboard reads them."""
+    from bench.store import list_runs
+
+    p = run_cli([*_suite_args(), "--slurm", 2, "--wait"], cwd=tmp_path, script="bench.suite", timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "python -m analysis.leaderboard standard --scale tiny --runs runs" in p.stdout
+    runs = list(list_runs(str(tmp_path / "runs" / "suite_standard_tiny")))
+    configs = [(r.read_config()["dataset"], r.read_config()["model"], r.read_config()["seed"]) for r in runs]
+    assert len(configs) == 12 and len(set(configs)) == 12, configs  # 2 datasets x 2 families x 3 seeds, once each
+    assert all(r.read_summary()["status"] == "finished" for r in runs)
+    ae = [r.read_config() for r in runs if r.read_config()["model"] == "ae"]
+    assert all(c["channels"] == [32, 64, 128] and c["latent_dim"] == 16 and c["epochs"] == 1 for c in ae)
+    job = p.stdout.split("submitted Slurm job ")[1].split(":")[0]
+    assert len(list((tmp_path / "runs" / "suite_standard_tiny" / "slurm").glob(f"{job}_*.log"))) == 2
+    board = run_cli(["standard", "--scale", "tiny", "--runs", "runs", "--out", "board"], cwd=tmp_path,
+                    script="analysis.leaderboard")
+    assert board.returncode == 0, board.stderr
+    assert {r.split(",")[1] for r in (tmp_path / "board" / "leaderboard.csv").read_text().splitlines()[1:]} == \
+        {"ae", "linear_ae"}

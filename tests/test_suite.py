@@ -84,6 +84,37 @@ def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
     assert "--channels" not in capsys.readouterr().out
 
 
+def test_the_full_scale_is_the_whole_training_set_with_a_datasets_own_budget_where_the_suite_says(capsys):
+    """`full`: every image, 100 epochs at batch 100 and lr 1e-3, and CelebA's own 50 epochs at 1e-4
+    (the suite file's `datasets: celeba: scales: full`), said in the header and given to its runs."""
+    from bench.suite import main as suite_main
+
+    assert suite_main(["standard", "--scale", "full", "--families", "ae,vae", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "budget: epochs 100, batch size 100, lr 0.001; celeba: epochs 50, lr 0.0001" in out[0]
+    runs = [line for line in out if "--model=" in line]
+    assert len(runs) == 2 * 4 * 3 and not any("--limit_train" in line for line in runs)
+    for line in runs:
+        budget = "--epochs=50 --batch_size=100 --lr=0.0001" if "--dataset=celeba" in line else \
+            "--epochs=100 --batch_size=100 --lr=0.001"
+        assert budget in line, line
+
+
+def test_a_bad_budget_in_a_suite_file_is_one_line(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    import bench.suite as suite_mod
+
+    suite = yaml.safe_load((suite_mod.SUITES / "standard.yaml").read_text())
+    suite["datasets"]["mnist"]["scales"] = {"full": {"epoch": 3}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(suite))
+    monkeypatch.setattr(suite_mod, "SUITES", tmp_path)
+    with pytest.raises(SystemExit) as e:
+        suite_mod.main(["mine", "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "mnist: scale full: 'epoch' is not a budget key" in err[0], err
+
+
 def test_the_shared_backbone_is_the_same_conv_encoder_and_decoder_in_every_family_on_it():
     """Built as the suite builds them (CelebA's 64x64 widths): the conv stacks of every family
     on the shared backbone have the same layers and shapes; only the latent heads differ."""
