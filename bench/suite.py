@@ -135,17 +135,22 @@ def budget_flags(suite: dict, scale: str, dataset: str | None = None) -> dict:
     it, `datasets: {celeba: {scales: {full: {epochs: 50}}}}`) and the denoising noise level."""
     budget = dict(suite["scales"][scale] or {})
     if dataset is not None:
-        budget.update(((suite["datasets"].get(dataset) or {}).get("scales") or {}).get(scale) or {})
+        budget.update(dataset_budget(suite, dataset, scale))
     flags = {k: v for k, v in budget.items() if v is not None}
     if suite.get("denoise_sigma") is not None:
         flags["eval_sigmas"] = str(suite["denoise_sigma"])
     return flags
 
 
+def dataset_budget(suite: dict, dataset: str, scale: str) -> dict:
+    """A dataset's own changes to a scale's budget (`datasets: {celeba: {scales: {full: ...}}}`)."""
+    return ((suite["datasets"].get(dataset) or {}).get("scales") or {}).get(scale) or {}
+
+
 def budget_text(suite: dict, scale: str, datasets: list[str] | None = None) -> str:
     """The scale's budget in words, and each dataset's own changes to it."""
     words = lambda b: ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in b.items())  # noqa: E731
-    own = [(d, ((suite["datasets"].get(d) or {}).get("scales") or {}).get(scale)) for d in datasets or suite["datasets"]]
+    own = [(d, dataset_budget(suite, d, scale)) for d in datasets or suite["datasets"]]
     return words(suite["scales"][scale] or {}) + "".join(f"; {d}: {words(b)}" for d, b in own if b)
 
 
@@ -257,7 +262,7 @@ def _run_suite(args, rest) -> int:
 
 
 def _plan(args, rest):
-    """The suite file, the run.py flags every run gets (the budget of the scale added), and the
+    """The suite file, the user's run.py flags for every run (each dataset's budget is added per sweep), and the
     families and datasets chosen; flags the suite fixes are refused."""
     from bench.cli import parse_args
 
