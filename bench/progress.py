@@ -1,7 +1,12 @@
-"""Progress lines of long one-off work (an evaluation tool's steps), with a time estimate."""
+"""Progress lines of long one-off work (an evaluation tool's steps), with a time estimate, and the
+bar of a training epoch."""
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import re
+import sys
 import time
 
 
@@ -56,3 +61,35 @@ class Steps:
         left = sum(self.costs.values()) - self.done
         eta = f", about {elapsed / self.done * left:.0f} s left" if self.done > 0 and elapsed > 1 else ""
         progress(f"{self.tool}: {what or step} (step {self.order.index(step) + 1} of {len(self.order)}{eta})")
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class Lines:
+    """A stream for tqdm where each redraw ends its line: a log file or a pipe keeps every
+    progress line instead of one line rewritten with carriage returns."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = _ESCAPES.sub("", text.replace("\r", "")).strip()  # a bar closing writes cursor moves (ESC[A)
+        if text:
+            self.stream.write("  " + text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def epoch_bar(n, batch_size, desc):
+    """tqdm's bar (steps, images/s, ETA): live in a terminal; elsewhere the same line
+    printed every $AEBENCH_PROGRESS_SECONDS seconds (default 10)."""
+    from tqdm import tqdm
+
+    steps = math.ceil(n / batch_size)
+    if sys.stderr.isatty():
+        return tqdm(total=steps, desc=desc, leave=False, unit="batch")
+    every = float(os.environ.get("AEBENCH_PROGRESS_SECONDS", 10))
+    return tqdm(total=steps, desc=desc, unit="batch", file=Lines(sys.stdout), mininterval=every,
+                maxinterval=every, ascii=True, leave=False, delay=every)

@@ -271,8 +271,8 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", type=int, default=5, help="run/bare pairs of --startup (default 5; the median is kept)")
     p.add_argument("--epoch", action="store_true",
                    help="instead: a run's marginal epoch against a bare loop that validates (bench/bare_epochs.py), in "
-                        "--sittings paired sittings, and the run's per-epoch work by kind")
-    p.add_argument("--sittings", type=int, default=5, help="run/bare sittings of --epoch (default 5; the median is kept)")
+                        "--sittings sittings, the two side by side on one thread each, and the run's per-epoch work by kind")
+    p.add_argument("--sittings", type=int, default=5, help="sittings of --epoch (default 5; the median is kept)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("python -m bench.speed: error: --device cuda: no CUDA device is visible; valid here: cpu",

@@ -9,9 +9,7 @@ model beyond its output dict: every 0-dim tensor in it becomes a `train/` metric
 from __future__ import annotations
 
 import math
-import os
-import re
-import sys
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +17,7 @@ import torch
 
 from bench import checkpoint, faults
 from bench.data import DataBundle, batches
+from bench.progress import epoch_bar
 from bench.signals import StopSignals
 from bench.tensors import autocast, image_grid, prepare, to_float, to_uint8  # noqa: F401  (autocast, prepare: also bench.speed)
 
@@ -176,8 +175,8 @@ class Trainer:
         self.early_stop = early_stop
         self.check_every = 1 if device.type == "cpu" else 50
         self.writer = checkpoint.Writer()
-        self.costs: dict[str, float] = {}  # seconds of each per-epoch work beside training, this process
-        self.epochs_here, self.starts = 0, []
+        self.costs: list[dict[str, float]] = [{}]  # per epoch of this process: seconds of each work beside training
+        self.starts = []
         self.ckpt_meta = {"in_shape": list(data.shape), "num_classes": data.num_classes,
                           "config": record if record is not None else cfg.to_dict()}
         if resume is not None:
@@ -205,7 +204,7 @@ class Trainer:
         """Run one piece of an epoch's work beside training, adding its seconds to `costs`."""
         t0 = time.perf_counter()
         out = fn(*args)
-        self.costs[work] = self.costs.get(work, 0.0) + time.perf_counter() - t0
+        self.costs[-1][work] = self.costs[-1].get(work, 0.0) + time.perf_counter() - t0
         return out
 
     # -- one epoch
@@ -214,7 +213,7 @@ class Trainer:
         model.train()
         model.set_epoch(epoch, cfg.epochs)
         sums, n, t0 = {}, 0, time.perf_counter()
-        bar = _progress(len(self.data.train), cfg.batch_size, f"epoch {epoch + 1}/{cfg.epochs}")
+        bar = epoch_bar(len(self.data.train), cfg.batch_size, f"epoch {epoch + 1}/{cfg.epochs}")
         for step, (x, y) in enumerate(batches(self.data.train, cfg.batch_size, shuffle=True,
                                               generator=self.shuffle)):
             stop.check(f"epoch {epoch + 1}")
@@ -298,14 +297,21 @@ class Trainer:
             self.timed("checkpoint_wait", self.writer.wait)
 
     def cost_summary(self) -> dict:
-        """`time/epoch_work/<work>`: seconds per epoch of each work beside training and validation
-        (checkpoints queued, snapshot, tracking; `checkpoint_wait`: the writes left at the end)."""
-        n = max(1, self.epochs_here)
-        out = {f"time/epoch_work/{k}": round(v / n, 5) for k, v in self.costs.items()}
+        """`time/epoch_work/<work>`: seconds of each work beside training and validation in a steady
+        epoch (median over the epochs after the first, which warms up: W&B's first images import
+        pandas); `checkpoint_wait`: the writes left at the end, per epoch."""
+        epochs = self.costs[1:]
+        out = {f"time/epoch_work/{k}": round(statistics.median(c.get(k, 0.0) for c in epochs[1:] or self.costs), 5)
+               for k in {k for c in self.costs for k in c}}
+        wait = self.costs[-1].get("checkpoint_wait", 0.0)
+        out["time/epoch_work/checkpoint_wait"] = round(wait / max(1, len(epochs)), 5)
         periods = [b - a for a, b in zip(self.starts, self.starts[1:])]  # one epoch's start to the next's
         periods = periods[1:] or periods  # the first epoch warms up
         if periods:  # what an epoch costs whole: training, validation and everything the harness does
-            out["time/epoch_period_seconds"] = round(sorted(periods)[len(periods) // 2], 5)
+            out["time/epoch_period_seconds"] = round(statistics.median(periods), 5)
+        # each epoch's start on the system's monotonic clock (time.perf_counter), for setting a
+        # run's epochs beside another process's (python -m bench.speed --epoch)
+        out["time/epoch_starts_monotonic"] = [round(s, 4) for s in self.starts]
         return out
 
     def _fit(self) -> TrainState:
@@ -319,8 +325,8 @@ class Trainer:
             for epoch in range(st.epoch, st.epoch if st.stopped else cfg.epochs):
                 t_epoch = time.perf_counter()
                 self.starts.append(t_epoch)
+                self.costs.append({})
                 tr = self.train_epoch(epoch, stop)
-                self.epochs_here += 1
                 row = {"epoch": epoch + 1}
                 row.update({f"train/{k}": v for k, v in tr["metrics"].items()})
                 for split in self.model.epoch_splits:
@@ -364,35 +370,3 @@ def format_row(row: dict, epochs: int, quiet: set[str] = frozenset()) -> str:
             parts.append(f"{k} {v:.4g}")
     parts.append(f"{row['time/epoch_seconds']:.1f}s {row['time/images_per_sec']:.0f} img/s")
     return "  ".join(parts)
-
-
-_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-class _Lines:
-    """A stream for tqdm where each redraw ends its line: a log file or a pipe keeps every
-    progress line instead of one line rewritten with carriage returns."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text: str) -> None:
-        text = _ESCAPES.sub("", text.replace("\r", "")).strip()  # a bar closing writes cursor moves (ESC[A)
-        if text:
-            self.stream.write("  " + text + "\n")
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def _progress(n, batch_size, desc):
-    """tqdm's bar (steps, images/s, ETA): live in a terminal; elsewhere the same line
-    printed every $AEBENCH_PROGRESS_SECONDS seconds (default 10)."""
-    from tqdm import tqdm
-
-    steps = math.ceil(n / batch_size)
-    if sys.stderr.isatty():
-        return tqdm(total=steps, desc=desc, leave=False, unit="batch")
-    every = float(os.environ.get("AEBENCH_PROGRESS_SECONDS", 10))
-    return tqdm(total=steps, desc=desc, unit="batch", file=_Lines(sys.stdout), mininterval=every,
-                maxinterval=every, ascii=True, leave=False, delay=every)

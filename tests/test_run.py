@@ -23,6 +23,18 @@ def test_finished_run_record_is_complete(tmp_path):
     assert run.ckpt("last").exists() and run.ckpt("best").exists()
 
 
+def test_a_run_records_what_a_steady_epoch_costs_and_when_each_epoch_started(tmp_path):
+    assert run_inproc(quick(tmp_path, epochs=4)) == 0
+    summary = only_run(tmp_path).read_summary()
+    starts = summary["time/epoch_starts_monotonic"]
+    assert len(starts) == 4 and starts == sorted(starts) and starts[0] < time.perf_counter()
+    periods = sorted(b - a for a, b in zip(starts[1:], starts[2:]))  # the first epoch warms up
+    assert summary["time/epoch_period_seconds"] == pytest.approx(sum(periods) / 2, abs=1e-3)
+    work = {k.rsplit("/", 1)[1] for k in summary if k.startswith("time/epoch_work/")}
+    assert {"tracking", "last_checkpoint", "snapshot", "checkpoint_wait"} <= work
+    assert all(0 <= summary[f"time/epoch_work/{k}"] < summary["time/epoch_period_seconds"] for k in work)
+
+
 def test_three_epochs_lower_the_validation_loss(tmp_path):
     assert run_inproc(quick(tmp_path, "--limit-train", 1500, "--batch-size", 32, epochs=3)) == 0
     rows = only_run(tmp_path).read_metrics()
@@ -224,10 +236,10 @@ def test_next_steps_suggest_only_tools_the_run_can_serve(tmp_path):
 def test_progress_lines_in_a_log_hold_no_terminal_escapes():
     import io
 
-    from bench.train import _Lines
+    from bench.progress import Lines
 
     out = io.StringIO()
-    _Lines(out).write("\x1b[A\r epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\x1b[A")
+    Lines(out).write("\x1b[A\r epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\x1b[A")
     assert out.getvalue() == "  epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\n"
 
 

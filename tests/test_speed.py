@@ -1,5 +1,6 @@
 """The speed benchmark runs end to end and its three loops do the same work."""
 import json
+import math
 
 import pytest
 
@@ -32,3 +33,22 @@ def test_startup_benchmark_pairs_a_tiny_run_with_the_bare_script(tmp_path, fashi
     assert res["min_ratio"] <= res["median_ratio"] <= res["max_ratio"]
     assert "matplotlib" not in res["imports_beyond"] and "training" in res["run_phases_s"]
     assert "median of 2 pairs" in p.stdout and "imports beyond the bare script" in p.stdout
+
+
+@pytest.mark.slow
+def test_epoch_benchmark_sets_the_runs_epochs_beside_the_bare_loops(tmp_path, fashion_root):
+    out = tmp_path / "epoch.json"
+    p = run_cli(["--epoch", "--sittings", 1, "--data-root", fashion_root, "--wandb", "disabled", "--out", out],
+                cwd=tmp_path, script="bench.speed")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(out.read_text())
+    (sitting,) = res["sittings"]
+    # only epochs while both trained count: some of each, never the first (warm-up) nor the run's last
+    assert all(1 <= n <= res["epochs"] - 2 for n in sitting["epochs_counted"])
+    assert sitting["run_epoch_s"] > 0 and sitting["bare_epoch_s"] > 0
+    # two rounds, the cores swapped (where there are two), the sitting's ratio their geometric mean
+    a, b = sitting["rounds"]
+    assert a["cores"] == b["cores"][::-1]
+    assert res["median_ratio"] == pytest.approx(math.sqrt(a["run_epoch_s"] / a["bare_epoch_s"]
+                                                          * b["run_epoch_s"] / b["bare_epoch_s"]))
+    assert "last_checkpoint" in res["epoch_work_s"] and "median of 1 sittings" in p.stdout
