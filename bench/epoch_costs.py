@@ -45,14 +45,17 @@ def _pinned(cpu):
     return None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
 
 
-def side_by_side(data_root: str, epochs: int, wandb: str, workdir: str, env: dict, cores=(None, None)) -> dict:
-    """One run and one bare loop, each a process of its own, at the same time (on `cores`)."""
+def side_by_side(data_root: str, epochs: int, extra: int, limit: int, wandb: str, workdir: str, env: dict,
+                 cores=(None, None)) -> dict:
+    """One run of `epochs` and one bare loop of `epochs + extra`, each a process of its own, at
+    the same time (on `cores`), on the first `limit` training images (0: all)."""
     runs = Path(workdir) / "runs"
     run = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *RUN, "--data-root", data_root, "--epochs",
-                            str(epochs), "--runs-dir", str(runs), "--wandb", wandb], cwd=workdir, env=env,
+                            str(epochs), "--runs-dir", str(runs), "--wandb", wandb,
+                            *(["--limit-train", str(limit)] if limit else [])], cwd=workdir, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_pinned(cores[0]))
-    bare = subprocess.run([sys.executable, str(ROOT / "bench" / "bare_epochs.py"), data_root, str(epochs + 2)],
-                          cwd=workdir, env=env, check=True, capture_output=True, text=True,
+    bare = subprocess.run([sys.executable, str(ROOT / "bench" / "bare_epochs.py"), data_root, str(epochs + extra),
+                           str(limit)], cwd=workdir, env=env, check=True, capture_output=True, text=True,
                           preexec_fn=_pinned(cores[1]))
     if run.wait() != 0:
         raise RuntimeError(f"run.py {' '.join(RUN)} exited {run.returncode}")
@@ -66,17 +69,19 @@ def side_by_side(data_root: str, epochs: int, wandb: str, workdir: str, env: dic
     run_p, bare_p = _inside(run_starts, lo, hi), _inside(bare_starts, lo, hi)
     if not run_p or not bare_p:
         raise RuntimeError(f"the run's and the bare loop's epochs did not overlap in {epochs} epochs: give more")
-    return {"run_epoch_s": statistics.median(run_p), "bare_epoch_s": statistics.median(bare_p),
+    # how many epochs the bare loop needs beyond the run's to outlast it: its head start, and two
+    lead = math.ceil(max(0.0, run_starts[0] - bare_starts[0]) / statistics.median(bare_p)) + 2
+    return {"run_epoch_s": statistics.median(run_p), "bare_epoch_s": statistics.median(bare_p), "lead": lead,
             "epochs_counted": [len(run_p), len(bare_p)], "cores": list(cores),
             "work": {k.split("/", 2)[2]: v for k, v in summary.items() if k.startswith("time/epoch_work/")}}
 
 
-def sitting(data_root: str, epochs: int, wandb: str, workdir: str, env: dict) -> dict:
+def sitting(data_root: str, epochs: int, extra: int, limit: int, wandb: str, workdir: str, env: dict) -> dict:
     """Two rounds side by side, the cores swapped between them (the two cores of a virtual
     machine need not be equally fast); the sitting's ratio is the geometric mean of the two."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pairs = [(cpus[0], cpus[1]), (cpus[1], cpus[0])] if len(cpus) >= 2 else [(None, None)] * 2
-    a, b = (side_by_side(data_root, epochs, wandb, workdir, env, cores) for cores in pairs)
+    a, b = (side_by_side(data_root, epochs, extra, limit, wandb, workdir, env, cores) for cores in pairs)
     return {"run_epoch_s": (a["run_epoch_s"] + b["run_epoch_s"]) / 2,
             "bare_epoch_s": (a["bare_epoch_s"] + b["bare_epoch_s"]) / 2,
             "ratio": math.sqrt(a["run_epoch_s"] / a["bare_epoch_s"] * b["run_epoch_s"] / b["bare_epoch_s"]),
@@ -84,16 +89,18 @@ def sitting(data_root: str, epochs: int, wandb: str, workdir: str, env: dict) ->
             "work": {k: (v + b["work"].get(k, v)) / 2 for k, v in a["work"].items()}}
 
 
-def epoch(data_root: str, sittings: int = 5, epochs: int = 6, wandb: str = "offline") -> dict:
-    """`sittings` sittings after one warm-up round (the decoded-data cache and the page cache)."""
+def epoch(data_root: str, sittings: int = 5, epochs: int = 6, wandb: str = "offline", limit: int = 0) -> dict:
+    """`sittings` sittings after one warm-up round (the decoded-data cache and the page cache,
+    and how many epochs the bare loop needs to outlast the run), on the first `limit` training
+    images (0: all)."""
     if epochs < 4:
         raise ValueError(f"epochs: {epochs}; give at least 4 (the first warms up, the last ends the run)")
     with tempfile.TemporaryDirectory() as workdir:
         env = dict(os.environ, WANDB_SILENT="true", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-        side_by_side(data_root, 4, wandb, workdir, env)
+        extra = side_by_side(data_root, 4, 2 if not limit else 4 + 60000 // limit, limit, wandb, workdir, env)["lead"]
         rows = []
         for i in range(sittings):
-            r = sitting(data_root, epochs, wandb, workdir, env)
+            r = sitting(data_root, epochs, extra, limit, wandb, workdir, env)
             rows.append(r)
             print(f"  sitting {i + 1}/{sittings}: run {r['run_epoch_s']:.3f} s/epoch, bare loop "
                   f"{r['bare_epoch_s']:.3f} s/epoch, {r['ratio']:.3f}x (rounds "
@@ -103,12 +110,13 @@ def epoch(data_root: str, sittings: int = 5, epochs: int = 6, wandb: str = "offl
     return {"sittings": rows, "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
             "max_ratio": max(ratios), "median_run_epoch_s": statistics.median(r["run_epoch_s"] for r in rows),
             "median_bare_epoch_s": statistics.median(r["bare_epoch_s"] for r in rows), "epoch_work_s": work,
-            "wandb": wandb, "epochs": epochs}
+            "wandb": wandb, "epochs": epochs, "limit_train": limit or None}
 
 
 def epoch_table(r: dict) -> str:
+    images = f"{r['limit_train']:,} (90% trained)" if r["limit_train"] else "54,000"
     lines = [f"marginal epoch, run / bare loop side by side, one thread each (MLP VAE 784-400-20, Fashion-MNIST "
-             f"54,000 images, batch 128, validation each epoch; W&B {r['wandb']}; {r['epochs']} epochs), median of "
+             f"{images} images, batch 128, validation each epoch; W&B {r['wandb']}; {r['epochs']} epochs), median of "
              f"{len(r['sittings'])} sittings: {r['median_ratio']:.3f}x (spread {r['min_ratio']:.3f}-"
              f"{r['max_ratio']:.3f}; run {r['median_run_epoch_s']:.3f} s, bare {r['median_bare_epoch_s']:.3f} s)",
              "the run's work per epoch beside training and validation (seconds, median over sittings):"]

@@ -337,7 +337,8 @@ def _startup(args) -> int:
 def _epoch(args) -> int:
     from bench import epoch_costs
 
-    result = epoch_costs.epoch(str(Path(args.data_root).resolve()), args.sittings, wandb=args.wandb)
+    result = epoch_costs.epoch(str(Path(args.data_root).resolve()), args.sittings, wandb=args.wandb,
+                               limit=args.limit_train or 0)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(epoch_costs.epoch_table(result))
