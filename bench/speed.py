@@ -250,11 +250,18 @@ def table(results, meta) -> str:
     return "\n".join(lines)
 
 
+def _count(text: str) -> int:
+    """A count of epochs, repeats, pairs or sittings: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return int(text)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default="./data")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epochs", type=_count, default=1)
+    p.add_argument("--repeats", type=_count, default=3)
     p.add_argument("--limit-train", type=int, default=None,
                    help="cap training images (default: all for mlp_vae, 20k for ae, 10k for cnn_classifier)")
     p.add_argument("--cases", default="all", help="comma list of model names or all")
@@ -268,11 +275,11 @@ def main(argv=None) -> int:
     p.add_argument("--startup", action="store_true",
                    help="instead: a tiny run.py process against a bare script doing the same work (bench/bare_run.py), "
                         "CPU seconds in --pairs pairs, and what the run imports and does beyond it")
-    p.add_argument("--pairs", type=int, default=5, help="run/bare pairs of --startup (default 5; the median is kept)")
+    p.add_argument("--pairs", type=_count, default=5, help="run/bare pairs of --startup (default 5; the median is kept)")
     p.add_argument("--epoch", action="store_true",
                    help="instead: a run's marginal epoch against a bare loop that validates (bench/bare_epochs.py), in "
                         "--sittings sittings, the two side by side on one thread each, and the run's per-epoch work by kind")
-    p.add_argument("--sittings", type=int, default=5, help="sittings of --epoch (default 5; the median is kept)")
+    p.add_argument("--sittings", type=_count, default=5, help="sittings of --epoch (default 5; the median is kept)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("python -m bench.speed: error: --device cuda: no CUDA device is visible; valid here: cpu",

@@ -54,3 +54,10 @@ def test_epoch_benchmark_sets_the_runs_epochs_beside_the_bare_loops(tmp_path, fa
     assert res["median_ratio"] == pytest.approx(math.sqrt(a["run_epoch_s"] / a["bare_epoch_s"]
                                                           * b["run_epoch_s"] / b["bare_epoch_s"]))
     assert "last_checkpoint" in res["epoch_work_s"] and "median of 1 sittings" in p.stdout
+
+
+@pytest.mark.parametrize("flag", ["--sittings", "--pairs", "--repeats"])
+def test_a_count_below_one_is_refused_in_one_line(tmp_path, flag):
+    p = run_cli(["--epoch", flag, 0], cwd=tmp_path, script="bench.speed")
+    assert p.returncode == 2 and not (tmp_path / "speed.json").exists()
+    assert f"argument {flag}: '0': give a whole number of at least 1" in p.stderr.strip().splitlines()[-1]
