@@ -8,7 +8,8 @@ file and preloaded as floats, in a random order (the first LIMIT of it where giv
 MLP VAE of the Fashion-MNIST assignment (784-400-20, BCE summed over pixels + KL;
 `bare_run.py`'s) with Adam at 1e-3, batch 128, and after each epoch a pass over the held-out
 images. Prints one JSON line: the wall time at the start of each epoch and at the end of the
-last, from which an epoch's cost is the time from one epoch's start to the next's. It imports nothing of this project.
+last, from which an epoch's cost is the time from one epoch's start to the next's. It imports
+nothing of this project.
 """
 import json
 import sys

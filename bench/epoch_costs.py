@@ -49,16 +49,22 @@ def side_by_side(data_root: str, epochs: int, extra: int, limit: int, wandb: str
                  cores=(None, None)) -> dict:
     """One run of `epochs` and one bare loop of `epochs + extra`, each a process of its own, at
     the same time (on `cores`), on the first `limit` training images (0: all)."""
-    runs = Path(workdir) / "runs"
-    run = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *RUN, "--data-root", data_root, "--epochs",
-                            str(epochs), "--runs-dir", str(runs), "--wandb", wandb,
-                            *(["--limit-train", str(limit)] if limit else [])], cwd=workdir, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_pinned(cores[0]))
-    bare = subprocess.run([sys.executable, str(ROOT / "bench" / "bare_epochs.py"), data_root, str(epochs + extra),
-                           str(limit)], cwd=workdir, env=env, check=True, capture_output=True, text=True,
-                          preexec_fn=_pinned(cores[1]))
-    if run.wait() != 0:
-        raise RuntimeError(f"run.py {' '.join(RUN)} exited {run.returncode}")
+    runs, run_err = Path(workdir) / "runs", Path(workdir) / "run.stderr"
+    with open(run_err, "w") as err:  # a file, not a pipe: nothing reads it until the run ends
+        run = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *RUN, "--data-root", data_root, "--epochs",
+                                str(epochs), "--runs-dir", str(runs), "--wandb", wandb,
+                                *(["--limit-train", str(limit)] if limit else [])], cwd=workdir, env=env,
+                               stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_pinned(cores[0]))
+        bare = subprocess.run([sys.executable, str(ROOT / "bench" / "bare_epochs.py"), data_root,
+                               str(epochs + extra), str(limit)], cwd=workdir, env=env, capture_output=True,
+                              text=True, preexec_fn=_pinned(cores[1]))
+        run.wait()
+    # as the other benchmarks say it: which process failed, and the last line it wrote
+    for name, code, stderr in (("run.py", run.returncode, run_err.read_text()),
+                               ("bench/bare_epochs.py", bare.returncode, bare.stderr)):
+        if code != 0:
+            raise SystemExit(f"python -m bench.speed --epoch: {name} exited {code}: "
+                             f"{(stderr.strip().splitlines() or ['?'])[-1]}")
     last = max(runs.iterdir(), key=lambda p: p.stat().st_mtime)
     summary = json.loads((last / "summary.json").read_text())
     run_starts = summary["time/epoch_starts_monotonic"]
@@ -97,7 +103,10 @@ def epoch(data_root: str, sittings: int = 5, epochs: int = 6, wandb: str = "offl
         raise ValueError(f"epochs: {epochs}; give at least 4 (the first warms up, the last ends the run)")
     with tempfile.TemporaryDirectory() as workdir:
         env = dict(os.environ, WANDB_SILENT="true", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-        extra = side_by_side(data_root, 4, 2 if not limit else 4 + 60000 // limit, limit, wandb, workdir, env)["lead"]
+        # the warm-up round's bare loop outlasts the run's start-up (a few seconds) however short
+        # its epochs: 2 more of the whole set's (4 s each), more the fewer the images
+        warm_extra = 2 if not limit else 4 + 60000 // limit
+        extra = side_by_side(data_root, 4, warm_extra, limit, wandb, workdir, env)["lead"]
         rows = []
         for i in range(sittings):
             r = sitting(data_root, epochs, extra, limit, wandb, workdir, env)

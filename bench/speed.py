@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default="./data")
     p.add_argument("--epochs", type=_count, default=1)
     p.add_argument("--repeats", type=_count, default=3)
-    p.add_argument("--limit-train", type=int, default=None,
+    p.add_argument("--limit-train", type=_count, default=None,
                    help="cap training images (default: all for mlp_vae, 20k for ae, 10k for cnn_classifier)")
     p.add_argument("--cases", default="all", help="comma list of model names or all")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

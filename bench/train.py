@@ -300,9 +300,10 @@ class Trainer:
         """`time/epoch_work/<work>`: seconds of each work beside training and validation in a steady
         epoch (median over the epochs after the first, which warms up: W&B's first images import
         pandas); `checkpoint_wait`: the writes left at the end, per epoch."""
-        epochs = self.costs[1:]
-        out = {f"time/epoch_work/{k}": round(statistics.median(c.get(k, 0.0) for c in epochs[1:] or self.costs), 5)
-               for k in {k for c in self.costs for k in c}}
+        epochs = self.costs[1:]  # costs[0]: before the first epoch of this process
+        steady = epochs[1:] or epochs
+        out = {f"time/epoch_work/{k}": round(statistics.median(c.get(k, 0.0) for c in steady), 5)
+               for k in {k for c in epochs for k in c} - {"checkpoint_wait"}}
         wait = self.costs[-1].get("checkpoint_wait", 0.0)
         out["time/epoch_work/checkpoint_wait"] = round(wait / max(1, len(epochs)), 5)
         periods = [b - a for a, b in zip(self.starts, self.starts[1:])]  # one epoch's start to the next's

@@ -61,3 +61,11 @@ def test_a_count_below_one_is_refused_in_one_line(tmp_path, flag):
     p = run_cli(["--epoch", flag, 0], cwd=tmp_path, script="bench.speed")
     assert p.returncode == 2 and not (tmp_path / "speed.json").exists()
     assert f"argument {flag}: '0': give a whole number of at least 1" in p.stderr.strip().splitlines()[-1]
+
+
+def test_the_epoch_benchmark_without_data_says_what_the_run_said_in_one_line(tmp_path):
+    p = run_cli(["--epoch", "--sittings", 1, "--data-root", tmp_path / "nowhere", "--out", tmp_path / "e.json"],
+                cwd=tmp_path, script="bench.speed")
+    assert p.returncode != 0 and not (tmp_path / "e.json").exists()
+    (line,) = p.stderr.strip().splitlines()
+    assert line.startswith("python -m bench.speed --epoch: run.py exited 2: run.py: error: --data-root")
