@@ -209,8 +209,9 @@ def _tool_failed(name, e, run) -> dict:
     return {f"{name}/failed": reason}
 
 
-def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_each=None) -> dict:
-    """Latent-space tools by name, each guarded; returns the numbers they add to the summary.
+def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_each=None, suffix=None) -> dict:
+    """Latent-space tools by name, each guarded; returns the numbers they add to the summary
+    (each key as `KEY@suffix` when a suffix names other weights than the run's best).
 
     Each tool's numbers are recorded as soon as it ends. A tool that does not apply
     records `<tool>/skipped`; one that crashes records `<tool>/failed` (one line) and the
@@ -246,6 +247,8 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_
             print(f"eval {name} done in {time.perf_counter() - t0:.1f}s "
                   + " ".join(f"{k}={v:.4g}" for k, v in out.get("numbers", {}).items()
                              if isinstance(v, (int, float))), flush=True)
+        if suffix:
+            numbers = {f"{k}@{suffix}": v for k, v in numbers.items()}
         tracking.log_summary(numbers)
         summary.update(numbers)
     failed = [k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v]
@@ -266,6 +269,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     p.add_argument("--wandb", default="disabled", choices=["online", "offline", "disabled"])
     p.add_argument("--embed-points", type=int, default=None, help="test images `embed` uses (default: the run's)")
+    p.add_argument("--nll-k", type=int, default=None, help="importance samples per image of `nll` (default: the run's)")
+    p.add_argument("--nll-grey", action="store_true", help="let `nll` score a Bernoulli decoder on grey-level images")
+    p.add_argument("--checkpoint", default="best", help="which weights: best (default), last, or epoch-N, kept by "
+                   "the run's --keep-epochs; numbers of another than best are recorded as KEY@CHECKPOINT")
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))  # one line, exit 2
     args = p.parse_args(argv)
     try:
@@ -296,20 +303,28 @@ def _evaluate_locked(args, run) -> int:
     from bench.data import load_data
     from bench.track import Tracking
 
-    model, saved = load_run_model(str(run.path), args.runs_dir)
+    kept = sorted(p.stem for p in run.path.glob("epoch-*.pt"))
+    if args.checkpoint not in ("best", "last") and args.checkpoint not in kept:
+        raise UsageError(f"--checkpoint {args.checkpoint}: run {run.id} has no such checkpoint; valid: "
+                         f"{', '.join(['best', 'last'] + kept)}")
+    model, saved = load_run_model(str(run.path), args.runs_dir, which=args.checkpoint)
     overrides = from_record(saved)
     if args.data_root:
         overrides["data_root"] = args.data_root
-    if args.embed_points is not None:
-        overrides["embed_points"] = args.embed_points
+    for key in ("embed_points", "nll_k"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.nll_grey:
+        overrides["nll_grey"] = True
     cfg = resolve(overrides)
     device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
     data = load_data(cfg, model.task).to(device)
-    names = tools.applicable([w for w in args.what.split(",") if w], model, data.kind)
+    names = tools.applicable([w for w in args.what.split(",") if w], model, data.kind, data, cfg)
     model.to(device)
     tracking = Tracking(dict(saved, wandb=args.wandb), run)
     try:
-        summary = run_extra(names, model, data, cfg, run, device, tracking)
+        summary = run_extra(names, model, data, cfg, run, device, tracking,
+                            suffix=None if args.checkpoint == "best" else args.checkpoint)
     finally:
         tracking.finish(0)
     failed = sorted(k for k, v in summary.items() if k.endswith("/failed") and v)

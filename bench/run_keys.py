@@ -58,6 +58,10 @@ class RunKeys:
     batch_size: int = _opt(128, "batch size", lo=1, hi=65536)
     lr: float = _opt(1e-3, "Adam learning rate", lo=0.0, hi=1e6, lo_open=True)
     weight_decay: float = _opt(0.0, "Adam weight decay", lo=0.0, hi=10.0)
+    adam_eps: float = _opt(1e-8, "Adam's epsilon (the IWAE paper's MNIST runs: 1e-4)", lo=0.0, hi=1.0, lo_open=True)
+    lr_schedule: str = _opt("constant", "learning-rate schedule: constant, or iwae (Burda et al. 2016: --lr * "
+                            "10^(-i/7) for 3^i epochs, i = 0..7, 3,280 epochs in all; the last rate after that)",
+                            choices=["constant", "iwae"])
     seed: int = _opt(0, "random seed of training: initial weights, batch order, noise (runs are deterministic on CPU)",
                      lo=0, hi=2**32 - 1)
     split_seed: int = _opt(0, "random seed of the data: the train/validation split and randomly coloured images; "
@@ -71,6 +75,8 @@ class RunKeys:
     num_threads: Optional[int] = _opt(None, "torch CPU threads (default: all cores)", lo=1, hi=4096)
     select_on: str = _opt("val", "split whose metric picks best.pt: val (honest) or test (where an assignment asks for "
                           "the best test accuracy)", choices=["val", "test"])
+    keep_epochs: list[int] = _list([], "epochs after which the weights are also kept as epoch-N.pt (a measure "
+                                   "against epochs: bench.evaluate RUN --checkpoint epoch-N)", lo=1, hi=100000)
     max_params: Optional[int] = _opt(None, "refuse models with more parameters than this", lo=1)
     max_memory: Optional[float] = _opt(None, "refuse models whose weights, gradients and Adam state (16 bytes per "
                                        "parameter) need more GiB than this (default: 80% of the memory free at "
@@ -82,6 +88,10 @@ class RunKeys:
                              "small classifiers, offline; comparable within this project) or inception (the FID papers "
                              "report: InceptionV3 weights fetched once into the user cache; offline it falls back to "
                              "small and says so)", choices=["small", "inception"])
+    nll_k: int = _opt(5000, "importance samples per test image of --eval nll's estimate of -log p(x) (the papers: "
+                      "5,000)", lo=1, hi=100000)
+    nll_grey: bool = _opt(False, "let --eval nll score a Bernoulli decoder on grey-level images (not binary: the "
+                          "number is then no likelihood of those images, and is not comparable with papers)")
     embed_points: int = _opt(2000, "test images embedded by --eval embed (t-SNE and UMAP time grows with it)",
                              lo=10, hi=100000)
     embed_views: list[str] = _list(["2d", "3d", "noisy"], "what --eval embed draws: 2d (PCA, t-SNE, UMAP, and "

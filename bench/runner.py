@@ -114,7 +114,7 @@ def execute(argv: list[str], log=print, started=None) -> int:
     if spec.eval:
         from bench import tools
         # Unknown tools, and tools this model or data cannot serve, are refused before training.
-        chosen_tools = tools.applicable(spec.eval, model, data.kind)
+        chosen_tools = tools.applicable(spec.eval, model, data.kind, data, spec)
     if "print_config" in actions:
         from bench.track import resolve_wandb_mode
 

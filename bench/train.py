@@ -153,7 +153,24 @@ def read_resumable(path, model, cfg) -> dict:
 
 
 def _optimizer(model, cfg):
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            eps=getattr(cfg, "adam_eps", 1e-8))
+
+
+IWAE_STAGES = 8  # Burda et al. 2016, section 5: stage i (0..7) lasts 3^i epochs at lr * 10^(-i/7)
+
+
+def lr_factor(schedule: str, epoch: int) -> float:
+    """The learning rate of `epoch` (0-based) over --lr. `iwae`: the IWAE paper's stages; after
+    its 3,280 epochs the last stage's rate goes on."""
+    if schedule != "iwae":
+        return 1.0
+    end = 0
+    for i in range(IWAE_STAGES):
+        end += 3 ** i
+        if epoch < end:
+            return 10 ** (-i / 7)
+    return 10 ** (-(IWAE_STAGES - 1) / 7)
 
 
 class Trainer:
@@ -200,6 +217,12 @@ class Trainer:
         self.writer.submit(self.run.ckpt("best"), dict(self.ckpt_meta, model=self.model.state_dict(),
                                                         epoch=self.state.epoch))
 
+    def save_kept(self):
+        """The weights after this epoch, kept as `epoch-N.pt` (--keep-epochs): a curve of a
+        measure over training (`bench.evaluate RUN --checkpoint epoch-N`)."""
+        self.writer.submit(self.run.ckpt(f"epoch-{self.state.epoch}"),
+                           dict(self.ckpt_meta, model=self.model.state_dict(), epoch=self.state.epoch))
+
     def timed(self, work: str, fn, *args):
         """Run one piece of an epoch's work beside training, adding its seconds to `costs`."""
         t0 = time.perf_counter()
@@ -212,6 +235,9 @@ class Trainer:
         model, cfg, dev = self.model, self.cfg, self.device
         model.train()
         model.set_epoch(epoch, cfg.epochs)
+        schedule = getattr(cfg, "lr_schedule", "constant")
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * lr_factor(schedule, epoch)
         sums, n, t0 = {}, 0, time.perf_counter()
         bar = epoch_bar(len(self.data.train), cfg.batch_size, f"epoch {epoch + 1}/{cfg.epochs}")
         for step, (x, y) in enumerate(batches(self.data.train, cfg.batch_size, shuffle=True,
@@ -247,6 +273,8 @@ class Trainer:
             bar.update(1)
         bar.close()
         metrics = {k: (v / n).item() for k, v in sums.items()}
+        if schedule != "constant":
+            metrics["lr_now"] = self.opt.param_groups[0]["lr"]
         if not math.isfinite(metrics["loss"]):
             raise Diverged(epoch + 1, "end", metrics["loss"])
         seconds = time.perf_counter() - t0
@@ -343,6 +371,8 @@ class Trainer:
                     st.best_value, st.best_epoch = row.get(key, row["val/loss"]), epoch + 1
                     self.timed("best_checkpoint", self.save_best)
                 self.timed("snapshot", self.snapshot, epoch + 1)
+                if st.epoch in (getattr(cfg, "keep_epochs", None) or ()):
+                    self.timed("kept_checkpoint", self.save_kept)
                 # What an epoch costs: training, validation, best.pt, snapshot; taken before last.pt
                 # is written so that the checkpoint (and a resumed run's history) holds it.
                 row["time/epoch_wall_seconds"] = time.perf_counter() - t_epoch

@@ -16,23 +16,29 @@ import torch.nn.functional as F
 from bench.errors import UsageError
 from bench.tensors import to_float
 
+FIXED_DRAW_SEED = 20160101  # the one draw of dynamically binarized images that every run shares
+
 
 @dataclass
 class Split:
     x: torch.Tensor  # uint8 (N, C, H, W)
     y: Optional[torch.Tensor] = None  # int64 (N,) labels, or uint8 (N, 1, H, W) masks
     attrs: Optional[torch.Tensor] = None  # int64 (N, A) binary attributes (celeba)
+    # Dynamic binarization (binarized MNIST): each batch is a Bernoulli draw from the pixel
+    # intensities, drawn with the generator of the pass (a training pass: the run's shuffle
+    # generator, so a new draw each epoch that a resumed run repeats)
+    bernoulli: bool = False
 
     def __len__(self):
         return self.x.shape[0]
 
     def take(self, idx: torch.Tensor) -> "Split":
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
-        return Split(self.x[idx], pick(self.y), pick(self.attrs))
+        return Split(self.x[idx], pick(self.y), pick(self.attrs), self.bernoulli)
 
     def to(self, device) -> "Split":
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Split(self.x.to(device), mv(self.y), mv(self.attrs))
+        return Split(self.x.to(device), mv(self.y), mv(self.attrs), self.bernoulli)
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Source:
     classes: list = field(default_factory=list)
     attr_names: list = field(default_factory=list)
     labelled: Optional[Split] = None  # labelled training images when `train` is unlabeled (STL-10)
+    val: Optional[Split] = None  # a fixed validation split of the dataset's own (static binarized MNIST)
 
 
 @dataclass
@@ -87,7 +94,7 @@ def resize(split: Split, size: int, kind: str) -> Split:
     y = split.y
     if kind == "masks" and y is not None:
         y = F.interpolate(y.float(), size=(size, size), mode="nearest").to(torch.uint8)
-    return Split(x, y, split.attrs)
+    return Split(x, y, split.attrs, split.bernoulli)
 
 
 def check_split(dataset: str, name: str, split: Split, entry) -> None:
@@ -122,7 +129,7 @@ def load_data(spec, task: str | None = None) -> DataBundle:
     train, test = src.train, src.test
     if len(train) == 0 or len(test) == 0:
         raise UsageError(f"{cfg.dataset}: the dataset is empty (train {len(train)}, test {len(test)} images)")
-    for name, split in (("train", train), ("test", test), ("labelled", src.labelled)):
+    for name, split in (("train", train), ("test", test), ("labelled", src.labelled), ("val", src.val)):
         if split is not None:
             check_split(cfg.dataset, name, split, entry)
     perm = torch.randperm(len(train), generator=g)
@@ -130,11 +137,17 @@ def load_data(spec, task: str | None = None) -> DataBundle:
         perm = perm[: cfg.limit_train]
     if cfg.limit_test is not None:
         test = test.take(torch.arange(min(cfg.limit_test, len(test))))
-    n_val = max(1, int(round(cfg.val_fraction * len(perm))))
-    if len(perm) - n_val < 1:
-        raise UsageError(f"{cfg.dataset}: {len(perm)} training images leave none for training after "
-                         f"holding out {n_val} for validation; raise --limit-train (valid: >= 2)")
-    train_split, val_split = train.take(perm[n_val:]), train.take(perm[:n_val])
+    if src.val is not None:  # the dataset's own validation split: --val-fraction does not apply
+        val = src.val if cfg.limit_test is None else src.val.take(torch.arange(min(cfg.limit_test, len(src.val))))
+        train_split, val_split = train.take(perm), val
+    else:
+        n_val = max(1, int(round(cfg.val_fraction * len(perm))))
+        if len(perm) - n_val < 1:
+            raise UsageError(f"{cfg.dataset}: {len(perm)} training images leave none for training after "
+                             f"holding out {n_val} for validation; raise --limit-train (valid: >= 2)")
+        train_split, val_split = train.take(perm[n_val:]), train.take(perm[:n_val])
+        if train.bernoulli:  # held-out images: one draw that every run shares, whichever images they are
+            val_split = fixed_draw(train, FIXED_DRAW_SEED).take(perm[:n_val])
     labelled = src.labelled
     if labelled is not None and cfg.limit_train is not None:
         labelled = labelled.take(torch.arange(min(cfg.limit_train, len(labelled))))
@@ -154,6 +167,8 @@ def batches(split: Split, batch_size: int, shuffle: bool = False,
     one value (BatchNorm) are undefined, and the image left out changes every epoch."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else None
+    # A pass in order (codes for a tool, a probe) draws its bits from a fixed stream: the same each time
+    binarizer = torch.Generator().manual_seed(FIXED_DRAW_SEED) if split.bernoulli and generator is None else None
     if order is not None and split.x.device.type != "cpu":
         order = order.to(split.x.device)
     for i in range(0, n, batch_size):
@@ -164,6 +179,26 @@ def batches(split: Split, batch_size: int, shuffle: bool = False,
         else:
             idx = order[i:i + batch_size]
             xb, yb = split.x[idx], None if split.y is None else split.y[idx]
-        yield to_float(xb), yb
+        xf = to_float(xb)
+        if split.bernoulli:
+            xf = bernoulli_draw(xf, generator if generator is not None else binarizer)
+        yield xf, yb
+
+
+def fixed_draw(split: Split, seed: int) -> Split:
+    """`split` binarized once, pixel by pixel with P(1) = intensity, from `seed`: uint8 0/255.
+    A pixel is on when a uniform integer of 0..254 lies below its value (0..255), which has
+    exactly that probability; an image's bits depend on the seed and its place alone."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randint(0, 255, tuple(split.x.shape), generator=g, dtype=torch.uint8)
+    return Split((u < split.x).to(torch.uint8) * 255, split.y, split.attrs)
+
+
+def bernoulli_draw(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Binary images drawn pixel by pixel with P(1) = intensity (dynamic binarization), the
+    uniforms drawn on the CPU from `generator` whatever the device, so a CPU run and a CUDA
+    run of one seed see the same bits."""
+    u = torch.rand(x.shape, generator=generator)
+    return (u.to(x.device) < x).to(x.dtype)
 
 

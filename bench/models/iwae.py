@@ -19,17 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.keys import BATCHNORM, CHANNELS, LATENT_DIM, RECON_TYPE, Corruption, ImageInput, key
-from bench.models.vae import ConvVAE, kl_per_dim
+from bench.models.vae import ConvVAE, MLPVAE, MLPVAEConfig, kl_per_dim, recon_per_image  # noqa: F401 (recon_per_image: older imports)
 from registry import register_model
 
-LOG_2PI = math.log(2 * math.pi)
-
-
-def recon_per_image(logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
-    """The VAE's reconstruction term (`bench.models.vae.recon_term`), one value per image."""
-    if kind == "bce":
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-    return (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1)
+K_SAMPLES = dict(help="importance samples per image in the IWAE bound L_k (1: the VAE's ELBO)", lo=1, hi=1000)
 
 
 @dataclass
@@ -39,36 +32,65 @@ class IWAEConfig(ImageInput, Corruption):
     latent_dim: int = key(32, **LATENT_DIM)
     recon_type: str = key("mse", **RECON_TYPE)
     batchnorm: bool = key(False, **BATCHNORM)
-    k_samples: int = key(5, "importance samples per image in the IWAE bound L_k (1: the VAE's ELBO)", lo=1, hi=1000)
+    k_samples: int = key(5, **K_SAMPLES)
     # The conv VAE's own knobs, fixed for the IWAE: the bound has no KL weight or warm-up
     beta: float = key(1.0, internal=True)
     kl_warmup_epochs: int = key(0, internal=True)
     bottleneck: str = key("linear", internal=True)
 
 
-class IWAE(ConvVAE):
+@dataclass
+class MLPIWAEConfig(MLPVAEConfig):
+    """MLP importance-weighted autoencoder (mlp_iwae); its defaults are the IWAE paper's one-stochastic-layer
+    MNIST model (Burda et al. 2016, section 5): two deterministic layers of 200 tanh units, 50 latent units,
+    a Bernoulli decoder"""
+    hidden_dims: list[int] = key((200, 200), help="MLP hidden widths, e.g. 200,200", lo=1, hi=65536)
+    latent_dim: int = key(50, **LATENT_DIM)
+    activation: str = key("tanh", "MLP hidden units: relu, tanh (the IWAE paper's), or gated (h * sigmoid(g), "
+                          "the VampPrior paper's gated dense layers)", choices=["relu", "tanh", "gated"])
+    k_samples: int = key(5, **K_SAMPLES)
+    beta: float = key(1.0, internal=True)
+    kl_warmup_epochs: int = key(0, internal=True)
+
+
+class ImportanceWeighted:
+    """The forward pass of an IWAE over any VAE's encoder and decoder (`log_weights`)."""
+
     def forward(self, x, y=None):
+        k = self.cfg.k_samples
         mu, logvar = self.posterior(self.model_input(x))
-        k, (b, d) = self.cfg.k_samples, mu.shape
         if self.training:
-            eps = torch.randn((k, b, d), device=mu.device, dtype=mu.dtype)
+            eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
         else:  # a fixed stream: the same bound each evaluation, nothing drawn from the training RNG
             g = torch.Generator(device=mu.device).manual_seed(0)
-            eps = torch.randn((k, b, d), generator=g, device=mu.device, dtype=mu.dtype)
-        z = mu + eps * torch.exp(0.5 * logvar)
-        logits = self.decode_logits(z.flatten(0, 1))
-        log_px = -recon_per_image(logits, x.expand(k, *x.shape).flatten(0, 1), self.cfg.recon_type).view(k, b)
-        log_w = log_px - 0.5 * (z.pow(2) + LOG_2PI).sum(-1) + 0.5 * (eps.pow(2) + LOG_2PI + logvar).sum(-1)
+            eps = torch.randn((k, *mu.shape), generator=g, device=mu.device, dtype=mu.dtype)
+        log_w = self.log_weights(x, eps, posterior=(mu, logvar))
         bound = torch.logsumexp(log_w, 0) - math.log(k)  # L_k per image
         loss = -bound.mean()
         elbo_loss = -log_w.mean()
-        recon = torch.sigmoid(self.decode_logits(mu))
-        return {"loss": loss, "recon": recon, "z": mu, "mu": mu, "logvar": logvar, "recon_loss": -log_px.mean().detach(),
+        logits = self.decode_logits(mu)
+        recon = torch.sigmoid(logits)
+        return {"loss": loss, "recon": recon, "z": mu, "mu": mu, "logvar": logvar,
+                "recon_loss": recon_per_image(logits, x, self.cfg.recon_type).mean().detach(),
                 "kl": kl_per_dim(mu, logvar).sum().detach(), "elbo_loss": elbo_loss.detach(),
                 "bound_gap": (elbo_loss - loss).detach(), "mse": F.mse_loss(recon.detach(), x)}
+
+
+class IWAE(ImportanceWeighted, ConvVAE):
+    pass
+
+
+class MLPIWAE(ImportanceWeighted, MLPVAE):
+    pass
 
 
 @register_model(config=IWAEConfig)
 def iwae(cfg):
     """IWAE (Burda et al. 2016): the conv VAE trained on the k-sample importance-weighted bound."""
     return IWAE(cfg)
+
+
+@register_model(config=MLPIWAEConfig)
+def mlp_iwae(cfg):
+    """MLP IWAE (Burda et al. 2016): 784-200-200-50 tanh, Bernoulli decoder, trained on the k-sample bound."""
+    return MLPIWAE(cfg)

@@ -8,6 +8,10 @@
   (the Fashion-MNIST VAE assignment: 784-400-20 and 784-400-100-20), BCE summed over pixels + KL.
 - `mlp_ae`: its deterministic twin (one z layer, no KL), the assignment's "AE conversion".
 
+Every VAE also scores its own importance weights, log p(x|z) + log p(z) - log q(z|x) for
+given draws (`log_weights`): the IWAE bound trains on them and the likelihood tool
+(`--eval nll`) estimates -log p(x) from them.
+
 Losses are per image (summed over pixels / latent dims, averaged over the batch), so
 recon and KL are on the scale of the ELBO. In eval mode z = mu.
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +37,17 @@ def kl_per_dim(mu, logvar):
     """KL(q(z|x) || N(0, I)) per latent dim, averaged over the batch: shape (latent_dim,)
     (a convolutional z of shape (C, s, s) counts C*s*s dims)."""
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).flatten(1).mean(0)
+
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def recon_per_image(logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """The reconstruction term, one value per image: -log p(x|z) for bce (Bernoulli), the summed
+    squared error for mse (a Gaussian's up to its scale and constant: not a likelihood)."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    return (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1)
 
 
 def recon_term(logits, x, kind):
@@ -68,6 +85,33 @@ class VAEMixin(BenchModel):
 
     def encode(self, x):
         return self.posterior(x)[0]
+
+    def likelihood_gap(self) -> str | None:
+        """Why -log p(x) is not defined for this model, or None: it needs a stochastic encoder and
+        a normalised decoder likelihood (Bernoulli, --recon-type bce)."""
+        if not self.is_variational:
+            return "its encoder is deterministic (no posterior to sample)"
+        if self.cfg.recon_type != "bce":
+            return (f"its decoder has no normalised likelihood (--recon-type {self.cfg.recon_type}: a squared error); "
+                    f"train it with --recon-type bce")
+        return None
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) per code under N(0, I)."""
+        return -0.5 * (z.pow(2) + LOG_2PI).flatten(1).sum(1)
+
+    def log_weights(self, x: torch.Tensor, eps: torch.Tensor, posterior=None) -> torch.Tensor:
+        """log w = log p(x|z) + log p(z) - log q(z|x) of the draws z = mu + eps * sigma, shape (k, B),
+        for standard normal `eps` of shape (k, B, *z). `posterior`: (mu, logvar) when already computed
+        (of a corrupted x, for a model trained on corrupted inputs)."""
+        mu, logvar = self.posterior(x) if posterior is None else posterior
+        k, b = eps.shape[:2]
+        z = mu + eps * torch.exp(0.5 * logvar)
+        flat = z.flatten(0, 1)
+        target = x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1)
+        log_px = -recon_per_image(self.decode_logits(flat), target, self.cfg.recon_type)
+        log_q = -0.5 * (eps.pow(2) + LOG_2PI + logvar).flatten(2).sum(2)
+        return (log_px + self.log_prior(flat)).view(k, b) - log_q
 
     def elbo_terms(self, x, logits, recon, mu, logvar, recon_kind):
         rec = recon_term(logits, x, recon_kind)
@@ -137,6 +181,8 @@ class MLPVAEConfig(ImageInput, Corruption):
     beta: float = key(1.0, **BETA)
     kl_warmup_epochs: int = key(0, **KL_WARMUP)
     recon_type: str = key("bce", **RECON_TYPE)
+    activation: str = key("relu", "MLP hidden units: relu, tanh (the IWAE paper's), or gated (h * sigmoid(g), "
+                          "the VampPrior paper's gated dense layers)", choices=["relu", "tanh", "gated"])
 
     def derive(self) -> None:
         if self.mlp_dims is None:
@@ -147,10 +193,24 @@ class MLPVAEConfig(ImageInput, Corruption):
         self.hidden_dims, self.latent_dim = tuple(self.mlp_dims[:-1]), self.mlp_dims[-1]
 
 
-def mlp(dims):
+class GatedLinear(nn.Module):
+    """A gated dense layer, h(x) * sigmoid(g(x)) (Dauphin et al. 2017; the VampPrior paper's MLPs)."""
+
+    def __init__(self, a: int, b: int):
+        super().__init__()
+        self.h, self.g = nn.Linear(a, b), nn.Linear(a, b)
+
+    def forward(self, x):
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+def mlp(dims, activation: str = "relu"):
     layers = []
     for a, b in zip(dims[:-1], dims[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        if activation == "gated":
+            layers += [GatedLinear(a, b)]
+        else:
+            layers += [nn.Linear(a, b), nn.Tanh() if activation == "tanh" else nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -166,10 +226,11 @@ class MLPVAE(VAEMixin):
         self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
         d = cfg.in_channels * cfg.image_size ** 2
         hidden = list(cfg.hidden_dims)
-        self.body = mlp([d] + hidden)
+        act = cfg.activation
+        self.body = mlp([d] + hidden, act)
         self.mu = nn.Linear(hidden[-1], cfg.latent_dim)
         self.logvar = nn.Linear(hidden[-1], cfg.latent_dim) if variational else None
-        self.dec = nn.Sequential(mlp([cfg.latent_dim] + hidden[::-1]), nn.Linear(hidden[0], d))
+        self.dec = nn.Sequential(mlp([cfg.latent_dim] + hidden[::-1], act), nn.Linear(hidden[0], d))
 
     def posterior(self, x):
         h = self.body(x.flatten(1))

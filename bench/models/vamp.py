@@ -1,7 +1,7 @@
-"""VAE with a VampPrior, `vamp_vae` (Tomczak and Welling, "VAE with a VampPrior", AISTATS
-2018, arXiv 1705.07120).
+"""VAE with a VampPrior, `vamp_vae` and `mlp_vamp_vae` (Tomczak and Welling, "VAE with a
+VampPrior", AISTATS 2018, arXiv 1705.07120).
 
-The conv VAE's encoder and decoder, with the prior N(0, I) replaced by the "variational
+The conv VAE's (or the MLP VAE's) encoder and decoder, with the prior N(0, I) replaced by the "variational
 mixture of posteriors": p(z) = 1/K sum_k q(z | u_k), the encoder's own posteriors at K learned
 pseudo-inputs u_k (images, kept in [0, 1] by a hard tanh as in the paper's code, started at
 random pixels). The KL term has no closed form under a mixture, so it is the single-sample
@@ -24,11 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.keys import key
-from bench.models.vae import ConvVAE, ConvVAEConfig, recon_term
+from bench.keys import KL_WARMUP, key
+from bench.models.vae import LOG_2PI, ConvVAE, ConvVAEConfig, MLPVAE, MLPVAEConfig, recon_term
 from registry import register_model
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -43,11 +41,32 @@ class VampConfig(ConvVAEConfig):
     bottleneck: str = key("linear", internal=True)  # the mixture is over flat codes
 
 
-class VampVAE(ConvVAE):
-    def __init__(self, cfg: VampConfig):
+@dataclass
+class MLPVampConfig(MLPVAEConfig):
+    """MLP VAE with a VampPrior (mlp_vamp_vae); its defaults are the VampPrior paper's one-layer MNIST
+    model (Tomczak and Welling 2018, section 4.1 and its code): two gated dense layers of 300 units in the
+    encoder and the decoder, 40 latent units, K = 500 pseudo-inputs, a Bernoulli decoder, KL warm-up over
+    100 epochs"""
+    hidden_dims: list[int] = key((300, 300), help="MLP hidden widths, e.g. 300,300", lo=1, hi=65536)
+    latent_dim: int = key(40, help="size of the latent code z", lo=1, hi=65536)
+    activation: str = key("gated", "MLP hidden units: relu, tanh (the IWAE paper's), or gated (h * sigmoid(g), "
+                          "the VampPrior paper's gated dense layers)", choices=["relu", "tanh", "gated"])
+    kl_warmup_epochs: int = key(100, **KL_WARMUP)
+    pseudo_inputs: int = key(500, "number K of learned pseudo-inputs in the VampPrior mixture", lo=1, hi=100000)
+
+
+class VampPrior:
+    """The VampPrior over any VAE's encoder: learned pseudo-inputs, their posteriors as the prior."""
+    # Where the pseudo-inputs start: uniform pixels, or N(0.05, 0.01) as in the paper's code
+    pseudo_start_mean: float | None = None
+
+    def __init__(self, cfg):
         super().__init__(cfg)
         shape = (cfg.pseudo_inputs, cfg.in_channels, cfg.image_size, cfg.image_size)
-        start = torch.rand(shape)
+        if self.pseudo_start_mean is None:
+            start = torch.rand(shape)
+        else:
+            start = (self.pseudo_start_mean + 0.01 * torch.randn(shape)).clamp(0, 1)
         self.pseudo = nn.Parameter(start.clone())
         self.register_buffer("pseudo_start", start)
 
@@ -56,9 +75,18 @@ class VampVAE(ConvVAE):
 
     @staticmethod
     def prior_logp(z: torch.Tensor, mu_k: torch.Tensor, logvar_k: torch.Tensor) -> torch.Tensor:
-        """log p(z) under the mixture of the pseudo-inputs' posteriors (mu_k, logvar_k), one value per code."""
-        per = log_normal(z.unsqueeze(1), mu_k.unsqueeze(0), logvar_k.unsqueeze(0))  # (B, K)
+        """log p(z) under the mixture of the pseudo-inputs' posteriors (mu_k, logvar_k), one value per code.
+        The squares are expanded into two matrix products, (B, D) x (D, K): the likelihood tool scores
+        millions of codes against K = 500 components, which the broadcast (B, K, D) form makes slow."""
+        prec = torch.exp(-logvar_k)  # (K, D)
+        quad = z.pow(2) @ prec.T - 2 * z @ (mu_k * prec).T + (mu_k.pow(2) * prec).sum(1)
+        per = -0.5 * (quad + (LOG_2PI + logvar_k).sum(1))  # (B, K)
         return torch.logsumexp(per, 1) - math.log(len(mu_k))
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) per code under the VampPrior (the pseudo-inputs' posteriors as this mode computes them)."""
+        mu_k, logvar_k = self.posterior(self.pseudo_images())
+        return self.prior_logp(z.flatten(1), mu_k, logvar_k)
 
     def forward(self, x, y=None):
         # The images and the pseudo-inputs in one pass: one set of batch statistics (BatchNorm)
@@ -95,7 +123,21 @@ class VampVAE(ConvVAE):
         return (mu[k] + eps * torch.exp(0.5 * logvar[k])).double().cpu().numpy()
 
 
+class VampVAE(VampPrior, ConvVAE):
+    pass
+
+
+class MLPVampVAE(VampPrior, MLPVAE):
+    pseudo_start_mean = 0.05
+
+
 @register_model(config=VampConfig)
 def vamp_vae(cfg):
     """VampPrior VAE (Tomczak & Welling 2018): the conv VAE with a mixture-of-posteriors prior on learned pseudo-inputs."""
     return VampVAE(cfg)
+
+
+@register_model(config=MLPVampConfig)
+def mlp_vamp_vae(cfg):
+    """VampPrior MLP VAE (Tomczak & Welling 2018): 784-300-300-40 gated, K = 500 pseudo-inputs, Bernoulli decoder."""
+    return MLPVampVAE(cfg)

@@ -5,7 +5,9 @@ model and the data ("labels", "autoencoder", "decoder"), and where it runs in `-
 all` (cheap and numeric first, figures after). `--eval` checks those needs against the
 model's declared capabilities before training starts. A tool is
 `tool(model, data, cfg, run, device) -> {"numbers", "figures", "tables"}`; its numbers
-land in summary.json under `<tool>/<name>` keys. A new tool is one new file here: it is
+land in summary.json under `<tool>/<name>` keys (a test-set measure under `test/<name>`). A tool
+whose conditions go beyond those needs registers `check(model, data, cfg) -> reason or None`,
+asked before training as well. A new tool is one new file here: it is
 listed in `--help`, runs in `--eval all`, and gets a generated test.
 """
 from __future__ import annotations
@@ -22,17 +24,18 @@ class Tool:
     fn: Callable
     needs: frozenset[str]
     rank: int
+    check: Callable | None = None  # (model, data, cfg) -> why the tool cannot run here, or None
 
 
 _TOOLS: dict[str, Tool] = {}
 _discovered = False
 
 
-def register_tool(*, needs=(), rank: int = 100):
+def register_tool(*, needs=(), rank: int = 100, check: Callable | None = None):
     def deco(fn):
         if fn.__name__ in _TOOLS:
             raise ValueError(f"evaluation tool {fn.__name__!r} registered twice")
-        _TOOLS[fn.__name__] = Tool(fn.__name__, fn, frozenset(needs), rank)
+        _TOOLS[fn.__name__] = Tool(fn.__name__, fn, frozenset(needs), rank, check)
         return fn
     return deco
 
@@ -73,18 +76,28 @@ def missing_needs(name: str, model, data_kind: str) -> list[str]:
     return sorted(tool(name).needs - has)
 
 
-def applicable(chosen_names, model, data_kind: str) -> list[str]:
+def refusal(name: str, model, data, cfg) -> str | None:
+    """Why a tool's own check refuses this model, data and config (None: it can run, or it has no
+    check, or there is no data to check yet)."""
+    check = tool(name).check
+    return None if check is None or data is None else check(model, data, cfg)
+
+
+def applicable(chosen_names, model, data_kind: str, data=None, cfg=None) -> list[str]:
     """The tools to run. A tool named explicitly that cannot work on this model or data is bad
     input, refused before training; `all` means every tool that applies."""
     chosen = expand(chosen_names)
     if "all" in [n.strip() for n in chosen_names]:
-        return [n for n in chosen if not missing_needs(n, model, data_kind)]
+        return [n for n in chosen if not missing_needs(n, model, data_kind) and not refusal(n, model, data, cfg)]
     for n in chosen:
         lack = missing_needs(n, model, data_kind)
         if lack:
             ok = [t for t in tools() if not missing_needs(t, model, data_kind)]
             raise UsageError(f"--eval {n}: needs {' and '.join(lack)}, which {type(model).__name__} on "
                              f"{data_kind} data lacks; valid here: {', '.join(ok) or 'none'}")
+        why = refusal(n, model, data, cfg)
+        if why:
+            raise UsageError(f"--eval {n}: {why}")
     return chosen
 
 
