@@ -30,7 +30,7 @@ from bench.errors import UsageError, exit_usage
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "sweeps" / "suite"
 SCALES = ("tiny", "cpu", "full")
-BUDGET = ("epochs", "batch_size", "lr", "limit_train", "limit_test")
+BUDGET = ("epochs", "batch_size", "lr", "limit_train", "limit_test", "nll_k")  # nll_k: the likelihood tool's cost
 
 
 def suite_names() -> list[str]:
@@ -156,31 +156,47 @@ def budget_text(suite: dict, scale: str, datasets: list[str] | None = None) -> s
 
 def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
     """The suite's tools that apply to each family (`sample` needs a decoder of z, which
-    `pool_ae` lacks): one `--eval` list per group of families, so no run is refused."""
+    `pool_ae` lacks; `nll` a posterior and a decoder likelihood): one `--eval` list per group of
+    families, so no run is refused. A dataset may name its own tools instead of the suite's
+    (`datasets: {D: {eval: [probe, nll]}}`) and keys of its own for the families (`family_keys`),
+    which the check builds with."""
     import registry
     from bench import tools
     from bench.best import Choice
 
     data = registry.dataset_entry(dataset)
+    own_eval = dataset_entry_of(suite, dataset).get("eval")
+    wanted = list(suite.get("eval") or []) if own_eval is None else list(own_eval)
+    own_keys = dict(dataset_entry_of(suite, dataset).get("family_keys") or {})
     groups: dict[str, list[str]] = {}
     for m in models:
         entry = registry.model_entry(m)
         try:
+            keys = {k: v for k, v in own_keys.items() if k in entry.config_keys()}
             with registry.on_meta():
-                model = registry.build_model(entry, entry.config({}, data.shape, data.num_classes))
-            chosen = [t for t in suite.get("eval") or [] if not tools.missing_needs(t, model, data.kind)]
+                model = registry.build_model(entry, entry.config(keys, data.shape, data.num_classes))
+            chosen = [t for t in wanted if not tools.missing_needs(t, model, data.kind)
+                      and not tools.refusal(t, model, None, None)]
         except UsageError:
-            chosen = list(suite.get("eval") or [])
+            chosen = list(wanted)
         groups.setdefault(",".join(chosen), []).append(m)
     return [Choice({"eval": names}, "", frozenset(ms)) for names, ms in groups.items() if names]
 
 
-def family_keys(suite: dict, models: list[str]):
-    """Keys the suite gives every family that takes them (`batchnorm: true`), checked as run.py would."""
+def dataset_entry_of(suite: dict, dataset: str) -> dict:
+    """What the suite file says of one dataset (its latent size, budget changes, tools, keys)."""
+    return suite["datasets"].get(dataset) or {}
+
+
+def family_keys(suite: dict, models: list[str], dataset: str | None = None):
+    """Keys the suite gives every family that takes them (`batchnorm: true`), with the dataset's
+    own (`datasets: {binarized_mnist: {family_keys: {recon_type: bce}}}`), checked as run.py would."""
     from bench.best import Choice
     from bench.run_keys import FIELDS, coerce, validate_value
 
     keys = dict(suite.get("family_keys") or {})
+    if dataset is not None:
+        keys.update(dataset_entry_of(suite, dataset).get("family_keys") or {})
     for k, v in keys.items():
         if k not in FIELDS:
             raise UsageError(f"suite {suite['name']}: family_keys: {k!r} is not a run key")
@@ -308,7 +324,7 @@ def _sweep(args, suite: dict, dataset: str, models: list[str], overrides: dict):
 
     cfg = sweep_for(suite, args.scale, dataset, models)
     _check_against_registry(f"suite {args.suite}", cfg["parameters"])
-    carried = [latent_choice(suite, dataset, models), family_keys(suite, models)] + \
+    carried = [latent_choice(suite, dataset, models), family_keys(suite, models, dataset)] + \
         tool_choices(suite, dataset, models)
     if args.backbone == "shared":
         carried.append(backbone_choice(suite, dataset, models, overrides))

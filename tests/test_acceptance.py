@@ -24,7 +24,8 @@ TOOL_KEYS = {"probe": ["probe/linear_acc", "probe/logistic_acc"], "embed": ["emb
              "arith": ["arith/direction_norm"], "sample": ["sample/ex_post_fd", "sample/gmm_fd", "sample/ex_post_fd_spread", "sample/fd_features",
                         "sample/gmm_fd_lo", "sample/gmm_fd_hi", "sample/gmm_kid", "sample/gmm_kid_std",
                         "sample/score_space"],
-             "occlusion": ["occlusion/max_rise"], "collapse": []}
+             "occlusion": ["occlusion/max_rise"], "collapse": [],
+             "nll": ["test/nll", "test/nll_se", "test/nll_mc_se", "test/nll_k", "test/neg_elbo"]}
 TASK_KEYS = {"reconstruct": ["test/mse", "test/psnr", "test/ssim", "test/snr"],
              "denoise": ["test/mse", "test/snr", "test_noisy/psnr", "test_noisy/snr"],
              "classify": ["test/acc"], "segment": ["test/dice", "test/iou"]}
@@ -35,7 +36,8 @@ EXTRA = {"celeba_models": ["--limit-train", "40", "--limit-test", "20"],
          "stl10_supervised": ["--limit-train", "100", "--limit-test", "60"],
          "stl10_resnet_probe": ["--limit-train", "100", "--limit-test", "60", "--pretrained=false"],
          "brain_tumor_seg": ["--limit-train", "20", "--limit-test", "5"],
-         "vae_beta_random": ["--count", "2"], "fashion_vae_search": ["--count", "2"]}
+         "vae_beta_random": ["--count", "2"], "fashion_vae_search": ["--count", "2"],
+         **{f"likelihood_{row}": ["--nll-k", "100"] for row in ("vae", "iwae5", "iwae50", "vamp")}}
 
 
 @pytest.fixture(scope="module")

@@ -78,9 +78,9 @@ def missing_needs(name: str, model, data_kind: str) -> list[str]:
 
 def refusal(name: str, model, data, cfg) -> str | None:
     """Why a tool's own check refuses this model, data and config (None: it can run, or it has no
-    check, or there is no data to check yet)."""
+    check). With `data` None (a plan made before any data is read) only the model is checked."""
     check = tool(name).check
-    return None if check is None or data is None else check(model, data, cfg)
+    return None if check is None else check(model, data, cfg)
 
 
 def applicable(chosen_names, model, data_kind: str, data=None, cfg=None) -> list[str]:

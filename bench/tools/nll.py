@@ -60,13 +60,16 @@ def estimate(model, x: torch.Tensor, k: int, generator: torch.Generator, rows: i
 
 
 def refusal(model, data, cfg) -> str | None:
-    """Why the estimate is not defined here, or None: checked before a run trains."""
+    """Why the estimate is not defined here, or None: checked before a run trains (`data` None:
+    the model alone, as a plan made before any data is read)."""
     gap = getattr(model, "likelihood_gap", None)
     if gap is None:
         return f"{type(model).__name__} has no posterior and decoder likelihood (a deterministic autoencoder)"
     why = gap()
     if why:
         return f"{type(model).__name__}: {why}"
+    if data is None:
+        return None
     x = data.test.x
     binary = bool(((x == 0) | (x == 255)).all())
     if not binary and not getattr(cfg, "nll_grey", False):
