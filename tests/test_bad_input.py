@@ -70,7 +70,7 @@ RUN_CASES = [
     ("bad color mode", lambda t: ["--color-mode", "rainbow"], "valid: class, random"),
     ("key the model lacks", lambda t: ["--model", "pool_ae", "--latent-dim", "8"], "does not take it"),
     ("noise on a classifier", lambda t: ["--model", "cnn_classifier", "--noise-std", "0.3"], "does not take it"),
-    ("channels on the MLP VAE", lambda t: ["--model", "mlp_vae", "--channels", "4"], "its keys: --beta"),
+    ("channels on the MLP VAE", lambda t: ["--model", "mlp_vae", "--channels", "4"], "its keys: --activation, --beta"),
     ("select on test for an AE", lambda t: ["--select-on", "test"], "only classifiers"),
     ("empty runs dir", lambda t: ["--runs-dir", ""], "--runs-dir: empty"),
     ("empty data root", lambda t: ["--data-root", " "], "--data-root: empty"),

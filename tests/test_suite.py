@@ -64,18 +64,23 @@ def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
     out = capsys.readouterr().out.splitlines()
     runs = [line for line in out if "--model=" in line]
     models = {line.split("--model=")[1].split()[0] for line in runs}
-    assert len(runs) == len(models) * 4 * 3 and {"ae", "vae", "pool_ae", "mcae", "linear_ae"} <= models
-    budget = "--epochs=4 --batch_size=128 --lr=0.001 --limit_train=6000 --limit_test=1000 --eval_sigmas=0.3"
+    assert len(runs) == len(models) * 5 * 3 and {"ae", "vae", "pool_ae", "mcae", "linear_ae"} <= models
+    budget = "--epochs=4 --batch_size=128 --lr=0.001 --limit_train=6000 --limit_test=1000"
     assert all(budget in line and "--group=suite_standard_cpu" in line for line in runs)
     for line in runs:
-        if "--model=pool_ae" in line:  # its code size is fixed by its architecture; it cannot generate
+        if "--dataset=binarized_mnist" in line:  # its own tools and keys: the likelihood where it is defined
+            likelihood = any(f"--model={m} " in line for m in
+                             ("vae", "beta_vae", "iwae", "vamp_vae", "mlp_vae", "mlp_iwae", "mlp_vamp_vae"))
+            assert "--nll_k=50" in line and "--recon-type=bce" in line or "--recon-type" not in line
+            assert ("--eval=probe,nll " in line) == likelihood and ("--eval=probe " in line) != likelihood, line
+        elif "--model=pool_ae" in line:  # its code size is fixed by its architecture; it cannot generate
             assert "--latent-dim" not in line and "--eval=probe,denoise " in line
         else:
             latent = {"cifar10": 128, "celeba": 64}.get(line.split("--dataset=")[1].split()[0], 16)
             assert f"--latent-dim={latent}" in line and "--eval=probe,denoise,sample " in line
     # the shared backbone: one conv stack per input size for every family built on one; the
     # architectures of their own and the families without a conv stack keep theirs
-    own = {"mcae", "pool_ae", "stl_ae", "linear_ae", "mlp_ae", "mlp_vae"}
+    own = {"mcae", "pool_ae", "stl_ae", "linear_ae", "mlp_ae", "mlp_vae", "mlp_iwae", "mlp_vamp_vae"}
     for line in runs:
         model, dataset = line.split("--model=")[1].split()[0], line.split("--dataset=")[1].split()[0]
         widths = "[32, 64, 128, 256]" if dataset == "celeba" else "[32, 64, 128]"
@@ -93,7 +98,7 @@ def test_the_full_scale_is_the_whole_training_set_with_a_datasets_own_budget_whe
     out = capsys.readouterr().out.splitlines()
     assert "budget: epochs 100, batch size 100, lr 0.001; celeba: epochs 50, lr 0.0001" in out[0]
     runs = [line for line in out if "--model=" in line]
-    assert len(runs) == 2 * 4 * 3 and not any("--limit_train" in line for line in runs)
+    assert len(runs) == 2 * 5 * 3 and not any("--limit_train" in line for line in runs)
     for line in runs:
         budget = "--epochs=50 --batch_size=100 --lr=0.0001" if "--dataset=celeba" in line else \
             "--epochs=100 --batch_size=100 --lr=0.001"
@@ -174,7 +179,8 @@ def test_a_users_own_family_joins_the_suite_without_editing_it(tmp_path):
                        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)})
     assert p.returncode == 0, p.stderr
     mine = [line for line in p.stdout.splitlines() if "--model=tiny_user_ae" in line]
-    assert len(mine) == 12 and all("--eval=probe,denoise,sample " in line for line in mine)
+    assert len(mine) == 15 and all("--eval=probe,denoise,sample " in line or
+                                   "--dataset=binarized_mnist" in line and "--eval=probe " in line for line in mine)
     assert all("--latent-dim=16" in line for line in mine if "mnist" in line)
     assert all("--latent-dim=128" in line for line in mine if "cifar10" in line)
 
