@@ -338,3 +338,31 @@ def test_a_suite_with_none_of_its_datasets_is_refused_in_one_line(tmp_path):
     p = run_cli(["standard", "--scale", "tiny", "--datasets", "cifar10,celeba", "--data-root", tmp_path / "none"],
                 cwd=tmp_path, script="bench.suite")
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "none of the datasets" in p.stderr, p.stderr
+
+
+def test_the_leaderboard_shows_the_test_nll_and_ranks_on_it_among_the_families_that_have_one(tmp_path):
+    """On binarized MNIST, a family with a likelihood is ranked on its test NLL against the others that
+    have one (lower is better); a deterministic family shows no NLL and is ranked on the rest."""
+    from analysis.leaderboard import main as leaderboard_main
+
+    rows = []
+    for model, nll in (("vae", 95.0), ("mlp_iwae", 90.0), ("ae", None)):
+        for seed in (0, 1, 2):
+            s = {"test/mse": 0.05, "test/psnr": 13.0, "test/ssim": 0.5, "probe/linear_acc": 0.8,
+                 "probe/knn_acc": 0.8, "probe/latent_dim": 16, "params": 1000, "train_seconds": 1.0, "epochs": 1,
+                 "input_shape": "1x28x28"}
+            if nll is not None:
+                s.update({"test/nll": nll + seed / 10, "test/nll_se": 0.3, "test/nll_k": 10})
+            rows.append(({"model": model, "seed": seed, "dataset": "binarized_mnist", "sweep": "suite_standard_tiny",
+                          "group": "suite_standard_tiny", "eval": ["probe", "nll"]}, s))
+    fake_runs(tmp_path / "runs", rows)
+    out = tmp_path / "board"
+    assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    md = (out / "leaderboard.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| rank"))
+    assert "test NLL" in head
+    body = {line.split("|")[2].strip(): line for line in md.splitlines() if line.startswith("| ") and "family" not in line}
+    assert "**90.10 ± " in body["mlp_iwae"] and "95.10 ± " in body["vae"] and "**95" not in body["vae"]
+    ranks = {f: float(line.split("|")[1]) for f, line in body.items()}
+    assert ranks["mlp_iwae"] < ranks["vae"]  # the only column that tells them apart
+    assert "cannot generate" not in md  # the suite scores no samples on binarized MNIST
