@@ -366,3 +366,36 @@ def test_the_leaderboard_shows_the_test_nll_and_ranks_on_it_among_the_families_t
     ranks = {f: float(line.split("|")[1]) for f, line in body.items()}
     assert ranks["mlp_iwae"] < ranks["vae"]  # the only column that tells them apart
     assert "cannot generate" not in md  # the suite scores no samples on binarized MNIST
+
+
+def test_the_suite_scores_the_likelihood_on_binarized_mnist_where_a_family_has_one(tmp_path):
+    """The suite's binarized MNIST, run as users run it: its own tools (probe and nll), the
+    Bernoulli decoder for the families that take recon_type; the NLL reaches the leaderboard."""
+    from formats import write_mnist
+
+    from bench.store import list_runs
+
+    data = tmp_path / "data"
+    write_mnist(data, "MNIST", n_train=400, n_test=100)
+    env = {"AEBENCH_TRUST_DATA_ROOT": str(data),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "acceptance_site"), str(ROOT)])}
+    p = run_cli(["standard", "--scale", "tiny", "--families", "ae,mlp_iwae", "--datasets", "binarized_mnist",
+                 "--data-root", data, "--runs-dir", tmp_path / "runs", "--wandb", "disabled"],
+                cwd=tmp_path, script="bench.suite", env=env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    runs = list_runs(str(tmp_path / "runs" / "suite_standard_tiny"))
+    assert len(runs) == 6 and all(r.read_summary()["status"] == "finished" for r in runs)
+    for r in runs:
+        s, c = r.read_summary(), r.read_config()
+        assert ("test/nll" in s) == (c["model"] == "mlp_iwae") and "sample/gmm_fd" not in s
+        if c["model"] == "mlp_iwae":
+            assert s["test/nll_k"] == 10 and s["test/neg_elbo"] >= s["test/nll"]
+    from analysis.leaderboard import main as leaderboard_main
+
+    out = tmp_path / "board"
+    assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    lines = (out / "leaderboard.md").read_text().splitlines()
+    head = next(line for line in lines if line.startswith("| rank")).split("|")
+    cells = {line.split("|")[2].strip(): line.split("|") for line in lines if line.startswith("| ") and line != lines[0]}
+    column = head.index(" test NLL ")
+    assert cells["mlp_iwae"][column].strip()[0].isdigit() and cells["ae"][column].strip() == "-"
