@@ -32,8 +32,10 @@ class _Parser(argparse.ArgumentParser):
 HELP_GROUPS = [
     ("what to run", ["model", "dataset", "task"]),
     ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test", "split_seed"]),
-    ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "seed", "select_on", "max_params", "max_memory"]),
-    ("evaluation after training", ["eval", "eval_sigmas", "embed_points", "embed_views"]),
+    ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "adam_eps", "lr_schedule", "seed", "select_on",
+                      "keep_epochs", "max_params", "max_memory"]),
+    ("evaluation after training", ["eval", "eval_sigmas", "embed_points", "embed_views", "sample_score", "nll_k",
+                                   "nll_grey"]),
     ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
     ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep",
                            "wandb_system", "wandb_artifacts", "verbose"]),
@@ -133,7 +135,7 @@ def build_parser(prog="run.py", families=True, model: str | None = None,
     groups = [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[:2]] + data \
         + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[2:3]] + fam \
         + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[3:]] \
-        + [("other", "", [(k, dataclasses.MISSING) for k in RUN_FIELDS if k not in grouped])]
+        + [("other", "", [(k, dataclasses.MISSING) for k in sorted(RUN_FIELDS) if k not in grouped])]
     for title, note, keys in groups:
         group = parser.add_argument_group(title, note or None)
         for key, default in keys:

@@ -161,16 +161,11 @@ IWAE_STAGES = 8  # Burda et al. 2016, section 5: stage i (0..7) lasts 3^i epochs
 
 
 def lr_factor(schedule: str, epoch: int) -> float:
-    """The learning rate of `epoch` (0-based) over --lr. `iwae`: the IWAE paper's stages; after
-    its 3,280 epochs the last stage's rate goes on."""
+    """The learning rate of `epoch` (0-based) over --lr; `iwae`: the last stage's rate after 3,280 epochs."""
     if schedule != "iwae":
         return 1.0
-    end = 0
-    for i in range(IWAE_STAGES):
-        end += 3 ** i
-        if epoch < end:
-            return 10 ** (-i / 7)
-    return 10 ** (-(IWAE_STAGES - 1) / 7)
+    ends = [sum(3 ** j for j in range(i + 1)) for i in range(IWAE_STAGES)]  # 1, 4, 13, ..., 3280
+    return 10 ** (-min([i for i, end in enumerate(ends) if epoch < end] or [IWAE_STAGES - 1]) / 7)
 
 
 class Trainer:
@@ -218,8 +213,7 @@ class Trainer:
                                                         epoch=self.state.epoch))
 
     def save_kept(self):
-        """The weights after this epoch, kept as `epoch-N.pt` (--keep-epochs): a curve of a
-        measure over training (`bench.evaluate RUN --checkpoint epoch-N`)."""
+        """This epoch's weights as `epoch-N.pt` (--keep-epochs; `bench.evaluate RUN --checkpoint epoch-N`)."""
         self.writer.submit(self.run.ckpt(f"epoch-{self.state.epoch}"),
                            dict(self.ckpt_meta, model=self.model.state_dict(), epoch=self.state.epoch))
 

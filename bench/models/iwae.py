@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.keys import BATCHNORM, CHANNELS, LATENT_DIM, RECON_TYPE, Corruption, ImageInput, key
-from bench.models.vae import ConvVAE, MLPVAE, MLPVAEConfig, kl_per_dim, recon_per_image  # noqa: F401 (recon_per_image: older imports)
+from bench.keys import BATCHNORM, CHANNELS, HIDDEN_DIMS, LATENT_DIM, RECON_TYPE, Corruption, ImageInput, key
+from bench.models.vae import ACTIVATION, ConvVAE, MLPVAE, MLPVAEConfig, kl_per_dim, recon_per_image  # noqa: F401 (recon_per_image: older imports)
 from registry import register_model
 
 K_SAMPLES = dict(help="importance samples per image in the IWAE bound L_k (1: the VAE's ELBO)", lo=1, hi=1000)
@@ -44,10 +44,9 @@ class MLPIWAEConfig(MLPVAEConfig):
     """MLP importance-weighted autoencoder (mlp_iwae); its defaults are the IWAE paper's one-stochastic-layer
     MNIST model (Burda et al. 2016, section 5): two deterministic layers of 200 tanh units, 50 latent units,
     a Bernoulli decoder"""
-    hidden_dims: list[int] = key((200, 200), help="MLP hidden widths, e.g. 200,200", lo=1, hi=65536)
+    hidden_dims: list[int] = key((200, 200), **HIDDEN_DIMS)
     latent_dim: int = key(50, **LATENT_DIM)
-    activation: str = key("tanh", "MLP hidden units: relu, tanh (the IWAE paper's), or gated (h * sigmoid(g), "
-                          "the VampPrior paper's gated dense layers)", choices=["relu", "tanh", "gated"])
+    activation: str = key("tanh", **ACTIVATION)
     k_samples: int = key(5, **K_SAMPLES)
     beta: float = key(1.0, internal=True)
     kl_warmup_epochs: int = key(0, internal=True)

@@ -40,6 +40,8 @@ def kl_per_dim(mu, logvar):
 
 
 LOG_2PI = math.log(2 * math.pi)
+ACTIVATION = dict(help="MLP hidden units: relu, tanh (the IWAE paper's), or gated (h * sigmoid(g), the VampPrior "
+                       "paper's gated dense layers)", choices=["relu", "tanh", "gated"])
 
 
 def recon_per_image(logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -184,8 +186,7 @@ class MLPVAEConfig(ImageInput, Corruption):
     beta: float = key(1.0, **BETA)
     kl_warmup_epochs: int = key(0, **KL_WARMUP)
     recon_type: str = key("bce", **RECON_TYPE)
-    activation: str = key("relu", "MLP hidden units: relu, tanh (the IWAE paper's), or gated (h * sigmoid(g), "
-                          "the VampPrior paper's gated dense layers)", choices=["relu", "tanh", "gated"])
+    activation: str = key("relu", **ACTIVATION)
 
     def derive(self) -> None:
         if self.mlp_dims is None:

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.keys import KL_WARMUP, key
-from bench.models.vae import LOG_2PI, ConvVAE, ConvVAEConfig, MLPVAE, MLPVAEConfig, recon_term
+from bench.keys import HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, key
+from bench.models.vae import ACTIVATION, LOG_2PI, ConvVAE, ConvVAEConfig, MLPVAE, MLPVAEConfig, recon_term
 from registry import register_model
 
 
@@ -47,10 +47,9 @@ class MLPVampConfig(MLPVAEConfig):
     model (Tomczak and Welling 2018, section 4.1 and its code): two gated dense layers of 300 units in the
     encoder and the decoder, 40 latent units, K = 500 pseudo-inputs, a Bernoulli decoder, KL warm-up over
     100 epochs"""
-    hidden_dims: list[int] = key((300, 300), help="MLP hidden widths, e.g. 300,300", lo=1, hi=65536)
-    latent_dim: int = key(40, help="size of the latent code z", lo=1, hi=65536)
-    activation: str = key("gated", "MLP hidden units: relu, tanh (the IWAE paper's), or gated (h * sigmoid(g), "
-                          "the VampPrior paper's gated dense layers)", choices=["relu", "tanh", "gated"])
+    hidden_dims: list[int] = key((300, 300), **HIDDEN_DIMS)
+    latent_dim: int = key(40, **LATENT_DIM)
+    activation: str = key("gated", **ACTIVATION)
     kl_warmup_epochs: int = key(100, **KL_WARMUP)
     pseudo_inputs: int = key(500, "number K of learned pseudo-inputs in the VampPrior mixture", lo=1, hi=100000)
 
