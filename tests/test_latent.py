@@ -133,10 +133,11 @@ def test_standalone_evaluate_on_a_finished_run(tmp_path):
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
-    """One tiny finished VAE on labelled data: every tool applies to it (labels, encoder, decoder)."""
+    """One tiny finished VAE on labelled data: every tool applies to it (labels, encoder, decoder, and a
+    Bernoulli likelihood for nll, which scores these grey images when asked by name: --nll-grey)."""
     root = tmp_path_factory.mktemp("tools") / "runs"
     assert run_inproc(["--model", "vae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 300,
-                       "--limit-test", 100, "--runs-dir", root, "--wandb", "disabled"]) == 0
+                       "--limit-test", 100, "--runs-dir", root, "--wandb", "disabled", "--recon-type", "bce"]) == 0
     from bench.store import list_runs
     return list_runs(str(root))[0].path
 
@@ -151,7 +152,7 @@ def test_every_tool_records_its_numbers(tmp_path, vae_run, tool):
 
     path = tmp_path / vae_run.name
     shutil.copytree(vae_run, path)
-    assert main([str(path), "--what", tool, "--embed-points", "50"]) == 0
+    assert main([str(path), "--what", tool, "--embed-points", "50", "--nll-grey", "--nll-k", "20"]) == 0
     s = json.loads((path / "summary.json").read_text())
     mine = {k: v for k, v in s.items() if k.startswith(f"{tool}/")}
     assert not mine.get(f"{tool}/failed") and not mine.get(f"{tool}/skipped"), mine
