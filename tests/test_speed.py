@@ -38,8 +38,9 @@ def test_startup_benchmark_pairs_a_tiny_run_with_the_bare_script(tmp_path, fashi
 @pytest.mark.slow
 def test_epoch_benchmark_sets_the_runs_epochs_beside_the_bare_loops(tmp_path, fashion_root):
     out = tmp_path / "epoch.json"
-    p = run_cli(["--epoch", "--sittings", 1, "--limit-train", 3000, "--data-root", fashion_root, "--wandb", "disabled",
-                 "--out", out],
+    # 10 epochs, not 6: on a busy machine the run's start-up can outlast the bare loop's first epochs
+    p = run_cli(["--epoch", "--sittings", 1, "--epochs", 10, "--limit-train", 3000, "--data-root", fashion_root,
+                 "--wandb", "disabled", "--out", out],
                 cwd=tmp_path, script="bench.speed")
     assert p.returncode == 0, p.stderr
     res = json.loads(out.read_text())
