@@ -209,13 +209,13 @@ class Trainer:
             then=lambda: faults.point(f"checkpointed@{done}"))
 
     def save_best(self):
-        self.writer.submit(self.run.ckpt("best"), dict(self.ckpt_meta, model=self.model.state_dict(),
-                                                        epoch=self.state.epoch))
+        self.save_weights("best")
 
-    def save_kept(self):
-        """This epoch's weights as `epoch-N.pt` (--keep-epochs; `bench.evaluate RUN --checkpoint epoch-N`)."""
-        self.writer.submit(self.run.ckpt(f"epoch-{self.state.epoch}"),
-                           dict(self.ckpt_meta, model=self.model.state_dict(), epoch=self.state.epoch))
+    def save_weights(self, name: str):
+        """This epoch's weights alone as `<name>.pt`: best.pt, and epoch-N.pt for --keep-epochs
+        (`bench.evaluate RUN --checkpoint epoch-N`)."""
+        self.writer.submit(self.run.ckpt(name), dict(self.ckpt_meta, model=self.model.state_dict(),
+                                                     epoch=self.state.epoch))
 
     def timed(self, work: str, fn, *args):
         """Run one piece of an epoch's work beside training, adding its seconds to `costs`."""
@@ -366,7 +366,7 @@ class Trainer:
                     self.timed("best_checkpoint", self.save_best)
                 self.timed("snapshot", self.snapshot, epoch + 1)
                 if st.epoch in (getattr(cfg, "keep_epochs", None) or ()):
-                    self.timed("kept_checkpoint", self.save_kept)
+                    self.timed("kept_checkpoint", self.save_weights, f"epoch-{st.epoch}")
                 # What an epoch costs: training, validation, best.pt, snapshot; taken before last.pt
                 # is written so that the checkpoint (and a resumed run's history) holds it.
                 row["time/epoch_wall_seconds"] = time.perf_counter() - t_epoch
