@@ -13,7 +13,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Callable
 
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 # Filled by the @register_* decorators as the family modules are imported; read them
 # through `registry.MODELS` / `registry.DATASETS` (or the functions below), which first
@@ -72,7 +72,7 @@ class ModelEntry:
         `values` (keys the family does not take, and None, are ignored here; the run's
         resolution refuses them first), then the family's derived keys. `in_shape` and
         `num_classes` fill what the model takes from the data."""
-        from bench.keys import aliases
+        from bench.config.keys import aliases
 
         keys, renamed = self.config_keys(), aliases(self.config_cls)
         given = {renamed.get(k, k): v for k, v in (values or {}).items()}
@@ -103,7 +103,7 @@ class DatasetEntry:
     shape: tuple[int, int, int]
     kind: str  # "labels", "masks" or "unlabeled"
     num_classes: int
-    config_cls: type  # the dataset's own keys (bench.keys.DatasetConfig)
+    config_cls: type  # the dataset's own keys (bench.config.keys.DatasetConfig)
     fixture: Callable | None  # writes a few images in the dataset's real on-disk format (None: made in memory)
 
     def config(self, values: dict | None = None):
@@ -142,11 +142,11 @@ def register_model(*, config: type, input: tuple[int, int, int] = (1, 28, 28),
 def register_dataset(*, shape: tuple[int, int, int], kind: str = "labels", num_classes: int = 10,
                      config: type | None = None, fixture: Callable | None = None):
     """`fn(cfg, task)` loads the dataset (a `bench.data.Source`). `config`: the dataset's own
-    keys (a `bench.keys.DatasetConfig`). `fixture(root, patch)`: writes a few images in the real
+    keys (a `bench.config.keys.DatasetConfig`). `fixture(root, patch)`: writes a few images in the real
     on-disk format under `root` and returns the keys needed to load them (or None); `patch`
     has `setattr` (pytest's monkeypatch) for checksum tables. The generated tests use it."""
     def deco(fn):
-        from bench.keys import DatasetConfig
+        from bench.config.keys import DatasetConfig
 
         if fn.__name__ in _DATASETS:
             raise ValueError(f"dataset {fn.__name__!r} registered twice")
@@ -222,7 +222,7 @@ def forward_terms(entry: ModelEntry, in_shape, num_classes: int) -> set[str] | N
         with on_meta():
             model = build_model(entry, cfg).train()
             x = torch.rand(2, *in_shape)
-            from bench.tasks import TASKS
+            from bench.config.tasks import TASKS
 
             y = {"labels": torch.zeros(2, dtype=torch.long),
                  "masks": torch.zeros(2, 1, *tuple(in_shape)[1:])}.get(TASKS[entry.task].targets)

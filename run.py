@@ -7,12 +7,12 @@ import sys
 
 if __name__ == "__main__":
     if any(a in ("-h", "--help") for a in sys.argv[1:]):  # run keys only: answered without importing torch
-        from bench.cli import print_help
-        from bench.errors import UsageError, exit_usage
+        from bench.config.cli import print_help
+        from bench.core.errors import UsageError, exit_usage
         try:
             print_help(sys.argv[1:])
         except UsageError as e:
             exit_usage("run.py", e)
         sys.exit(0)
-    from bench.runner import main
+    from bench.run.runner import main
     sys.exit(main())

@@ -11,17 +11,16 @@ import pandas as pd
 
 from analysis import plots
 from analysis.load import load_runs, varying_keys
-from analysis.tables import budget, collapse_warning, few_seeds_warning, md_cell, summarise, to_markdown
 from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, notes_html, notes_md, prose,
-                           run_figures, settings,
-                           status_table, tool_failures)
-from bench.errors import UsageError
+                           run_figures, settings, status_table, tool_failures)
+from analysis.tables import budget, collapse_warning, few_seeds_warning, md_cell, summarise, to_markdown
+from bench.core.errors import UsageError
 
 
 def _table_block(frame, block, template) -> tuple[str, object]:
     """(markdown, display frame or None) of one template table."""
-    from analysis.tables import _fmt, collapsed_cells, metric_cells, seed_columns, split_keys, summarise
     from analysis.blocks import metric_spec, select
+    from analysis.tables import _fmt, collapsed_cells, metric_cells, seed_columns, split_keys, summarise
 
     if block.sweep:
         sub = select(frame, block.sweep, block.models)
@@ -83,8 +82,8 @@ def missing_figure(frame, block, template) -> str:
 
 def _template_figure(frame, block, template, out: Path, index: int) -> list[tuple[Path, str]]:
     """(png, caption) pairs of one template figure; [] when the runs cannot make it."""
-    from analysis.tables import split_keys, summarise
     from analysis.blocks import select
+    from analysis.tables import split_keys, summarise
 
     sweeps = [block.sweep] if block.sweep else list(template.sweeps)
     sub = pd.concat([select(frame, sw, block.models) for sw in sweeps]) if len(frame) else frame
@@ -178,7 +177,7 @@ def _template_lead(mine, template) -> str:
 
 def _template_markdown(template, lead: str, filled: dict, short: bool) -> str:
     """The markdown report; `short` keeps only the first clause of each prompt (length caps)."""
-    from analysis.blocks import Discuss, Facts, Table, TO_WRITE
+    from analysis.blocks import TO_WRITE, Discuss, Facts, Table
 
     parts = [f"**{template.title}**\n\n{md_cell(lead)}\n" if template.only_sections
              else f"# {template.title}\n\n{md_cell(lead)}\n"]
@@ -197,7 +196,7 @@ def _template_markdown(template, lead: str, filled: dict, short: bool) -> str:
 
 def _template_html(mine, template, lead: str, filled: dict, out: Path) -> str:
     """The HTML report: the same sections with their figures, then the runs."""
-    from analysis.blocks import Discuss, Facts, Figure, Table, TO_WRITE
+    from analysis.blocks import TO_WRITE, Discuss, Facts, Figure, Table
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(template.title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(template.title)}</h1>",

@@ -32,7 +32,7 @@ import pandas as pd
 from analysis.load import load_local, unreadable_note
 from analysis.page import CSS
 from analysis.tables import ci95, collapsed_runs, one_per_seed
-from bench.errors import UsageError, exit_usage
+from bench.core.errors import UsageError, exit_usage
 
 # (column, label, True when higher is better); RANKED: the columns the mean rank counts, each
 # quantity once (MSE is shown beside PSNR, its per-image log; the prior's samples only a VAE has).
@@ -48,7 +48,7 @@ SAMPLED = {"gen_fd": "gmm", "prior_fd": "prior"}  # FD columns: their sampler, w
 
 def suite_frame(runs_dir: str, suite: dict, scale: str) -> pd.DataFrame:
     """The suite's finished runs, with the derived columns the table shows."""
-    from bench.suite import sweep_name
+    from bench.suite.standard import sweep_name
 
     frame = load_local(runs_dir, sweep_name(suite, scale))
     if not len(frame):
@@ -251,7 +251,7 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
     import base64
 
     out.mkdir(parents=True, exist_ok=True)
-    from bench.suite import budget_text
+    from bench.suite.standard import budget_text
 
     budget = budget_text(suite, scale, list(tables))
     lead = (f"Suite {suite['name']} at scale {scale}: {budget} for every family; mean ± 95% CI over seeds "
@@ -285,8 +285,8 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
 
 def log_wandb(tables: dict, suite: dict, scale: str, mode: str) -> str:
     """The leaderboard as one `wandb.Table` per dataset, in a run of the suite's W&B group."""
-    from bench.suite import sweep_name
-    from bench.track import log_tables
+    from bench.records.track import log_tables
+    from bench.suite.standard import sweep_name
 
     shown = {}
     for dataset, table in tables.items():
@@ -308,7 +308,7 @@ def main(argv=None) -> int:
     p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
     args = p.parse_args(argv)
     try:
-        from bench.suite import load_suite
+        from bench.suite.standard import load_suite
 
         suite = load_suite(args.suite)
         tables, note = build(args.runs, suite, args.scale)

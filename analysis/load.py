@@ -12,9 +12,9 @@ import warnings
 
 import pandas as pd
 
-from bench.errors import UsageError
-from bench.keys import canonical
-from bench.store import RecordError, effective_status, list_runs
+from bench.config.keys import canonical
+from bench.core.errors import UsageError
+from bench.records.store import RecordError, effective_status, list_runs
 
 # Config keys that never define a configuration (where and how a run was recorded).
 BOOKKEEPING = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "resume", "device",
@@ -144,7 +144,7 @@ def _wandb_runs(api, path: str, sweep: str | None) -> list:
 
 
 def _wandb_api(path: str):
-    from bench.track import wandb_api
+    from bench.records.track import wandb_api
 
     return wandb_api(f"--wandb {path}", "without --wandb, analysis reads the local run store")
 

@@ -26,9 +26,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.tables import _fmt, add_common, build_table, key_list, resolve_group  # noqa: E402
 from analysis.load import load_runs, require_runs  # noqa: E402
-from bench.errors import UsageError, exit_usage  # noqa: E402
+from analysis.tables import _fmt, add_common, build_table, key_list, resolve_group  # noqa: E402
+from bench.core.errors import UsageError, exit_usage  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Tight layout not applied")
 
@@ -120,7 +120,7 @@ def side_by_side(frame: pd.DataFrame, group_by: list[str], path: Path, n_images:
     """One row per configuration (its lowest finished seed), the same first test images in
     each column, from the `recon_fixed.npz` each local run records; None when fewer than two
     configurations have one."""
-    from bench.store import RunDir
+    from bench.records.store import RunDir
 
     done = frame[(frame["status"] == "finished") & (frame["source"] == "local")] if len(frame) else frame
     rows, top = [], None

@@ -20,16 +20,15 @@ import time
 from pathlib import Path
 
 from analysis import plots
+from analysis.assignment_report import build_template_report
 from analysis.blocks import TO_WRITE
-from analysis.templates import OLDER_NAMES, TEMPLATES, for_sweep
 from analysis.load import load_runs, require_runs, unreadable_note
+from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, notes_html, notes_md, prose,
+                           run_figures, settings, status_table, tool_failures)
 from analysis.tables import (add_common, budget, build_table, collapse_warning, display, few_seeds_warning, md_cell,
                              to_markdown)
-from analysis.assignment_report import build_template_report
-from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, notes_html, notes_md,
-                           prose, run_figures, settings,
-                           status_table, tool_failures)
-from bench.errors import UsageError, exit_usage
+from analysis.templates import OLDER_NAMES, TEMPLATES, for_sweep
+from bench.core.errors import UsageError, exit_usage
 
 
 def markdown(title, table_md, runs_md, status, max_chars, intro="") -> str:

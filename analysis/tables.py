@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import BOOKKEEPING, best_meanings, config_keys, load_runs, require_runs, unreadable_note, varying_keys
-from bench.errors import UsageError, exit_usage
-from bench.keys import canonical
+from analysis.load import (BOOKKEEPING, best_meanings, config_keys, load_runs, require_runs, unreadable_note,
+                            varying_keys)
+from bench.config.keys import canonical
+from bench.core.errors import UsageError, exit_usage
 
 ALIASES = {"probe_acc": "probe/linear_acc", "logreg_acc": "probe/logistic_acc", "logistic_acc": "probe/logistic_acc", "acc": "test/acc",
            "fd": "sample/ex_post_fd"}
@@ -103,10 +104,10 @@ def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def collapsed_runs(g: pd.DataFrame) -> pd.Series:
-    """Runs whose model collapsed (`bench.flags`): its output does not depend on its input
+    """Runs whose model collapsed (`bench.records.health`): its output does not depend on its input
     (judged relative to the inputs' spread, at test time), or a stochastic encoder's
     posterior collapsed (the collapse tool). Their numbers describe a constant, or the prior."""
-    from bench.flags import output_collapsed, posterior_collapsed
+    from bench.records.health import output_collapsed, posterior_collapsed
 
     if not len(g):
         return pd.Series(False, index=g.index)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.blocks import (Discuss, Facts, Figure, Section, Table, Template, budget_sentence, mean_ci, per_model,
-                             select)
+                              select)
 
 CELEBA = ("ae", "sparse_ae", "dae", "vae")
 

@@ -13,8 +13,8 @@ def train(**keys) -> dict:
     """One run from flat keys, as `run.py` takes them (`eval=["probe", "embed"]`,
     `mlp_dims=[400, 20]`, `wandb="disabled"`). Returns its record: `run_dir`, `status`,
     `exit_code`, the resolved `config` (config.json) and `summary` (summary.json). Bad input
-    raises `bench.errors.UsageError` with the same one-line message, before any run exists."""
-    from bench.runner import execute
+    raises `bench.core.errors.UsageError` with the same one-line message, before any run exists."""
+    from bench.run.runner import execute
 
     started = []
     code = execute([f"--{k}={_flag(v)}" for k, v in keys.items()], started=started.append)
@@ -29,7 +29,7 @@ def train(**keys) -> dict:
 def load(run: str, runs_dir: str = "runs", which: str = "best"):
     """(model in eval mode on the CPU, its config) of a finished or stopped run: a folder, an
     id in `runs_dir`, or `wandb:ENTITY/PROJECT/NAME:ALIAS`."""
-    from bench.rebuild import load_run_model
+    from bench.records.rebuild import load_run_model
     return load_run_model(run, runs_dir, which)
 
 

@@ -1,267 +1,24 @@
-"""Test-set evaluation of a trained model, its figures, and the standalone evaluator.
+"""Evaluate a finished run again, with the evaluation tools or another checkpoint:
 
-    python -m bench.evaluate RUN --what probe,embed,denoise,interp,arith,sample,occlusion,collapse
+    python -m bench.evaluate RUN --what probe,embed,denoise,interp,arith,sample,occlusion,collapse,nll
 
-After training, `run.py` calls `test_evaluation` (metrics by task, then figures);
-`--eval` and the CLI above run the evaluation tools of `bench.tools` on a run.
+The command line only; the evaluation itself is `bench.run.evaluate`.
 """
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
-import time
 
 import torch
 
-from bench import grids, metrics
-from bench.errors import UsageError, exit_usage
-from bench.store import RunDir
-from bench.data import batches
-from bench.tensors import to_float, to_uint8
-
-
-@torch.no_grad()
-def output_spread(model, data, device, n=256) -> float:
-    """How much the reconstructions vary across test images, as a share of how much the
-    inputs vary (per pixel, averaged): near 1 for a model that follows its input, near 0 for
-    one that outputs the same image whatever it is given (`bench.flags` says why relative)."""
-    model.eval()
-    x = to_float(data.test.x[:n].to(device))
-    if len(x) < 2:
-        return 1.0
-    recon = model(x)["recon"].float()
-    return float(recon.std(0).mean()) / max(float(x.float().std(0).mean()), 1e-12)
-
-
-def _recon_eval(model, data, cfg, device):
-    kw = dict(amp=cfg.amp, channels_last=cfg.channels_last)
-    res = {f"test/{k}": v for k, v in metrics.reconstruction(model, data.test, device, **kw).items()}
-    # The model's own terms on the test set too (loss; a VAE's recon_loss and kl; a sparse AE's l1)
-    from bench.train import evaluate_loss
-    terms = evaluate_loss(model, data.test, max(cfg.batch_size, 256), device, cfg.amp, cfg.channels_last)
-    res.update({f"test/{k}": v for k, v in terms.items() if f"test/{k}" not in res and k != "beta_now"})
-    from bench.flags import OUTPUT_SPREAD_MIN
-
-    res["collapse/output_spread"] = output_spread(model, data, device)
-    res["warning/output_collapsed"] = res["collapse/output_spread"] < OUTPUT_SPREAD_MIN
-    if res["warning/output_collapsed"]:
-        bn = getattr(getattr(cfg, "family", None), "batchnorm", None)  # suggested only where it is off
-        print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "
-              f"train longer{', lower --lr, or add --batchnorm' if bn is False else ' or lower --lr'}",
-              file=sys.stderr, flush=True)
-    if model.noise_level > 0:
-        noisy = metrics.reconstruction(model, data.test, device, sigma=model.noise_level,
-                                       noise_type=model.noise_type, seed=cfg.seed, with_input=True, **kw)
-        res.update({f"test_noisy/{k}": v for k, v in noisy.items()})
-    return res
-
-
-def _classify_eval(model, data, cfg, device):
-    res = metrics.classification(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
-    return {f"test/{k}": v for k, v in res.items()}
-
-
-def _segment_eval(model, data, cfg, device):
-    res = metrics.segmentation(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
-    return {f"test/{k}": v for k, v in res.items()}
-
-
-EVALUATORS = {"reconstruct": _recon_eval, "denoise": _recon_eval,
-              "classify": _classify_eval, "segment": _segment_eval}
-
-
-@torch.no_grad()
-def shown_images(n_test: int, n: int = 9) -> torch.Tensor:
-    """Indices of the test images the reconstructions figure shows: n drawn at random with a
-    fixed seed (the assignments show "nine random images"), the same for every run of a
-    test set, so figures of different models and seeds compare like with like."""
-    return torch.randperm(n_test, generator=torch.Generator().manual_seed(0))[:n].sort().values
-
-
-def _recon_figure(model, data, cfg, device, path):
-    model.eval()
-    x = to_float(data.test.x[shown_images(len(data.test)).to(data.test.x.device)].to(device))
-    rows = [("original", x)]
-    if model.noise_level > 0:
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        noisy = model.corrupt(x, g)
-        rows += [(f"noisy s={model.noise_level:g}", noisy), ("denoised", model(noisy)["recon"])]
-    rows.append(("reconstruction", model(x)["recon"]))
-    save_recon_arrays(path.parent.parent / RunDir.RECON_ARRAYS, rows)
-    return grids.image_rows(rows, path, grids.run_title(cfg))
-
-
-def save_recon_arrays(path, rows) -> None:
-    """The first 8 test images and what the model made of them, as uint8 arrays: the same
-    images in every run on a dataset, so a report can set runs side by side (read back with
-    `numpy.load(allow_pickle=False)`, never executing anything)."""
-    import io
-
-    import numpy as np
-
-    from bench.files import atomic_write_bytes
-
-    arrays = {name.split(" ")[0]: to_uint8(t).numpy() for name, t in rows}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-@torch.no_grad()
-def _segment_figure(model, data, cfg, device, path):
-    model.eval()
-    x = to_float(data.test.x[:8].to(device))
-    pred = (model(x)["recon"] > 0.5).float()
-    mask = data.test.y[:8].float().to(device)
-    return grids.image_rows([("image", x), ("true mask (red)", overlay(x, mask, (1.0, 0.1, 0.1))),
-                               ("predicted (green)", overlay(x, pred, (0.1, 0.9, 0.1))),
-                               ("white: both, grey: one", pred * 0.5 + mask * 0.5)], path, grids.run_title(cfg))
-
-
-def overlay(x, mask, rgb) -> torch.Tensor:
-    """The image in grey with `mask` tinted `rgb`: a mask of all ones or all zeros stays visible
-    (a white mask on the page's white is not)."""
-    grey = x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
-    tint = torch.tensor(rgb, device=x.device).view(1, 3, 1, 1)
-    m = mask[:, :1]
-    return grey * (1 - 0.55 * m) + tint * 0.55 * m
-
-
-FIGURES = {"reconstruct": _recon_figure, "denoise": _recon_figure, "segment": _segment_figure}
-
-
-def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> tuple[dict, dict]:
-    """(test metrics, {figure name: path}) for the model's task."""
-    t0 = time.perf_counter()
-    results = EVALUATORS[model.task](model, data, cfg, device)
-    results["time/test_eval_seconds"] = time.perf_counter() - t0
-    figs = {}
-    if len(history) > 1:  # one epoch is a dot, not a curve
-        from bench import figures  # matplotlib: only for what it draws
-        figs["curves"] = figures.curves(history, run.figures / "curves.png", grids.run_title(cfg))
-    if model.task in FIGURES:
-        figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
-    if snapshots:
-        from bench.train import snapshot_rows
-        rows = snapshot_rows(model, data, cfg.seed, snapshots)
-        what = "denoised" if model.noise_level > 0 else "reconstructed"
-        figs["recon_epochs"] = grids.image_rows(rows, run.figures / "recon_epochs.png",
-                                                  f"the same test images {what} after selected epochs")
-    return results, figs
-
-
-@torch.no_grad()
-@torch.no_grad()
-def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[list]]:
-    """The whole test set ranked by per-image MSE, keeping the n/2 worst and the n/2 best
-    reconstructions: each with its index, input, corrupted input (denoisers), reconstruction
-    and MSE / PSNR / SSIM (a W&B table; `test_images.csv` locally)."""
-    model.eval()
-    mse = torch.cat([m["mse"].cpu() for _, _, _, m in _test_passes(model, data, cfg, device)])
-    order = torch.argsort(mse, descending=True)
-    half = min(n // 2, len(order) // 2 or 1)
-    chosen = {int(i): f"worst {k + 1}" for k, i in enumerate(order[:half])}
-    chosen.update({int(i): f"best {k + 1}" for k, i in enumerate(order.flip(0)[:half]) if int(i) not in chosen})
-
-    def image(t):
-        a = to_uint8(t).permute(1, 2, 0).numpy()
-        return a[..., 0] if a.shape[2] == 1 else a
-    corrupted = model.noise_level > 0
-    cols = ["rank", "index", "input"] + (["corrupted"] if corrupted else []) + ["reconstruction", "mse", "psnr", "ssim"]
-    rows, start = {}, 0
-    for x, noisy, recon, m in _test_passes(model, data, cfg, device):  # the same noise as the ranking pass
-        for j in range(len(x)):
-            if start + j in chosen:
-                ssim = float(m["ssim"][j]) if "ssim" in m else float("nan")  # SSIM needs 11x11 images or more
-                rows[start + j] = [chosen[start + j], start + j, image(x[j])] \
-                    + ([image(noisy[j])] if corrupted else []) \
-                    + [image(recon[j]), float(m["mse"][j]), float(m["psnr"][j]), ssim]
-        start += len(x)
-    ranked = sorted(rows.values(), key=lambda r: (r[0].split()[0] != "worst", int(r[0].split()[1])))
-    return cols, ranked
-
-
-def _test_passes(model, data, cfg, device, batch_size: int = 500):
-    """(clean, model input, reconstruction, per-image metrics) per test batch; a denoiser's
-    input is corrupted with noise fixed by the seed, the same on every pass."""
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
-    for xb, _ in batches(data.test, batch_size):
-        x = xb.to(device)
-        noisy = model.corrupt(x, g) if model.noise_level > 0 else x
-        recon = model(noisy)["recon"]
-        yield x, noisy, recon, metrics.image_metrics(recon, x)  # the same definitions as the test metrics
-
-
-def record_results(run, tracking, results: dict, figs: dict) -> None:
-    """Test metrics and figures into the local store and W&B, before any optional tool runs."""
-    tracking.log_summary(results)
-    tracking.log_images(figs)
-
-
-STORAGE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
-
-
-def _tool_failed(name, e, run) -> dict:
-    reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
-    print(f"eval {name} failed: {reason}; re-run it with "
-          f"`python -m bench.evaluate {run.path} --what {name}`", file=sys.stderr, flush=True)
-    return {f"{name}/failed": reason}
-
-
-def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_each=None, suffix=None) -> dict:
-    """Latent-space tools by name, each guarded; returns the numbers they add to the summary
-    (each key as `KEY@suffix` when a suffix names other weights than the run's best).
-
-    Each tool's numbers are recorded as soon as it ends. A tool that does not apply
-    records `<tool>/skipped`; one that crashes records `<tool>/failed` (one line) and the
-    others still run, so an optional figure never costs a run its results. Re-run one
-    tool later with `python -m bench.evaluate RUN --what TOOL`."""
-    from bench import tools
-
-    registered = tools.tools()
-    names = tools.expand(names)
-    summary = {}
-    for name in names:
-        if before_each:
-            before_each(name)
-        t0 = time.perf_counter()
-        print(f"eval {name} ...", flush=True)
-        try:
-            out = registered[name].fn(model, data, cfg, run, device)
-        except UsageError as e:  # not applicable to this model or data: say so, go on
-            print(f"eval {name} skipped: {e}", flush=True)
-            numbers = {f"{name}/skipped": " ".join(str(e).split())}
-        except OSError as e:
-            if e.errno in STORAGE_ERRORS:  # the disk, not the tool: the caller says so once
-                raise
-            numbers = _tool_failed(name, e, run)
-        except Exception as e:
-            numbers = _tool_failed(name, e, run)
-        else:
-            numbers = dict(out.get("numbers", {}), **{f"{name}/failed": None, f"{name}/skipped": None})
-            if out.get("figures"):
-                tracking.log_images(out["figures"])
-            for tname, (cols, rows) in out.get("tables", {}).items():
-                tracking.log_table(tname, cols, rows)
-            print(f"eval {name} done in {time.perf_counter() - t0:.1f}s "
-                  + " ".join(f"{k}={v:.4g}" for k, v in out.get("numbers", {}).items()
-                             if isinstance(v, (int, float))), flush=True)
-        if suffix:
-            numbers = {f"{k}@{suffix}": v for k, v in numbers.items()}
-        tracking.log_summary(numbers)
-        summary.update(numbers)
-    failed = [k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v]
-    if failed:
-        print(f"eval: {len(failed)} tool(s) failed ({', '.join(failed)}); test metrics and the other "
-              f"tools' results are recorded", file=sys.stderr, flush=True)
-    return summary
+from bench.core.errors import UsageError, exit_usage
+from bench.run.evaluate import run_extra
 
 
 def main(argv=None) -> int:
     from bench import tools
 
-    p = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.evaluate", description="Evaluate a finished run again, with the evaluation tools or another checkpoint.")
     p.add_argument("run", help="run directory or id")
     p.add_argument("--what", default="all", help=f"comma list of {','.join(tools.names())} or all")
     p.add_argument("--runs-dir", default="runs")
@@ -285,7 +42,7 @@ def main(argv=None) -> int:
 
 def _standalone(args) -> int:
     from bench import tools
-    from bench.artifacts import find_run
+    from bench.records.artifacts import find_run
 
     tools.expand([w for w in args.what.split(",") if w])  # unknown names first, before any file is read
     run = find_run(args.run, args.runs_dir)
@@ -298,10 +55,10 @@ def _standalone(args) -> int:
 
 def _evaluate_locked(args, run) -> int:
     from bench import tools
-    from bench.rebuild import load_run_model
-    from bench.spec import from_record, resolve
+    from bench.config.spec import from_record, resolve
     from bench.data import load_data
-    from bench.track import Tracking
+    from bench.records.rebuild import load_run_model
+    from bench.records.track import Tracking
 
     kept = sorted(p.stem for p in run.path.glob("epoch-*.pt"))
     if args.checkpoint not in ("best", "last") and args.checkpoint not in kept:

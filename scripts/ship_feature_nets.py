@@ -1,6 +1,6 @@
 """Train the sample score's small feature networks of MNIST and Fashion-MNIST once, by the
-pinned recipe (`bench.sample_quality.RECIPE`: three seeds, the first 20,000 labelled training
-images of the split drawn by split seed 0), and write them into `bench/feature_nets/` with a
+pinned recipe (`bench.tools._features.RECIPE`: three seeds, the first 20,000 labelled training
+images of the split drawn by split seed 0), and write them into `bench/tools/feature_nets/` with a
 manifest of their SHA-256 hashes. Runs then load these files instead of training networks of
 their own, so a score means the same on every machine.
 
@@ -26,9 +26,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
+    from bench.config.spec import resolve
     from bench.data import load_data
-    from bench.sample_quality import FEATURE_SEEDS, RECIPE, SHIPPED, feature_networks
-    from bench.spec import resolve
+    from bench.tools._features import FEATURE_SEEDS, RECIPE, SHIPPED, feature_networks
 
     SHIPPED.mkdir(exist_ok=True)
     manifest = {"recipe": RECIPE, "datasets": {}}

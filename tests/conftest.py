@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(session, config, items):
         (Path(os.environ["AEBENCH_TEST_SHARED"]) / "umap-primer").mkdir()  # the first worker only
     except FileExistsError:
         return
-    primer = subprocess.Popen([sys.executable, "-c", "from bench.cache import import_umap; import_umap()"],
+    primer = subprocess.Popen([sys.executable, "-c", "from bench.core.cache import import_umap; import_umap()"],
                               cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     (Path(os.environ["AEBENCH_TEST_SHARED"]) / "umap-primer" / "pid").write_text(str(primer.pid))
@@ -133,7 +133,7 @@ def run_cli(args, cwd, timeout=600, env=None, script="run.py"):
 
 def run_inproc(args, capsys=None):
     """Run run.py's main in this process; returns the exit code (SystemExit is caught)."""
-    from bench.runner import main
+    from bench.run.runner import main
 
     try:
         return main([str(a) for a in args])
@@ -147,7 +147,7 @@ def quick(tmp_path, *extra, model="ae", dataset="synthetic", epochs=2):
 
 
 def only_run(tmp_path):
-    from bench.store import list_runs
+    from bench.records.store import list_runs
 
     runs = list_runs(str(tmp_path / "runs"))
     assert len(runs) == 1, runs
@@ -170,7 +170,7 @@ def finished_run_template():
         assert run_inproc(["--model", "ae", "--dataset", "synthetic", "--epochs", 1, "--runs-dir", folder / "runs",
                            "--wandb", "disabled", "--limit-train", 200, "--limit-test", 50]) == 0
 
-    from bench.store import list_runs
+    from bench.records.store import list_runs
     return list_runs(str(built_once("finished_run", build) / "runs"))[0].path
 
 
@@ -179,7 +179,7 @@ def finished_run(tmp_path, finished_run_template):
     """This test's own copy of the session's finished run, in `tmp_path/runs` (free to damage)."""
     import shutil
 
-    from bench.store import RunDir
+    from bench.records.store import RunDir
 
     dst = tmp_path / "runs" / finished_run_template.name
     shutil.copytree(finished_run_template, dst, symlinks=True)
@@ -188,7 +188,7 @@ def finished_run(tmp_path, finished_run_template):
 
 def fake_runs(root, rows, **defaults):
     """Recorded runs without training: (config, summary) pairs, finished, under `root`."""
-    from bench.store import RunDir
+    from bench.records.store import RunDir
 
     defaults = dict({"dataset": "synthetic", "seed": 0, "epochs": 1}, **defaults)
     for cfg, summary in rows:

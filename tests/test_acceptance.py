@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT, built_once
 from formats import write_brain_tumor, write_celeba, write_cifar10, write_mnist, write_stl10
 
@@ -58,9 +57,8 @@ def data_root():
 
 
 def expected_keys(cfg: dict, params: dict) -> list[str]:
+    from bench.config.keys import canonical
     from registry import MODELS
-
-    from bench.keys import canonical
 
     model = params["model"]
     entry = MODELS[model]
@@ -92,7 +90,7 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
     logs = "\n".join(f.read_text()[-1500:] for f in sorted((runs / name / "logs").glob("*.log"))) \
         if (runs / name / "logs").is_dir() else ""
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:] + logs
-    from bench.store import list_runs
+    from bench.records.store import list_runs
 
     recorded = list_runs(str(runs / name))
     planned = [line for line in p.stdout.splitlines() if line.startswith("[")]
@@ -120,9 +118,8 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
             rows = run.read_metrics()
             assert all("test/acc" in r for r in rows)  # the CNN and autoencoder assignment's accuracy history
     # ... and the sweep's report: the assignment's sections when the sweep belongs to one
-    from analysis.templates import for_sweep
-
     from analysis.report import main as report_main  # in-process: the report reads files only
+    from analysis.templates import for_sweep
 
     assert report_main(["--runs", str(runs), "--sweep", name, "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
@@ -140,9 +137,9 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
 def _assert_every_figure_or_its_command(page, template, name):
     """Each figure the template asks for of this sweep is drawn, or a one-line `missing:`
     names the command that makes it; the results say which runs collapsed."""
-    from analysis.blocks import Figure
-
     import html as html_lib
+
+    from analysis.blocks import Figure
 
     page = html_lib.unescape(page.read_text())
     asked = [b for sec in template.sections for b in sec.blocks if isinstance(b, Figure) and b.sweep == name]
@@ -155,7 +152,7 @@ def _assert_every_figure_or_its_command(page, template, name):
 
 def _assert_snapshots_show_the_task(run):
     """A reconstructing run keeps outputs over epochs; a denoiser's show its noisy input too."""
-    from bench import checkpoint
+    from bench.records import checkpoint
 
     cfg = run.read_config()
     if cfg.get("model") in ("cnn_classifier", "resnet18_probe", "linear_probe", "seg_ae"):

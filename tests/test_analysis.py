@@ -4,11 +4,11 @@ import re
 import subprocess
 
 import pytest
+from conftest import FakeApi, built_once, chromium, fake_runs, run_cli, run_inproc
 
 from analysis.load import load_runs, load_wandb
 from analysis.tables import main as tables_main
 from analysis.tables import summarise
-from conftest import FakeApi, built_once, chromium, fake_runs, run_cli, run_inproc
 
 
 @pytest.fixture(scope="module")

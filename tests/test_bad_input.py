@@ -4,9 +4,9 @@ import json
 import os
 
 import pytest
-
-from bench.store import list_runs
 from conftest import quick, run_cli, run_inproc
+
+from bench.records.store import list_runs
 
 
 def _bad_config(tmp_path):
@@ -290,7 +290,7 @@ SWEEP_CASES = [
 
 @pytest.mark.parametrize("text,extra,needle", SWEEP_CASES, ids=[c[2] + str(i) for i, c in enumerate(SWEEP_CASES)])
 def test_every_bad_sweep(tmp_path, capsys, text, extra, needle):
-    from bench.sweep import main as sweep_main
+    from bench.sweep.agent import main as sweep_main
 
     y = tmp_path / "bad.yaml"
     y.write_bytes(text) if isinstance(text, bytes) else y.write_text(text)

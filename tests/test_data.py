@@ -5,13 +5,21 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from formats import (  # noqa: F401
+    trust_files,
+    write_brain_tumor,
+    write_celeba,
+    write_cifar10,
+    write_idx_images,
+    write_idx_labels,
+    write_mnist,
+    write_stl10,
+)
 
 import registry
-from bench.spec import resolve
+from bench.config.spec import resolve
+from bench.core.errors import UsageError
 from bench.data import load_data
-from bench.errors import UsageError
-from formats import (trust_files, write_brain_tumor, write_celeba, write_cifar10, write_idx_images,  # noqa: F401
-                     write_idx_labels, write_mnist, write_stl10)
 
 
 def cfg_for(dataset, root, **kw):
@@ -62,7 +70,7 @@ def test_split_is_seeded_and_limits_apply(tmp_path):
     """The train/validation split is drawn by --split-seed alone: runs over --seed share their
     validation images (a CI over seeds measures training randomness), another split seed
     draws another split, and a run recorded before the key existed reads with its own seed."""
-    from bench.spec import from_record
+    from bench.config.spec import from_record
 
     write_mnist(tmp_path, "FashionMNIST", n_train=100, n_test=30)
     a = load_data(cfg_for("fashion_mnist", tmp_path, seed=1, limit_train=50, limit_test=10))

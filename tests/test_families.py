@@ -1,8 +1,8 @@
 """Per-family properties through run.py: each could fail if the family were wired wrong."""
 import pytest
-
-from bench.store import list_runs
 from conftest import only_run, quick, run_inproc
+
+from bench.records.store import list_runs
 
 
 def test_dae_denoises_real_fashion(tmp_path, fashion_root):
@@ -165,7 +165,7 @@ def test_vqvae_uses_its_codebook_on_mnist_and_flags_a_collapsed_one(tmp_path, mn
     codebook where one code takes every position is flagged as codebook collapse."""
     import torch
 
-    from bench.flags import collapse_words
+    from bench.records.health import collapse_words
     from registry import create_model
 
     run = _mnist_run(tmp_path, mnist_root, "vqvae")

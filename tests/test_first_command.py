@@ -2,12 +2,11 @@
 import os
 import re
 import shutil
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 

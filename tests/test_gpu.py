@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-
 from conftest import only_run, quick, run_cli, run_inproc
 
 pytestmark = [pytest.mark.gpu,
@@ -26,7 +25,7 @@ def test_training_in_every_precision(tmp_path, amp):
     assert len(rows) == 2 and all(math.isfinite(r["train/loss"]) for r in rows)  # every epoch recorded, finite
     if amp == "auto":
         assert s["amp_chosen"] in ("off", "bf16")
-    from bench.rebuild import load_run_model
+    from bench.records.rebuild import load_run_model
     model, _ = load_run_model(str(run.path))  # a GPU checkpoint loads on the CPU
     assert next(model.parameters()).device.type == "cpu"
 

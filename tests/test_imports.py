@@ -11,14 +11,19 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from conftest import ROOT
 
-PACKAGES = ["bench", "bench.models", "bench.data", "bench.tools", "analysis"]
+PACKAGES = sorted(str(p.parent.relative_to(ROOT)).replace("/", ".")
+                  for p in [*(ROOT / "bench").rglob("__init__.py"), ROOT / "analysis" / "__init__.py"])
 MODULES = sorted(
     ["registry"] + [p for p in PACKAGES if p != "analysis"]
     + [f"{pkg}.{p.stem}" for pkg in PACKAGES for p in (ROOT / pkg.replace(".", "/")).glob("*.py")
-       if p.stem != "__init__"])
+       if p.stem not in ("__init__", "__main__")])
+
+# The packages of bench/, from the floor up: a module imports (lazily too) only from its own
+# package and the ones below it. The registry is the config layer's name lookup; the entry
+# modules `bench.api` (Python) and `bench.evaluate` (the command line) sit on top, with analysis.
+LAYERS = ["core", "config", "records", "data", "measure", "models", "tools", "run", "sweep", "suite", "speed"]
 
 PROBE = "import importlib, json, sys; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
 
@@ -107,13 +112,55 @@ def test_no_two_modules_import_each_other():
             visit(m)
 
 
+def layer(module: str) -> int:
+    """Where a module stands: the index of its package in LAYERS (entry modules and analysis on top)."""
+    if module == "registry":
+        return LAYERS.index("config")
+    parts = module.split(".")
+    if parts[0] == "analysis" or module in ("bench.api", "bench.evaluate"):
+        return len(LAYERS)
+    return LAYERS.index(parts[1]) if len(parts) > 1 else -1
+
+
+def test_every_module_belongs_to_a_package_of_the_house():
+    """bench/ itself holds its __init__ and the two entry modules; everything else is in a package
+    named in LAYERS, and every package of bench/ is named there."""
+    loose = {p.stem for p in (ROOT / "bench").glob("*.py")}
+    assert loose == {"__init__", "api", "evaluate"}, loose
+    packages = {p.parent.name for p in (ROOT / "bench").glob("*/__init__.py")}
+    assert packages == set(LAYERS), packages ^ set(LAYERS)
+
+
+def test_imports_between_packages_flow_one_way():
+    """Lazy imports included: a package never reaches up to one above it, so the floor plan is
+    the order in LAYERS."""
+    up = sorted(f"{m} -> {d}" for m in MODULES for d in imported(m, at_import_only=False)
+                if layer(d) > layer(m))
+    assert not up, up
+
+
+def test_no_package_reaches_into_another_ones_private_names():
+    """A package's face is its public modules and names: another package never imports a module
+    or a name that starts with an underscore (within a package, a module may)."""
+    private = []
+    for m in MODULES:
+        own = ".".join(m.split(".")[:2])
+        for node in ast.walk(ast.parse(source(m).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                    and node.module.startswith("bench") and not node.module.startswith(own + ".") and node.module != own:
+                names = node.module.split(".") + [a.name for a in node.names]
+                private += [f"{m}: {node.module} {a.name}" for a in node.names
+                            if any(n.startswith("_") and n != "__future__" for n in names)]
+    assert not private, private
+
+
 def registry_is_a_leaf(graph):
     ours = {m for m in graph["registry"] if m.startswith(("bench", "analysis"))}
-    assert ours <= {"bench", "bench.errors"}, ours  # families are found when asked for, not at import
+    assert ours <= {"bench", "bench.core", "bench.core.errors"}, ours  # families are found when asked for, not at import
 
 
 def metrics_know_nothing_of_training_or_models(graph):
-    assert not {m for m in graph["bench.metrics"] if m.startswith(("bench.train", "bench.models", "registry"))}
+    assert not {m for m in graph["bench.measure.metrics"] if m.startswith(("bench.run.train", "bench.models", "registry"))}
 
 
 def library_never_imports_analysis(graph):
@@ -138,7 +185,7 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
     (tmp_path / "zz_probe_family.py").write_text(
         "from dataclasses import dataclass\n"
         "from torch import nn\n"
-        "from bench.keys import ImageInput, key\n"
+        "from bench.config.keys import ImageInput, key\n"
         "from registry import register_model\n\n"
         "@dataclass\nclass ZzConfig(ImageInput):\n"
         "    \"\"\"a family only this test defines\"\"\"\n"
@@ -148,11 +195,11 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
     code = ("import sys, bench.models\n"
             f"bench.models.__path__.append({str(tmp_path)!r})\n"
             "import registry\n"
-            "from bench.cli import build_parser\n"
-            "from bench.run_keys import MODEL_KEYS\n"
-            "from bench.spec import resolve\n"
-            "from bench.errors import UsageError\n"
-            "from bench.runner import main\n"
+            "from bench.config.cli import build_parser\n"
+            "from bench.config.run_keys import MODEL_KEYS\n"
+            "from bench.config.spec import resolve\n"
+            "from bench.core.errors import UsageError\n"
+            "from bench.run.runner import main\n"
             "print('zz_probe_model' in registry.MODELS, 'zz_width' in MODEL_KEYS)\n"
             "print('--zz-width INT' in build_parser().format_help())\n"
             "try:\n    resolve({'zz_width': 10})\nexcept UsageError as e:\n    print(e)\n"
@@ -178,7 +225,7 @@ def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
         "from pathlib import Path\n"
         "import numpy as np, torch\n"
         "from bench.data import Source, Split\n"
-        "from bench.keys import DatasetConfig, key\n"
+        "from bench.config.keys import DatasetConfig, key\n"
         "from registry import register_dataset\n\n"
         "@dataclass\nclass ZzConfig(DatasetConfig):\n"
         "    zz_flip: bool = key(False, 'mirror the images')\n\n"
@@ -203,9 +250,9 @@ def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
     assert "1 passed" in p.stdout, p.stdout[-2000:] + p.stderr[-1000:]
     code = ("import bench.data\n"
             f"bench.data.__path__.append({str(tmp_path)!r})\n"
-            "from bench.cli import build_parser\n"
-            "from bench.errors import UsageError\n"
-            "from bench.spec import resolve\n"
+            "from bench.config.cli import build_parser\n"
+            "from bench.core.errors import UsageError\n"
+            "from bench.config.spec import resolve\n"
             "print(resolve({'dataset': 'zz_probe_data', 'zz_flip': True}).zz_flip)\n"
             "print('--zz-flip' in build_parser(dataset='zz_probe_data').format_help())\n"
             "try:\n    resolve({'dataset': 'mnist', 'zz_flip': True})\nexcept UsageError as e:\n    print(e)\n")
@@ -219,8 +266,8 @@ def test_every_model_key_is_declared_by_a_family_with_help():
     import dataclasses
 
     import registry
-    from bench.run_keys import FIELDS, MODEL_KEYS, RUN_FIELDS
-    from bench.keys import cli_keys
+    from bench.config.keys import cli_keys
+    from bench.config.run_keys import FIELDS, MODEL_KEYS, RUN_FIELDS
 
     declared = {k for e in registry.MODELS.values() for k in cli_keys(e.config_cls)}
     assert MODEL_KEYS == declared - RUN_FIELDS and not (MODEL_KEYS & RUN_FIELDS)
@@ -232,7 +279,7 @@ def test_every_model_key_is_declared_by_a_family_with_help():
                  for e in registry.MODELS.values() for n, f in cli_keys(e.config_cls).items() if n == k}
         assert len(specs) == 1, (k, specs)
     # every family's Config is a FamilyConfig that records exactly the keys a user may set
-    from bench.keys import FamilyConfig
+    from bench.config.keys import FamilyConfig
     for e in registry.MODELS.values():
         assert issubclass(e.config_cls, FamilyConfig), e.name
         assert set(e.config_cls(**dict(e.defaults)).to_dict()) <= set(cli_keys(e.config_cls)), e.name
@@ -244,9 +291,9 @@ def test_the_family_resolves_its_own_keys():
     import dataclasses
 
     import registry
-    from bench.run_keys import RUN_FIELDS, RunKeys
-    from bench.spec import resolve
-    from bench.keys import cli_keys
+    from bench.config.keys import cli_keys
+    from bench.config.run_keys import RUN_FIELDS, RunKeys
+    from bench.config.spec import resolve
 
     assert {f.name for f in dataclasses.fields(RunKeys)} == RUN_FIELDS
     cfg = resolve({"model": "dae"})
@@ -283,12 +330,12 @@ def test_no_library_file_is_over_four_hundred_lines():
 
 
 def test_wandb_is_imported_by_tracking_only():
-    """Every other module reaches W&B through bench.track (its API, its tables, its runs)."""
+    """Every other module reaches W&B through bench.records.track (its API, its tables, its runs)."""
     files = [*(ROOT / "bench").rglob("*.py"), *(ROOT / "analysis").rglob("*.py"), ROOT / "run.py", ROOT / "registry.py"]
     importers = {str(p.relative_to(ROOT)) for p in files for n in ast.walk(ast.parse(p.read_text()))
                  if (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "wandb" for a in n.names))
                  or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "wandb")}
-    assert importers == {"bench/track.py"}, importers
+    assert importers == {"bench/records/track.py"}, importers
 
 
 def test_the_package_pins_what_requirements_pins():
@@ -312,8 +359,9 @@ def test_help_is_clean_and_the_installed_command_prints_the_same(tmp_path):
     import sys
     from pathlib import Path
 
-    from bench.tools import names
     from conftest import run_cli
+
+    from bench.tools import names
 
     p = run_cli(["--help"], cwd=tmp_path)
     assert p.returncode == 0 and "--eval" in p.stdout
@@ -329,7 +377,7 @@ def test_help_is_clean_and_the_installed_command_prints_the_same(tmp_path):
 def test_analysis_reads_runs_without_torch_or_any_model(finished_run_template, tmp_path):
     """The table, the figures and the report of a finished run load neither torch nor a model
     family: analysis reads records (config.json names each run's keys; older key names come
-    from `bench.keys.RENAMED`)."""
+    from `bench.config.keys.RENAMED`)."""
     code = ("import sys\n"
             "from analysis import tables, report\n"
             f"assert tables.main(['--runs', {str(finished_run_template.parent)!r}]) in (0, None)\n"
@@ -343,7 +391,7 @@ def test_analysis_reads_runs_without_torch_or_any_model(finished_run_template, t
 
 
 def test_a_tiny_run_never_imports_matplotlib(tmp_path):
-    """Every run draws its reconstructions with Pillow (bench.grids); matplotlib, about half a
+    """Every run draws its reconstructions with Pillow (bench.measure.grids); matplotlib, about half a
     CPU-second, is imported only by what needs it (curves of 2+ epochs, the tools' plots)."""
     import subprocess
     import sys
@@ -352,6 +400,6 @@ def test_a_tiny_run_never_imports_matplotlib(tmp_path):
                         "synthetic", "--epochs", "1", "--limit-train", "64", "--limit-test", "32", "--wandb",
                         "disabled", "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert "| bench.runner" in p.stderr  # importtime's report is there ...
+    assert "| bench.run.runner" in p.stderr  # importtime's report is there ...
     assert not [line for line in p.stderr.splitlines() if line.rstrip().endswith("| matplotlib")]  # ... without it
     assert list((tmp_path / "runs").glob("*/figures/reconstructions.png"))

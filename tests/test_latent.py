@@ -4,18 +4,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import only_run, quick, run_inproc
 
 import registry
-from bench.spec import resolve
-from bench.data import load_data
 from bench import tools
+from bench.config.spec import resolve
+from bench.data import load_data
+from bench.records.store import RunDir
+from bench.run.train import Trainer
 from bench.tools.embed import embed
 from bench.tools.interp import interp
 from bench.tools.probe import probe
 from bench.tools.sample import sample
-from bench.store import RunDir
-from bench.train import Trainer
-from conftest import only_run, quick, run_inproc
 
 pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
 
@@ -89,7 +89,7 @@ def test_interpolation_endpoints_match_reconstructions(tmp_path):
 
 @pytest.mark.slow
 def test_ex_post_sampling_beats_the_prior_on_real_fashion(tmp_path, fashion_root, monkeypatch):
-    from bench import sample_quality
+    from bench.tools import _features as sample_quality
 
     # The three feature networks learn from 6,000 images here, not the recipe's 20,000: the
     # claim is about the samplers, and the networks' training is tested on its own.
@@ -138,7 +138,7 @@ def vae_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tools") / "runs"
     assert run_inproc(["--model", "vae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 300,
                        "--limit-test", 100, "--runs-dir", root, "--wandb", "disabled", "--recon-type", "bce"]) == 0
-    from bench.store import list_runs
+    from bench.records.store import list_runs
     return list_runs(str(root))[0].path
 
 

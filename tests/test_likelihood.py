@@ -9,9 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from conftest import only_run, run_cli, run_inproc
+from torch import nn
 
 
 def _estimate(model, x, k, seed=0, rows=8192):
@@ -109,8 +108,8 @@ def trained_vae(tmp_path_factory):
                      "--runs-dir", runs, "--wandb", "disabled", "--batch-size", 32, "--hidden-dims", "64",
                      "--latent-dim", 8, "--eval", "nll", "--nll-k", 50])
     assert rc == 0
-    from bench.rebuild import load_run_model
-    from bench.store import list_runs
+    from bench.records.rebuild import load_run_model
+    from bench.records.store import list_runs
 
     run = list_runs(str(runs))[0]
     model, cfg = load_run_model(str(run.path), str(runs))
@@ -123,9 +122,8 @@ def test_a_trained_model_has_elbo_above_the_estimate_which_falls_as_k_grows(trai
     assert summary["test/nll_k"] == 50 and summary["nll/images"] == 100
     assert summary["test/neg_elbo"] >= summary["test/nll"] > 0
     assert summary["test/nll_se"] > 0 and summary["test/nll_mc_se"] > 0
-    from bench.data import batches
-    from bench.spec import from_record, resolve
-    from bench.data import load_data
+    from bench.config.spec import from_record, resolve
+    from bench.data import batches, load_data
 
     data = load_data(resolve(dict(from_record(run.read_config()), data_root=str(root))))
     x = next(batches(data.test, 100))[0]
@@ -180,8 +178,8 @@ def test_grey_images_are_scored_only_when_asked_by_name(tmp_path):
 def test_dynamic_binarization_draws_anew_each_epoch_and_holds_out_one_fixed_draw(tmp_path):
     from formats import write_mnist
 
+    from bench.config.spec import resolve
     from bench.data import batches, load_data
-    from bench.spec import resolve
 
     write_mnist(tmp_path, "MNIST", n_train=200, n_test=50)
     data = [load_data(resolve({"model": "mlp_vae", "dataset": "binarized_mnist", "data_root": str(tmp_path),
@@ -200,10 +198,10 @@ def test_dynamic_binarization_draws_anew_each_epoch_and_holds_out_one_fixed_draw
 
 
 def test_the_static_split_is_read_from_its_amat_files_and_refused_when_missing_or_damaged(tmp_path):
+    from bench.config.spec import resolve
+    from bench.core.errors import UsageError
     from bench.data import load_data
     from bench.data.binarized import STATIC_FILES, write_static
-    from bench.errors import UsageError
-    from bench.spec import resolve
 
     folder = write_static(tmp_path, n_train=30, n_valid=10, n_test=12)
     spec = resolve({"model": "mlp_vae", "dataset": "binarized_mnist_static", "data_root": str(tmp_path)})
@@ -221,7 +219,7 @@ def test_the_static_split_is_read_from_its_amat_files_and_refused_when_missing_o
 
 
 def test_the_iwae_schedule_is_the_papers():
-    from bench.train import lr_factor
+    from bench.run.train import lr_factor
 
     factors = [lr_factor("iwae", e) for e in range(3280)]
     stages = [sum(1 for f in factors if f == pytest.approx(10 ** (-i / 7))) for i in range(8)]

@@ -139,7 +139,7 @@ def test_vae_kl_is_positive_and_warmup_scales_it():
 
 
 def test_impossible_architecture_is_refused():
-    from bench.errors import UsageError
+    from bench.core.errors import UsageError
 
     with pytest.raises(UsageError, match="at most"):
         build("ae", (1, 28, 28), channels=[8, 8, 8, 8, 8, 8])
@@ -150,7 +150,8 @@ def test_impossible_architecture_is_refused():
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64)])
 def test_fast_ssim_equals_torchmetrics(shape):
     from torchmetrics.functional.image import structural_similarity_index_measure
-    from bench.metrics import ssim
+
+    from bench.measure.metrics import ssim
 
     torch.manual_seed(0)
     target = torch.rand(300, *shape)
@@ -163,7 +164,8 @@ def test_fast_ssim_equals_torchmetrics(shape):
 def test_psnr_and_snr_are_torchmetrics_definitions():
     from torchmetrics.functional.audio import signal_noise_ratio
     from torchmetrics.functional.image import peak_signal_noise_ratio
-    from bench.metrics import image_metrics
+
+    from bench.measure.metrics import image_metrics
 
     g = torch.Generator().manual_seed(1)
     target = torch.rand(50, 3, 16, 16, generator=g)
@@ -178,7 +180,8 @@ def test_psnr_and_snr_are_torchmetrics_definitions():
 @pytest.mark.parametrize("n,nrow", [(16, 8), (7, 3), (2, 5)])
 def test_image_grid_lays_out_as_torchvision(n, nrow):
     from torchvision.utils import make_grid
-    from bench.tensors import image_grid
+
+    from bench.core.tensors import image_grid
 
     imgs = torch.rand(n, 3, 9, 11, generator=torch.Generator().manual_seed(n))
     assert torch.equal(image_grid(imgs, nrow, padding=1, pad_value=0.5), make_grid(imgs, nrow, padding=1, pad_value=0.5))
@@ -196,7 +199,7 @@ def _loss_at(name, shape, **keys):
 def _declared_weights():
     """(model, key, term) for every key a family declares as the weight of a loss term, for the
     models whose training forward returns that term (found on the meta device: no memory)."""
-    from bench.keys import cli_keys
+    from bench.config.keys import cli_keys
 
     out = []
     for name in MODELS:
@@ -213,7 +216,7 @@ WEIGHTS = _declared_weights()
 def test_every_declared_weight_has_a_model_that_returns_its_term():
     """A key declared as a loss weight is exercised below by at least one model: a family
     whose models never return the term they weigh would otherwise go unchecked."""
-    from bench.keys import cli_keys
+    from bench.config.keys import cli_keys
 
     declared = {(f.metadata["weighs"], key) for e in registry.MODELS.values()
                 for key, f in cli_keys(e.config_cls).items() if f.metadata.get("weighs")}

@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import ROOT, run_inproc
 
 RECORDED = ROOT / "tests" / "data" / "recorded"
@@ -21,8 +20,8 @@ def runs(tmp_path):
 
 
 def test_an_old_finished_run_builds_its_model_with_its_weights(runs):
-    from bench.checkpoint import load
-    from bench.rebuild import load_run_model
+    from bench.records.checkpoint import load
+    from bench.records.rebuild import load_run_model
 
     saved = json.loads((runs / FINISHED / "config.json").read_text())
     assert "noise_std" in saved and "kl_weight" in saved and "noise_level" not in saved  # the old names

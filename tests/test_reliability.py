@@ -9,9 +9,9 @@ import warnings
 
 import pytest
 import torch
-
-from bench.store import RunDir, effective_status, list_runs, read_jsonl
 from conftest import ROOT, only_run, quick, run_cli, run_inproc
+
+from bench.records.store import RunDir, effective_status, list_runs, read_jsonl
 
 
 def _strip(rows):
@@ -103,7 +103,7 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     run = only_run(tmp_path)
     s = run.read_summary()
     assert s["status"] == "failed" and s["failed_epoch"] == 2
-    from bench import checkpoint
+    from bench.records import checkpoint
     ck = checkpoint.load(run.ckpt("last"))
     assert ck["state"]["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
@@ -205,7 +205,7 @@ def hung_server(request):
 
 
 def test_a_hung_server_is_found_within_the_deadline(hung_server, monkeypatch, request):
-    from bench.track import server_reachable
+    from bench.records.track import server_reachable
 
     monkeypatch.setenv("WANDB_BASE_URL", hung_server)
     reason = server_reachable(timeout=0.5)

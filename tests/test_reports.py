@@ -7,10 +7,10 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import SEEDS, chromium, fake_runs, run_cli, run_inproc
 
 from analysis.blocks import TO_WRITE
 from analysis.templates import TEMPLATES
-from conftest import SEEDS, chromium, fake_runs, run_cli, run_inproc
 
 CELEBA_MODELS = ("ae", "sparse_ae", "dae", "vae")
 
@@ -98,8 +98,9 @@ def test_template_without_its_runs_exits_2(tmp_path):
 def test_every_template_names_real_sweeps_and_metrics():
     from pathlib import Path
 
-    from analysis.blocks import Figure, Table
     from conftest import ROOT
+
+    from analysis.blocks import Figure, Table
 
     shipped = {p.stem for p in Path(ROOT / "sweeps").glob("*.yaml")}
     if not SEEDS.is_dir():

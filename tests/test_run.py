@@ -3,7 +3,6 @@ import json
 import time
 
 import pytest
-
 from conftest import only_run, quick, run_cli, run_inproc
 
 
@@ -119,7 +118,7 @@ def test_amp_auto_is_fp32_on_cpu_and_phases_are_timed(tmp_path):
 def test_train_from_python_returns_the_record(tmp_path):
     """What a notebook calls: the same run as run.py, its record returned; bad input raises."""
     from bench.api import load, train
-    from bench.errors import UsageError
+    from bench.core.errors import UsageError
 
     record = train(model="mlp_vae", dataset="synthetic", epochs=1, limit_train=100, limit_test=40,
                    mlp_dims=[16, 3], wandb="disabled", runs_dir=str(tmp_path / "runs"))
@@ -136,12 +135,12 @@ def test_a_denoisers_snapshots_show_the_noisy_input_and_its_output(tmp_path):
     corrupted the same way at every epoch, and what the model made of them."""
     import torch
 
-    from bench import checkpoint
-    from bench.rebuild import load_run_model
-    from bench.spec import resolve
+    from bench.config.spec import resolve
+    from bench.core.tensors import to_uint8
     from bench.data import load_data
-    from bench.tensors import to_uint8
-    from bench.train import snapshot_inputs, snapshot_rows
+    from bench.records import checkpoint
+    from bench.records.rebuild import load_run_model
+    from bench.run.train import snapshot_inputs, snapshot_rows
 
     assert run_inproc(quick(tmp_path, "--noise-level", 0.4, model="dae", epochs=2)) == 0
     run = only_run(tmp_path)
@@ -161,7 +160,7 @@ def test_a_denoisers_snapshots_show_the_noisy_input_and_its_output(tmp_path):
 
 
 def test_the_reconstructions_figure_shows_nine_images_drawn_at_random_once():
-    from bench.evaluate import shown_images
+    from bench.run.evaluate import shown_images
 
     first = shown_images(1000)
     assert len(first) == 9 and len(set(first.tolist())) == 9 and first.max() > 9
@@ -172,7 +171,7 @@ def test_the_reconstructions_figure_shows_nine_images_drawn_at_random_once():
 def test_the_last_line_of_a_collapsed_run_says_so():
     """Output collapse and posterior collapse are two flags with two messages; a code with no
     active unit but no posterior flag (a sparse AE) is neither."""
-    from bench.runner import summary_line
+    from bench.run.runner import summary_line
 
     output = summary_line({"test/mse": 0.1, "warning/output_collapsed": True, "collapse/output_spread": 0.01})
     assert "COLLAPSED (output independent of the input: its outputs vary 1.0% as much as its inputs" in output
@@ -188,14 +187,14 @@ def test_collapse_is_judged_relative_to_the_data(tmp_path, monkeypatch):
     collapsed; one that follows its input at half contrast is not. The flag reaches the
     table's `collapsed` column."""
     import torch
+    from conftest import fake_runs
 
     import registry
     from analysis.tables import main as tables_main
+    from bench.config.spec import resolve
     from bench.data import load_data
-    from bench.evaluate import output_spread
-    from bench.flags import OUTPUT_SPREAD_MIN
-    from bench.spec import resolve
-    from conftest import fake_runs
+    from bench.records.health import OUTPUT_SPREAD_MIN
+    from bench.run.evaluate import output_spread
 
     registry.dataset_entry("cifar10").fixture(tmp_path, monkeypatch)
     data = load_data(resolve({"dataset": "cifar10", "data_root": str(tmp_path)}))
@@ -236,7 +235,7 @@ def test_next_steps_suggest_only_tools_the_run_can_serve(tmp_path):
 def test_progress_lines_in_a_log_hold_no_terminal_escapes():
     import io
 
-    from bench.progress import Lines
+    from bench.core.progress import Lines
 
     out = io.StringIO()
     Lines(out).write("\x1b[A\r epoch 1/2:  50%|#####     | 1/2 [00:01<00:01]\x1b[A")
@@ -286,7 +285,7 @@ def test_a_run_is_resolved_once_into_a_frozen_spec(tmp_path, monkeypatch):
     import dataclasses
 
     import registry
-    from bench.spec import resolve
+    from bench.config.spec import resolve
 
     calls = {"model_entry": 0, "dataset_entry": 0, "built": 0}
     for name in ("model_entry", "dataset_entry"):

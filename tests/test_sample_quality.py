@@ -3,13 +3,12 @@ attribute of an attribute dataset), and a Frechet distance that ranks known degr
 same way every time."""
 import pytest
 import torch
-
 from conftest import needs_fashion
 
 
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
-    from bench.spec import resolve
+    from bench.config.spec import resolve
     from bench.data import load_data
 
     root = needs_fashion() or str(tmp_path_factory.mktemp("data"))
@@ -18,7 +17,7 @@ def fashion(tmp_path_factory):
 
 @pytest.mark.slow
 def test_feature_network_is_deterministic_cached_and_named(fashion, tmp_path, monkeypatch):
-    from bench.sample_quality import FEATURE_SEEDS, cache_dir, feature_networks
+    from bench.tools._features import FEATURE_SEEDS, cache_dir, feature_networks
 
     device = torch.device("cpu")
     x = fashion.test.x[:64].float() / 255
@@ -41,8 +40,8 @@ def test_frechet_distance_ranks_reference_degradations(fashion):
     from torchvision.transforms.functional import gaussian_blur
 
     import registry
-    from bench.sample_quality import feature_networks
-    from bench.sample_scores import frechet
+    from bench.tools._features import feature_networks
+    from bench.tools._scores import frechet
 
     features = feature_networks(fashion, torch.device("cpu"))
     real, other = fashion.test.x[:1000].float() / 255, fashion.test.x[1000:2000].float() / 255
@@ -64,9 +63,9 @@ def test_on_an_attribute_dataset_the_networks_learn_all_the_attributes_at_once(t
     import torchvision
     from formats import trust_files, write_celeba
 
-    from bench import sample_quality
-    from bench.spec import resolve
+    from bench.config.spec import resolve
     from bench.data import load_data
+    from bench.tools import _features as sample_quality
 
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sample_quality, "FEATURE_SEEDS", (0,))  # one network: the three are tested above
@@ -86,8 +85,9 @@ def test_on_an_attribute_dataset_the_networks_learn_all_the_attributes_at_once(t
 def test_inception_asked_offline_falls_back_to_the_small_networks_in_one_line(tmp_path, monkeypatch, capsys):
     """No weights in the cache and no network: the run says so in one line, scores with the
     dataset's small networks, and its record says which space its numbers are in."""
-    from bench.inception import weights_path
     from conftest import only_run, quick, run_inproc
+
+    from bench.tools._inception import weights_path
 
     monkeypatch.setenv("AEBENCH_OFFLINE", "1")
     assert not weights_path().exists()
@@ -105,9 +105,9 @@ def test_inception_fid_runs_torchmetrics_own_inceptionv3_with_stand_in_weights(t
     weights are a stand-in (the InceptionV3 of torch-fidelity, randomly initialised, saved where
     the fetched file would be), so nothing is downloaded."""
     import torch_fidelity.feature_extractor_inceptionv3 as tf
-
-    from bench.inception import weights_path
     from conftest import only_run, quick, run_inproc
+
+    from bench.tools._inception import weights_path
 
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("AEBENCH_OFFLINE", "1")
@@ -155,7 +155,7 @@ def _draw(n, shift, d=16):
 def test_the_fd_interval_covers_the_fd_of_a_larger_sample_in_most_repeats():
     """A finite sample's FD lies above the distributions'; the basic bootstrap interval of 500
     images still covers the FD of 5,000 in most of 20 repeats."""
-    from bench.sample_scores import score_each
+    from bench.tools._scores import score_each
 
     torch.manual_seed(0)
     truth = score_each(_Space, _draw(5000, 0), {"f": _draw(5000, 1.0)})["f"].fd
@@ -169,7 +169,7 @@ def test_the_fd_interval_covers_the_fd_of_a_larger_sample_in_most_repeats():
 
 
 def test_kid_is_near_zero_for_the_same_distribution_and_has_a_spread():
-    from bench.sample_scores import score_each
+    from bench.tools._scores import score_each
 
     torch.manual_seed(0)
     real = _draw(800, 0)
@@ -194,8 +194,8 @@ def test_a_report_says_which_samplers_its_samples_do_not_tell_apart():
 def test_mnist_and_fashion_scores_use_the_shipped_networks_the_same_on_every_machine(fashion, tmp_path, monkeypatch):
     """No network is trained: the shipped files are loaded (two empty caches give bit-identical
     scores), and nothing is written to the cache."""
-    from bench.sample_quality import cache_dir, feature_networks
-    from bench.sample_scores import score_each
+    from bench.tools._features import cache_dir, feature_networks
+    from bench.tools._scores import score_each
 
     real, fake = fashion.test.x[:200].float() / 255, fashion.test.x[200:400].float().flip(-1) / 255
     scores = []
@@ -211,10 +211,10 @@ def test_mnist_and_fashion_scores_use_the_shipped_networks_the_same_on_every_mac
 def test_a_shipped_network_that_does_not_match_its_hash_is_refused(fashion, tmp_path, monkeypatch):
     import shutil
 
-    from bench import sample_quality
-    from bench.errors import UsageError
+    from bench.core.errors import UsageError
+    from bench.tools import _features as sample_quality
 
-    copy = tmp_path / "bench" / "feature_nets"
+    copy = tmp_path / "bench" / "tools" / "feature_nets"
     shutil.copytree(sample_quality.SHIPPED, copy)
     data = bytearray((copy / "fashion_mnist-s1.pt").read_bytes())
     data[-100] ^= 0xFF
@@ -228,7 +228,7 @@ def test_the_fast_fd_and_kid_equal_torchmetrics_own_formulas():
     from torchmetrics.image.fid import _compute_fid
     from torchmetrics.image.kid import poly_mmd
 
-    from bench import sample_scores
+    from bench.tools import _scores as sample_scores
 
     torch.manual_seed(0)
     a, b = torch.rand(600, 32, dtype=torch.float64) ** 2, torch.rand(500, 32, dtype=torch.float64) ** 1.5
@@ -252,10 +252,10 @@ def test_feature_networks_are_never_trained_on_fewer_images_than_their_recipe(tm
     split (up to 20,000 images), which cannot be read, so the sample tool refuses in one line
     naming how many it needs, and trains nothing; the run itself finishes."""
     import torchvision
+    from conftest import only_run, run_inproc
     from formats import trust_files, write_celeba
 
-    from bench.sample_quality import cache_dir
-    from conftest import only_run, run_inproc
+    from bench.tools._features import cache_dir
 
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
     base, _ = write_celeba(tmp_path, n=60)
@@ -288,12 +288,12 @@ def test_the_score_tells_real_from_good_samples_from_trivial_ones(dataset, tmp_p
     constant image as well as real samples."""
     import numpy as np
 
+    from bench.config.spec import resolve
     from bench.data import load_data
-    from bench.latent import codes
-    from bench.sample_quality import feature_networks
-    from bench.sample_scores import score_each
-    from bench.samplers import GMMSampler
-    from bench.spec import resolve
+    from bench.tools._features import feature_networks
+    from bench.tools._latent import codes
+    from bench.tools._samplers import GMMSampler
+    from bench.tools._scores import score_each
 
     root = mnist_root if dataset == "mnist" else needs_fashion()
     if root is None:

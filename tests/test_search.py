@@ -8,11 +8,11 @@ import warnings
 
 import numpy as np
 import pytest
-
-from bench import stopping
-from bench.store import RunDir
-from bench.sweep import load_sweep, propose
 from conftest import ROOT, built_once, run_cli
+
+from bench.records.store import RunDir
+from bench.run import stopping
+from bench.sweep.agent import load_sweep, propose
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -113,8 +113,9 @@ def _record(folder, name, state, losses, fixed):
         run.append_metrics({"epoch": i, "val/loss": v, "train/loss": v + 1})
     run.update_summary(status=state, sweep_params=json.dumps({"lr": len(losses)}), sweep_fixed=fixed, run_id=name)
     if state == "running":  # this process stands in for the run's own
-        import psutil
         import socket
+
+        import psutil
 
         run.update_summary(pid=os.getpid(), pid_started=psutil.Process().create_time(), host=socket.gethostname())
 

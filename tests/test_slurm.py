@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import run_cli
 
 
@@ -226,7 +225,7 @@ def test_the_suite_as_an_array_is_a_script_whose_tasks_run_the_suite(tmp_path):
 def test_the_suite_as_an_array_runs_every_family_seed_and_dataset_once(tmp_path):
     """Two tasks share the suite's runs: every (dataset, family, seed) trained exactly once, on
     the suite's budget and shared backbone, and the leaderboard reads them."""
-    from bench.store import list_runs
+    from bench.records.store import list_runs
 
     p = run_cli([*_suite_args(), "--slurm", 2, "--wait"], cwd=tmp_path, script="bench.suite", timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

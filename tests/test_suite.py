@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, fake_runs, run_cli
 
 USER_FAMILY = '''"""A family written by a user: one file, nothing else edited."""
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.keys import LATENT_DIM, Corruption, ImageInput, key
+from bench.config.keys import LATENT_DIM, Corruption, ImageInput, key
 from bench.models.base import BenchModel, flat_mse
 from registry import register_model
 
@@ -58,7 +57,7 @@ def tiny_user_ae(cfg):
 
 
 def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
-    from bench.suite import main as suite_main
+    from bench.suite.standard import main as suite_main
 
     assert suite_main(["standard", "--scale", "cpu", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -92,7 +91,7 @@ def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
 def test_the_full_scale_is_the_whole_training_set_with_a_datasets_own_budget_where_the_suite_says(capsys):
     """`full`: every image, 100 epochs at batch 100 and lr 1e-3, and CelebA's own 50 epochs at 1e-4
     (the suite file's `datasets: celeba: scales: full`), said in the header and given to its runs."""
-    from bench.suite import main as suite_main
+    from bench.suite.standard import main as suite_main
 
     assert suite_main(["standard", "--scale", "full", "--families", "ae,vae", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -108,7 +107,7 @@ def test_the_full_scale_is_the_whole_training_set_with_a_datasets_own_budget_whe
 def test_a_bad_budget_in_a_suite_file_is_one_line(tmp_path, monkeypatch, capsys):
     import yaml
 
-    import bench.suite as suite_mod
+    import bench.suite.standard as suite_mod
 
     suite = yaml.safe_load((suite_mod.SUITES / "standard.yaml").read_text())
     suite["datasets"]["mnist"]["scales"] = {"full": {"epoch": 3}}
@@ -124,7 +123,7 @@ def test_the_shared_backbone_is_the_same_conv_encoder_and_decoder_in_every_famil
     """Built as the suite builds them (CelebA's 64x64 widths): the conv stacks of every family
     on the shared backbone have the same layers and shapes; only the latent heads differ."""
     import registry
-    from bench.suite import backbone_choice, families, load_suite
+    from bench.suite.standard import backbone_choice, families, load_suite
 
     suite = load_suite("standard")
     choice = backbone_choice(suite, "celeba", families(suite), {})
@@ -154,7 +153,7 @@ def test_the_shared_backbone_is_the_same_conv_encoder_and_decoder_in_every_famil
     (["standard", "--datasets", "stl10"], "'stl10' is not in suite standard"),
 ])
 def test_bad_suite_input_is_one_line(capsys, argv, needle):
-    from bench.suite import main as suite_main
+    from bench.suite.standard import main as suite_main
 
     with pytest.raises(SystemExit) as e:
         suite_main(argv + ["--dry-run"])
@@ -229,9 +228,9 @@ def test_the_leaderboard_ranks_with_intervals_and_marks_best_and_ties(tmp_path):
 
 
 def test_tied_intervals_are_marked(tmp_path):
-    from analysis.leaderboard import rank
-
     import pandas as pd
+
+    from analysis.leaderboard import rank
 
     table = pd.DataFrame({"family": ["a", "b", "c"], "test/mse": [0.10, 0.11, 0.30], "test/mse_ci": [0.02, 0.02, 0.01]})
     for col in ("test/psnr", "test/ssim", "denoise", "probe/linear_acc", "probe/knn_acc", "gen_fd"):
@@ -241,8 +240,9 @@ def test_tied_intervals_are_marked(tmp_path):
 
 
 def test_the_leaderboard_is_logged_as_a_wandb_table(tmp_path, monkeypatch):
-    from analysis.leaderboard import main as leaderboard_main
     from wandb_records import OfflineRun
+
+    from analysis.leaderboard import main as leaderboard_main
 
     _suite_runs(tmp_path / "runs")
     for here in (tmp_path / "first", tmp_path):  # each call's W&B files go under its own ./wandb
@@ -317,7 +317,7 @@ def test_the_suite_runs_on_the_datasets_the_user_has_and_leaves_out_the_others_i
     whose OpenMP pool has run (this test process's) deadlocks in the child's first parallel op."""
     from formats import write_cifar10
 
-    from bench.store import list_runs
+    from bench.records.store import list_runs
 
     data = tmp_path / "data"
     write_cifar10(data, n_per_batch=80)
@@ -373,7 +373,7 @@ def test_the_suite_scores_the_likelihood_on_binarized_mnist_where_a_family_has_o
     Bernoulli decoder for the families that take recon_type; the NLL reaches the leaderboard."""
     from formats import write_mnist
 
-    from bench.store import list_runs
+    from bench.records.store import list_runs
 
     data = tmp_path / "data"
     write_mnist(data, "MNIST", n_train=400, n_test=100)

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from bench.cli import parse_args
-from bench.spec import resolve
-from bench.errors import UsageError
-from bench.sweep import command_for, load_sweep, plan
 from conftest import ROOT, run_cli
+
+from bench.config.cli import parse_args
+from bench.config.spec import resolve
+from bench.core.errors import UsageError
+from bench.sweep.agent import command_for, load_sweep, plan
 
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
 # One sweep per experiment of the assignments (at least).
@@ -182,7 +182,7 @@ def test_packed_workers_give_the_runs_of_one_by_one(tmp_path):
 
 def test_a_copy_without_run_py_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     """A plain `pip install .` copies the library without run.py: the runner says so."""
-    import bench.sweep as sweep
+    import bench.sweep.agent as sweep
 
     monkeypatch.setattr(sweep, "ROOT", tmp_path)
     with pytest.raises(SystemExit) as e:
@@ -194,7 +194,7 @@ def test_a_copy_without_run_py_is_refused_in_one_line(tmp_path, monkeypatch, cap
 def test_grid_plan_is_what_the_engine_proposes():
     """The plan of a grid (one pass over the combinations) holds exactly the configurations
     W&B's own engine proposes one after another, for every shipped grid."""
-    from bench.sweep import plan, propose
+    from bench.sweep.agent import plan, propose
 
     for path in YAMLS:
         cfg = load_sweep(str(path))
@@ -233,7 +233,7 @@ def test_a_run_made_with_other_runner_flags_is_not_counted_as_done(tmp_path):
     out = sweep(600)
     assert "0 finished already" in out and "1 finished run(s) in the folder were made with other runner flags" in out
     assert "1 finished already" in sweep(600)
-    from bench.store import list_runs
+    from bench.records.store import list_runs
     runs = [r.read_summary() for r in list_runs(str(tmp_path / "runs" / "s4"))]
     assert sorted(r["n_train"] + r["n_val"] for r in runs) == [300, 600]
     assert sorted(json.loads(r["sweep_fixed"])["limit_train"] for r in runs) == [300, 600]
@@ -254,7 +254,7 @@ def _lambda_sweep(root, mse):
 
 @pytest.mark.parametrize("within,chosen", [(0, "1e-05"), (10, "0.001"), (60, "0.1")])
 def test_from_best_carries_the_chosen_value_to_the_models_that_sweep_trained(tmp_path, capsys, within, chosen):
-    from bench.sweep import main as sweep_main
+    from bench.sweep.agent import main as sweep_main
 
     _lambda_sweep(tmp_path / "runs", {1e-5: 0.100, 1e-3: 0.108, 1e-1: 0.150})
     y = tmp_path / "cmp.yaml"
@@ -273,7 +273,8 @@ def test_task_c_converts_task_b_best_pair_for_both_the_vae_and_the_plain_ae(tmp_
     """The shipped task-c sweep sets mlp_dims itself, so --from-best replaces it for every model
     of that sweep: the VAE and its plain-AE twin both get task b's best (h, z)."""
     from conftest import fake_runs
-    from bench.sweep import main as sweep_main
+
+    from bench.sweep.agent import main as sweep_main
 
     folder = tmp_path / "runs" / "fashion_vae_dims"
     fake_runs(folder, [({"model": "mlp_vae", "seed": 0, "mlp_dims": dims},
@@ -294,7 +295,7 @@ def test_task_c_converts_task_b_best_pair_for_both_the_vae_and_the_plain_ae(tmp_
 
 
 def test_from_best_of_a_sweep_not_run_is_one_line(tmp_path, capsys):
-    from bench.sweep import main as sweep_main
+    from bench.sweep.agent import main as sweep_main
 
     y = tmp_path / "cmp.yaml"
     y.write_text("name: cmp\nmethod: grid\nparameters:\n  model: {values: [ae, sparse_ae]}\n")
@@ -324,9 +325,10 @@ def test_a_large_grid_says_its_size_before_it_plans(tmp_path):
 
 def test_the_sweep_line_of_a_collapsed_run_carries_the_flag(tmp_path):
     """The runner's line per run names a collapse in the words the run itself used."""
-    from bench.store import list_runs
-    from bench.sweep_plan import collapse_note
     from conftest import fake_runs
+
+    from bench.records.store import list_runs
+    from bench.sweep.plan import collapse_note
 
     fake_runs(tmp_path, [({"model": "ae", "seed": 0}, {"warning/output_collapsed": True}),
                          ({"model": "vae", "seed": 0}, {"warning/output_collapsed": False,
@@ -340,8 +342,8 @@ def test_the_sweep_console_relays_its_runs_long_one_off_work(tmp_path, capsys):
     """Progress lines in a running run's log (a feature network, a UMAP compile, a wait on a
     cache lock) reach the sweep's console once each, named by the run; other lines do not,
     and a line still being written waits for its end."""
-    from bench import relay
-    from bench.progress import progress
+    from bench.core.progress import progress
+    from bench.sweep import relay
 
     log_path = tmp_path / "run.log"
     with open(log_path, "w") as log:
@@ -375,14 +377,15 @@ def test_a_sweep_on_a_cold_cache_says_what_its_runs_are_making(tmp_path):
     lines = p.stdout.splitlines()
     assert any(re.search(r"\[model=ae epochs=1 seed=\d\] sample: training feature network seed 2 .*s left\) \.\.\.$",
                          line) for line in lines), p.stdout
-    from bench.store import list_runs
+    from bench.records.store import list_runs
     spent = [r.read_summary()["time/one_off_seconds"] for r in list_runs(str(tmp_path / "runs" / "cold"))]
     assert len(spent) == 2 and max(spent) > 1.0  # the networks' training is recorded as one-off work
 
 
 def test_the_time_left_leaves_out_one_off_work_of_runs_finished_since_the_start(tmp_path):
-    from bench import relay
     from conftest import fake_runs
+
+    from bench.sweep import relay
 
     fake_runs(tmp_path, [({"model": "ae", "seed": s}, {"finished_at": t, "time/one_off_seconds": spent})
                          for s, (t, spent) in enumerate(((100.0, 60.0), (200.0, 0.5), (300.0, 30.0)))])

@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
-
-from bench.store import list_runs
 from conftest import ROOT, only_run, quick, run_cli, run_inproc
+
+from bench.records.store import list_runs
 
 
 class _Payload:
@@ -69,7 +69,7 @@ def test_crafted_checkpoint_never_runs_code(tmp_path, finished_run, capsys, entr
 
 def test_foreign_checkpoint_is_one_line(tmp_path, finished_run, capsys):
     from bench.evaluate import main as evaluate_main
-    from bench import checkpoint
+    from bench.records import checkpoint
 
     state = checkpoint.load(finished_run.ckpt("best"))
     name, weight = next(iter(state["model"].items()))
@@ -280,11 +280,12 @@ def test_two_resumes_of_one_run_never_both_train(tmp_path):
 
 
 def test_a_repeated_seed_is_counted_once(tmp_path):
-    from analysis.tables import build_table
     from types import SimpleNamespace
 
+    from analysis.tables import build_table
+
     for seed, mse, t in ((0, 0.010, 1.0), (0, 0.050, 2.0), (1, 0.020, 3.0)):
-        from bench.store import RunDir
+        from bench.records.store import RunDir
         run = RunDir.create(str(tmp_path / "runs"), "ae", "synthetic")
         run.write_config({"model": "ae", "dataset": "synthetic", "seed": seed})
         run.update_summary(status="finished", finished_at=t, **{"test/mse": mse})
@@ -333,7 +334,7 @@ def test_evaluating_a_run_in_use_is_refused(tmp_path, capsys, finished_run):
     from bench.evaluate import main as evaluate_main
 
     before = (finished_run.path / "summary.json").read_text()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bench.store import RunDir; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bench.records.store import RunDir; "
                                f"RunDir({str(finished_run.path)!r}).lock(); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
@@ -392,7 +393,7 @@ def test_a_planted_link_is_refused_and_its_target_untouched(tmp_path, finished_r
 
 @pytest.mark.parametrize("planted", ["sweep.yaml", "logs", "locks", "."])
 def test_a_sweep_folder_with_a_planted_link_is_refused(tmp_path, capsys, planted):
-    from bench.sweep import main as sweep_main
+    from bench.sweep.agent import main as sweep_main
 
     y = tmp_path / "g3.yaml"
     y.write_text(GRID3 % 1)

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, FakeApi, built_once, only_run, quick, run_cli
 from wandb_records import OfflineRun, offline_run
 
@@ -32,7 +31,7 @@ def agent_run():
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
         (d / "stdout.txt").write_text(p.stdout)
 
-    from bench.store import list_runs
+    from bench.records.store import list_runs
     d = built_once("agent_run", build)
     runs = list_runs(str(d / "runs"))
     assert len(runs) == 1
@@ -52,7 +51,7 @@ def test_metrics_are_defined_with_their_direction_and_best(agent_run):
     d, run, _ = agent_run
     summary = run.read_summary()
     rec = offline_run(d / "wandb", summary["wandb_run_id"])
-    from bench.track import direction
+    from bench.records.track import direction
 
     for name in ("val/loss", "val/mse"):
         assert rec.metrics[name].step_metric == "epoch" and rec.metrics[name].summary.min, name
@@ -72,7 +71,7 @@ def test_metrics_are_defined_with_their_direction_and_best(agent_run):
 
 
 def test_media_per_epoch_tables_with_images_and_model_artifact(agent_run):
-    from bench.train import snapshot_epochs
+    from bench.run.train import snapshot_epochs
 
     d, run, _ = agent_run
     summary = run.read_summary()
@@ -117,9 +116,9 @@ class FakeArtifact:
 
 
 def test_model_artifact_reference_becomes_a_local_run(tmp_path, finished_run_template):
-    from bench.rebuild import load_run_model
-    from bench.store import RunDir
-    from bench.artifacts import fetch_model_artifact
+    from bench.records.artifacts import fetch_model_artifact
+    from bench.records.rebuild import load_run_model
+    from bench.records.store import RunDir
 
     src = RunDir(finished_run_template)
     files = [src.path / n for n in ("best.pt", "config.json", "summary.json")]
@@ -132,7 +131,7 @@ def test_model_artifact_reference_becomes_a_local_run(tmp_path, finished_run_tem
     b, _ = load_run_model(str(dest))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     # an artifact that holds no aebench run is refused in one line
-    from bench.errors import UsageError
+    from bench.core.errors import UsageError
     with pytest.raises(UsageError, match="holds no aebench run"):
         fetch_model_artifact("wandb:team/proj/model-other:v1", str(tmp_path / "runs"),
                              api=FakeApi(artifact=FakeArtifact([src.path / "summary.json"], "other")))
@@ -144,8 +143,9 @@ def test_model_artifact_reference_becomes_a_local_run(tmp_path, finished_run_tem
     ("wandb:not-a-reference", "give wandb:ENTITY/PROJECT/NAME"),
 ])
 def test_wandb_reference_without_a_server_is_one_line_exit_2(tmp_path, monkeypatch, capsys, ref, needle):
-    from bench.evaluate import main as evaluate_main
     from conftest import run_inproc
+
+    from bench.evaluate import main as evaluate_main
 
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
@@ -161,7 +161,7 @@ def test_wandb_reference_without_a_server_is_one_line_exit_2(tmp_path, monkeypat
 
 
 def test_login_is_detected_the_way_wandb_reads_it(tmp_path, monkeypatch):
-    from bench.track import wandb_logged_in
+    from bench.records.track import wandb_logged_in
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
@@ -180,11 +180,11 @@ def test_login_is_detected_the_way_wandb_reads_it(tmp_path, monkeypatch):
 def test_the_package_imports_from_anywhere(tmp_path, finished_run_template):
     """`pip install -r requirements.txt` installs the project itself: a notebook anywhere
     loads a run's model in two lines."""
-    from bench.store import RunDir
+    from bench.records.store import RunDir
 
     run = RunDir(finished_run_template)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    code = ("from bench.rebuild import load_run_model\n"
+    code = ("from bench.records.rebuild import load_run_model\n"
             f"model, cfg = load_run_model({str(run.path)!r})\n"
             "print(cfg['model'], type(model).__name__, sum(p.numel() for p in model.parameters()))")
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

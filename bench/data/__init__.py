@@ -13,8 +13,8 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from bench.errors import UsageError
-from bench.tensors import to_float
+from bench.core.errors import UsageError
+from bench.core.tensors import to_float
 
 FIXED_DRAW_SEED = 20160101  # the one draw of dynamically binarized images that every run shares
 
@@ -121,7 +121,7 @@ def check_split(dataset: str, name: str, split: Split, entry) -> None:
 
 
 def load_data(spec, task: str | None = None) -> DataBundle:
-    """Load, limit, split and resize the dataset of a run's spec (`bench.spec.RunSpec`), for
+    """Load, limit, split and resize the dataset of a run's spec (`bench.config.spec.RunSpec`), for
     its task (or `task`: a run's model on another run's data)."""
     cfg, entry = spec, spec.dataset_entry
     src: Source = entry.fn(cfg, task or spec.task)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.core.errors import UsageError
 from bench.data import Source, Split, fixed_draw
 from bench.data.mnist import idx_dataset, write_mnist
-from bench.errors import UsageError
 from registry import register_dataset
 
 STATIC_FOLDER = "BinarizedMNIST"

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.checkpoint import save
+from bench.config.keys import DatasetConfig, key
+from bench.core.errors import UsageError
 from bench.data import Source, Split
-from bench.data.vision import _open, trust_written
-from bench.errors import UsageError
-from bench.keys import DatasetConfig, key
+from bench.data.vision import open_dataset, trust_written
+from bench.records.checkpoint import save
 from registry import register_dataset
 
 
@@ -84,7 +84,7 @@ def _celeba_split(root, split, n, size):
     if cache.exists():
         return torch.load(cache, weights_only=True)
     tf = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.PILToTensor()])
-    ds = _open("celeba", lambda dl: CelebA(root, split=split, target_type="attr", transform=tf, download=dl),
+    ds = open_dataset("celeba", lambda dl: CelebA(root, split=split, target_type="attr", transform=tf, download=dl),
                root, "https://drive.google.com", os.path.join(root, "celeba"))
     if len(ds) < n:
         flag = "--limit-train" if split == "train" else "--limit-test"

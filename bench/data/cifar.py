@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.core.errors import UsageError
 from bench.data import Source, Split
 from bench.data.decoded import decoded
-from bench.data.vision import _hwc_to_chw, _open, learnable_images, trust_written
-from bench.errors import UsageError
+from bench.data.vision import hwc_to_chw, learnable_images, open_dataset, trust_written
 from registry import register_dataset
 
 
@@ -51,10 +51,10 @@ def _decode_cifar10(root) -> Source:
     sets = []
     for train in (True, False):
         try:
-            ds = _open("cifar10", lambda dl, t=train: CIFAR10(root, train=t, download=dl), root, CIFAR10.url, where)
+            ds = open_dataset("cifar10", lambda dl, t=train: CIFAR10(root, train=t, download=dl), root, CIFAR10.url, where)
         except UsageError:
             raise
         except Exception as e:
             raise UsageError(f"cifar10: corrupt or unreadable batch file in {where} ({type(e).__name__})") from None
-        sets.append(Split(_hwc_to_chw(ds.data), torch.as_tensor(ds.targets, dtype=torch.long)))
+        sets.append(Split(hwc_to_chw(ds.data), torch.as_tensor(ds.targets, dtype=torch.long)))
     return Source(sets[0], sets[1], list(ds.classes))

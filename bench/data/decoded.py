@@ -43,7 +43,7 @@ def _signature(folder: Path) -> list:
 
 
 def _entry(name: str, folder: Path, variant: str) -> Path:
-    from bench.cache import cache_root
+    from bench.core.cache import cache_root
 
     key = json.dumps([name, str(folder.resolve()), variant, _signature(folder)])
     return cache_root() / "data" / "decoded" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
@@ -76,7 +76,7 @@ def _read(path: Path) -> Source | None:
 
 
 def _write(path: Path, src: Source) -> None:
-    from bench.files import atomic_write_bytes, atomic_write_text
+    from bench.core.files import atomic_write_bytes, atomic_write_text
 
     buf = io.BytesIO()
     torch.save(_pack(src), buf)
@@ -93,7 +93,7 @@ def _write(path: Path, src: Source) -> None:
 def decoded(name: str, folder: Path, variant: str, decode: Callable[[], Source]) -> Source:
     """`decode()`'s Source for the files in `folder`, from the cache when they are unchanged.
     `variant` names whatever else changes the result (a split choice)."""
-    from bench.files import locked
+    from bench.core.files import locked
 
     path = _entry(name, Path(folder), variant)
     src = _read(path)
@@ -102,7 +102,7 @@ def decoded(name: str, folder: Path, variant: str, decode: Callable[[], Source])
     with locked(path, f"the decoded copy of {name}"):
         src = _read(path)  # another process may have written it while this one waited
         if src is None:
-            from bench.progress import one_off
+            from bench.core.progress import one_off
             with one_off():
                 src = decode()
                 _write(path, src)

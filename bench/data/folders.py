@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.core.errors import UsageError
 from bench.data import Source, Split
-from bench.errors import UsageError
 from registry import register_dataset
 
 EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.config.keys import DatasetConfig, key
+from bench.core.errors import UsageError
+from bench.core.files import atomic_write_bytes
+from bench.core.tensors import to_float
 from bench.data import Source, Split
 from bench.data.decoded import decoded
-from bench.data.vision import _open, learnable_images
-from bench.errors import UsageError
-from bench.keys import DatasetConfig, key
-from bench.files import atomic_write_bytes
-from bench.tensors import to_float
+from bench.data.vision import learnable_images, open_dataset
 from registry import register_dataset
 
 DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -66,7 +66,7 @@ def _unpack_fashion(root: str, explicit: bool = False) -> str:
     sums = {}
     if (src / "SHA256SUMS").exists():
         sums = dict(reversed(line.split()) for line in (src / "SHA256SUMS").read_text().splitlines() if line.strip())
-    from bench.cache import cache_root
+    from bench.core.cache import cache_root
 
     cache = cache_root() / "data"
     for target in (Path(root), cache):
@@ -106,7 +106,7 @@ def _decode_idx(folder, name, root) -> Source:
     sets = []
     for train in (True, False):
         try:
-            ds = _open(name, lambda dl, t=train: cls(root, train=t, download=dl), root, cls.mirrors[0], where)
+            ds = open_dataset(name, lambda dl, t=train: cls(root, train=t, download=dl), root, cls.mirrors[0], where)
         except UsageError:
             raise
         except Exception as e:  # truncated / corrupt IDX file: name it, no torchvision traceback

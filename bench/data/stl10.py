@@ -9,10 +9,10 @@ from typing import Optional
 import numpy as np
 import torch
 
+from bench.config.keys import DatasetConfig, key
+from bench.core.errors import UsageError
 from bench.data import Source, Split
-from bench.data.vision import _open, learnable_images, trust_written
-from bench.errors import UsageError
-from bench.keys import DatasetConfig, key
+from bench.data.vision import learnable_images, open_dataset, trust_written
 from registry import register_dataset
 
 
@@ -66,7 +66,7 @@ def _decode_stl10(root, split) -> Source:
 
     def load(s):
         try:
-            return _open("stl10", lambda dl: STL10(root, split=s, download=dl), root, STL10.url, where)
+            return open_dataset("stl10", lambda dl: STL10(root, split=s, download=dl), root, STL10.url, where)
         except UsageError:
             raise
         except Exception as e:

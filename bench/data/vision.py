@@ -18,13 +18,13 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 
-def _host_answers(url: str, timeout: float = 3.0) -> bool:
+def host_answers(url: str, timeout: float = 3.0) -> bool:
     """Whether a dataset's download host accepts a connection within `timeout` (torchvision's
     download would otherwise wait on each mirror in turn). A TCP connect is enough here; W&B's
-    probe (`bench.track.server_reachable`) asks for an HTTP answer, as a hung server accepts
+    probe (`bench.records.track.server_reachable`) asks for an HTTP answer, as a hung server accepts
     connections and never replies."""
     if os.environ.get("AEBENCH_OFFLINE"):
         return False
@@ -36,14 +36,14 @@ def _host_answers(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _open(name, make, root, url, where):
+def open_dataset(name, make, root, url, where):
     """Build a torchvision dataset; download only when reachable; one-line errors otherwise."""
     try:
         return make(False)
     except RuntimeError as e:
         if "not found" not in str(e).lower() and "corrupted" not in str(e).lower():
             raise  # a torn file: the caller names it
-    if _host_answers(url):
+    if host_answers(url):
         try:
             return make(True)
         except Exception as e:  # network faults of any kind end in the same advice
@@ -53,7 +53,7 @@ def _open(name, make, root, url, where):
 
 
 
-def _hwc_to_chw(a) -> torch.Tensor:
+def hwc_to_chw(a) -> torch.Tensor:
     return torch.as_tensor(a).permute(0, 3, 1, 2).contiguous()
 
 

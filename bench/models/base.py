@@ -11,8 +11,8 @@ import contextlib
 import torch
 from torch import nn
 
-from bench.errors import UsageError
-from bench.tensors import corrupt
+from bench.core.errors import UsageError
+from bench.core.tensors import corrupt
 
 
 class BenchModel(nn.Module):

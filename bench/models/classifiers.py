@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UsageError
-from bench.keys import CHANNELS, DROPOUT, ImageInput, key
+from bench.config.keys import CHANNELS, DROPOUT, ImageInput, key
+from bench.core.errors import UsageError
 from bench.models.base import BenchModel
 from registry import register_model
 
@@ -205,7 +205,7 @@ class LinearProbe(Classifier):
     def __init__(self, cfg: LinearProbeConfig):
         super().__init__()
         self.cfg = cfg
-        from bench.rebuild import load_run_model  # local: it builds registry models
+        from bench.records.rebuild import load_run_model  # local: it builds registry models
 
         self.encoder_model, _ = load_run_model(cfg.probe_from, cfg.runs_dir)
         for p in self.encoder_model.parameters():

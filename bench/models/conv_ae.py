@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UsageError
-from bench.keys import BATCHNORM, BOTTLENECK, CHANNELS, DROPOUT, LATENT_DIM, Corruption, ImageInput, key
+from bench.config.keys import BATCHNORM, BOTTLENECK, CHANNELS, DROPOUT, LATENT_DIM, Corruption, ImageInput, key
+from bench.core.errors import UsageError
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
 from registry import register_model
 

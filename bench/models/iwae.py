@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.keys import BATCHNORM, CHANNELS, HIDDEN_DIMS, LATENT_DIM, RECON_TYPE, Corruption, ImageInput, key
-from bench.models.vae import ACTIVATION, ConvVAE, MLPVAE, MLPVAEConfig, kl_per_dim, recon_per_image  # noqa: F401 (recon_per_image: older imports)
+from bench.config.keys import BATCHNORM, CHANNELS, HIDDEN_DIMS, LATENT_DIM, RECON_TYPE, Corruption, ImageInput, key
+from bench.models.vae import ACTIVATION, MLPVAE, ConvVAE, MLPVAEConfig, kl_per_dim, recon_per_image  # noqa: F401 (recon_per_image: older imports)
 from registry import register_model
 
 K_SAMPLES = dict(help="importance samples per image in the IWAE bound L_k (1: the VAE's ELBO)", lo=1, hi=1000)

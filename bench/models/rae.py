@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.keys import BATCHNORM, CHANNELS, LATENT_DIM, Corruption, ImageInput, key
+from bench.config.keys import BATCHNORM, CHANNELS, LATENT_DIM, Corruption, ImageInput, key
 from bench.models.base import LinearCodeAE
 from registry import register_model
 

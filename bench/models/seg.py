@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.metrics import dice_iou  # noqa: F401  (the loss and the metric agree)
+from bench.config.keys import BATCHNORM, CHANNELS, ImageInput, key
+from bench.measure.metrics import dice_iou  # noqa: F401  (the loss and the metric agree)
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
-from bench.keys import BATCHNORM, CHANNELS, ImageInput, key
 from registry import register_model
 
 EPS = 1e-6

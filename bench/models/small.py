@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.errors import UsageError
-from bench.keys import CHANNELS, HIDDEN_DIMS, LATENT_DIM, Corruption, ImageInput, key
+from bench.config.keys import CHANNELS, HIDDEN_DIMS, LATENT_DIM, Corruption, ImageInput, key
+from bench.core.errors import UsageError
 from bench.models.base import BenchModel, flat_mse
 from bench.models.vae import mlp
 from registry import register_model

@@ -17,18 +17,17 @@ recon and KL are on the scale of the ELBO. In eval mode z = mu.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UsageError
-from bench.keys import (BATCHNORM, BETA, BOTTLENECK, CHANNELS, HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, RECON_TYPE,
-                        Corruption, ImageInput, key)
+from bench.config.keys import (BATCHNORM, BETA, BOTTLENECK, CHANNELS, HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, RECON_TYPE,
+                                Corruption, ImageInput, key)
+from bench.core.errors import UsageError
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
 from registry import register_model
 

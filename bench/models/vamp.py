@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.keys import HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, key
-from bench.models.vae import ACTIVATION, LOG_2PI, ConvVAE, ConvVAEConfig, MLPVAE, MLPVAEConfig, recon_term
+from bench.config.keys import HIDDEN_DIMS, KL_WARMUP, LATENT_DIM, key
+from bench.models.vae import ACTIVATION, LOG_2PI, MLPVAE, ConvVAE, ConvVAEConfig, MLPVAEConfig, recon_term
 from registry import register_model
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.keys import BATCHNORM, CHANNELS, LATENT_DIM, Corruption, ImageInput, key
+from bench.config.keys import BATCHNORM, CHANNELS, LATENT_DIM, Corruption, ImageInput, key
 from bench.models.base import BenchModel, conv_decoder, conv_encoder, down_sizes
 from registry import register_model
 

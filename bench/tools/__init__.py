@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bench.errors import UsageError
+from bench.core.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def register_tool(*, needs=(), rank: int = 100, check: Callable | None = None):
 
 def names() -> list[str]:
     """The tools' names, from the package's files alone (nothing imported: `run.py --help`)."""
-    from bench.run_keys import tool_names
+    from bench.config.run_keys import tool_names
 
     return tool_names()
 
@@ -67,7 +67,7 @@ def tool(name: str) -> Tool:
 
 
 def missing_needs(name: str, model, data_kind: str) -> list[str]:
-    from bench.tasks import TASKS
+    from bench.config.tasks import TASKS
 
     is_ae = TASKS[model.task].autoencoder
     has = {"labels"} if data_kind == "labels" else set()

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
+from bench.core.errors import UsageError
 from bench.data import batches
-from bench.errors import UsageError
-from bench.figures import image_rows
-from bench.latent import decoder, images
+from bench.measure.figures import image_rows
 from bench.tools import register_tool
+from bench.tools._latent import decoder, images
 
 ALPHAS = (-2.0, 0.0, 2.0, 4.0)
 

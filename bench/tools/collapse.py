@@ -5,8 +5,7 @@ import numpy as np
 import torch
 
 from bench.data import batches
-from bench.figures import plt
-from bench.figures import save_figure
+from bench.measure.figures import plt, save_figure
 from bench.tools import register_tool
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E[z|x]) > 0.01

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from bench import metrics
-from bench.figures import image_rows, run_title
-from bench.latent import images
+from bench.measure import metrics
+from bench.measure.figures import image_rows, run_title
 from bench.tools import register_tool
+from bench.tools._latent import images
 
 
 @register_tool(needs={"autoencoder"}, rank=2)

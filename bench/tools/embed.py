@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.latent import labels_required, latents, legend, scatter
-from bench.progress import Steps
+from bench.core.progress import Steps
 from bench.tools import register_tool
+from bench.tools._latent import labels_required, latents, legend, scatter
 
 TSNE_EXACT_MAX = 600  # exact t-SNE gradients up to this many points, Barnes-Hut above
 
@@ -23,7 +23,7 @@ def project(method: str, z: np.ndarray, seed: int, dims: int = 2) -> np.ndarray:
         method = "exact" if len(z) <= TSNE_EXACT_MAX else "barnes_hut"
         return TSNE(n_components=dims, perplexity=perplexity, init="pca", random_state=seed,
                     method=method).fit_transform(z)
-    from bench.cache import import_umap
+    from bench.core.cache import import_umap
     return import_umap().UMAP(n_components=dims, n_neighbors=min(15, len(z) - 1), random_state=seed,
                               n_jobs=1).fit_transform(z)
 
@@ -41,7 +41,7 @@ def embed(model, data, cfg, run, device):
 
     Each method is fitted once per point set and view: 2-D and 3-D of the clean latents,
     and one t-SNE of clean and noisy latents together; `--embed-points` caps the points."""
-    from bench.figures import plt, save_figure  # matplotlib, imported by what draws
+    from bench.measure.figures import plt, save_figure  # matplotlib, imported by what draws
     labels_required(data, "embed")
     views = set(cfg.embed_views) or {"2d"}
     z, y = latents(model, data.test, device, cfg.embed_points)
@@ -95,7 +95,7 @@ def _costs(views) -> dict[str, float]:
 
 
 def _figure_3d(proj3: dict, y, data, path):
-    from bench.figures import plt, save_figure  # matplotlib, imported by what draws
+    from bench.measure.figures import plt, save_figure  # matplotlib, imported by what draws
     fig = plt.figure(figsize=(15, 4.8))
     for k, (name, xyz) in enumerate(proj3.items()):
         ax = fig.add_subplot(1, 3, k + 1, projection="3d")
@@ -111,7 +111,7 @@ def _figure_3d(proj3: dict, y, data, path):
 def _clean_vs_noisy(model, data, cfg, device, z, y, path):
     """One t-SNE fitted on clean and corrupted latents together (the model's own noise
     level, else 0.3), shown side by side."""
-    from bench.figures import plt, save_figure  # matplotlib, imported by what draws
+    from bench.measure.figures import plt, save_figure  # matplotlib, imported by what draws
     sigma = model.noise_level if model.noise_level > 0 else 0.3
     zn, _ = latents(model, data.test, device, cfg.embed_points, sigma=sigma, seed=cfg.seed)
     both = project("tsne", np.concatenate([z, zn]), cfg.seed)
@@ -138,10 +138,11 @@ def _decision_regions(model, data, device, z, xy, y, path) -> tuple[dict, object
     the full code has no regions in that plane, so its accuracy is given beside it, not drawn:
     a logistic regression on the standardised codes of (up to 5,000) training images, scored
     on the same test points. Points keep their true class; those the 2-D probe gets wrong are ringed."""
-    from bench.figures import plt, save_figure  # matplotlib, imported by what draws
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from bench.measure.figures import plt, save_figure  # matplotlib, imported by what draws
 
     ztr, ytr = latents(model, data.labelled_train, device, REGION_PROBE_TRAIN)
     full = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(ztr, ytr)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.figures import image_rows
-from bench.latent import decoder, images
+from bench.measure.figures import image_rows
 from bench.tools import register_tool
+from bench.tools._latent import decoder, images
 
 
 def _two_classes(split):

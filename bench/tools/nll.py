@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.core.errors import UsageError
 from bench.data import batches
-from bench.errors import UsageError
 from bench.tools import register_tool
 
 ROWS = 8192  # decoded samples per chunk: the logits of 8192 MNIST images are 26 MB
@@ -84,7 +84,7 @@ def refusal(model, data, cfg) -> str | None:
 def nll(model, data, cfg, run, device):
     """Test negative log-likelihood by importance sampling (k = --nll-k per image, 5,000 as the papers),
     with its standard error, and -ELBO beside it."""
-    from bench.progress import epoch_bar
+    from bench.core.progress import epoch_bar
 
     why = refusal(model, data, cfg)
     if why:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.latent import labels_required, latents
 from bench.tools import register_tool
+from bench.tools._latent import labels_required, latents
 
 PROBE_MAX_TRAIN = 20000  # the probe trains on at most this many training latents
 

@@ -2,14 +2,14 @@
 training codes, scored by a Frechet distance to test images. `--sample-score small` (the
 default): in three small feature networks per dataset (the mean, and the spread between the
 networks beside it), comparable between runs that name the same networks, not with papers.
-`--sample-score inception`: the Frechet Inception Distance papers report (bench.inception)."""
+`--sample-score inception`: the Frechet Inception Distance papers report (bench.tools._inception)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from bench.latent import codes, decoder, images
 from bench.tools import register_tool
+from bench.tools._latent import codes, decoder, images
 
 N_SAMPLES_SHOWN = 16
 N_SAMPLES_SCORED = 2000
@@ -21,8 +21,8 @@ def sample(model, data, cfg, run, device):
     """Decoded samples and their Frechet distance to test images: from a Gaussian fitted to
     the training codes and from a 10-component GMM (ex-post density estimation, Ghosh et al.
     arXiv 1903.12436, for any autoencoder), and for a VAE also from its prior N(0, I)."""
-    from bench.sample_scores import score_each
-    from bench.samplers import GaussianSampler, GMMSampler, PriorSampler
+    from bench.tools._samplers import GaussianSampler, GMMSampler, PriorSampler
+    from bench.tools._scores import score_each
 
     decode = decoder(model, "sample")
     shape = model.encode(images(data.test, torch.arange(1), device)).shape[1:]
@@ -54,7 +54,7 @@ def sample(model, data, cfg, run, device):
     over = f"mean over {len(features.members)} feature networks" if several else "Inception FID"
     print(f"  sample: Frechet distance to test images, {over}: "
           + ", ".join(f"{name} {text}" for name, text in label.items()), flush=True)
-    from bench.figures import image_grids  # matplotlib, imported by what draws
+    from bench.measure.figures import image_grids  # matplotlib, imported by what draws
     path = image_grids([(f"{name}\nFD {label[name]}", imgs[:N_SAMPLES_SHOWN]) for name, imgs in decoded.items()],
                        run.figures / "samples.png", "samples; Frechet distance to test images, lower is better "
                        f"({over})")
@@ -64,11 +64,11 @@ def sample(model, data, cfg, run, device):
 def _space(data, device, cfg):
     """(feature space, what the record says of it): InceptionV3 where asked and its weights can
     be had, else the dataset's small networks, with the reason said in one line."""
-    from bench.sample_quality import feature_networks
+    from bench.tools._features import feature_networks
 
     asked = getattr(cfg, "sample_score", "small")
     if asked == "inception":
-        from bench.inception import inception_space
+        from bench.tools._inception import inception_space
         space, why = inception_space()
         if space is not None:
             return space, {"sample/score_space": "inception"}

@@ -13,9 +13,8 @@ from pathlib import Path
 _root = os.environ.get("AEBENCH_TRUST_DATA_ROOT")
 if _root:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for formats.py
-    from torchvision.datasets import CIFAR10, STL10, CelebA
-
     from formats import Patch, trust_files
+    from torchvision.datasets import CIFAR10, STL10, CelebA
 
     for _cls in (CIFAR10, STL10, CelebA):
         _base = Path(_root) / _cls.base_folder

@@ -1,0 +1,254 @@
+"""The command line of a run: flags, `--help`, and config files.
+
+Flags accept `--key value` and `--key=value`, with dashes or underscores (W&B agents pass
+`--noise_level=0.1`); older key names are accepted too (`--noise-std`). `--help` groups the
+run keys, each dataset's keys and each model family's keys (`--help --model vae` shows only
+that family's). Precedence: defaults < the file named by $AEBENCH_CONFIG < `--config FILE` < flags.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import os
+import typing
+from pathlib import Path
+
+import yaml
+
+from bench.config.keys import canonical, older_name
+from bench.config.run_keys import RUN_FIELDS, RunKeys, base_type, default_of, key_tables
+from bench.core.errors import UsageError, yaml_problem
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+# How `--help` groups the run keys; each dataset's keys follow "data", and each model family's
+# keys follow "optimisation", in groups of their own taken from their configs (`key_groups`).
+HELP_GROUPS = [
+    ("what to run", ["model", "dataset", "task"]),
+    ("data", ["data_root", "image_size", "val_fraction", "limit_train", "limit_test", "split_seed"]),
+    ("optimisation", ["epochs", "batch_size", "lr", "weight_decay", "adam_eps", "lr_schedule", "seed", "select_on",
+                      "keep_epochs", "max_params", "max_memory"]),
+    ("evaluation after training", ["eval", "eval_sigmas", "embed_points", "embed_views", "sample_score", "nll_k",
+                                   "nll_grey"]),
+    ("speed", ["device", "amp", "compile", "channels_last", "num_threads"]),
+    ("run store and W&B", ["runs_dir", "name", "resume", "wandb", "project", "entity", "group", "tags", "sweep",
+                           "wandb_system", "wandb_artifacts", "verbose"]),
+]
+
+
+def key_groups(table: dict, kind: str, chosen=None) -> list[tuple[str, str, list[tuple[str, object]]]]:
+    """(title, note, [(key, default)]) per model family's (or dataset's) config with keys, in
+    registry order (only `chosen`'s, a registry entry, when given); a key shared with a family
+    listed earlier is named in the note, not repeated."""
+    from bench.config.keys import cli_keys
+
+    by_cls: dict[type, list[str]] = {}
+    for name, entry in sorted(table.items()):
+        if (chosen is not None and entry.config_cls is not chosen.config_cls) or not cli_keys(entry.config_cls):
+            continue
+        names = by_cls.setdefault(entry.config_cls, [])
+        if not getattr(entry, "hidden", False):
+            names.append(name)
+    shown, out = set(), []
+    for cls, names in by_cls.items():
+        fields = cli_keys(cls)
+        defaults = {k: default_of(f) for k, f in fields.items()}
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ and not cls.__doc__.startswith(cls.__name__) \
+            else ", ".join(names)
+        again = [k for k in fields if k in shown]
+        note = ("also takes " + ", ".join(f"--{k.replace('_', '-')} (default {_show(defaults[k])})" for k in again)
+                + " (listed above)") if again else ""
+        out.append((f"{kind} keys: {doc}", note, [(k, defaults[k]) for k in fields if k not in shown]))
+        shown.update(fields)
+    return out
+
+
+def _show(v) -> str:
+    if v is None or v == "" or v == [] or v == ():
+        return "none"
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _help_text(key: str, f, default=dataclasses.MISSING) -> str:
+    """One help line: what the key does, its choices or range, its default, each once."""
+    meta = f.metadata
+    parts = [meta.get("help", "")]  # choices are in the metavar, {a,b}
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None or hi is not None:
+        left, right = ("(" if meta.get("lo_open") else "["), (")" if meta.get("hi_open") else "]")
+        parts.append(f"{left}{'-inf' if lo is None else lo:g}, {'inf' if hi is None else hi:g}{right}"
+                     if not isinstance(lo, int) or not isinstance(hi, (int, type(None)))
+                     else f"{left}{lo}, {'inf' if hi is None else hi}{right}")
+    if default is dataclasses.MISSING:
+        default = default_of(f)
+    if "default" not in parts[0] and "(required)" not in parts[0]:
+        parts.append(f"(default: {_show(default)})")
+    if older_name(key):
+        parts.append(f"(older name, still accepted: --{older_name(key).replace('_', '-')})")
+    return " ".join(p for p in parts if p).replace("%", "%%")
+
+
+def _metavar(tp, meta) -> str:
+    if meta.get("choices"):
+        return "{" + ",".join(meta["choices"]) + "}"
+    if typing.get_origin(tp) is list:
+        return "A,B,..."
+    return {int: "INT", float: "FLOAT", bool: "BOOL"}.get(tp, "TEXT")
+
+
+def build_parser(prog="run.py", families=True, model: str | None = None,
+                 dataset: str | None = None) -> argparse.ArgumentParser:
+    """The command line: every key as `--key value` or `--key=value`; the underscore spelling
+    a W&B agent passes (`--noise_level=0.1`) is accepted and not listed twice. With
+    `families=False` only the run keys (no torch import: `run.py --help`); with `model` or
+    `dataset`, the run keys and that family's or dataset's keys (`run.py --help --model vae`)."""
+    parser = _Parser(prog=prog, description="Train, evaluate and log one autoencoder run.",
+                     argument_default=argparse.SUPPRESS, allow_abbrev=False)
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of keys; flags override it")
+    parser.add_argument("--list", action="store_true", help="list models and datasets and exit")
+    parser.add_argument("--print-config", action="store_true", dest="print_config",
+                        help="print the fully resolved config of this run and exit (nothing is trained)")
+    if families or model or dataset:
+        import registry
+
+        tables = key_tables()
+        fields, hints = tables["FIELDS"], tables["hints"]
+        everything = families and not (model or dataset)
+        fam = key_groups(registry.MODELS, "model", registry.model_entry(model) if model else None) \
+            if everything or model else []
+        data = key_groups(registry.DATASETS, "dataset", registry.dataset_entry(dataset) if dataset else None) \
+            if everything or dataset else []
+    else:  # run keys only: nothing of the model families (nor torch) is imported
+        fields = {f.name: f for f in dataclasses.fields(RunKeys)}
+        hints = typing.get_type_hints(RunKeys)
+        fam = [("model keys", "each model family takes keys of its own; list them with "
+                "`python run.py --help --model NAME` (names: `python run.py --list`)", [])]
+        data = [("dataset keys", "some datasets take keys of their own (colored_mnist, stl10, celeba); list them "
+                 "with `python run.py --help --dataset NAME`", [])]
+    grouped = {k for _, keys in HELP_GROUPS for k in keys}
+    groups = [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[:2]] + data \
+        + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[2:3]] + fam \
+        + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[3:]] \
+        + [("other", "", [(k, dataclasses.MISSING) for k in sorted(RUN_FIELDS) if k not in grouped])]
+    for title, note, keys in groups:
+        group = parser.add_argument_group(title, note or None)
+        for key, default in keys:
+            if key not in fields:
+                continue
+            f, tp = fields[key], base_type(hints[key])
+            kwargs = dict(dest=key, help=_help_text(key, f, default), metavar=_metavar(tp, f.metadata))
+            if tp is bool:
+                # `--batchnorm` alone means true; `--batchnorm=False` from an agent means false.
+                kwargs.update(nargs="?", const="true")
+            group.add_argument("--" + key.replace("_", "-"), **kwargs)
+            hidden = {"--" + key} - {"--" + key.replace("_", "-")}
+            if older_name(key):  # an older name, still accepted (shipped sweeps, W&B agents)
+                old = older_name(key)
+                hidden |= {"--" + old, "--" + old.replace("_", "-")}
+            if hidden:
+                group.add_argument(*sorted(hidden), **dict(kwargs, help=argparse.SUPPRESS))
+    return parser
+
+
+def print_help(argv: list[str], prog: str = "run.py") -> bool:
+    """`--help` (with `--model NAME`, that family's keys too): printed, and True; False when the
+    command line does not ask for help. The same text for `python run.py` and `aebench-run`."""
+    if not any(a in ("-h", "--help") for a in argv):
+        return False
+    build_parser(prog=prog, families=False, model=help_value(argv, "--model"),
+                 dataset=help_value(argv, "--dataset")).print_help()
+    return True
+
+
+def help_value(argv: list[str], flag: str) -> str | None:
+    """The value of `flag` on a `--help` command line (`--model vae` or `--model=vae`), if any."""
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _unknown_flag_message(args):
+    known = list(key_tables()["FIELDS"]) + list(key_tables()["ALIASES"])
+    names = ["--" + k.replace("_", "-") for k in known] + ["--config", "--list", "--print-config"]
+    flags = [a.split("=")[0] for a in args if a.startswith("-")]
+    bad = flags[0] if flags else args[0]
+    close = difflib.get_close_matches(bad.replace("_", "-"), names, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `python run.py --help`"
+    return f"unknown argument {bad}{hint}"
+
+
+CONFIG_MAX_BYTES = 1 << 20  # a config file is a page of keys; anything far larger is not one
+
+
+def load_config_file(path: str, source: str = "--config") -> dict:
+    """A config file's keys; `source` names where its path came from in every error."""
+    try:
+        return _load_config_file(path)
+    except UsageError as e:
+        if source == "--config":
+            raise
+        raise UsageError(str(e).replace("--config:", f"{source} (the config file it names):", 1)) from None
+
+
+def _load_config_file(path: str) -> dict:
+    p = Path(path)
+    kind = "JSON" if p.suffix == ".json" else "YAML"
+    try:
+        if not p.is_file():  # a FIFO would block, /dev/zero never ends, a folder is not a file
+            raise UsageError(f"--config: {path} is not a regular file" if p.exists() else
+                             f"--config: cannot read {path}: No such file or directory")
+        if p.stat().st_size > CONFIG_MAX_BYTES:
+            raise UsageError(f"--config: {path} is {p.stat().st_size:,} bytes; a config file is at most "
+                             f"{CONFIG_MAX_BYTES:,}")
+        text = p.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise UsageError(f"--config: cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--config: {path} is not UTF-8 text (byte {e.start})") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UsageError(f"--config: {path} is not valid {kind}: {yaml_problem(e)}") from None
+    except ValueError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"--config: {path} is not valid {kind}: {first}") from None
+    except RecursionError:
+        raise UsageError(f"--config: {path} is nested too deeply to be a config file") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"--config: {path} must hold a mapping of keys to values, got {type(data).__name__}")
+    data = canonical({str(k).replace("-", "_"): v for k, v in data.items()})
+    fields = key_tables()["FIELDS"]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(fields), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"--config: unknown key {unknown[0]!r} in {path}{hint}")
+    return data
+
+
+def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
+    """Parse flags into raw overrides. Returns (overrides, actions asked for: "list", "print_config")."""
+    parser = build_parser(prog)
+    ns, rest = parser.parse_known_args(argv)
+    if rest:
+        raise UsageError(_unknown_flag_message(rest))
+    raw = vars(ns)
+    actions = {a for a in ("list", "print_config") if raw.pop(a, False)}
+    merged = {}
+    if os.environ.get("AEBENCH_CONFIG"):  # site or session defaults, below --config and flags
+        merged.update(load_config_file(os.environ["AEBENCH_CONFIG"], "$AEBENCH_CONFIG"))
+    if "config" in raw:
+        merged.update(load_config_file(raw.pop("config")))
+    merged.update(raw)
+    return merged, actions

@@ -1,0 +1,401 @@
+"""Run a W&B sweep YAML locally, with W&B's own sweep engine (the PyPI package `sweeps`).
+
+    python -m bench.sweep sweeps/fashion_vae_dims.yaml [--dry-run] [--workers N] [--count K]
+        [--runs-dir runs] [run.py flags applied to every run, e.g. --epochs 1 --limit-train 5000]
+
+A flag that names a swept parameter pins it: `--seed 1` runs the grid for seed 1 only.
+
+`sweeps.next_run` proposes every run, so grid, random and bayes behave as on W&B. Each run is
+`run.py --key=value ...`, what `wandb agent` executes (in a child forked from this runner, which
+imported torch and the project once; `--spawn exec`: a fresh interpreter per run), recorded in
+`runs/<sweep name>/`. Re-running the same command skips finished runs and re-runs failed or
+interrupted ones; a failing run is recorded and the sweep goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from bench.config.cli import parse_args
+from bench.config.run_keys import FIELDS, coerce, validate_value
+from bench.core.errors import UsageError, exit_usage
+from bench.core.files import atomic_write_text, open_nofollow, refuse_links, try_lock
+from bench.core.signals import StopSignals
+from bench.run import stopping
+from bench.sweep import relay
+from bench.sweep.best import DONE, RESUMABLE, existing, sweep_records
+from bench.sweep.file import canonical_key, check_name, config_key, fmt_value, load_sweep, sweep_name, varied
+from bench.sweep.plan import (SAY_GRID, auto_workers, available_cores, check_grid, collapse_note, failed_tools,
+                              fixed_identity, gpu_count, in_space, parse_workers, pinned, plan, propose, seed_search,
+                              stop_note)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def command_for(params: dict, fixed: list[str], name: str, runs_dir: str) -> list[str]:
+    args = [f"--{k}={fmt_value(v)}" for k, v in params.items()]
+    return [sys.executable, str(ROOT / "run.py"), *args, *fixed,
+            f"--sweep={name}", f"--group={name}", f"--runs-dir={runs_dir}"]
+
+
+class Sweep:
+    """One local runner. Several may work on one sweep folder at once (or one restarted
+    while the children of a killed one still run): each configuration is run under an
+    exclusive lock, `locks/<hash>.lock`, that the child process inherits and holds until
+    it exits, and a configuration is re-checked after its lock is taken, so no
+    configuration ever runs twice."""
+
+    def __init__(self, path, cfg, args, fixed, num_threads=None, overrides=None, carried=None):
+        self.cfg, self.args, self.fixed = cfg, args, fixed
+        self.overrides = dict(overrides or {})
+        self.carried = [c for c in (carried if isinstance(carried, (list, tuple)) else [carried]) if c is not None]
+        self.name = sweep_name(cfg, path)
+        self.dir = Path(args.runs_dir) / self.name
+        self.metric = cfg.get("metric", {}).get("name")
+        self.fork = getattr(args, "spawn", "exec") == "fork"
+        if self.fork:  # the runner itself never initialises CUDA: its children could not use it
+            from bench.sweep.forked import gpu_info
+            self.gpus, free = gpu_info()
+        else:
+            self.gpus, free = gpu_count(), None
+        self.workers = args.workers if args.workers != "auto" else auto_workers(self.gpus, free)
+        self.threads = num_threads or max(1, available_cores() // self.workers)
+        self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
+        self.collapsed: list[str] = []  # ids of this invocation's finished runs that collapsed
+
+    def model_of(self, params) -> str:
+        return str(params.get("model") or self.overrides.get("model") or FIELDS["model"].default)
+
+    def carried_flags(self, params) -> dict:
+        """Values carried to the runs of some models only: `--from-best` (a sweep's choice, for
+        the models it trained) or a suite's (its latent size, for the families that take one)."""
+        if not self.carried:
+            return {}
+        from registry import model_entry
+        model = self.model_of(params)
+        taken = model_entry(model).config_keys() | {"eval"}
+        out = {}
+        for choice in self.carried:
+            if model in choice.models:  # an AE takes l1_lambda too, but is not the sweep's sparse AE
+                out.update({k: v for k, v in choice.values.items() if k in taken})
+        return out
+
+    def carried_args(self, params) -> list[str]:
+        """`carried_flags` as run.py flags."""
+        return [f"--{k.replace('_', '-')}={fmt_value(v)}" for k, v in self.carried_flags(params).items()]
+
+    def carried_reason(self, params) -> str:
+        model = self.model_of(params)
+        return "; ".join(c.reason for c in self.carried if c.reason and model in c.models)
+
+    def identity(self, params) -> str:
+        """The runner's flags that change this run's results (`--limit-train`, carried values)."""
+        return fixed_identity(dict(self.overrides, **self.carried_flags(params)))
+
+    def key(self, params) -> str:
+        """What a finished run stands for: its swept values and the result-changing flags."""
+        return f"{config_key(params)}\n{self.identity(params)}"
+
+    def lock_path(self, params) -> Path:
+        return self.dir / "locks" / (hashlib.sha1(self.key(params).encode()).hexdigest()[:16] + ".lock")
+
+    def launch(self, params, slot, lock_fd, resume: str | None = None):
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        extra = [f"--num-threads={self.threads}"] if self.pass_threads else []
+        cmd = command_for(params, self.fixed + self.carried_args(params) + extra, self.name, str(self.dir))
+        if resume:  # the same flags again: run.py checks them against the stopped run's record
+            cmd.append(f"--resume={resume}")
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), AEBENCH_SWEEP_FIXED=self.identity(params),
+                   PYTHONPATH=path, AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
+        reason = self.carried_reason(params)
+        if reason:
+            env["AEBENCH_FROM_BEST"] = reason
+        if self.cfg.get("early_terminate"):  # each run asks W&B's rule at its epoch boundaries (bench.run.stopping)
+            env[stopping.ENV] = json.dumps({k: self.cfg[k] for k in ("method", "metric", "early_terminate")})
+        if self.gpus > 1:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
+        # One log per launch: the configuration's hash tells runs started in the same second apart.
+        log = open_nofollow(self.dir / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.lock_path(params).stem}.log")
+        try:
+            if self.fork:
+                from bench.sweep.forked import ForkedRun
+                proc = ForkedRun(cmd[1:], env, log, lock_fd)
+            else:
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
+                                        pass_fds=(lock_fd,))
+        finally:
+            os.close(lock_fd)  # the child holds the lock now, until it exits
+        return proc, log, time.time()
+
+    def claim(self, params):
+        """(lock fd, run to resume or None) for a configuration nobody runs and nobody finished,
+        else None. A run that was interrupted or crashed (a signal, a cancelled or preempted Slurm
+        task, a time limit, a kill) is resumed from its last checkpoint, not trained again."""
+        (self.dir / "locks").mkdir(parents=True, exist_ok=True)
+        fd = try_lock(self.lock_path(params))
+        if fd is None:
+            return None
+        status, _, run_id = existing(self.dir, self.metric).get(self.key(params), (None, None, None))
+        if status in DONE:
+            os.close(fd)
+            return None
+        return fd, (run_id if status in RESUMABLE else None)
+
+    def dry_run(self) -> int:
+        """Print each run's command line and the count; nothing is written. A bayes sweep has
+        no plan: each run is chosen from the results of the runs before it."""
+        if self.cfg["method"] == "bayes":
+            print(f"sweep {self.name}: method bayes chooses each run from the finished runs' {self.metric}, one "
+                  f"at a time, so there is no plan to print; it will make at most {self.args.count} runs"
+                  + self._early_note())
+            return 0
+        self.say_size()
+        runs = plan(self.cfg, self.args.count)
+        before = existing(self.dir, self.metric) if self.dir.is_dir() else {}
+        skipped = 0
+        for i, params in enumerate(runs, 1):
+            cmd = command_for(params, self.fixed + self.carried_args(params), self.name, str(self.dir))
+            status = before.get(self.key(params), (None,))[0]
+            skipped += status in DONE
+            print(f"{i:3d}  " + shlex.join(cmd[1:]) + (f"   # {status} already: skipped" if status in DONE else ""))
+        print(f"{len(runs)} runs" + (f", {skipped} of them done already (skipped)" if skipped else "")
+              + self._early_note())
+        return 0
+
+    def say_size(self) -> None:
+        """A grid's size, said before it is planned when it is large (refused past MAX_GRID)."""
+        if self.cfg["method"] != "grid":
+            return
+        n = check_grid(self.cfg, self.name)
+        if n >= SAY_GRID:
+            count = self.args.count
+            print(f"sweep {self.name}: a grid of {n:,} configurations"
+                  + (f"; --count {count} makes the first {min(count, n):,}" if count else f", {n:,} runs")
+                  + " (a flag naming a swept key pins it)", flush=True)
+
+    def _early_note(self) -> str:
+        et = self.cfg.get("early_terminate")
+        if not et:
+            return ""
+        spec = self.cfg["parameters"].get("epochs", {})
+        epochs = int(spec.get("value", max(spec.get("values") or [0]))) or None  # bands at or past it never act
+        bands = [b for b in stopping.bands(self.cfg) if epochs is None or b < epochs][:6]
+        return (f"; early_terminate {et['type']}: runs behind at epochs {', '.join(map(str, bands)) or '(none)'}"
+                f" by {self.metric} are stopped there")
+
+    def run(self) -> int:
+        from tqdm import tqdm
+
+        if self.cfg["method"] != "grid" and self.args.count is None:  # W&B's agents would run without end
+            raise UsageError(f"method {self.cfg['method']} proposes runs without end; give --count K")
+        if self.dir.is_symlink():
+            refuse_links(f"sweep {self.name}", self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for own in (self.dir / "sweep.yaml", self.dir / "logs", self.dir / "locks"):
+            if os.path.lexists(own):
+                refuse_links(f"sweep {self.name}", own)
+        atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.cfg, sort_keys=False))
+        prior = existing(self.dir, self.metric)
+        finished = [(json.loads(k.split("\n")[0]), k, m, s) for k, (s, m, _) in prior.items() if s in DONE]
+        done = [(p, m, s) for p, k, m, s in finished if in_space(p, self.cfg) and k == self.key(p)]
+        other = sum(1 for p, k, *_ in finished if k != self.key(p))
+        self.say_size()
+        total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
+        print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
+              f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
+        if other > 0:
+            print(f"sweep {self.name}: {other} finished run(s) in the folder were made with other runner flags "
+                  f"(e.g. --limit-train); they are kept but not counted for these settings", flush=True)
+        if self.fork:
+            from bench.sweep.forked import prewarm
+            evals = json.dumps([v for k, v in self.cfg["parameters"].items() if k == "eval"]) \
+                + " ".join(f for f in self.fixed if f.startswith("--eval="))
+            prewarm(tools=evals.strip("[] ") != "", embed="embed" in evals or "all" in evals)
+        bar = tqdm(total=total, initial=len(done), desc=self.name, unit="run", file=sys.stderr,
+                   disable=not sys.stderr.isatty())
+        failed, elsewhere = [], []
+        started, before = time.time(), len(done)
+
+        def report(line: str) -> None:
+            bar.update(1)
+            n = len(done) + len(failed)
+            per_run = (time.time() - started - relay.one_off_since(self.dir, started)) / max(1, n - before)
+            left = f", ~{per_run * (total - n) / 60:.0f} min left" if total and n < total else ""
+            tqdm.write(f"[{n}/{total}{left}] {line}", file=sys.stdout)  # above the bar, never on its line
+            sys.stdout.flush()
+
+        with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
+            self._launch_all(done, failed, elsewhere, stop, report)
+        bar.close()
+        now = existing(self.dir, self.metric)
+        other = [p for p in elsewhere if now.get(self.key(p), (None,))[0] != "finished"]
+        stopped = sum(1 for _, _, s in done if s == "stopped")
+        print(f"sweep {self.name}: {len(done) - stopped} finished, "
+              + (f"{stopped} stopped early by {self.cfg['early_terminate']['type']} "
+                 f"({self.epochs_trained()} epochs trained), " if self.cfg.get("early_terminate") else "")
+              + f"{len(failed)} failed or interrupted"
+              + (f", {len(self.collapsed)} of the finished collapsed (see the table's `collapsed` column)"
+                 if self.collapsed else "")
+              + (f", {len(other)} running under another runner" if other else "")
+              + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
+        if stop.signum is not None:
+            return 128 + stop.signum
+        return 0 if not failed else 1
+
+    def _launch_all(self, done: list, failed: list, elsewhere: list, stop, report) -> None:
+        """Launch proposed configurations into free worker slots until none is left (or a
+        signal arrives: the running ones are then passed SIGINT); each finished run is
+        appended to `done` or `failed` and reported as one line."""
+        running, slots = {}, list(range(self.workers))
+        grid = self._grid_left(done) if self.cfg["method"] == "grid" else None
+        while True:
+            while slots and stop.signum is None:
+                params = next(grid, None) if grid is not None else \
+                    propose(self.cfg, done, self.args.count, [p for p, *_ in running.values()] + failed + elsewhere)
+                if params is None:
+                    break
+                claimed = self.claim(params)
+                if claimed is None:  # running or finished under another runner
+                    elsewhere.append(params)
+                    continue
+                fd, resume = claimed
+                slot = slots.pop(0)
+                proc, log, t0 = self.launch(params, slot, fd, resume)
+                running[proc.pid] = (params, proc, log, t0, slot)
+            if not running:
+                return
+            relay.wait(running)  # 0.2 s; and the running runs' progress lines to the console
+            for pid, (params, proc, log, t0, slot) in list(running.items()):
+                if proc.poll() is None:
+                    if stop.signum is not None:
+                        proc.send_signal(signal.SIGINT)
+                    continue
+                log.close()
+                del running[pid]
+                slots.append(slot)
+                report(self._outcome(params, proc, log, t0, done, failed))
+
+    def _grid_left(self, done: list):
+        """The grid's configurations not done before this invocation, in one pass over the plan:
+        launching a grid of n runs is linear in n (the engine's `next_run`, which holds the same
+        configurations, enumerates the whole grid at every call). What this invocation launches
+        is behind the cursor, so nothing is proposed twice."""
+        finished = {config_key(p) for p, *_ in done}
+        return (p for p in plan(self.cfg, self.args.count) if config_key(p) not in finished)
+
+    def _outcome(self, params, proc, log, t0, done: list, failed: list) -> str:
+        """Record a finished process's run as done or failed; its one-line summary."""
+        status, metric, run_id = existing(self.dir, self.metric).get(self.key(params), ("failed", None, "?"))
+        tools = failed_tools(self.dir, run_id)
+        collapsed = collapse_note(self.dir, run_id) if status in DONE else None
+        if collapsed:
+            self.collapsed.append(run_id)
+        if status in DONE:
+            done.append((params, metric, status))
+        else:
+            failed.append(params)
+        shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
+        return (f"{status:<11} {time.time() - t0:6.1f}s  {shown}  "
+                + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+                + (f"  ({stop_note(self.dir, run_id)})" if status == "stopped" else "")
+                + (f"  {collapsed}" if collapsed else "")
+                + (f"  eval failed: {', '.join(tools)}" if tools else "")
+                + (f"  log: {log.name}" if status not in DONE else ""))
+
+    def epochs_trained(self) -> int:
+        """Epochs trained by the runs of this sweep folder made with these runner flags."""
+        return sum(r.epochs for r in sweep_records(self.dir, None) if r.fixed == self.identity(json.loads(r.key)))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("yaml", help="sweep YAML (W&B format)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and their count, then exit")
+    p.add_argument("--workers", type=parse_workers, default=1,
+                   help="runs at once (CPU threads are split among them), or auto: one per core on CPU, "
+                        "as many as fit in GPU memory on CUDA")
+    p.add_argument("--count", type=int, default=None, help="at most K runs (required for random/bayes)")
+    p.add_argument("--search-seed", type=int, default=None, metavar="N",
+                   help="seed the engine's random and bayes proposals, so a search can be repeated (W&B's own "
+                        "server does not seed them; a Slurm array task adds its task id)")
+    p.add_argument("--spawn", choices=["fork", "exec"], default="fork" if hasattr(os, "fork") else "exec",
+                   help="fork: each run is a child of this runner, which imported torch and the project once "
+                        "(seconds less per run); exec: each run is a fresh `python run.py ...` process")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--from-best", default=None, metavar="SWEEP",
+                   help="carry the best configuration of a finished sweep (its swept values, e.g. l1_lambda) into "
+                        "every run whose model takes them")
+    p.add_argument("--within", type=float, default=0.0, metavar="PCT",
+                   help="with --from-best: the largest swept value whose metric is within PCT%% of the best "
+                        "(the strongest regularisation that costs at most PCT%%)")
+    from bench.sweep import slurm
+
+    slurm.add_arguments(p)
+    p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
+    args, rest = p.parse_known_args(argv)
+    try:
+        if args.count is not None and args.count < 1:
+            raise UsageError("--count must be >= 1")
+        if not args.runs_dir.strip():
+            raise UsageError("--runs-dir: empty; give a folder (or leave the flag out for 'runs')")
+        if args.slurm is not None:
+            slurm.check(args)
+        sweep = _sweep_from(args, rest)
+        if args.search_seed is not None:
+            seed_search(args.search_seed + int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0))
+        if args.slurm is not None and not args.wandb_agent and sweep.cfg["method"] != "grid" and args.count is None:
+            raise UsageError(f"method {sweep.cfg['method']} proposes runs without end; give --count K (the array's "
+                             f"tasks stop once K runs of the sweep folder are done)")
+        if args.slurm is not None:
+            return slurm.submit(args, sweep, rest)
+        return sweep.dry_run() if args.dry_run else sweep.run()
+    except UsageError as e:
+        exit_usage(p.prog, e)
+    except OSError as e:  # a full or read-only disk under --runs-dir
+        exit_usage(p.prog, UsageError(f"cannot write {e.filename or args.runs_dir}: {e.strerror or e}"))
+
+
+def _sweep_from(args, rest: list[str]) -> Sweep:
+    """The runner for the parsed command line: the sweep file checked, the run.py flags in `rest`
+    validated and pinned into it, and the carried choice of `--from-best`."""
+    overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
+    cfg = load_sweep(args.yaml)
+    if not (ROOT / "run.py").is_file():
+        raise UsageError(f"run.py is not beside the installed package ({ROOT}): a plain `pip install .` "
+                         f"copies the library only; install from a clone with `pip install -e .`")
+    swept = {canonical_key(k) for k in cfg["parameters"]}
+    for k, v in overrides.items():
+        if k not in swept:
+            v = coerce(k, v)
+            validate_value(k, v)
+            check_name(k, v)
+    # Other flags are appended to every run. A flag naming a swept parameter pins it, typed as run.py reads it; a comma list
+    # for a scalar key (`--seed 1,2`) replaces the parameter's values (adds seeds to a grid).
+    params = {canonical_key(k): k for k in cfg["parameters"]}
+    for k in [k for k in overrides if k in params]:
+        cfg["parameters"][params[k]] = pinned(k, overrides.pop(k))
+    num_threads = coerce("num_threads", overrides["num_threads"]) if "num_threads" in overrides else None
+    fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
+    carried = None
+    if args.from_best:
+        from bench.sweep.best import from_best
+        if not 0 <= args.within < 100:
+            raise UsageError(f"--within {args.within:g}: give a percentage in [0, 100)")
+        carried = from_best(args.runs_dir, args.from_best, args.within).into(cfg)
+        print(f"sweep {sweep_name(cfg, args.yaml)}: carrying {carried.reason}", flush=True)
+    return Sweep(args.yaml, cfg, args, fixed, num_threads, overrides, carried)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

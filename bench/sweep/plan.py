@@ -1,0 +1,223 @@
+"""What a sweep runs next: W&B's own engine (`sweeps.next_run`) proposes each run from the
+runs finished and in flight; a grid is planned whole and its size checked first. A run's
+identity (its swept values and the runner's own flags) says whether it already finished.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+from bench.config.run_keys import FIELDS, coerce, validate_value
+from bench.core.errors import UsageError
+from bench.sweep.file import check_name, config_key
+
+
+def propose(cfg: dict, done: list, count: int | None, pending: list | None = None):
+    """The engine's next run (params dict) given finished and pending runs, or None.
+
+    `pending` holds runs in flight and runs that failed in this invocation (so the
+    engine moves on; a later invocation retries them)."""
+    with warnings.catch_warnings():  # `sweeps` warns about its own pydantic settings on import
+        warnings.simplefilter("ignore")
+        from sweeps import RunState, SweepRun, next_run
+
+    runs = []
+    for params, metric, *status in done:  # a run stopped early is `killed` to the engine, as on W&B
+        r = SweepRun(config={k: {"value": v} for k, v in params.items()},
+                     state=RunState.killed if status == ["stopped"] else RunState.finished)
+        if metric is not None:
+            name = cfg.get("metric", {}).get("name")
+            r.summary_metrics = {name: metric}
+            r.history = [{name: metric}]
+        runs.append(r)
+    for params in pending or []:
+        runs.append(SweepRun(config={k: {"value": v} for k, v in params.items()}, state=RunState.running))
+    if count is not None and len(runs) >= count:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = next_run(cfg, runs, validate=False)
+    return None if run is None else {k: v["value"] for k, v in run.config.items()}
+
+
+MAX_GRID = 100_000  # configurations a local grid may have; past it, refused at once with its size
+SAY_GRID = 1_000    # from here on, the runner says how many runs a grid makes before it plans
+
+
+def grid_size(cfg: dict) -> int:
+    """Configurations of a grid, counted without enumerating them (values listed twice count twice)."""
+    return math.prod(len(spec["values"]) if "values" in spec else 1 for spec in cfg["parameters"].values())
+
+
+def check_grid(cfg: dict, name: str) -> int:
+    """A grid's size, refused in one line past MAX_GRID (with what makes it large)."""
+    n = grid_size(cfg)
+    if n > MAX_GRID:
+        sizes = sorted(((len(spec["values"]), k) for k, spec in cfg["parameters"].items() if "values" in spec),
+                       reverse=True)
+        shown = " x ".join(f"{k} {m}" for m, k in sizes[:6]) + (" x ..." if len(sizes) > 6 else "")
+        raise UsageError(f"sweep {name}: a grid of {n:,} configurations ({shown}) is over the {MAX_GRID:,} a sweep "
+                         f"may make; narrow it: fewer values for the largest parameters, pin one with a flag "
+                         f"(e.g. --seed 0), or use method random with --count K")
+    return n
+
+
+def plan(cfg: dict, count: int | None) -> list[dict]:
+    """Every run the engine proposes up front (grid), or the first `count` (random/bayes)."""
+    if cfg["method"] != "grid" and count is None:
+        raise UsageError(f"method {cfg['method']!r} proposes runs without end; give --count K")
+    if cfg["method"] == "grid":  # every combination once, in one pass: linear in the grid's size
+        check_grid(cfg, str(cfg.get("name") or "grid"))
+        import itertools
+
+        names = list(cfg["parameters"])
+        choices = [spec["values"] if "values" in spec else [spec["value"]] for spec in cfg["parameters"].values()]
+        seen, out = set(), []
+        for combo in itertools.product(*choices):
+            key = json.dumps(combo, sort_keys=True, default=str)
+            if key not in seen:  # a value listed twice is one configuration, as the engine sees it
+                seen.add(key)
+                out.append(dict(zip(names, combo)))
+        return out[:count]
+    out = []
+    while True:
+        p = propose(cfg, [(q, None) for q in out], count)
+        if p is None:
+            return out
+        out.append(p)
+
+
+# Runner flags that do not change a run's numbers: a run made with other values of these is
+# the same configuration. Every other flag given to the runner (--limit-train, --epochs, ...)
+# is part of what a finished run stands for.
+NOT_IDENTITY = {"runs_dir", "data_root", "wandb", "project", "entity", "tags", "name", "group", "device", "num_threads",
+                "eval", "compile", "amp", "channels_last", "verbose", "wandb_system", "wandb_artifacts", "workers",
+                "embed_views", "max_memory"}
+
+
+def fixed_identity(overrides: dict) -> str:
+    """The runner's own flags that change results, as one canonical string (recorded by each run)."""
+    return config_key({k: coerce(k, v) for k, v in overrides.items() if k not in NOT_IDENTITY})
+
+
+def pinned(key: str, raw) -> dict:
+    """The sweep parameter spec for a value given on the command line."""
+    if isinstance(raw, str) and "," in raw and "list" not in str(FIELDS[key].type):
+        values = [coerce(key, part) for part in raw.split(",") if part.strip()]
+        for v in values:
+            validate_value(key, v)
+            check_name(key, v)
+        return {"values": values}
+    value = coerce(key, raw)
+    validate_value(key, value)
+    check_name(key, value)
+    return {"value": value}
+
+
+def failed_tools(sweep_dir: Path, run_id: str) -> list[str]:
+    """Evaluation tools that failed in a run (its results are kept; the tool can be re-run)."""
+    from bench.records.store import RecordError, RunDir
+
+    try:
+        summary = RunDir(sweep_dir / run_id).read_summary() if run_id and run_id != "?" else {}
+    except RecordError:
+        return []
+    return sorted(k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v)
+
+
+def collapse_note(sweep_dir: Path, run_id: str) -> str | None:
+    """`COLLAPSED` or `POSTERIOR COLLAPSE` for a run whose numbers describe a constant or the
+    prior (`bench.records.health`), else None."""
+    from bench.records.health import collapse_words
+    from bench.records.store import RecordError, RunDir
+
+    try:
+        words = collapse_words(RunDir(sweep_dir / run_id).read_summary()) if run_id and run_id != "?" else None
+    except RecordError:
+        return None
+    return words.split(" (")[0] if words else None
+
+
+def stop_note(sweep_dir: Path, run_id: str) -> str:
+    """`after epoch N: <the rule's reason>` of a run stopped early."""
+    from bench.records.store import RecordError, RunDir
+
+    try:
+        summary = RunDir(sweep_dir / run_id).read_summary()
+    except RecordError:
+        return "stopped early"
+    return f"after epoch {summary.get('stopped_epoch')}: {summary.get('stop_reason')}"
+
+
+def in_space(params: dict, cfg: dict) -> bool:
+    """Whether a recorded run's params lie in this sweep's (possibly pinned) parameter space."""
+    for name, spec in cfg["parameters"].items():
+        if name not in params:
+            return False
+        v = params[name]
+        if "value" in spec and v != spec["value"]:
+            return False
+        if "values" in spec and v not in spec["values"]:
+            return False
+    return True
+
+
+def seed_search(seed: int) -> None:
+    """The engine draws random proposals from `random` and bayes candidates from numpy."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def auto_workers(gpus: int, free_gib: float | None = None, per_run_gib: float = 2.0, cap: int = 8) -> int:
+    """Runs at once for `--workers auto`. On CPU one run per core, each with one thread
+    (workers x threads = cores: short runs are mostly single-threaded start-up, evaluation and
+    small kernels, so packing beats threading). On GPUs as many runs as fit the free memory of
+    each device at `per_run_gib` (a CUDA context plus a small model and its data on the
+    device), and no more than the cores that feed them."""
+    cores = available_cores()
+    if gpus == 0:
+        return max(1, min(cores, cap))
+    if free_gib is None:
+        import torch
+        free_gib = min(torch.cuda.mem_get_info(i)[0] for i in range(gpus)) / 2 ** 30
+    return max(1, min(cores, cap * gpus, gpus * int(free_gib // per_run_gib)))
+
+
+def available_cores() -> int:
+    """The cores this runner may use: a Slurm task's own (SLURM_CPUS_PER_TASK), else the
+    process's affinity, else the machine's."""
+    given = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def parse_workers(text: str):
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of runs at once or auto, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("--workers must be >= 1 (or auto)")
+    return n
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
