@@ -4,7 +4,6 @@
         [--runs-dir runs] [run.py flags applied to every run, e.g. --epochs 1 --limit-train 5000]
 
 A flag that names a swept parameter pins it: `--seed 1` runs the grid for seed 1 only.
-
 `sweeps.next_run` proposes every run, so grid, random and bayes behave as on W&B. Each run is
 `run.py --key=value ...`, what `wandb agent` executes (in a child forked from this runner, which
 imported torch and the project once; `--spawn exec`: a fresh interpreter per run), recorded in
