@@ -20,7 +20,7 @@ from bench.core.errors import UsageError
 # import every module of bench/models and bench/data: a new family is one new file.
 _MODELS: dict[str, "ModelEntry"] = {}
 _DATASETS: dict[str, "DatasetEntry"] = {}
-_FAMILY_PACKAGES = ("bench.models", "bench.data")
+_FAMILY_PACKAGES = ("bench.models", "bench.data", "bench.tasks")  # a task file may register its model
 _discovery = "pending"
 
 

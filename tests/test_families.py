@@ -2,6 +2,7 @@
 import pytest
 from conftest import only_run, quick, run_inproc
 
+from bench.config.tasks import TASKS
 from bench.records.store import list_runs
 
 
@@ -83,6 +84,15 @@ def test_timm_backbone_serves_as_frozen_encoder(tmp_path):
     assert "test/acc" in only_run(tmp_path).read_summary()
 
 
+def synthetic_for(entry) -> str:
+    """The synthetic dataset that fits a model: its task's targets, then its input's channels."""
+    import registry
+
+    need = TASKS[entry.task].targets or "labels"
+    fits = [d for n, d in sorted(registry.DATASETS.items()) if n.startswith("synthetic") and d.kind == need]
+    return next((d.name for d in fits if d.shape[0] == entry.default_input[0]), fits[0].name)
+
+
 def _registered():
     import registry
     return sorted(n for n, e in registry.MODELS.items() if not e.hidden)
@@ -96,7 +106,7 @@ def test_every_model_trains_and_runs_every_tool_that_applies(tmp_path, name):
     import registry
 
     task = registry.MODELS[name].task
-    dataset = {"classify": "synthetic_rgb", "segment": "synthetic_seg"}.get(task, "synthetic")
+    dataset = synthetic_for(registry.MODELS[name])
     extra = ["--pretrained=false"] if "pretrained" in registry.MODELS[name].config_keys() else []
     args = quick(tmp_path, "--eval", "all", "--limit-train", 120, "--limit-test", 60, *extra,
                  model=name, dataset=dataset, epochs=1)
@@ -108,10 +118,10 @@ def test_every_model_trains_and_runs_every_tool_that_applies(tmp_path, name):
     for tool in cfg["eval"]:
         assert any(k.startswith(f"{tool}/") and not k.endswith(("/failed", "/skipped")) for k in s), tool
     decoding = {"denoise", "interp", "arith", "sample", "occlusion", "collapse"}
-    if task in ("reconstruct", "denoise"):
+    if TASKS[task].autoencoder:
         assert set(cfg["eval"]) >= {"probe", "embed", "denoise", "occlusion", "collapse"}
     else:  # classifiers and segmenters have no decoder from z: those tools do not apply
-        assert not set(cfg["eval"]) & decoding and (task != "classify" or "probe" in cfg["eval"])
+        assert not set(cfg["eval"]) & decoding and (TASKS[task].targets != "labels" or "probe" in cfg["eval"])
 
 
 def _mnist_run(tmp_path, root, model, epochs=3):

@@ -23,7 +23,7 @@ MODULES = sorted(
 # The packages of bench/, from the floor up: a module imports (lazily too) only from its own
 # package and the ones below it. The registry is the config layer's name lookup; the entry
 # modules `bench.api` (Python) and `bench.evaluate` (the command line) sit on top, with analysis.
-LAYERS = ["core", "config", "records", "data", "measure", "models", "tools", "run", "sweep", "suite", "speed"]
+LAYERS = ["core", "config", "records", "data", "measure", "models", "tools", "run", "tasks", "sweep", "suite", "speed"]
 
 PROBE = "import importlib, json, sys; importlib.import_module(sys.argv[1]); print(json.dumps(sorted(sys.modules)))"
 
@@ -260,6 +260,92 @@ def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout.splitlines()
     assert out[:2] == ["True", "True"] and out[2].startswith("--zz-flip: dataset mnist does not take it")
     assert not (ROOT / "bench" / "data" / "zz_probe_data.py").exists()
+
+
+ZZ_TASK = """\"\"\"A task only this test defines: the image upside down, scored by its MSE.\"\"\"
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.config.keys import ImageInput
+from bench.config.tasks import register_task
+from bench.models.base import BenchModel
+from registry import register_model
+
+
+@dataclass
+class FlipConfig(ImageInput):
+    \"\"\"a family only this test defines\"\"\"
+
+
+class Flip(BenchModel):
+    def __init__(self, cfg):
+        super().__init__()
+        self.conv = nn.Conv2d(cfg.in_channels, cfg.in_channels, 3, padding=1)
+
+    def encode(self, x):
+        return self.conv(x).flatten(1)
+
+    def forward(self, x, y=None):
+        recon = torch.sigmoid(self.conv(x))
+        loss = ((recon - x.flip(-2)) ** 2).mean()
+        return {"loss": loss, "recon": recon, "z": recon.flatten(1), "flip_mse": loss.detach()}
+
+
+@register_model(config=FlipConfig, task="zz_flip")
+def zz_flip_model(cfg):
+    \"\"\"a model only this test defines\"\"\"
+    return Flip(cfg)
+
+
+def evaluate(model, data, cfg, device):
+    from bench.data import batches
+    with torch.no_grad():
+        errs = [((model(x)["recon"] - x.flip(-2)) ** 2).mean().item() for x, _ in batches(data.test, 100)]
+    return {"test/flip_mse": sum(errs) / len(errs)}
+
+
+register_task("zz_flip", targets=None, test_keys=frozenset({"flip_mse"}), autoencoder=False, evaluate=evaluate,
+              output=lambda x, num_classes: ("recon", tuple(x.shape)), in_suite=True)
+"""
+
+
+def test_a_new_task_is_one_file_picked_up_by_the_help_the_generated_tests_and_the_suite(tmp_path):
+    """A task kind defined in one new file of bench/tasks (with the model that trains it), with no
+    edit anywhere else: `--task` offers it, a run trains and evaluates it, the generated model
+    tests (tests/test_models.py, unedited) build and check its model, and the suite's `all`
+    takes its model. The file lives in a folder of this test's own, added to the package's
+    search path, so the source tree is untouched."""
+    (tmp_path / "zz_flip.py").write_text(ZZ_TASK)
+    code = ("import json, bench.tasks\n"
+            f"bench.tasks.__path__.append({str(tmp_path)!r})\n"
+            "from bench.config.cli import build_parser\n"
+            "from bench.run.runner import execute\n"
+            "from bench.suite.standard import families\n"
+            "print('zz_flip' in build_parser().format_help())\n"
+            "print('zz_flip_model' in families({'families': 'all'}))\n"
+            f"runs = {str(tmp_path / 'runs')!r}\n"
+            "code = execute(['--model', 'zz_flip_model', '--dataset', 'synthetic', '--task', 'zz_flip', '--epochs', '1',"
+            " '--limit-train', '64', '--limit-test', '32', '--wandb', 'disabled', '--runs-dir', runs])\n"
+            "from bench.records.store import list_runs\n"
+            "print(code, sorted(k for k in list_runs(runs)[0].read_summary() if k.startswith('test/')))\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    out = p.stdout.splitlines()
+    assert out[:2] == ["True", "True"], p.stdout + p.stderr[-1000:]
+    assert out[-1].startswith("0 ") and "'test/flip_mse'" in out[-1], p.stdout + p.stderr[-1000:]
+    (tmp_path / "conftest.py").write_text(
+        "import sys, bench.tasks\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        f"bench.tasks.__path__.append({str(tmp_path)!r})\n")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "",
+                        "--rootdir", str(tmp_path), "-c", os.devnull, "--confcutdir", str(tmp_path),
+                        "-p", "conftest", str(ROOT / "tests" / "test_models.py"), "-k", "zz_flip_model"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=f"{tmp_path}:{ROOT}:{ROOT / 'tests'}"))
+    assert " passed" in p.stdout and "failed" not in p.stdout, p.stdout[-2000:] + p.stderr[-1000:]
+    assert not (ROOT / "bench" / "tasks" / "zz_flip.py").exists()
 
 
 def test_every_model_key_is_declared_by_a_family_with_help():

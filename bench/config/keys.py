@@ -125,9 +125,9 @@ class Corruption(FamilyConfig):
     def task(self, registered: str) -> str:
         """An autoencoder denoises exactly when its inputs are corrupted (a `dae` at level 0
         is the plain-AE baseline)."""
-        if registered in ("reconstruct", "denoise"):
-            return "denoise" if self.noise_level > 0 else "reconstruct"
-        return super().task(registered)
+        from bench.config.tasks import twin
+
+        return twin(registered, corrupted=self.noise_level > 0)
 
 
 def cli_keys(config_cls) -> dict:

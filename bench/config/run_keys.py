@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from bench.config.keys import RENAMED
+from bench.config.tasks import names as task_names
 from bench.core.errors import UsageError
 
 
@@ -45,7 +46,7 @@ class RunKeys:
     model: str = _opt("ae", "registry name of the model (see `python registry.py`)")
     dataset: str = _opt("fashion_mnist", "registry name of the dataset")
     task: Optional[str] = _opt(None, "implied by the model; set only to check it",
-                               choices=["reconstruct", "denoise", "classify", "segment"])
+                               choices=task_names())
     # --- data
     data_root: str = _opt("./data", "torchvision-layout data folder", path=True)
     image_size: Optional[int] = _opt(None, "resize images to this size (default: dataset's own)", lo=16, hi=512)

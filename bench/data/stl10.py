@@ -50,10 +50,13 @@ def _files(root, patch):
 @register_dataset(shape=(3, 96, 96), config=STL10Config, fixture=_files)
 def stl10(cfg, task):
     """STL-10, 3x96x96, splits train (5k) / test (8k) / unlabeled (100k) (torchvision)."""
-    split = cfg.train_split or ("train" if task == "classify" else "unlabeled")
+    from bench.config.tasks import TASKS
+
+    labelled = TASKS[task].targets == "labels"
+    split = cfg.train_split or ("train" if labelled else "unlabeled")
     if split not in ("train", "unlabeled", "train+unlabeled"):
         raise UsageError(f"stl10: unknown --train-split {split!r}; valid: train, unlabeled, train+unlabeled")
-    if task == "classify" and split != "train":
+    if labelled and split != "train":
         raise UsageError(f"stl10: a classifier trains on labels; --train-split {split} has unlabeled images "
                          f"(valid here: train)")
     # Not cached: its binary files are uint8 arrays already, and a copy of 100k unlabeled images is 2.7 GB.

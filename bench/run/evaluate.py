@@ -16,7 +16,6 @@ from bench.core.errors import UsageError
 from bench.core.tensors import to_float, to_uint8
 from bench.data import batches
 from bench.measure import grids, metrics
-from bench.records.store import RunDir
 
 
 @torch.no_grad()
@@ -32,62 +31,12 @@ def output_spread(model, data, device, n=256) -> float:
     return float(recon.std(0).mean()) / max(float(x.float().std(0).mean()), 1e-12)
 
 
-def _recon_eval(model, data, cfg, device):
-    kw = dict(amp=cfg.amp, channels_last=cfg.channels_last)
-    res = {f"test/{k}": v for k, v in metrics.reconstruction(model, data.test, device, **kw).items()}
-    # The model's own terms on the test set too (loss; a VAE's recon_loss and kl; a sparse AE's l1)
-    from bench.run.train import evaluate_loss
-    terms = evaluate_loss(model, data.test, max(cfg.batch_size, 256), device, cfg.amp, cfg.channels_last)
-    res.update({f"test/{k}": v for k, v in terms.items() if f"test/{k}" not in res and k != "beta_now"})
-    from bench.records.health import OUTPUT_SPREAD_MIN
-
-    res["collapse/output_spread"] = output_spread(model, data, device)
-    res["warning/output_collapsed"] = res["collapse/output_spread"] < OUTPUT_SPREAD_MIN
-    if res["warning/output_collapsed"]:
-        bn = getattr(getattr(cfg, "family", None), "batchnorm", None)  # suggested only where it is off
-        print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "
-              f"train longer{', lower --lr, or add --batchnorm' if bn is False else ' or lower --lr'}",
-              file=sys.stderr, flush=True)
-    if model.noise_level > 0:
-        noisy = metrics.reconstruction(model, data.test, device, sigma=model.noise_level,
-                                       noise_type=model.noise_type, seed=cfg.seed, with_input=True, **kw)
-        res.update({f"test_noisy/{k}": v for k, v in noisy.items()})
-    return res
-
-
-def _classify_eval(model, data, cfg, device):
-    res = metrics.classification(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
-    return {f"test/{k}": v for k, v in res.items()}
-
-
-def _segment_eval(model, data, cfg, device):
-    res = metrics.segmentation(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
-    return {f"test/{k}": v for k, v in res.items()}
-
-
-EVALUATORS = {"reconstruct": _recon_eval, "denoise": _recon_eval,
-              "classify": _classify_eval, "segment": _segment_eval}
-
-
 @torch.no_grad()
 def shown_images(n_test: int, n: int = 9) -> torch.Tensor:
     """Indices of the test images the reconstructions figure shows: n drawn at random with a
     fixed seed (the assignments show "nine random images"), the same for every run of a
     test set, so figures of different models and seeds compare like with like."""
     return torch.randperm(n_test, generator=torch.Generator().manual_seed(0))[:n].sort().values
-
-
-def _recon_figure(model, data, cfg, device, path):
-    model.eval()
-    x = to_float(data.test.x[shown_images(len(data.test)).to(data.test.x.device)].to(device))
-    rows = [("original", x)]
-    if model.noise_level > 0:
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        noisy = model.corrupt(x, g)
-        rows += [(f"noisy s={model.noise_level:g}", noisy), ("denoised", model(noisy)["recon"])]
-    rows.append(("reconstruction", model(x)["recon"]))
-    save_recon_arrays(path.parent.parent / RunDir.RECON_ARRAYS, rows)
-    return grids.image_rows(rows, path, grids.run_title(cfg))
 
 
 def save_recon_arrays(path, rows) -> None:
@@ -106,40 +55,20 @@ def save_recon_arrays(path, rows) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-@torch.no_grad()
-def _segment_figure(model, data, cfg, device, path):
-    model.eval()
-    x = to_float(data.test.x[:8].to(device))
-    pred = (model(x)["recon"] > 0.5).float()
-    mask = data.test.y[:8].float().to(device)
-    return grids.image_rows([("image", x), ("true mask (red)", overlay(x, mask, (1.0, 0.1, 0.1))),
-                               ("predicted (green)", overlay(x, pred, (0.1, 0.9, 0.1))),
-                               ("white: both, grey: one", pred * 0.5 + mask * 0.5)], path, grids.run_title(cfg))
-
-
-def overlay(x, mask, rgb) -> torch.Tensor:
-    """The image in grey with `mask` tinted `rgb`: a mask of all ones or all zeros stays visible
-    (a white mask on the page's white is not)."""
-    grey = x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
-    tint = torch.tensor(rgb, device=x.device).view(1, 3, 1, 1)
-    m = mask[:, :1]
-    return grey * (1 - 0.55 * m) + tint * 0.55 * m
-
-
-FIGURES = {"reconstruct": _recon_figure, "denoise": _recon_figure, "segment": _segment_figure}
-
-
 def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> tuple[dict, dict]:
     """(test metrics, {figure name: path}) for the model's task."""
+    from bench.config.tasks import task
+
     t0 = time.perf_counter()
-    results = EVALUATORS[model.task](model, data, cfg, device)
+    results = task(model.task).evaluate(model, data, cfg, device)
     results["time/test_eval_seconds"] = time.perf_counter() - t0
     figs = {}
     if len(history) > 1:  # one epoch is a dot, not a curve
         from bench.measure import figures  # matplotlib: only for what it draws
         figs["curves"] = figures.curves(history, run.figures / "curves.png", grids.run_title(cfg))
-    if model.task in FIGURES:
-        figs["reconstructions"] = FIGURES[model.task](model, data, cfg, device, run.figures / "reconstructions.png")
+    draw = task(model.task).figure
+    if draw is not None:
+        figs["reconstructions"] = draw(model, data, cfg, device, run.figures / "reconstructions.png")
     if snapshots:
         from bench.run.train import snapshot_rows
         rows = snapshot_rows(model, data, cfg.seed, snapshots)
@@ -149,7 +78,6 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
     return results, figs
 
 
-@torch.no_grad()
 @torch.no_grad()
 def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[list]]:
     """The whole test set ranked by per-image MSE, keeping the n/2 worst and the n/2 best

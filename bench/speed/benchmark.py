@@ -149,7 +149,7 @@ def notebook_loop(case, data, args, device):
             opt.step()
         times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    if model.task != "classify":  # notebook-style evaluation: image by image
+    if model.reconstructs:  # notebook-style evaluation: image by image
         model.eval()
         with torch.no_grad():
             for x, _ in DataLoader(ItemDataset(data.test), batch_size=1):
@@ -211,17 +211,19 @@ def harness(case, dataset, size, limit, args, device, workdir, amp="off"):
 
 
 def measure(case, args, device, workdir, amp="off") -> dict:
+    import registry
     from bench.config.spec import resolve
     from bench.data import load_data
 
+    task = registry.model_entry(case["model"]).task
     dataset, size = resolve_case(case, args)
     limit = args.limit_train or case.get("limit")
     cfg = resolve({"dataset": dataset, "data_root": args.data_root, "seed": args.seed, "image_size": size,
                    "limit_train": limit})
-    data = load_data(cfg, "classify" if case["model"] == "cnn_classifier" else "reconstruct")
+    data = load_data(cfg, task)
     n = len(data.train)
     n_full = len(load_data(resolve({"dataset": dataset, "data_root": args.data_root, "seed": args.seed}),
-                           "classify" if case["model"] == "cnn_classifier" else "reconstruct").train)
+                           task).train)
     out = {"case": case["name"], "amp": amp, "dataset": dataset + (f"@{size}" if size else ""), "train_images": n,
            "train_images_full": n_full, "test_images": len(data.test)}
     for label, fn in (("a_notebook", lambda: notebook_loop(case, data, args, device)),

@@ -108,13 +108,15 @@ def backbone_choice(suite: dict, dataset: str, models: list[str], overrides: dic
 
 
 def families(suite: dict) -> list[str]:
-    """The suite's families: `all` is every registered model that reconstructs its input."""
+    """The suite's families: `all` is every registered model whose task the suite compares
+    (`in_suite`: the autoencoders' reconstruct and denoise)."""
     import registry
+    from bench.config.tasks import TASKS
 
     registry.discover()
     chosen = suite.get("families", "all")
     if chosen == "all":
-        return sorted(n for n, e in registry.MODELS.items() if e.task in ("reconstruct", "denoise") and not e.hidden)
+        return sorted(n for n, e in registry.MODELS.items() if TASKS[e.task].in_suite and not e.hidden)
     return [registry.model_entry(str(m)).name for m in chosen]
 
 

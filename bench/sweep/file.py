@@ -151,8 +151,8 @@ def _check_metric(path: str, params: dict, metric: str) -> None:
         for d in values("dataset"):
             data = registry.dataset_entry(str(d))
             terms = registry.forward_terms(entry, data.shape, data.num_classes)
-            if terms is None and entry.task == "classify":
-                terms = TASKS["classify"].test_keys
+            if terms is None and TASKS[entry.task].targets == "labels":  # a pretrained classifier: no dry pass
+                terms = TASKS[entry.task].test_keys
             if terms is None:
                 continue
             logged = {f"{s}/{t}" for s in ("train", "val", "test") for t in terms - {"beta_now"}}

@@ -1,0 +1,51 @@
+"""Segment: a binary mask per pixel (the brain-tumour assignment), scored by Dice and IoU; the
+figure overlays the true and the predicted masks on eight test images."""
+from __future__ import annotations
+
+from bench.config.tasks import register_task
+
+
+def evaluate(model, data, cfg, device) -> dict:
+    from bench.measure import metrics
+
+    res = metrics.segmentation(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
+    return {f"test/{k}": v for k, v in res.items()}
+
+
+def figure(model, data, cfg, device, path):
+    import torch
+
+    from bench.core.tensors import to_float
+    from bench.measure import grids
+
+    model.eval()
+    with torch.no_grad():
+        x = to_float(data.test.x[:8].to(device))
+        pred = (model(x)["recon"] > 0.5).float()
+    mask = data.test.y[:8].float().to(device)
+    return grids.image_rows([("image", x), ("true mask (red)", overlay(x, mask, (1.0, 0.1, 0.1))),
+                             ("predicted (green)", overlay(x, pred, (0.1, 0.9, 0.1))),
+                             ("white: both, grey: one", pred * 0.5 + mask * 0.5)], path, grids.run_title(cfg))
+
+
+def overlay(x, mask, rgb):
+    """The image in grey with `mask` tinted `rgb`: a mask of all ones or all zeros stays visible
+    (a white mask on the page's white is not)."""
+    import torch
+
+    grey = x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    tint = torch.tensor(rgb, device=x.device).view(1, 3, 1, 1)
+    m = mask[:, :1]
+    return grey * (1 - 0.55 * m) + tint * 0.55 * m
+
+
+def random_mask(x, num_classes):
+    import torch
+
+    return (torch.rand(x.shape[0], 1, *x.shape[-2:]) > 0.5).to(torch.uint8)
+
+
+register_task("segment", targets="masks", test_keys=frozenset({"dice", "iou"}), autoencoder=False,
+              evaluate=evaluate, output=lambda x, num_classes: ("logits", (x.shape[0], 1, *x.shape[2:])),
+              example_target=random_mask, figure=figure,
+              description="predict a binary mask per pixel (Dice, IoU)")
