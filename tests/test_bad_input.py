@@ -159,7 +159,7 @@ FLAG_CASES = [
     ("--masked-loss-weight", "-1", "out of range"), ("--loss", "focal", "valid: dice, bce, dice_bce"),
     ("--recon-loss", "l1", "valid: mse, bce"), ("--device", "tpu", "valid: auto, cpu, cuda"),
     ("--amp", "fp8", "valid: off, bf16, fp16"), ("--wandb", "maybe", "valid: online, offline, disabled"),
-    ("--task", "generate", "valid: reconstruct"), ("--image-size", "8", "out of range"),
+    ("--task", "generate", "valid: classify, denoise, inpaint, reconstruct, segment"), ("--image-size", "8", "out of range"),
     ("--image-size", "1000", "out of range"), ("--val-fraction", "0", "out of range"),
     ("--val-fraction", "1", "out of range"), ("--val-fraction", "1.5", "out of range"),
     ("--limit-test", "0", "out of range"), ("--max-params", "0", "out of range"),
@@ -290,7 +290,7 @@ SWEEP_CASES = [
 
 @pytest.mark.parametrize("text,extra,needle", SWEEP_CASES, ids=[c[2] + str(i) for i, c in enumerate(SWEEP_CASES)])
 def test_every_bad_sweep(tmp_path, capsys, text, extra, needle):
-    from bench.sweep.agent import main as sweep_main
+    from bench.sweep.command import main as sweep_main
 
     y = tmp_path / "bad.yaml"
     y.write_bytes(text) if isinstance(text, bytes) else y.write_text(text)

@@ -12,7 +12,8 @@ from conftest import ROOT, built_once, run_cli
 
 from bench.records.store import RunDir
 from bench.run import stopping
-from bench.sweep.agent import load_sweep, propose
+from bench.sweep.file import load_sweep
+from bench.sweep.plan import propose
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -15,7 +15,9 @@ from conftest import ROOT, run_cli
 from bench.config.cli import parse_args
 from bench.config.spec import resolve
 from bench.core.errors import UsageError
-from bench.sweep.agent import command_for, load_sweep, plan
+from bench.sweep.agent import command_for
+from bench.sweep.file import load_sweep
+from bench.sweep.plan import plan
 
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
 # One sweep per experiment of the assignments (at least).
@@ -182,11 +184,12 @@ def test_packed_workers_give_the_runs_of_one_by_one(tmp_path):
 
 def test_a_copy_without_run_py_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     """A plain `pip install .` copies the library without run.py: the runner says so."""
-    import bench.sweep.agent as sweep
+    import bench.sweep.agent as agent
+    from bench.sweep.command import main
 
-    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    monkeypatch.setattr(agent, "ROOT", tmp_path)
     with pytest.raises(SystemExit) as e:
-        sweep.main([str(ROOT / "sweeps" / "latent_dims.yaml"), "--dry-run"])
+        main([str(ROOT / "sweeps" / "latent_dims.yaml"), "--dry-run"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "pip install -e ." in err[0]
 
@@ -194,7 +197,7 @@ def test_a_copy_without_run_py_is_refused_in_one_line(tmp_path, monkeypatch, cap
 def test_grid_plan_is_what_the_engine_proposes():
     """The plan of a grid (one pass over the combinations) holds exactly the configurations
     W&B's own engine proposes one after another, for every shipped grid."""
-    from bench.sweep.agent import plan, propose
+    from bench.sweep.plan import plan, propose
 
     for path in YAMLS:
         cfg = load_sweep(str(path))
@@ -254,7 +257,7 @@ def _lambda_sweep(root, mse):
 
 @pytest.mark.parametrize("within,chosen", [(0, "1e-05"), (10, "0.001"), (60, "0.1")])
 def test_from_best_carries_the_chosen_value_to_the_models_that_sweep_trained(tmp_path, capsys, within, chosen):
-    from bench.sweep.agent import main as sweep_main
+    from bench.sweep.command import main as sweep_main
 
     _lambda_sweep(tmp_path / "runs", {1e-5: 0.100, 1e-3: 0.108, 1e-1: 0.150})
     y = tmp_path / "cmp.yaml"
@@ -274,7 +277,7 @@ def test_task_c_converts_task_b_best_pair_for_both_the_vae_and_the_plain_ae(tmp_
     of that sweep: the VAE and its plain-AE twin both get task b's best (h, z)."""
     from conftest import fake_runs
 
-    from bench.sweep.agent import main as sweep_main
+    from bench.sweep.command import main as sweep_main
 
     folder = tmp_path / "runs" / "fashion_vae_dims"
     fake_runs(folder, [({"model": "mlp_vae", "seed": 0, "mlp_dims": dims},
@@ -295,7 +298,7 @@ def test_task_c_converts_task_b_best_pair_for_both_the_vae_and_the_plain_ae(tmp_
 
 
 def test_from_best_of_a_sweep_not_run_is_one_line(tmp_path, capsys):
-    from bench.sweep.agent import main as sweep_main
+    from bench.sweep.command import main as sweep_main
 
     y = tmp_path / "cmp.yaml"
     y.write_text("name: cmp\nmethod: grid\nparameters:\n  model: {values: [ae, sparse_ae]}\n")
@@ -334,7 +337,7 @@ def test_the_sweep_line_of_a_collapsed_run_carries_the_flag(tmp_path):
                          ({"model": "vae", "seed": 0}, {"warning/output_collapsed": False,
                                                         "collapse/posterior_collapse": True}),
                          ({"model": "sparse_ae", "seed": 0}, {"collapse/active_units": 0})])
-    notes = {r.read_config()["model"]: collapse_note(tmp_path, r.id) for r in list_runs(str(tmp_path))}
+    notes = {r.read_config()["model"]: collapse_note(r.read_summary()) for r in list_runs(str(tmp_path))}
     assert notes == {"ae": "COLLAPSED", "vae": "POSTERIOR COLLAPSE", "sparse_ae": None}
 
 

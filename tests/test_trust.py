@@ -393,7 +393,7 @@ def test_a_planted_link_is_refused_and_its_target_untouched(tmp_path, finished_r
 
 @pytest.mark.parametrize("planted", ["sweep.yaml", "logs", "locks", "."])
 def test_a_sweep_folder_with_a_planted_link_is_refused(tmp_path, capsys, planted):
-    from bench.sweep.agent import main as sweep_main
+    from bench.sweep.command import main as sweep_main
 
     y = tmp_path / "g3.yaml"
     y.write_text(GRID3 % 1)

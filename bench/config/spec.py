@@ -34,6 +34,7 @@ class RunSpec:
     num_classes: int
     model_entry: object = field(repr=False, compare=False)  # registry.ModelEntry
     dataset_entry: object = field(repr=False, compare=False)  # registry.DatasetEntry
+    handoff: object = field(default=None, repr=False, compare=False)  # what a sweep handed the run (not recorded)
 
     def __getattr__(self, name: str):
         """A key reads flat (`spec.lr`, `spec.latent_dim`, `spec.color_mode`) from whichever

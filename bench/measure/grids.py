@@ -22,16 +22,8 @@ FONT_SIZE = 13
 def run_title(cfg) -> str:
     """A run named by what its sweep varies, so a figure says which setting it shows:
     `dae (batchnorm=True, noise_level=0.3) seed 0 on colored_mnist`."""
-    import json
-    import os
-
-    try:
-        swept = json.loads(os.environ.get("AEBENCH_SWEEP_PARAMS") or "{}")
-    except ValueError:
-        swept = {}
-    varied = set(filter(None, os.environ.get("AEBENCH_SWEEP_VARIED", "").split(",")))
-    shown = {k: v for k, v in swept.items() if k in varied and k not in ("model", "dataset", "seed")} \
-        if isinstance(swept, dict) else {}
+    handoff = getattr(cfg, "handoff", None)  # what the sweep runner handed the run (bench.config.handoff)
+    shown = handoff.shown_settings() if handoff is not None else {}
     settings = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(shown.items()))
     return f"{cfg.model}" + (f" ({settings})" if settings else "") + f" seed {cfg.seed} on {cfg.dataset}"
 

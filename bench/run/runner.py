@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import sys
 import time
@@ -18,6 +17,7 @@ import traceback
 import torch
 
 from bench.config.cli import parse_args
+from bench.config.handoff import take as take_handoff
 from bench.config.run_keys import default_record
 from bench.core import faults
 from bench.core.errors import UsageError, exit_usage
@@ -100,11 +100,13 @@ def execute(argv: list[str], log=print, started=None) -> int:
     # Interpreter start and imports: from process creation to here (what every run pays first).
     before = {"imports": max(0.0, time.time() - psutil.Process().create_time())}
     t = time.perf_counter()
+    argv, handoff = take_handoff(argv)  # read once; carried in the spec from here on
     overrides, actions = parse_args(argv)
     if "list" in actions:
         print(describe())
         return 0
     spec, resume_run = resolve_run(overrides)
+    spec = dataclasses.replace(spec, handoff=handoff)
     if spec.num_threads:
         torch.set_num_threads(spec.num_threads)
     seed_everything(spec.seed, spec.compile)
@@ -226,7 +228,7 @@ def _train_and_evaluate(job: Job, phases: Phases, log) -> None:
     step_fn = _setup(job, log)
     job.trainer = Trainer(job.model, job.data, job.spec, job.run, job.tracking, job.device, log=log,
                           record=job.record, resume=job.resume, step_fn=step_fn,
-                          early_stop=EarlyStop.from_env(job.run))
+                          early_stop=EarlyStop.of(job.spec.handoff, job.run))
     phases.enter("training")
     state = job.trainer.fit()
     job.run.update_summary(**job.trainer.cost_summary())
@@ -253,14 +255,21 @@ def _start(job: Job, log) -> None:
                        input_shape="x".join(map(str, data.shape)), device_used=str(job.device),
                        params=job.n_params, trainable_params=trainable, model=cfg.model, dataset=cfg.dataset,
                        run_id=run.id, sweep=cfg.sweep, group=cfg.group,
-                       sweep_params=os.environ.get("AEBENCH_SWEEP_PARAMS"),
-                       sweep_fixed=os.environ.get("AEBENCH_SWEEP_FIXED"), from_best=os.environ.get("AEBENCH_FROM_BEST"),
+                       **sweep_record(cfg.handoff),
                        shorthand_keys=",".join(shorthand_keys(cfg.family)))
     if job.resumed:
         # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
         history = (job.resume or {}).get("state", {}).get("history", [])
         run.rewrite_metrics(history)
         log(f"resumed {run.id} after epoch {job.epochs_done()}")
+
+
+def sweep_record(handoff) -> dict:
+    """What summary.json says of the sweep values a run stands for (None outside a local sweep)."""
+    if handoff is None:
+        return dict(sweep_params=None, sweep_fixed=None, from_best=None)
+    return dict(sweep_params=json.dumps(handoff.params, sort_keys=True), sweep_fixed=handoff.fixed,
+                from_best=handoff.from_best)
 
 
 def shorthand_keys(family) -> list[str]:

@@ -12,14 +12,12 @@ of one sweep folder come from several runners or Slurm array tasks.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
 from bench.core.errors import UsageError
 
 TYPES = ("hyperband",)  # what `sweeps.stop_runs` implements
-ENV = "AEBENCH_EARLY_TERMINATE"  # the sweep's metric and early_terminate, JSON, set by the runner
 # A run's recorded status -> the state W&B's engine knows (stopped runs are `killed` there)
 STATES = {"running": "running", "finished": "finished", "stopped": "killed", "failed": "failed",
           "crashed": "crashed", "interrupted": "preempted"}
@@ -131,12 +129,11 @@ class EarlyStop:
         self.cfg, self.folder, self.run_id, self.fixed = cfg, folder, run_id, fixed
 
     @classmethod
-    def from_env(cls, run) -> EarlyStop | None:
-        """The rule for a run launched by the sweep runner with early termination, else None."""
-        text = os.environ.get(ENV)
-        if not text:
+    def of(cls, handoff, run) -> EarlyStop | None:
+        """The rule for a run the sweep runner handed early termination (`bench.config.handoff`), else None."""
+        if handoff is None or not handoff.early_terminate:
             return None
-        return cls(json.loads(text), run.path.parent, run.id, os.environ.get("AEBENCH_SWEEP_FIXED") or "{}")
+        return cls(handoff.early_terminate, run.path.parent, run.id, handoff.fixed or "{}")
 
     def __call__(self) -> str | None:
         return decide(self.cfg, sweep_runs(self.folder, self.fixed)).get(self.run_id)

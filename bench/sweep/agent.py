@@ -12,7 +12,6 @@ interrupted ones; a failing run is recorded and the sweep goes on.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -25,18 +24,18 @@ from pathlib import Path
 
 import yaml
 
-from bench.config.cli import parse_args
-from bench.config.run_keys import FIELDS, coerce, validate_value
-from bench.core.errors import UsageError, exit_usage
+from bench.config.handoff import FLAG as HANDOFF_FLAG
+from bench.config.handoff import Handoff
+from bench.config.run_keys import FIELDS
+from bench.core.errors import UsageError
 from bench.core.files import atomic_write_text, open_nofollow, refuse_links, try_lock
 from bench.core.signals import StopSignals
 from bench.run import stopping
 from bench.sweep import relay
-from bench.sweep.best import DONE, RESUMABLE, existing, sweep_records
-from bench.sweep.file import canonical_key, check_name, config_key, fmt_value, load_sweep, sweep_name, varied
+from bench.sweep.file import config_key, fmt_value, sweep_name, varied
+from bench.sweep.ledger import DONE, RESUMABLE, Ledger
 from bench.sweep.plan import (SAY_GRID, auto_workers, available_cores, check_grid, collapse_note, failed_tools,
-                              fixed_identity, gpu_count, in_space, parse_workers, pinned, plan, propose, seed_search,
-                              stop_note)
+                              fixed_identity, gpu_count, in_space, plan, propose, stop_note)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +60,7 @@ class Sweep:
         self.name = sweep_name(cfg, path)
         self.dir = Path(args.runs_dir) / self.name
         self.metric = cfg.get("metric", {}).get("name")
+        self.ledger = Ledger(self.dir, self.metric)  # the folder's records, each summary read once per change
         self.fork = getattr(args, "spawn", "exec") == "fork"
         if self.fork:  # the runner itself never initialises CUDA: its children could not use it
             from bench.sweep.forked import gpu_info
@@ -105,6 +105,15 @@ class Sweep:
         """What a finished run stands for: its swept values and the result-changing flags."""
         return f"{config_key(params)}\n{self.identity(params)}"
 
+    def handoff(self, params) -> Handoff:
+        """What the run is handed besides its flags: its swept values, the result-changing flags,
+        what the sweep varies, where carried values came from, and the early-termination rule
+        (each run asks W&B's rule at its epoch boundaries, `bench.run.stopping`)."""
+        rule = {k: self.cfg[k] for k in ("method", "metric", "early_terminate")} if self.cfg.get("early_terminate") \
+            else None
+        return Handoff(json.loads(config_key(params)), self.identity(params), tuple(varied(self.cfg)),
+                       self.carried_reason(params) or None, rule)
+
     def lock_path(self, params) -> Path:
         return self.dir / "locks" / (hashlib.sha1(self.key(params).encode()).hexdigest()[:16] + ".lock")
 
@@ -115,13 +124,8 @@ class Sweep:
         if resume:  # the same flags again: run.py checks them against the stopped run's record
             cmd.append(f"--resume={resume}")
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, AEBENCH_SWEEP_PARAMS=config_key(params), AEBENCH_SWEEP_FIXED=self.identity(params),
-                   PYTHONPATH=path, AEBENCH_SWEEP_VARIED=",".join(varied(self.cfg)))
-        reason = self.carried_reason(params)
-        if reason:
-            env["AEBENCH_FROM_BEST"] = reason
-        if self.cfg.get("early_terminate"):  # each run asks W&B's rule at its epoch boundaries (bench.run.stopping)
-            env[stopping.ENV] = json.dumps({k: self.cfg[k] for k in ("method", "metric", "early_terminate")})
+        env = dict(os.environ, PYTHONPATH=path)
+        cmd.append(f"{HANDOFF_FLAG}={self.handoff(params).write(self.dir / 'logs' / (self.lock_path(params).stem + '.json'))}")
         if self.gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)
         # One log per launch: the configuration's hash tells runs started in the same second apart.
@@ -145,7 +149,7 @@ class Sweep:
         fd = try_lock(self.lock_path(params))
         if fd is None:
             return None
-        status, _, run_id = existing(self.dir, self.metric).get(self.key(params), (None, None, None))
+        status, _, run_id = self.ledger.existing().get(self.key(params), (None, None, None))
         if status in DONE:
             os.close(fd)
             return None
@@ -161,7 +165,7 @@ class Sweep:
             return 0
         self.say_size()
         runs = plan(self.cfg, self.args.count)
-        before = existing(self.dir, self.metric) if self.dir.is_dir() else {}
+        before = self.ledger.existing() if self.dir.is_dir() else {}
         skipped = 0
         for i, params in enumerate(runs, 1):
             cmd = command_for(params, self.fixed + self.carried_args(params), self.name, str(self.dir))
@@ -205,7 +209,7 @@ class Sweep:
             if os.path.lexists(own):
                 refuse_links(f"sweep {self.name}", own)
         atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.cfg, sort_keys=False))
-        prior = existing(self.dir, self.metric)
+        prior = self.ledger.existing()
         finished = [(json.loads(k.split("\n")[0]), k, m, s) for k, (s, m, _) in prior.items() if s in DONE]
         done = [(p, m, s) for p, k, m, s in finished if in_space(p, self.cfg) and k == self.key(p)]
         other = sum(1 for p, k, *_ in finished if k != self.key(p))
@@ -237,7 +241,7 @@ class Sweep:
         with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
             self._launch_all(done, failed, elsewhere, stop, report)
         bar.close()
-        now = existing(self.dir, self.metric)
+        now = self.ledger.existing()
         other = [p for p in elsewhere if now.get(self.key(p), (None,))[0] != "finished"]
         stopped = sum(1 for _, _, s in done if s == "stopped")
         print(f"sweep {self.name}: {len(done) - stopped} finished, "
@@ -295,9 +299,10 @@ class Sweep:
 
     def _outcome(self, params, proc, log, t0, done: list, failed: list) -> str:
         """Record a finished process's run as done or failed; its one-line summary."""
-        status, metric, run_id = existing(self.dir, self.metric).get(self.key(params), ("failed", None, "?"))
-        tools = failed_tools(self.dir, run_id)
-        collapsed = collapse_note(self.dir, run_id) if status in DONE else None
+        status, metric, run_id = self.ledger.existing().get(self.key(params), ("failed", None, "?"))
+        summary = self.ledger.summary(run_id)
+        tools = failed_tools(summary)
+        collapsed = collapse_note(summary) if status in DONE else None
         if collapsed:
             self.collapsed.append(run_id)
         if status in DONE:
@@ -307,94 +312,11 @@ class Sweep:
         shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
         return (f"{status:<11} {time.time() - t0:6.1f}s  {shown}  "
                 + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
-                + (f"  ({stop_note(self.dir, run_id)})" if status == "stopped" else "")
+                + (f"  ({stop_note(summary)})" if status == "stopped" else "")
                 + (f"  {collapsed}" if collapsed else "")
                 + (f"  eval failed: {', '.join(tools)}" if tools else "")
                 + (f"  log: {log.name}" if status not in DONE else ""))
 
     def epochs_trained(self) -> int:
         """Epochs trained by the runs of this sweep folder made with these runner flags."""
-        return sum(r.epochs for r in sweep_records(self.dir, None) if r.fixed == self.identity(json.loads(r.key)))
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.splitlines()[0], allow_abbrev=False)
-    p.add_argument("yaml", help="sweep YAML (W&B format)")
-    p.add_argument("--dry-run", action="store_true", help="print the runs and their count, then exit")
-    p.add_argument("--workers", type=parse_workers, default=1,
-                   help="runs at once (CPU threads are split among them), or auto: one per core on CPU, "
-                        "as many as fit in GPU memory on CUDA")
-    p.add_argument("--count", type=int, default=None, help="at most K runs (required for random/bayes)")
-    p.add_argument("--search-seed", type=int, default=None, metavar="N",
-                   help="seed the engine's random and bayes proposals, so a search can be repeated (W&B's own "
-                        "server does not seed them; a Slurm array task adds its task id)")
-    p.add_argument("--spawn", choices=["fork", "exec"], default="fork" if hasattr(os, "fork") else "exec",
-                   help="fork: each run is a child of this runner, which imported torch and the project once "
-                        "(seconds less per run); exec: each run is a fresh `python run.py ...` process")
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--from-best", default=None, metavar="SWEEP",
-                   help="carry the best configuration of a finished sweep (its swept values, e.g. l1_lambda) into "
-                        "every run whose model takes them")
-    p.add_argument("--within", type=float, default=0.0, metavar="PCT",
-                   help="with --from-best: the largest swept value whose metric is within PCT%% of the best "
-                        "(the strongest regularisation that costs at most PCT%%)")
-    from bench.sweep import slurm
-
-    slurm.add_arguments(p)
-    p.error = lambda msg: exit_usage(p.prog, UsageError(msg))
-    args, rest = p.parse_known_args(argv)
-    try:
-        if args.count is not None and args.count < 1:
-            raise UsageError("--count must be >= 1")
-        if not args.runs_dir.strip():
-            raise UsageError("--runs-dir: empty; give a folder (or leave the flag out for 'runs')")
-        if args.slurm is not None:
-            slurm.check(args)
-        sweep = _sweep_from(args, rest)
-        if args.search_seed is not None:
-            seed_search(args.search_seed + int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0))
-        if args.slurm is not None and not args.wandb_agent and sweep.cfg["method"] != "grid" and args.count is None:
-            raise UsageError(f"method {sweep.cfg['method']} proposes runs without end; give --count K (the array's "
-                             f"tasks stop once K runs of the sweep folder are done)")
-        if args.slurm is not None:
-            return slurm.submit(args, sweep, rest)
-        return sweep.dry_run() if args.dry_run else sweep.run()
-    except UsageError as e:
-        exit_usage(p.prog, e)
-    except OSError as e:  # a full or read-only disk under --runs-dir
-        exit_usage(p.prog, UsageError(f"cannot write {e.filename or args.runs_dir}: {e.strerror or e}"))
-
-
-def _sweep_from(args, rest: list[str]) -> Sweep:
-    """The runner for the parsed command line: the sweep file checked, the run.py flags in `rest`
-    validated and pinned into it, and the carried choice of `--from-best`."""
-    overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
-    cfg = load_sweep(args.yaml)
-    if not (ROOT / "run.py").is_file():
-        raise UsageError(f"run.py is not beside the installed package ({ROOT}): a plain `pip install .` "
-                         f"copies the library only; install from a clone with `pip install -e .`")
-    swept = {canonical_key(k) for k in cfg["parameters"]}
-    for k, v in overrides.items():
-        if k not in swept:
-            v = coerce(k, v)
-            validate_value(k, v)
-            check_name(k, v)
-    # Other flags are appended to every run. A flag naming a swept parameter pins it, typed as run.py reads it; a comma list
-    # for a scalar key (`--seed 1,2`) replaces the parameter's values (adds seeds to a grid).
-    params = {canonical_key(k): k for k in cfg["parameters"]}
-    for k in [k for k in overrides if k in params]:
-        cfg["parameters"][params[k]] = pinned(k, overrides.pop(k))
-    num_threads = coerce("num_threads", overrides["num_threads"]) if "num_threads" in overrides else None
-    fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
-    carried = None
-    if args.from_best:
-        from bench.sweep.best import from_best
-        if not 0 <= args.within < 100:
-            raise UsageError(f"--within {args.within:g}: give a percentage in [0, 100)")
-        carried = from_best(args.runs_dir, args.from_best, args.within).into(cfg)
-        print(f"sweep {sweep_name(cfg, args.yaml)}: carrying {carried.reason}", flush=True)
-    return Sweep(args.yaml, cfg, args, fixed, num_threads, overrides, carried)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return sum(r.epochs for r in self.ledger.records() if r.fixed == self.identity(json.loads(r.key)))

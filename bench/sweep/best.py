@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import yaml
 
 from bench.core.errors import UsageError
-from bench.records.store import RecordError, check_plain_name, effective_status, list_runs
+from bench.core.files import check_plain_name
+from bench.sweep.ledger import sweep_records
 
 
 @dataclass(frozen=True)
@@ -51,52 +51,6 @@ class Choice:
         new = spec.get("values") or ([spec["value"]] if "value" in spec else [])
         rest = {k: v for k, v in self.values.items() if k not in asked}  # the rest still goes to the chosen sweep's models
         return Choice(rest, self.why, self.models | frozenset(map(str, new)))
-
-
-class Record(NamedTuple):
-    key: str              # the run's swept values (`sweep_params`, canonical JSON)
-    fixed: str            # the runner's result-changing flags (`sweep_fixed`)
-    status: str
-    value: float | None   # the metric asked for; None when not recorded (or NaN)
-    run_id: str
-    model: str | None
-    epochs: int = 0       # epochs trained
-
-
-def sweep_records(folder: Path, metric: str | None):
-    """A `Record` of each run of a sweep folder that the runner started; an unreadable
-    record is left out (it counts as not finished)."""
-    for run in list_runs(str(folder)):
-        try:
-            summary = run.read_summary()
-        except RecordError:
-            continue
-        key = summary.get("sweep_params")
-        if not isinstance(key, str):
-            continue
-        value = summary.get(metric) if metric else None
-        value = float(value) if isinstance(value, (int, float)) and value == value else None
-        epochs = summary.get("epochs")
-        yield Record(key, summary.get("sweep_fixed") or "{}", effective_status(summary, run.path), value, run.id,
-                     summary.get("model"), epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 0)
-
-
-# A run in one of these states is done: a later invocation never starts its configuration again
-# (`stopped`: ended by the sweep's early termination, with its test numbers).
-DONE = ("finished", "stopped")
-RESUMABLE = ("interrupted", "crashed")  # continued by the next invocation from their last.pt
-
-
-def existing(folder: Path, metric: str | None) -> dict[str, tuple[str, float | None, str]]:
-    """run key (the swept values and the runner's result-changing flags, one per line) ->
-    (status, metric value, run id) of the runs already in a sweep folder. A finished (or
-    stopped) run wins over failed attempts of the same configuration."""
-    out = {}
-    for r in sweep_records(folder, metric):
-        full = f"{r.key}\n{r.fixed}"
-        if full not in out or r.status in DONE:
-            out[full] = (r.status, r.value, r.run_id)
-    return out
 
 
 def _finished(folder: Path, metric: str, models: set) -> dict[str, list[float]]:

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import warnings
-from pathlib import Path
 
 from bench.config.run_keys import FIELDS, coerce, validate_value
 from bench.core.errors import UsageError
@@ -118,37 +117,23 @@ def pinned(key: str, raw) -> dict:
     return {"value": value}
 
 
-def failed_tools(sweep_dir: Path, run_id: str) -> list[str]:
+def failed_tools(summary: dict) -> list[str]:
     """Evaluation tools that failed in a run (its results are kept; the tool can be re-run)."""
-    from bench.records.store import RecordError, RunDir
-
-    try:
-        summary = RunDir(sweep_dir / run_id).read_summary() if run_id and run_id != "?" else {}
-    except RecordError:
-        return []
     return sorted(k.split("/")[0] for k, v in summary.items() if k.endswith("/failed") and v)
 
 
-def collapse_note(sweep_dir: Path, run_id: str) -> str | None:
+def collapse_note(summary: dict) -> str | None:
     """`COLLAPSED` or `POSTERIOR COLLAPSE` for a run whose numbers describe a constant or the
     prior (`bench.records.health`), else None."""
     from bench.records.health import collapse_words
-    from bench.records.store import RecordError, RunDir
 
-    try:
-        words = collapse_words(RunDir(sweep_dir / run_id).read_summary()) if run_id and run_id != "?" else None
-    except RecordError:
-        return None
+    words = collapse_words(summary) if summary else None
     return words.split(" (")[0] if words else None
 
 
-def stop_note(sweep_dir: Path, run_id: str) -> str:
+def stop_note(summary: dict) -> str:
     """`after epoch N: <the rule's reason>` of a run stopped early."""
-    from bench.records.store import RecordError, RunDir
-
-    try:
-        summary = RunDir(sweep_dir / run_id).read_summary()
-    except RecordError:
+    if not summary:
         return "stopped early"
     return f"after epoch {summary.get('stopped_epoch')}: {summary.get('stop_reason')}"
 

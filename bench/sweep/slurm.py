@@ -145,7 +145,7 @@ def submit(args, sweep, rest: list[str], command: list[str] | None = None, table
 
 def follow(job: str, sweep) -> int:
     """One line per run as it ends, until no task of the array is left; Ctrl-C cancels the array."""
-    from bench.sweep.best import DONE, existing
+    from bench.sweep.ledger import DONE, existing
 
     started, seen = time.time(), {}
     before = {run_id: status for status, _, run_id in existing(sweep.dir, sweep.metric).values()}
@@ -173,7 +173,7 @@ def follow(job: str, sweep) -> int:
 
 def closing(sweep) -> int:
     """The runner's closing line for the whole sweep folder, and each run left unfinished with its log."""
-    from bench.sweep.best import DONE, existing
+    from bench.sweep.ledger import DONE, existing
 
     now = existing(sweep.dir, sweep.metric)
     counts = {}
