@@ -57,13 +57,16 @@ def resolve_run(overrides: dict) -> tuple[RunSpec, object]:
     run = find_run(str(overrides["resume"]), overrides.get("runs_dir", "runs"))
     run.lock()  # held until this process ends: two resumes of one run never both train it
     saved = from_record(run.read_config())
-    for key, value in canonical(overrides).items():
-        if key in RESUME_FREE_KEYS or key not in saved:
-            continue
-        mine = resolve(dict(saved, **{key: value})).to_dict()[key]
-        if mine != saved[key]:
+    # One resolution: the record, with the keys given again and those that may change; each key
+    # given again must resolve to the recorded value.
+    given = {k: v for k, v in canonical(overrides).items() if k not in RESUME_FREE_KEYS and k in saved}
+    may_change = {k: v for k, v in overrides.items() if k in RESUME_FREE_KEYS and k != "config"}
+    spec = resolve(dict(saved, **given, **may_change))
+    mine = spec.to_dict()
+    for key in given:
+        if mine[key] != saved[key]:
             free = ", ".join(sorted(RESUME_FREE_KEYS - {"resume", "config"}))
-            raise UsageError(f"--resume {run.id}: --{key.replace('_', '-')} {mine!r} differs from the run's "
+            raise UsageError(f"--resume {run.id}: --{key.replace('_', '-')} {mine[key]!r} differs from the run's "
                              f"{saved[key]!r}; resume with the same config (only {free} may change)")
     summary = run.read_summary()
     status = effective_status(summary, run.path)
@@ -74,8 +77,7 @@ def resolve_run(overrides: dict) -> tuple[RunSpec, object]:
     if status == "stopped":
         raise UsageError(f"--resume {run.id}: the run was stopped early by its sweep's early termination "
                          f"({summary.get('stop_reason')}); it is done: start a new run instead")
-    saved.update({k: v for k, v in overrides.items() if k in RESUME_FREE_KEYS and k != "config"})
-    return resolve(saved), run
+    return spec, run
 
 
 def build(spec: RunSpec, seconds: dict | None = None):
@@ -104,7 +106,12 @@ def build(spec: RunSpec, seconds: dict | None = None):
 
 def check_size(cfg) -> None:
     """Refuse a model too large for memory before allocating it: it is first built on the
-    meta device (no memory, no random numbers drawn) and its parameters counted."""
+    meta device (no memory, no random numbers drawn) and its parameters counted.
+
+    This second build is deliberate: counting needs the built modules, and the real build
+    allocates and initialises every weight, so a model too large for memory would take the
+    machine down before it could be refused. On meta it costs milliseconds and draws nothing
+    from the random stream, so the real build's weights are those of a run without the check."""
     import psutil
 
     from registry import build_model, count_params, on_meta
