@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import load_local, unreadable_note
+from analysis import tables
 from analysis.page import CSS
 from analysis.tables import ci95, collapsed_runs, one_per_seed
 from bench.core.errors import UsageError, exit_usage
@@ -169,21 +170,18 @@ def _shown(table: pd.DataFrame, style: str) -> tuple[list[str], list[list[str]]]
     return head, body
 
 
-# Written here rather than with pandas' to_markdown/to_latex: the cells are already rendered
-# per output (best in bold, `±`, marks for collapsed or unranked rows), which pandas would
-# escape; its to_markdown also needs the `tabulate` package, which the project does not install.
+# The cells are rendered per output first (best in bold, `±`, marks for collapsed or unranked
+# rows); the project's one markdown writer and pandas' LaTeX writer then lay them out.
 def to_markdown(table: pd.DataFrame) -> str:
     head, body = _shown(table, "md")
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in body])
+    return tables.to_markdown(pd.DataFrame(body, columns=head))
 
 
 def to_latex(table: pd.DataFrame) -> str:
     head, body = _shown(table, "tex")
     esc = lambda s: s.replace("_", r"\_").replace("%", r"\%")  # noqa: E731
-    lines = [r"\begin{tabular}{" + "l" * len(head) + "}", r"\toprule", " & ".join(map(esc, head)) + r" \\",
-             r"\midrule"] + [" & ".join(esc(c) if "\\" not in c else c for c in r) + r" \\" for r in body]
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
+    cells = [[esc(c) if "\\" not in c else c for c in r] for r in body]
+    return tables.to_latex(pd.DataFrame(cells, columns=[esc(h) for h in head]), escape=False)
 
 
 def to_csv(tables: dict) -> str:

@@ -255,13 +255,21 @@ def md_cell(value) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """A frame as a markdown table, every cell through `md_cell` (pandas' to_markdown needs the
-    `tabulate` package, which the project does not install, and escapes nothing)."""
+    """A frame as a markdown table, every cell through `md_cell`: the one markdown writer of the
+    project's tables (reports, tables, the leaderboard). Not pandas' `to_markdown`: it needs the
+    `tabulate` package, escapes nothing, and pads every cell to its column's width, which costs
+    a report limited to 7,500 characters (the assignments' limit) hundreds of them. LaTeX goes
+    through pandas' `to_latex` (`to_latex` below)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(md_cell(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, r in df.iterrows():
         lines.append("| " + " | ".join(md_cell(r[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def to_latex(df: pd.DataFrame, escape: bool = True) -> str:
+    """A frame as a booktabs LaTeX tabular, by pandas (`escape=False`: its cells are LaTeX already)."""
+    return df.to_latex(index=False, escape=escape, column_format="l" * len(df.columns))
 
 
 def render(summary, group_by, metrics, fmt: str) -> str:
@@ -271,7 +279,7 @@ def render(summary, group_by, metrics, fmt: str) -> str:
         return summary[[c for c in summary.columns if not c.endswith("_values")]].to_csv(index=False)
     table = display(summary, group_by, metrics)
     if fmt == "latex":
-        return table.to_latex(index=False, escape=True)
+        return to_latex(table)
     return to_markdown(table)
 
 

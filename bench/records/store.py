@@ -1,4 +1,5 @@
-"""The local run store: one directory per run, safe to read while runs are writing.
+"""The local run store, on disk: one directory per run, its files written safely and read safely
+while runs are writing (what a run logs goes through `bench.records.track`, which writes here).
 
     runs/<run_id>/
       config.json     resolved config (written once, atomically)
@@ -34,8 +35,6 @@ from bench.core.files import (atomic_write_json, atomic_write_text, check_plain_
 
 HEARTBEAT_SECONDS = 10
 STALE_SECONDS = 120  # a remote run silent this long is considered crashed
-
-
 
 
 class RecordError(UsageError):

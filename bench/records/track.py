@@ -1,4 +1,5 @@
-"""Experiment tracking: the local run store and W&B behind one small interface.
+"""What a run logs as it trains, sent to the local run store (`bench.records.store`, the files)
+and to W&B behind one small interface.
 
 `Tracking` fans every call out to its trackers. The W&B tracker imports wandb lazily,
 logs per-epoch rows with `epoch` as the x axis, and never stops a run: if W&B cannot

@@ -23,7 +23,7 @@ STATES = {"running": "running", "finished": "finished", "stopped": "killed", "fa
           "crashed": "crashed", "interrupted": "preempted"}
 
 
-def check(cfg: dict, where: str) -> None:
+def check_rule(cfg: dict, where: str) -> None:
     """Refuse an `early_terminate` the local runner cannot honour, in one line: a type other
     than hyperband, no metric, a metric not logged every epoch, or bands that come out empty."""
     et = cfg.get("early_terminate")

@@ -262,7 +262,7 @@ def _run_suite(args, rest) -> int:
     suite, overrides, models, datasets = _plan(args, rest)
     if args.slurm is not None:
         from bench.sweep import slurm
-        slurm.check(args, local=f"python -m bench.suite {args.suite} --scale {args.scale} --workers auto")
+        slurm.check_request(args, local=f"python -m bench.suite {args.suite} --scale {args.scale} --workers auto")
     args.workers, args.count = parse_workers(args.workers), None
     print(f"suite {args.suite} at scale {args.scale}: {len(models)} families x {len(datasets)} datasets x "
           f"{len(suite.get('seeds') or [0, 1, 2])} seeds; budget: {budget_text(suite, args.scale, datasets)}",

@@ -101,7 +101,7 @@ class Sweep:
         """The runner's flags that change this run's results (`--limit-train`, carried values)."""
         return fixed_identity(dict(self.overrides, **self.carried_flags(params)))
 
-    def key(self, params) -> str:
+    def run_key(self, params) -> str:
         """What a finished run stands for: its swept values and the result-changing flags."""
         return f"{config_key(params)}\n{self.identity(params)}"
 
@@ -115,7 +115,7 @@ class Sweep:
                        self.carried_reason(params) or None, rule)
 
     def lock_path(self, params) -> Path:
-        return self.dir / "locks" / (hashlib.sha1(self.key(params).encode()).hexdigest()[:16] + ".lock")
+        return self.dir / "locks" / (hashlib.sha1(self.run_key(params).encode()).hexdigest()[:16] + ".lock")
 
     def launch(self, params, slot, lock_fd, resume: str | None = None):
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -149,7 +149,7 @@ class Sweep:
         fd = try_lock(self.lock_path(params))
         if fd is None:
             return None
-        status, _, run_id = self.ledger.existing().get(self.key(params), (None, None, None))
+        status, _, run_id = self.ledger.existing().get(self.run_key(params), (None, None, None))
         if status in DONE:
             os.close(fd)
             return None
@@ -169,7 +169,7 @@ class Sweep:
         skipped = 0
         for i, params in enumerate(runs, 1):
             cmd = command_for(params, self.fixed + self.carried_args(params), self.name, str(self.dir))
-            status = before.get(self.key(params), (None,))[0]
+            status = before.get(self.run_key(params), (None,))[0]
             skipped += status in DONE
             print(f"{i:3d}  " + shlex.join(cmd[1:]) + (f"   # {status} already: skipped" if status in DONE else ""))
         print(f"{len(runs)} runs" + (f", {skipped} of them done already (skipped)" if skipped else "")
@@ -211,8 +211,8 @@ class Sweep:
         atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.cfg, sort_keys=False))
         prior = self.ledger.existing()
         finished = [(json.loads(k.split("\n")[0]), k, m, s) for k, (s, m, _) in prior.items() if s in DONE]
-        done = [(p, m, s) for p, k, m, s in finished if in_space(p, self.cfg) and k == self.key(p)]
-        other = sum(1 for p, k, *_ in finished if k != self.key(p))
+        done = [(p, m, s) for p, k, m, s in finished if in_space(p, self.cfg) and k == self.run_key(p)]
+        other = sum(1 for p, k, *_ in finished if k != self.run_key(p))
         self.say_size()
         total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
         print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
@@ -242,7 +242,7 @@ class Sweep:
             self._launch_all(done, failed, elsewhere, stop, report)
         bar.close()
         now = self.ledger.existing()
-        other = [p for p in elsewhere if now.get(self.key(p), (None,))[0] != "finished"]
+        other = [p for p in elsewhere if now.get(self.run_key(p), (None,))[0] != "finished"]
         stopped = sum(1 for _, _, s in done if s == "stopped")
         print(f"sweep {self.name}: {len(done) - stopped} finished, "
               + (f"{stopped} stopped early by {self.cfg['early_terminate']['type']} "
@@ -299,7 +299,7 @@ class Sweep:
 
     def _outcome(self, params, proc, log, t0, done: list, failed: list) -> str:
         """Record a finished process's run as done or failed; its one-line summary."""
-        status, metric, run_id = self.ledger.existing().get(self.key(params), ("failed", None, "?"))
+        status, metric, run_id = self.ledger.existing().get(self.run_key(params), ("failed", None, "?"))
         summary = self.ledger.summary(run_id)
         tools = failed_tools(summary)
         collapsed = collapse_note(summary) if status in DONE else None

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         if not args.runs_dir.strip():
             raise UsageError("--runs-dir: empty; give a folder (or leave the flag out for 'runs')")
         if args.slurm is not None:
-            slurm.check(args)
+            slurm.check_request(args)
         sweep = _sweep_from(args, rest)
         if args.search_seed is not None:
             seed_search(args.search_seed + int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0))

@@ -44,7 +44,7 @@ def load_sweep(path: str) -> dict:
         if not isinstance(spec, dict):
             raise UsageError(f"{path}: invalid sweep config: parameter {name!r} must be a mapping such as {{values: [...]}}, "
                              f"got {type(spec).__name__}")
-    stopping.check(cfg, path)  # before the schema: an early_terminate type is refused with the valid ones
+    stopping.check_rule(cfg, path)  # before the schema: an early_terminate type is refused with the valid ones
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         violations = sweeps.schema_violations_from_proposed_config(cfg)

@@ -40,7 +40,7 @@ def add_arguments(p, agent: bool = True) -> None:
                        help="tasks run `wandb agent` on this W&B sweep instead of the local runner")
 
 
-def check(args, local: str | None = None) -> None:
+def check_request(args, local: str | None = None) -> None:
     """Bad input, refused in one line before anything is written or submitted. `local`: the
     command that runs the same work on this machine (said where there is no Slurm)."""
     if args.slurm < 1:

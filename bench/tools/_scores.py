@@ -85,6 +85,26 @@ def kid(real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator) -> t
     return float(values.mean()), float(values.std())
 
 
+def basic_interval(statistic, value: float, n_a: int, n_b: int, draws: int, g: torch.Generator,
+                   device="cpu", level: float = 0.95) -> tuple[float, float]:
+    """The basic (reverse-percentile) bootstrap interval of a two-sample `statistic(i, j)` of index
+    tensors, both samples resampled with replacement `draws` times: (2 v - q_hi, 2 v - q_lo), as
+    `scipy.stats.bootstrap(..., method="basic")` computes it (a test compares the two).
+
+    Not scipy's own function: it draws its resamples with numpy on the host, while these
+    statistics index features that live on the run's device (a GPU) through torch; and its other
+    draws would move the intervals of every recorded run for no gain."""
+    boot = []
+    for _ in range(draws):
+        i = torch.randint(n_a, (n_a,), generator=g).to(device)
+        j = torch.randint(n_b, (n_b,), generator=g).to(device)
+        boot.append(float(statistic(i, j)))
+    tail = (1 - level) / 2
+    q_lo, q_hi = torch.quantile(torch.tensor(boot, dtype=torch.float64),
+                                torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return 2 * value - q_hi, 2 * value - q_lo
+
+
 @torch.no_grad()
 def score_each(space, real: torch.Tensor, fakes: dict, seed: int = 0) -> dict[str, Score]:
     """{name: Score of fakes[name] against `real`} in a feature space (`.members`: networks
@@ -99,14 +119,10 @@ def score_each(space, real: torch.Tensor, fakes: dict, seed: int = 0) -> dict[st
         fd = sum(values) / len(values)
         g = torch.Generator().manual_seed(seed)
         draws = RESAMPLES if real_f[0].shape[1] <= 512 else RESAMPLES_WIDE
-        boot = []
-        for _ in range(draws):
-            i = torch.randint(len(real), (len(real),), generator=g).to(real_f[0].device)
-            j = torch.randint(len(fake), (len(fake),), generator=g).to(real_f[0].device)
-            boot.append(sum(frechet_distance(f[j], r[i]) for f, r in zip(fake_f, real_f)) / len(values))
-        q_lo, q_hi = torch.quantile(torch.tensor(boot, dtype=torch.float64),
-                                    torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-        lo, hi = max(0.0, 2 * fd - q_hi), 2 * fd - q_lo  # the basic bootstrap: see the module
+        lo, hi = basic_interval(
+            lambda i, j: sum(frechet_distance(f[j], r[i]) for f, r in zip(fake_f, real_f)) / len(values),
+            fd, len(real), len(fake), draws, g, real_f[0].device)
+        lo = max(0.0, lo)  # a distance: the interval never reaches below 0
         k = [kid(r, f, g) for r, f in zip(real_f, fake_f)]
         out[name] = Score(fd, (max(values) - min(values)) / fd if fd > 0 else 0.0, lo, hi,
                           sum(m for m, _ in k) / len(k), sum(s for _, s in k) / len(k))
