@@ -65,7 +65,7 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     # ones a filled ./data could mislead; the whole suite would run itself inside itself) pass
     # beside the ./data the main job just filled.
     env.pop("AEBENCH_CONFIG")
-    t = subprocess.run(["bash", "-c", ". .venv/bin/activate && python -m pytest -q -n 0 tests/test_data.py -k 'not smoke'"],
+    t = subprocess.run(["bash", "-c", ". .venv/bin/activate && python -m pytest -q -n 0 tests/data/test_data.py -k 'not smoke'"],
                        cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert t.returncode == 0 and " passed" in t.stdout, t.stdout[-3000:] + t.stderr[-1000:]
     assert _installed() == before  # this environment is as it was

@@ -219,7 +219,7 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
 def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
     """A dataset defined in a new file of bench/data, with a key and a fixture of its own, is
     listed, its key is on the command line for it alone, and the generated dataset test
-    (tests/test_data.py, unedited) loads it from the files its fixture writes."""
+    (tests/data/test_data.py, unedited) loads it from the files its fixture writes."""
     (tmp_path / "zz_probe_data.py").write_text(
         "from dataclasses import dataclass\n"
         "from pathlib import Path\n"
@@ -244,7 +244,7 @@ def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
         f"bench.data.__path__.append({str(tmp_path)!r})\n")
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "",
                         "--rootdir", str(tmp_path), "-c", os.devnull, "--confcutdir", str(tmp_path),
-                        "-p", "conftest", str(ROOT / "tests" / "test_data.py"), "-k", "zz_probe_data"],
+                        "-p", "conftest", str(ROOT / "tests" / "data" / "test_data.py"), "-k", "zz_probe_data"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, PYTHONPATH=f"{tmp_path}:{ROOT}:{ROOT / 'tests'}"))
     assert "1 passed" in p.stdout, p.stdout[-2000:] + p.stderr[-1000:]
@@ -314,7 +314,7 @@ register_task("zz_flip", targets=None, test_keys=frozenset({"flip_mse"}), autoen
 def test_a_new_task_is_one_file_picked_up_by_the_help_the_generated_tests_and_the_suite(tmp_path):
     """A task kind defined in one new file of bench/tasks (with the model that trains it), with no
     edit anywhere else: `--task` offers it, a run trains and evaluates it, the generated model
-    tests (tests/test_models.py, unedited) build and check its model, and the suite's `all`
+    tests (tests/models/test_models.py, unedited) build and check its model, and the suite's `all`
     takes its model. The file lives in a folder of this test's own, added to the package's
     search path, so the source tree is untouched."""
     (tmp_path / "zz_flip.py").write_text(ZZ_TASK)
@@ -341,7 +341,7 @@ def test_a_new_task_is_one_file_picked_up_by_the_help_the_generated_tests_and_th
         f"bench.tasks.__path__.append({str(tmp_path)!r})\n")
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "",
                         "--rootdir", str(tmp_path), "-c", os.devnull, "--confcutdir", str(tmp_path),
-                        "-p", "conftest", str(ROOT / "tests" / "test_models.py"), "-k", "zz_flip_model"],
+                        "-p", "conftest", str(ROOT / "tests" / "models" / "test_models.py"), "-k", "zz_flip_model"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, PYTHONPATH=f"{tmp_path}:{ROOT}:{ROOT / 'tests'}"))
     assert " passed" in p.stdout and "failed" not in p.stdout, p.stdout[-2000:] + p.stderr[-1000:]

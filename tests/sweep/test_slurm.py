@@ -12,9 +12,24 @@ from conftest import run_cli
 
 
 def _cluster() -> str | None:
-    """None when a Slurm controller answers with an idle node, else why not."""
+    """None when a Slurm controller answers with an idle node, else why not. The controller's
+    port is tried first: where none listens, `sinfo` would wait seconds to say so, in every
+    process that collects this file."""
+    import re
+    import socket
+
     if shutil.which("sbatch") is None:
         return "no sbatch on PATH (start a single-node Slurm with scripts/slurm_start.sh)"
+    try:
+        conf = open(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).read()
+    except OSError:
+        return "no /etc/slurm/slurm.conf (start a single-node Slurm with scripts/slurm_start.sh)"
+    host = (re.search(r"^\s*SlurmctldHost=([^\s(]+)", conf, re.M) or [None, "localhost"])[1]
+    port = int((re.search(r"^\s*SlurmctldPort=(\d+)", conf, re.M) or [None, 6817])[1])
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as e:
+        return f"no Slurm controller answers on {host}:{port} ({e.strerror or e}; scripts/slurm_start.sh starts one)"
     try:
         p = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -22,7 +37,8 @@ def _cluster() -> str | None:
     return None if p.returncode == 0 and p.stdout.strip() else f"no Slurm node up ({p.stderr.strip()[:80]})"
 
 
-needs_slurm = pytest.mark.skipif(_cluster() is not None, reason=str(_cluster()))
+WHY_NOT = _cluster()
+needs_slurm = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
 GRID = """name: {name}
 program: run.py
 method: grid

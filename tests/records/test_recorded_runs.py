@@ -1,4 +1,4 @@
-"""Runs recorded before the two-level configuration (tests/data/recorded/, written by the
+"""Runs recorded before the two-level configuration (tests/records/recorded/, written by the
 code of that time: `noise_std`, `kl_weight`, a flat checkpoint config) still load, train on,
 evaluate and show up in analysis under today's key names."""
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import ROOT, run_inproc
 
-RECORDED = ROOT / "tests" / "data" / "recorded"
+RECORDED = ROOT / "tests" / "records" / "recorded"
 FINISHED = "20261130-030301-mlp_vae-synthetic-0556eb"  # mlp_vae, --mlp-dims 8,2 --kl-weight 0.5 --noise-std 0.1
 STOPPED = "20261130-030321-dae-synthetic-cad8a5"  # dae, --noise-std 0.2, SIGTERM at test evaluation
 
