@@ -372,7 +372,7 @@ def test_the_sweep_console_relays_its_runs_long_one_off_work(tmp_path, capsys):
 def test_a_sweep_on_a_cold_cache_says_what_its_runs_are_making(tmp_path):
     y = tmp_path / "cold.yaml"
     y.write_text("name: cold\nprogram: run.py\nmethod: grid\nmetric: {name: val/loss, goal: minimize}\nparameters:\n"
-                 "  model: {value: ae}\n  dataset: {value: synthetic}\n  epochs: {value: 1}\n"
+                 "  model: {value: ae}\n  dataset: {value: synthetic_rgb}\n  epochs: {value: 1}\n"
                  "  eval: {value: [sample]}\n  seed: {values: [0, 1]}\n")
     p = run_cli([y, "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", 200, "--limit-test", 64,
                  "--workers", 2], cwd=tmp_path, script="bench.sweep", env={"AEBENCH_CACHE": str(tmp_path / "cache")})

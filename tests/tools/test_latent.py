@@ -115,11 +115,13 @@ def test_eval_all_through_run_py_records_every_tool(tmp_path):
     assert (run.path / "embeddings.csv").exists()
 
 
-def test_tools_skip_what_does_not_apply(tmp_path):
+def test_a_masked_model_records_its_error_by_mask_ratio_and_its_samples_score_in_the_shipped_space(tmp_path):
     assert run_inproc(quick(tmp_path, "--eval", "sample,collapse,occlusion", model="mcae", epochs=1)) == 0
     s = only_run(tmp_path).read_summary()
-    assert "sample/skipped" in s and "collapse/skipped" in s
+    assert not [k for k, v in s.items() if k.endswith(("/skipped", "/failed")) and v], s
     assert "occlusion/mse@mask0.5" in s  # masked model: error vs mask ratio
+    assert s["sample/fd_features"].startswith("synthetic-shipped-")  # the smoke images' networks ship too
+    assert s["sample/ex_post_fd_lo"] <= s["sample/ex_post_fd"] <= s["sample/ex_post_fd_hi"]
 
 
 def test_standalone_evaluate_on_a_finished_run(tmp_path):
