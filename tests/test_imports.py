@@ -79,7 +79,7 @@ def loaded_by(module: str) -> set[str]:
     return set(json.loads(p.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a fresh interpreter per module of the project (about 90 imports of torch)")
 def test_every_module_imports_alone_and_loads_what_its_source_says(graph):
     with ThreadPoolExecutor(max_workers=2) as pool:
         loaded = dict(zip(MODULES, pool.map(loaded_by, MODULES)))
@@ -489,3 +489,13 @@ def test_a_tiny_run_never_imports_matplotlib(tmp_path):
     assert "| bench.run.runner" in p.stderr  # importtime's report is there ...
     assert not [line for line in p.stderr.splitlines() if line.rstrip().endswith("| matplotlib")]  # ... without it
     assert list((tmp_path / "runs").glob("*/figures/reconstructions.png"))
+
+
+def test_every_slow_check_says_why_it_is_slow():
+    """A test kept out of the README's test command says in its marker what makes it slow."""
+    import re
+
+    bare = [f"{p.relative_to(ROOT)}:{n}" for p in (ROOT / "tests").rglob("test_*.py")
+            for n, line in enumerate(p.read_text().splitlines(), 1)
+            if re.search(r"pytest\.mark\.slow(?!\(reason=)", line)]
+    assert not bare, bare

@@ -98,7 +98,7 @@ def _registered():
     return sorted(n for n, e in registry.MODELS.items() if not e.hidden)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="every registered model trained, then every tool that applies (one case per model)")
 @pytest.mark.parametrize("name", _registered())
 def test_every_model_trains_and_runs_every_tool_that_applies(tmp_path, name):
     """Generated from the registry: one tiny epoch, then `--eval all`; every tool that applies

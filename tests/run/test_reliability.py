@@ -64,7 +64,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert len(list((tmp_path / "wandb").glob(f"offline-run-*-{run.id}"))) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a real run process signalled mid-epoch (SIGINT and SIGTERM)")
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_marks_interrupted_and_exits_nonzero(tmp_path, sig, code):
     proc = _spawn(ARGS + ["--runs-dir", tmp_path / "runs", "--wandb", "disabled"], cwd=tmp_path)
@@ -110,7 +110,7 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert [r["epoch"] for r in run.read_metrics()] == [1]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="several run processes writing one store at once")
 def test_concurrent_runs_share_a_store(tmp_path):
     from analysis.load import load_runs
 
@@ -159,7 +159,7 @@ def test_dead_running_run_reads_as_crashed(tmp_path):
     live.stop_heartbeat()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="waits out an unreachable W&B server's probe")
 def test_wandb_unreachable_run_goes_on(tmp_path):
     # No shortened init timeout here: the server is probed first, so the run never waits
     # on wandb's own 90 s timeout, and the hint names the offline folder it wrote.
@@ -215,7 +215,7 @@ def test_a_hung_server_is_found_within_the_deadline(hung_server, monkeypatch, re
         assert "did not answer within 0.5 s" in reason
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="waits out a W&B server that never answers")
 def test_a_hung_wandb_server_costs_seconds_and_the_run_logs_offline(tmp_path, hung_server):
     env = {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": hung_server}
     t0 = time.time()
@@ -246,8 +246,11 @@ def _whole(folder):
     assert run_cli(STALE + ["--runs-dir", folder / "runs"], cwd=folder).returncode == 0
 
 
-@pytest.mark.parametrize("point", ["checkpointed@3", "logged@3", pytest.param("checkpointed@2", marks=pytest.mark.slow),
-                                   pytest.param("logged@2", marks=pytest.mark.slow)])
+KILL_SLOW = "a real run killed between two writes of an epoch, resumed, and set against an uninterrupted one"
+
+
+@pytest.mark.parametrize("point", ["checkpointed@3", "logged@3", pytest.param("checkpointed@2", marks=pytest.mark.slow(reason=KILL_SLOW)),
+                                   pytest.param("logged@2", marks=pytest.mark.slow(reason=KILL_SLOW))])
 def test_a_kill_between_an_epochs_row_and_its_summary_resumes_to_the_same_summary(tmp_path, point):
     from conftest import built_once
 

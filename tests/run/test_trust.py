@@ -148,7 +148,7 @@ PHASES = [("wandb_init", "SIGINT", "0.2", 130), ("wandb_init", "SIGTERM", "", 14
           ("eval:probe", "SIGTERM", "", 143)]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a real run signalled at each of its phases, each resumed (one case per phase)")
 @pytest.mark.parametrize("phase,sig,delay,code", PHASES, ids=[f"{p[0]}-{p[1]}" for p in PHASES])
 def test_a_stop_at_any_phase_is_recorded_and_resumable(tmp_path, phase, sig, delay, code):
     fault = f"{phase}:{sig}" + (f":{delay}" if delay else "")
@@ -234,7 +234,7 @@ def test_two_runners_on_one_sweep_run_each_configuration_once(tmp_path):
     assert all(s == "finished" for _, s in runs)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a sweep runner killed while its runs go on, then restarted")
 def test_a_restarted_runner_never_relaunches_a_configuration_still_running(tmp_path):
     y = tmp_path / "g1.yaml"
     y.write_text((GRID3 % 5000).replace("[4, 8, 16]", "[4]").replace("g3", "g1"))  # still running when checked
@@ -258,7 +258,7 @@ def test_a_restarted_runner_never_relaunches_a_configuration_still_running(tmp_p
     assert run.read_summary()["status"] == "interrupted"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="two processes racing to resume one run")
 def test_two_resumes_of_one_run_never_both_train(tmp_path):
     args = quick(tmp_path, epochs=3)
     assert run_inproc(args[:5] + ["1"] + args[6:]) == 0  # one epoch of a three-epoch config

@@ -6,7 +6,7 @@ import pytest
 from conftest import run_cli
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="the speed benchmark's three loops on real Fashion-MNIST")
 def test_speed_benchmark_loops_do_identical_work(tmp_path, fashion_root):
     out = tmp_path / "speed.json"
     p = run_cli(["--data-root", fashion_root, "--cases", "mlp_vae", "--limit-train", 1500, "--repeats", 1,
@@ -21,7 +21,7 @@ def test_speed_benchmark_loops_do_identical_work(tmp_path, fashion_root):
     assert "c/b" in p.stdout and "mlp_vae 784-400-20" in p.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="timed pairs of a tiny run and the bare script")
 def test_startup_benchmark_pairs_a_tiny_run_with_the_bare_script(tmp_path, fashion_root):
     out = tmp_path / "startup.json"
     p = run_cli(["--startup", "--pairs", 2, "--data-root", fashion_root, "--out", out], cwd=tmp_path,
@@ -34,7 +34,7 @@ def test_startup_benchmark_pairs_a_tiny_run_with_the_bare_script(tmp_path, fashi
     assert "median of 2 pairs" in p.stdout and "imports beyond the bare script" in p.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="ten timed epochs of a run beside a bare loop")
 def test_epoch_benchmark_sets_the_runs_epochs_beside_the_bare_loops(tmp_path, fashion_root):
     out = tmp_path / "epoch.json"
     # 10 epochs, not 6: on a busy machine the run's start-up can outlast the bare loop's first epochs

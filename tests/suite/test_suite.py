@@ -263,7 +263,7 @@ def test_the_leaderboard_is_logged_as_a_wandb_table(tmp_path, monkeypatch):
     assert row["leaderboard/mnist/_type"] == "table-file" and row["leaderboard/mnist/nrows"] == 3
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="the tiny suite end to end on a copy of the checkout")
 def test_a_users_family_trains_in_the_tiny_suite_and_reaches_the_leaderboard(tmp_path):
     repo = _scratch_copy(tmp_path)
     (repo / "bench" / "models" / "tiny_user.py").write_text(USER_FAMILY)

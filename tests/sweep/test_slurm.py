@@ -125,7 +125,7 @@ def test_a_cancelled_array_resubmitted_completes_without_training_twice(tmp_path
     assert cut, "the cancel left no run to resume"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a Slurm array task killed by its time limit, then resubmitted")
 @pytest.mark.slurm
 @needs_slurm
 def test_a_task_killed_by_its_time_limit_is_resumed(tmp_path):

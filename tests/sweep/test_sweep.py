@@ -101,7 +101,7 @@ def _finished(runs_dir):
     return sorted(f[f["status"] == "finished"]["run_id"]) if len(f) else []
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a sweep runner killed and restarted over four real runs")
 def test_four_run_sweep_with_two_workers_and_restart(tmp_path):
     y = tmp_path / "s4.yaml"
     y.write_text(SWEEP4 % 6)
@@ -368,7 +368,7 @@ def test_the_sweep_console_relays_its_runs_long_one_off_work(tmp_path, capsys):
                    "  [model=vae seed=2] sample: training feature network seed 1 ..."], out
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="trains the sample score's three feature networks on a cold cache")
 def test_a_sweep_on_a_cold_cache_says_what_its_runs_are_making(tmp_path):
     y = tmp_path / "cold.yaml"
     y.write_text("name: cold\nprogram: run.py\nmethod: grid\nmetric: {name: val/loss, goal: minimize}\nparameters:\n"

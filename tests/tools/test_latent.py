@@ -40,7 +40,7 @@ def trained(tmp_path, model_name, dataset="synthetic", epochs=3, data_root="./da
     return model.eval(), data, cfg, run
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a VAE trained on real Fashion-MNIST, then probed against a random encoder")
 def test_probe_trained_beats_random_and_encoder_is_untouched(tmp_path, fashion_root):
     # Random conv features are a strong probe baseline; the MLP VAE's are not, so it shows learning.
     kw = dict(dataset="fashion_mnist", data_root=fashion_root, limit_train=6000, limit_test=2000)
@@ -87,7 +87,7 @@ def test_interpolation_endpoints_match_reconstructions(tmp_path):
     assert (mid - path[0]).abs().mean() > 1e-3 and (mid - path[-1]).abs().mean() > 1e-3
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a VAE trained on real Fashion-MNIST, then three samplers scored")
 def test_ex_post_sampling_beats_the_prior_on_real_fashion(tmp_path, fashion_root, monkeypatch):
     from bench.tools import _features as sample_quality
 

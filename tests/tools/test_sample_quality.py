@@ -15,7 +15,7 @@ def fashion(tmp_path_factory):
     return load_data(resolve({"dataset": "fashion_mnist", "data_root": root, "limit_train": 2000, "seed": 0}))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="trains Fashion-MNIST's feature networks twice, unshipped")
 def test_feature_network_is_deterministic_cached_and_named(fashion, tmp_path, monkeypatch):
     from bench.tools._features import FEATURE_SEEDS, cache_dir, feature_networks
 
@@ -35,7 +35,7 @@ def test_feature_network_is_deterministic_cached_and_named(fashion, tmp_path, mo
     assert first.identity == again.identity == retrained.identity
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="trains Fashion-MNIST's feature networks, unshipped")
 def test_frechet_distance_ranks_reference_degradations(fashion):
     from torchvision.transforms.functional import gaussian_blur
 
@@ -55,7 +55,7 @@ def test_frechet_distance_ranks_reference_degradations(fashion):
     assert scores == sorted(scores) and len(set(scores)) == 4, scores  # real < noised < blurred < untrained
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="trains feature networks on CelebA-format attribute files")
 def test_on_an_attribute_dataset_the_networks_learn_all_the_attributes_at_once(tmp_path, monkeypatch):
     """CelebA: the networks are trained multi-label on all 40 attributes (one attribute, Smiling,
     left features that could not tell samplers apart), and predict them on unseen faces: here
@@ -99,7 +99,7 @@ def test_inception_asked_offline_falls_back_to_the_small_networks_in_one_line(tm
     assert s["sample/fd_features"].endswith("-s0.1.2") and s["sample/gmm_fd"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="InceptionV3 (torchmetrics' own) over real-size images, on the CPU")
 def test_inception_fid_runs_torchmetrics_own_inceptionv3_with_stand_in_weights(tmp_path, monkeypatch):
     """The `inception` path through the real torchmetrics and torch-fidelity code: only the
     weights are a stand-in (the InceptionV3 of torch-fidelity, randomly initialised, saved where
@@ -301,7 +301,7 @@ def _trained_ae(dataset: str, root: str, tmp_path):
     return load(rec["run_dir"])[0]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a conv AE trained on real MNIST / Fashion-MNIST, then 2,000 samples scored")
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
 def test_the_score_tells_real_from_good_samples_from_trivial_ones(dataset, tmp_path, mnist_root):
     """In the shipped networks: other real test images score far lower than a good model's GMM
