@@ -25,9 +25,6 @@ TOOL_KEYS = {"probe": ["probe/linear_acc", "probe/logistic_acc"], "embed": ["emb
                         "sample/score_space"],
              "occlusion": ["occlusion/max_rise"], "collapse": [],
              "nll": ["test/nll", "test/nll_se", "test/nll_mc_se", "test/nll_k", "test/neg_elbo"]}
-TASK_KEYS = {"reconstruct": ["test/mse", "test/psnr", "test/ssim", "test/snr"],
-             "denoise": ["test/mse", "test/snr", "test_noisy/psnr", "test_noisy/snr"],
-             "classify": ["test/acc"], "segment": ["test/dice", "test/iou"]}
 # Sweep-specific scale-downs: data sizes the tiny files hold, and what cannot run offline.
 EXTRA = {"celeba_models": ["--limit-train", "40", "--limit-test", "20"],
          "celeba_sparse_lambda": ["--limit-train", "40", "--limit-test", "20"],
@@ -63,7 +60,11 @@ def expected_keys(cfg: dict, params: dict) -> list[str]:
     model = params["model"]
     entry = MODELS[model]
     task = entry.task_of(entry.config(canonical(params)))  # noise level 0 is the plain-AE baseline
-    keys = list(TASK_KEYS[task])
+    from bench.config.tasks import TASKS, twin
+
+    keys = [f"test/{k}" for k in sorted(TASKS[task].test_keys)]  # what the run's task says it records
+    if twin(task, corrupted=False) != task:  # a corrupted twin (a denoiser) also scores its noisy inputs
+        keys += ["test_noisy/psnr", "test_noisy/snr", "test_noisy/input_psnr"]
     for tool in params.get("eval") or []:
         # The tiny CelebA copy holds fewer images than the feature networks' recipe: the tool refuses
         keys += ["sample/skipped"] if (tool, params["dataset"]) == ("sample", "celeba") else TOOL_KEYS[tool]
