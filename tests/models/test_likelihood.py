@@ -151,16 +151,18 @@ def test_the_nll_tool_scores_kept_checkpoints_as_a_curve(trained_vae, capsys):
     (["--model", "mlp_vae", "--eval", "nll", "--nll-k", "0"], "--nll-k"),
     (["--model", "mlp_vae", "--eval", "nll", "--nll-k", "10000000"], "--nll-k"),
 ])
-def test_the_tool_is_refused_in_one_line_where_it_is_not_defined(tmp_path, args, message):
+def test_the_tool_is_refused_in_one_line_where_it_is_not_defined(tmp_path, capsys, args, message):
+    """run.py's main, in this process (what a user's command runs): exit 2, one line, no run."""
     from formats import write_mnist
 
     write_mnist(tmp_path / "d", "MNIST", n_train=60, n_test=20)
     base = ["--dataset", "binarized_mnist", "--data-root", tmp_path / "d", "--epochs", 1,
             "--runs-dir", tmp_path / "runs", "--wandb", "disabled"]
-    p = run_cli(base + args, tmp_path)
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], p.stderr
+    capsys.readouterr()
+    assert run_inproc(base + args) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
