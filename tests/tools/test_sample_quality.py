@@ -111,6 +111,9 @@ def test_inception_fid_runs_torchmetrics_own_inceptionv3_with_stand_in_weights(t
 
     monkeypatch.setenv("AEBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("AEBENCH_OFFLINE", "1")
+    from bench.tools import _scores
+    monkeypatch.setattr(_scores, "RESAMPLES_WIDE", 2)  # each draw is a 2048-dim matrix square root: the path is
+    #                                                   # under test here, the interval's draws are tested below
     with monkeypatch.context() as m:  # build the architecture without its download
         m.setattr(tf, "load_state_dict_from_url", lambda *a, **k: {})
         m.setattr(tf.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state, *a, **k: None)
