@@ -17,6 +17,27 @@ from analysis.tables import budget, collapse_warning, few_seeds_warning, md_cell
 from bench.core.errors import UsageError
 
 
+NOISY_OUTPUT, NOISY_INPUT = "test_noisy/mse", "test_noisy/input_mse"
+
+
+def with_noisy_input(metrics: list, sub: pd.DataFrame) -> list:
+    """A table of denoised MSEs also shows the noisy input's own (the score of doing nothing), right
+    after them, where the runs recorded it."""
+    keys = [k for k, _ in metrics]
+    if NOISY_OUTPUT not in keys or NOISY_INPUT in keys or NOISY_INPUT not in sub or not sub[NOISY_INPUT].notna().any():
+        return metrics
+    at = keys.index(NOISY_OUTPUT) + 1
+    return metrics[:at] + [(NOISY_INPUT, "noisy input MSE (doing nothing)")] + metrics[at:]
+
+
+def versus_input(model_mse: float, input_mse: float) -> str:
+    """How a denoiser's output compares with its noisy input: a model that makes it worse is marked."""
+    if model_mse != model_mse or input_mse != input_mse or input_mse <= 0:
+        return "-"
+    ratio = model_mse / input_mse
+    return f"WORSE than its input (x{ratio:.2f} its MSE)" if ratio > 1 else f"x{ratio:.2f} its input's MSE"
+
+
 def _table_block(frame, block, template) -> tuple[str, object]:
     """(markdown, display frame or None) of one template table."""
     from analysis.blocks import metric_spec, select
@@ -35,6 +56,7 @@ def _table_block(frame, block, template) -> tuple[str, object]:
     if not metrics:
         return f"_{block.caption}: the runs of {where} recorded none of " \
                f"{', '.join(metric_spec(m)[0] for m in block.metrics)}._", None
+    metrics = with_noisy_input(metrics, sub)
     group_by = [k for k in (block.group_by or varying_keys(sub)) if k in sub] or ["model"]  # keys the runs recorded
     group_by = group_by + [k for k in split_keys(sub, group_by) if k not in group_by]
     summary = summarise(sub, group_by, [k for k, _ in metrics])
@@ -45,6 +67,9 @@ def _table_block(frame, block, template) -> tuple[str, object]:
             table[lab] = summary[k].map(lambda v: "-" if v != v else f"{v:,.0f}")
         else:
             table[lab] = metric_cells(summary, k)
+    if NOISY_INPUT in summary:
+        table["denoised vs its noisy input"] = [versus_input(a, b) for a, b in
+                                                zip(summary[NOISY_OUTPUT], summary[NOISY_INPUT])]
     if summary["collapsed"].any():
         table["collapsed"] = collapsed_cells(summary)
     if summary["stopped"].any():  # runs the sweep's early termination ended: listed, never averaged

@@ -110,6 +110,25 @@ def reconstruction(model, split, device, batch_size=500, sigma=0.0, noise_type="
 
 
 @torch.no_grad()
+def trivial_baselines(train, test, device, batch_size=500) -> dict[str, float]:
+    """The test MSE of images that ignore their input: the training set's mean image for every
+    test image (`mean_image_mse`), and an all-black image (`black_mse`). A reconstruction no better
+    than these has not used its input (`bench.records.health`)."""
+    total, n = None, 0
+    for x, _ in batches(train, batch_size):
+        x = x.to(device).float()
+        total = x.sum(0) if total is None else total + x.sum(0)
+        n += len(x)
+    mean = total / max(n, 1)
+    to_mean, to_black = Mean(), Mean()
+    for x, _ in batches(test, batch_size):
+        x = x.to(device).float()
+        to_mean.add({"mse": ((x - mean) ** 2).flatten(1).mean(1)})
+        to_black.add({"mse": (x ** 2).flatten(1).mean(1)})
+    return {"mean_image_mse": to_mean.result()["mse"], "black_mse": to_black.result()["mse"]}
+
+
+@torch.no_grad()
 def _labelled(model, split, device, batch_size, amp, channels_last, score) -> dict[str, float]:
     """Mean over a split of per-image scores `score(logits, y)` of a model fed (x, y)."""
     model.eval()

@@ -16,7 +16,7 @@ def evaluate(model, data, cfg, device) -> dict:
     import sys
 
     from bench.measure import metrics
-    from bench.records.health import OUTPUT_SPREAD_MIN
+    from bench.records.health import output_collapse
     from bench.run.evaluate import output_spread
     from bench.run.train import evaluate_loss
 
@@ -26,10 +26,12 @@ def evaluate(model, data, cfg, device) -> dict:
     terms = evaluate_loss(model, data.test, max(cfg.batch_size, 256), device, cfg.amp, cfg.channels_last)
     res.update({f"test/{k}": v for k, v in terms.items() if f"test/{k}" not in res and k != "beta_now"})
     res["collapse/output_spread"] = output_spread(model, data, device)
-    res["warning/output_collapsed"] = res["collapse/output_spread"] < OUTPUT_SPREAD_MIN
-    if res["warning/output_collapsed"]:
+    res.update({f"test/{k}": v for k, v in metrics.trivial_baselines(data.train, data.test, device).items()})
+    why = output_collapse(res)  # the one rule (bench.records.health), on the numbers recorded here
+    res["warning/output_collapsed"] = why is not None
+    if why:
         bn = getattr(getattr(cfg, "family", None), "batchnorm", None)  # suggested only where it is off
-        print(f"warning: {cfg.model} outputs the same image for every input (collapsed to a constant); "
+        print(f"warning: {cfg.model}'s output does not depend on its input (collapsed): {why}; "
               f"train longer{', lower --lr, or add --batchnorm' if bn is False else ' or lower --lr'}",
               file=sys.stderr, flush=True)
     if model.noise_level > 0:
