@@ -12,7 +12,7 @@ import pandas as pd
 from analysis import plots
 from analysis.load import load_runs, varying_keys
 from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, notes_html, notes_md, prose,
-                           run_figures, settings, status_table, tool_failures)
+                           run_figures, settings, status_table, tool_failures, tool_skips)
 from analysis.tables import budget, collapse_warning, few_seeds_warning, md_cell, summarise, to_markdown
 from bench.core.errors import UsageError
 
@@ -187,6 +187,9 @@ def _template_lead(mine, template) -> str:
     failures = tool_failures(mine)
     if failures:
         lead += " Evaluation tools that failed (other results kept): " + "; ".join(failures) + "."
+    skips = tool_skips(mine)
+    if skips:  # why a column or a score is missing, and the way to have it
+        lead += " Not done: " + "; ".join(skips) + "."
     fd = fd_note(mine)
     if fd:
         lead += f" {fd}."

@@ -64,6 +64,17 @@ def tool_failures(frame) -> list[str]:
     return out
 
 
+def tool_skips(frame) -> list[str]:
+    """`tool: not scored in N run(s) (reason)`, once per tool and reason, for every evaluation tool
+    that could not do its work in a selected run (the sample score without a feature space, say)."""
+    out = []
+    for col in sorted(c for c in frame.columns if str(c).endswith("/skipped")):
+        reasons = frame[col][frame[col].map(lambda v: isinstance(v, str) and bool(v))]
+        for reason, n in reasons.value_counts().items():
+            out.append(f"{col.split('/')[0]}: not done in {n} run(s) ({reason})")
+    return out
+
+
 def status_table(frame) -> str:
     counts = frame["status"].value_counts().to_dict()
     return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))

@@ -24,7 +24,7 @@ from analysis.assignment_report import build_template_report
 from analysis.blocks import TO_WRITE
 from analysis.load import load_runs, require_runs, unreadable_note
 from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, notes_html, notes_md, prose,
-                           run_figures, settings, status_table, tool_failures)
+                           run_figures, settings, status_table, tool_failures, tool_skips)
 from analysis.tables import (add_common, budget, build_table, collapse_warning, display, few_seeds_warning, md_cell,
                              to_markdown)
 from analysis.templates import OLDER_NAMES, TEMPLATES, for_sweep
@@ -68,6 +68,7 @@ def build_report(args, out: Path) -> tuple[Path, Path]:
     if fd:
         notes.append(fd)
     failures = tool_failures(frame)
+    notes += [f"not done: {s}" for s in tool_skips(frame)]
     status = status_table(frame) + (f"; {note}" if note else "") + "".join(f"; {n}" for n in notes) + \
         ("; evaluation tools that failed (results kept; re-run with `python -m bench.evaluate RUN --what TOOL`): "
          + "; ".join(failures) if failures else "")

@@ -165,7 +165,8 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_
         except Exception as e:
             numbers = _tool_failed(name, e, run)
         else:
-            numbers = dict(out.get("numbers", {}), **{f"{name}/failed": None, f"{name}/skipped": None})
+            # a tool that did part of its work (drew its figure, could not score it) says so in `skipped`
+            numbers = dict({f"{name}/failed": None, f"{name}/skipped": None}, **out.get("numbers", {}))
             if out.get("figures"):
                 tracking.log_images(out["figures"])
             for tname, (cols, rows) in out.get("tables", {}).items():

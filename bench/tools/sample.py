@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.core.errors import UsageError
 from bench.tools import register_tool
 from bench.tools._latent import codes, decoder, images
 
@@ -32,10 +33,13 @@ def sample(model, data, cfg, run, device):
     rng = np.random.default_rng(cfg.seed)
     n_scored = min(N_SAMPLES_SCORED, len(data.test))  # as many samples as real images they are compared with
     draws = {name: s.fit(mu).sample(n_scored, rng) for name, s in samplers.items()}
-    features, space = _space(data, device, cfg)
-    real = images(data.test, torch.arange(n_scored), device)
     decoded = {name: torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
                                 for i in range(0, len(zs), 500)]) for name, zs in draws.items()}
+    try:
+        features, space = _space(data, device, cfg)
+    except UsageError as e:  # no feature space to score in here: the samples are drawn all the same
+        return _unscored(decoded, run, " ".join(str(e).split()))
+    real = images(data.test, torch.arange(n_scored), device)
     scored = score_each(features, real, decoded, seed=cfg.seed)
     numbers = {}
     for name, sc in scored.items():
@@ -59,6 +63,16 @@ def sample(model, data, cfg, run, device):
                        run.figures / "samples.png", "samples; Frechet distance to test images, lower is better "
                        f"({over})")
     return {"numbers": numbers, "figures": {"samples": path}}
+
+
+def _unscored(decoded: dict, run, why: str) -> dict:
+    """The sample grid without scores, and why the score is missing (recorded as `sample/skipped`)."""
+    from bench.measure.figures import image_grids
+
+    print(f"  sample: drawn, not scored: {why}", flush=True)
+    path = image_grids([(name, imgs[:N_SAMPLES_SHOWN]) for name, imgs in decoded.items()],
+                       run.figures / "samples.png", "samples (not scored: see sample/skipped)")
+    return {"numbers": {"sample/skipped": why}, "figures": {"samples": path}}
 
 
 def _space(data, device, cfg):

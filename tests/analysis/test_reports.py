@@ -300,3 +300,17 @@ def test_a_report_sets_code_as_code_puts_long_ids_in_notes_and_fits_a4(tmp_path)
                          timeout=120).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
     assert re.search(r'data-overflow-px="0"', body), body
+
+
+def test_a_report_says_why_a_tool_did_not_score_and_how_to_have_it(tmp_path):
+    """A run whose sample score was skipped (no feature space here) is named in the report with
+    the recorded reason, once per reason, beside the drawn grid's run."""
+    from analysis.report import main as report_main
+    from conftest import fake_runs
+
+    why = "the feature networks need 20,000 images; give the whole dataset, or --sample-score inception"
+    fake_runs(tmp_path / "runs", [({"model": "ae", "seed": s}, {"test/mse": 0.02, "sample/skipped": why})
+                                  for s in (0, 1)])
+    assert report_main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.count(why) == 1 and "sample: not done in 2 run(s)" in md, md

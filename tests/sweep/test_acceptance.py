@@ -114,6 +114,7 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
             assert s.get("sample/skipped"), run.id                          # needs, and the way out
         if s.get("sample/skipped"):
             assert "20,000" in s["sample/skipped"] and "--sample-score inception" in s["sample/skipped"]
+            assert (run.path / "figures" / "samples.png").exists(), run.id  # drawn, though not scored
             assert not any(k.endswith("_fd") for k in s), run.id
         if s.get("best_metric", "").startswith("test/") or c.get("select_on") == "test":
             rows = run.read_metrics()
