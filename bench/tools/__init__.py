@@ -107,7 +107,11 @@ def expand(chosen_names) -> list[str]:
     known = tools()
     for n in chosen:
         if n not in known and n != "all":
-            raise UsageError(f"unknown evaluation {n!r}; valid: {', '.join(known)}, all")
+            import difflib
+
+            close = difflib.get_close_matches(n, [*known, "all"], n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"unknown evaluation {n!r}{hint}; valid: {', '.join(known)}, all")
     if "all" in chosen:
         return list(known)
     return list(dict.fromkeys(chosen))

@@ -64,6 +64,7 @@ RUN_CASES = [
     ("wrong task", lambda t: ["--task", "segment"], "--task segment"),
     ("cuda absent", lambda t: ["--device", "cuda"], "no CUDA device"),
     ("unknown eval tool", lambda t: ["--eval", "probe,magic"], "unknown evaluation 'magic'"),
+    ("eval tool misspelt", lambda t: ["--eval", "prob"], "unknown evaluation 'prob' (did you mean probe?)"),
     ("resume of nothing", lambda t: ["--resume", "no-such-run"], "no run 'no-such-run'"),
     ("resume with other config", lambda t: ["--resume", _stopped_run(t), "--lr", "0.5"], "differs"),
     ("mlp dims too short", lambda t: ["--model", "mlp_vae", "--mlp-dims", "400"], "--mlp-dims"),
