@@ -245,6 +245,20 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
     assert not (ROOT / "bench" / "models" / "zz_probe_family.py").exists()
 
 
+def generated_tests_with(folder, package: str, test_file, name: str) -> subprocess.CompletedProcess:
+    """The project's generated tests in `test_file`, unedited, run on the case `name` with the
+    plugin files of `folder` added to `package`'s search path (the source tree stays untouched)."""
+    (folder / "conftest.py").write_text(
+        f"import sys, {package}\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        f"{package}.__path__.append({str(folder)!r})\n")
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "",
+                           "--rootdir", str(folder), "-c", os.devnull, "--confcutdir", str(folder),
+                           "-p", "conftest", str(test_file), "-k", name],
+                          cwd=folder, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=f"{folder}:{ROOT}:{ROOT / 'tests'}"))
+
+
 def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
     """A dataset defined in a new file of bench/data, with a key and a fixture of its own, is
     listed, its key is on the command line for it alone, and the generated dataset test
@@ -267,15 +281,7 @@ def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
         "    x = x.flip(-1) if cfg.zz_flip else x\n"
         "    y = torch.arange(40) % 10\n"
         "    return Source(Split(x[:30], y[:30]), Split(x[30:], y[30:]), [str(i) for i in range(10)])\n")
-    (tmp_path / "conftest.py").write_text(
-        "import sys, bench.data\n"
-        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-        f"bench.data.__path__.append({str(tmp_path)!r})\n")
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "",
-                        "--rootdir", str(tmp_path), "-c", os.devnull, "--confcutdir", str(tmp_path),
-                        "-p", "conftest", str(ROOT / "tests" / "data" / "test_data.py"), "-k", "zz_probe_data"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=f"{tmp_path}:{ROOT}:{ROOT / 'tests'}"))
+    p = generated_tests_with(tmp_path, "bench.data", ROOT / "tests" / "data" / "test_data.py", "zz_probe_data")
     assert "1 passed" in p.stdout, p.stdout[-2000:] + p.stderr[-1000:]
     code = ("import bench.data\n"
             f"bench.data.__path__.append({str(tmp_path)!r})\n"
@@ -364,15 +370,7 @@ def test_a_new_task_is_one_file_picked_up_by_the_help_the_generated_tests_and_th
     out = p.stdout.splitlines()
     assert out[:2] == ["True", "True"], p.stdout + p.stderr[-1000:]
     assert out[-1].startswith("0 ") and "'test/flip_mse'" in out[-1], p.stdout + p.stderr[-1000:]
-    (tmp_path / "conftest.py").write_text(
-        "import sys, bench.tasks\n"
-        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-        f"bench.tasks.__path__.append({str(tmp_path)!r})\n")
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "",
-                        "--rootdir", str(tmp_path), "-c", os.devnull, "--confcutdir", str(tmp_path),
-                        "-p", "conftest", str(ROOT / "tests" / "models" / "test_models.py"), "-k", "zz_flip_model"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=f"{tmp_path}:{ROOT}:{ROOT / 'tests'}"))
+    p = generated_tests_with(tmp_path, "bench.tasks", ROOT / "tests" / "models" / "test_models.py", "zz_flip_model")
     assert " passed" in p.stdout and "failed" not in p.stdout, p.stdout[-2000:] + p.stderr[-1000:]
     assert not (ROOT / "bench" / "tasks" / "zz_flip.py").exists()
 
