@@ -60,10 +60,9 @@ def evaluate(model, data, cfg, device) -> dict:
     import torch
 
     from bench.data import batches
-    from bench.measure import metrics
+    from bench.tasks.reconstruct import evaluate as whole_image
 
-    res = {f"test/{k}": v for k, v in metrics.reconstruction(model, data.test, device, amp=cfg.amp,
-                                                             channels_last=cfg.channels_last).items()}
+    res = whole_image(model, data, cfg, device)  # the reconstruction numbers, the model's terms, the collapse rule
     mse = []
     with torch.no_grad():
         for xb, _ in batches(data.test, 500):
