@@ -310,13 +310,16 @@ def numeric_keys(summary: pd.DataFrame, group_by: list[str]) -> list[str]:
     return out
 
 
-def make_plots(args, out: Path, notes: list | None = None) -> dict[str, Path]:
+def make_plots(args, out: Path, notes: list | None = None, frame: pd.DataFrame | None = None,
+               table: tuple | None = None) -> dict[str, Path]:
     """The comparison figures; a figure that would mislead (one x value, one model size,
-    single-epoch curves) is left out and a one-line note in `notes` says why."""
+    single-epoch curves) is left out and a one-line note in `notes` says why. `frame` and
+    `table`: the runs and `build_table`'s answer where the caller has them (a report)."""
     notes = [] if notes is None else notes
-    frame = load_runs(args.runs, args.wandb, args.sweep)
-    require_runs(frame, args.runs, args.sweep, args.wandb)
-    summary, group_by, metrics = build_table(args)
+    if frame is None:
+        frame = load_runs(args.runs, args.wandb, args.sweep)
+        require_runs(frame, args.runs, args.sweep, args.wandb)
+    summary, group_by, metrics = table or build_table(args, frame)
     summary = summary[summary["runs"] > 0]  # configurations only stopped runs tried have no numbers to draw
     xs = key_list(args.x) if getattr(args, "x", None) else numeric_keys(summary, group_by)
     if xs and xs[0] not in group_by:
@@ -334,7 +337,10 @@ def make_plots(args, out: Path, notes: list | None = None) -> dict[str, Path]:
         notes.append("no learning curves: every run has a single epoch")
     for x in xs:
         if pd.to_numeric(summary[x], errors="coerce").nunique() < 2:
-            notes.append(f"no {x} plot: {x} takes one value in this selection")
+            values = summary[x].dropna().astype(str).nunique()
+            notes.append(f"no {x} plot: {x} takes one value in this selection" if values < 2 else
+                         f"no {x} plot: its {values} values are not numbers, so they have no x axis; "
+                         f"the table's rows compare them")
             continue
         for m in metrics:
             figs[f"{m}_vs_{x}"] = metric_vs(summary, x, m, group_by, out / f"{m.replace('/', '_')}_vs_{x}.png")

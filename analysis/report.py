@@ -49,10 +49,11 @@ def markdown(title, table_md, runs_md, status, max_chars, intro="") -> str:
 def build_report(args, out: Path) -> tuple[Path, Path]:
     frame = load_runs(args.runs, args.wandb, args.sweep)
     require_runs(frame, args.runs, args.sweep, args.wandb)
-    summary, group_by, metrics = build_table(args)
+    summary, group_by, metrics = build_table(args, frame)
     table = display(summary, group_by, metrics)
     notes: list[str] = []
-    figs = plots.make_plots(args, out / "figures", notes)  # creates `out` once the selection is good
+    # creates `out` once the selection is good
+    figs = plots.make_plots(args, out / "figures", notes, frame, (summary, group_by, metrics))
     title = f"aebench report: {args.sweep or args.wandb or args.runs}"
     cols = ["run_id", "status", "settings"] + [m for m in metrics if m in frame]
     frame = frame.assign(settings=frame.apply(lambda r: settings(r, group_by), axis=1))

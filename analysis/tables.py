@@ -300,9 +300,12 @@ def split_keys(frame: pd.DataFrame, group_by: list[str]) -> list[str]:
     return out
 
 
-def build_table(args) -> tuple[pd.DataFrame, list[str], list[str]]:
-    frame = load_runs(args.runs, args.wandb, args.sweep)
-    require_runs(frame, args.runs, args.sweep, args.wandb)
+def build_table(args, frame: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """(the configurations' summary table, its group keys, its metrics) of the selected runs
+    (`frame`: already loaded by the caller, so their warnings are said once)."""
+    if frame is None:
+        frame = load_runs(args.runs, args.wandb, args.sweep)
+        require_runs(frame, args.runs, args.sweep, args.wandb)
     warn_about(frame)
     group_by = resolve_group(frame, key_list(args.group_by))
     metrics = resolve_metrics(frame, [t.strip() for t in args.metrics.split(",") if t.strip()] if args.metrics else None)

@@ -81,9 +81,11 @@ CELEBA_ASSIGNMENT = Template(
                     "regularisation to interpretability and generative modelling."),
         )),
         Section("2. Autoencoder Regularization", (
-            Table("Reconstruction on the test set, and each model's final training loss",
-                  ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM", "best_value=best val",
-                   "train/loss=final train loss"), "celeba_models", ("ae", "sparse_ae", "dae"), ("model",)),
+            Table("Reconstruction on the test set, and each model's final training and validation losses "
+                  "(last epoch; `best val` is the epoch best.pt was kept at)",
+                  ("test/mse=MSE", "test/psnr=PSNR", "test/ssim=SSIM", "train/loss=final train loss",
+                   "val/loss=final val loss", "best_value=best val"), "celeba_models", ("ae", "sparse_ae", "dae"),
+                  ("model",)),
             Table("Sparse AE: L1 weight lambda (penalty lambda * sum_j |z_j|)",
                   ("test/mse=MSE", "val/l1=mean sum|z|"), "celeba_sparse_lambda", (), ("l1_lambda",)),
             Facts(_celeba_lambda),

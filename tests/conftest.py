@@ -24,20 +24,45 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # One cache folder for the whole session (decoded data, feature networks, compiled UMAP
 # code), out of the user's: made by the first process (xdist's workers inherit it), removed
 # by that process at the end.
+# A user's own $AEBENCH_CACHE is never written: the first process makes the session's folder
+# and names it in AEBENCH_TEST_CACHE, which its workers inherit.
 _OWN_CACHE = None
-if "AEBENCH_CACHE" not in os.environ:
-    _OWN_CACHE = os.environ["AEBENCH_CACHE"] = tempfile.mkdtemp(prefix="aebench-cache-")
+if "AEBENCH_TEST_CACHE" not in os.environ:
+    _OWN_CACHE = os.environ["AEBENCH_TEST_CACHE"] = tempfile.mkdtemp(prefix="aebench-cache-")
+os.environ["AEBENCH_CACHE"] = os.environ["AEBENCH_TEST_CACHE"]
 # Read-only fixtures built once for the session by whichever worker asks first (`built_once`).
 _OWN_SHARED = None
 if "AEBENCH_TEST_SHARED" not in os.environ:
     _OWN_SHARED = os.environ["AEBENCH_TEST_SHARED"] = tempfile.mkdtemp(prefix="aebench-tests-")
 
 
+# Timeouts guard against a hang, not against a busy machine: each is scaled by how many times
+# over its cores the machine was loaded when the session started (said once in the header).
+if "AEBENCH_TEST_LOAD" not in os.environ:
+    os.environ["AEBENCH_TEST_LOAD"] = f"{max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)):.2f}"
+LOAD_SCALE = float(os.environ["AEBENCH_TEST_LOAD"])
+
+
+def hang_guard(seconds: float) -> float:
+    """A timeout of `seconds` on an idle machine, scaled by the session's load."""
+    return seconds * LOAD_SCALE
+
+
+def pytest_report_header(config):
+    if LOAD_SCALE > 1:
+        return f"machine loaded {LOAD_SCALE:.1f}x its cores at the start: every timeout is {LOAD_SCALE:.1f}x longer"
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """UMAP's numba code takes about half a minute of one core to compile, once per cache.
-    When the session will embed, a background process compiles it into the session's cache
-    from the start, beside the first tests, rather than in front of the first embed (whose
-    test, and every other one that embeds meanwhile, would wait on it)."""
+    """Every test's hang guard scaled by the load (see `hang_guard`). And UMAP's numba code
+    takes about half a minute of one core to compile, once per cache: when the session will
+    embed, a background process compiles it into the session's cache from the start, beside
+    the first tests, rather than in front of the first embed (whose test, and every other one
+    that embeds meanwhile, would wait on it)."""
+    base = float(config.getini("timeout") or 0)
+    for item in items if base and LOAD_SCALE > 1 else []:
+        marker = item.get_closest_marker("timeout")
+        item.add_marker(pytest.mark.timeout(hang_guard(marker.args[0] if marker and marker.args else base)))
     if not _own_session() or not any(item.get_closest_marker("embeds") for item in items):
         return
     try:
@@ -124,11 +149,12 @@ def fashion_root(tmp_path):
 
 
 def run_cli(args, cwd, timeout=600, env=None, script="run.py"):
-    """Run a CLI as a real process; returns CompletedProcess with text output."""
+    """Run a CLI as a real process; returns CompletedProcess with text output. `timeout`: on an
+    idle machine (scaled by the load, see `hang_guard`)."""
     e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     cmd = [sys.executable, str(ROOT / script)] if script.endswith(".py") else [sys.executable, "-m", script]
     return subprocess.run(cmd + [str(a) for a in args], cwd=cwd, env=e, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=hang_guard(timeout))
 
 
 def run_inproc(args, capsys=None):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, hang_guard
 
 
 def readme_first_command() -> str:
@@ -20,7 +20,7 @@ def scratch_venv(path: Path) -> Path:
     """A venv of its own for the command to install into, seeing this environment's packages
     read-only (a path line in a .pth file), so the pinned requirements are already satisfied and
     nothing of this environment changes: pip installs only the scratch copy (`-e .`) there."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=hang_guard(120))
     ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
     theirs = next(path.glob("lib/python*/site-packages"))
     (theirs / "aebench_parent_env.pth").write_text("\n".join(ours) + "\n")
@@ -56,7 +56,7 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     if user_pip.is_dir():  # the package registry this machine is configured with stays reachable
         shutil.copytree(user_pip, tmp_path / ".config" / "pip")
     before = _installed()
-    p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=hang_guard(900))
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "status finished" in p.stdout and "next:" in p.stdout and "wandb sync" in p.stdout
     assert (work / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
@@ -66,7 +66,7 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     # beside the ./data the main job just filled.
     env.pop("AEBENCH_CONFIG")
     t = subprocess.run(["bash", "-c", ". .venv/bin/activate && python -m pytest -q -n 0 tests/data/test_data.py -k 'not smoke'"],
-                       cwd=work, env=env, capture_output=True, text=True, timeout=600)
+                       cwd=work, env=env, capture_output=True, text=True, timeout=hang_guard(600))
     assert t.returncode == 0 and " passed" in t.stdout, t.stdout[-3000:] + t.stderr[-1000:]
     assert _installed() == before  # this environment is as it was
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, hang_guard
 
 PACKAGES = sorted(str(p.parent.relative_to(ROOT)).replace("/", ".")
                   for p in [*(ROOT / "bench").rglob("__init__.py"), ROOT / "analysis" / "__init__.py"])
@@ -101,7 +101,7 @@ def graph():
 
 def loaded_by(modules: list[str]) -> dict[str, set[str]]:
     p = subprocess.run([sys.executable, "-c", PROBE, *modules], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                       timeout=hang_guard(600), env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, p.stderr[-2000:]
     found = json.loads(p.stdout.strip().splitlines()[-1])
     failed = {m: v["error"] for m, v in found.items() if isinstance(v, dict)}
@@ -235,7 +235,7 @@ def test_a_new_family_is_one_file_with_its_own_keys(tmp_path):
             "sys.stdout.flush()\n"
             f"main(['--model', 'ae', '--dataset', 'synthetic', '--zz-width', '2', '--wandb', 'disabled', "
             f"'--runs-dir', {str(tmp_path / 'runs')!r}])\n")
-    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=hang_guard(300),
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 2, p.stderr[-1000:]
     out = p.stdout.splitlines()
@@ -255,7 +255,7 @@ def generated_tests_with(folder, package: str, test_file, name: str) -> subproce
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-m", "",
                            "--rootdir", str(folder), "-c", os.devnull, "--confcutdir", str(folder),
                            "-p", "conftest", str(test_file), "-k", name],
-                          cwd=folder, capture_output=True, text=True, timeout=300,
+                          cwd=folder, capture_output=True, text=True, timeout=hang_guard(300),
                           env=dict(os.environ, PYTHONPATH=f"{folder}:{ROOT}:{ROOT / 'tests'}"))
 
 
@@ -291,7 +291,7 @@ def test_a_new_dataset_is_one_file_with_its_own_keys_and_fixture(tmp_path):
             "print(resolve({'dataset': 'zz_probe_data', 'zz_flip': True}).zz_flip)\n"
             "print('--zz-flip' in build_parser(dataset='zz_probe_data').format_help())\n"
             "try:\n    resolve({'dataset': 'mnist', 'zz_flip': True})\nexcept UsageError as e:\n    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=hang_guard(300),
                          env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout.splitlines()
     assert out[:2] == ["True", "True"] and out[2].startswith("--zz-flip: dataset mnist does not take it")
     assert not (ROOT / "bench" / "data" / "zz_probe_data.py").exists()
@@ -365,7 +365,7 @@ def test_a_new_task_is_one_file_picked_up_by_the_help_the_generated_tests_and_th
             " '--limit-train', '64', '--limit-test', '32', '--wandb', 'disabled', '--runs-dir', runs])\n"
             "from bench.records.store import list_runs\n"
             "print(code, sorted(k for k in list_runs(runs)[0].read_summary() if k.startswith('test/')))\n")
-    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=hang_guard(300),
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     out = p.stdout.splitlines()
     assert out[:2] == ["True", "True"], p.stdout + p.stderr[-1000:]
@@ -497,7 +497,7 @@ def test_analysis_reads_runs_without_torch_or_any_model(finished_run_template, t
             f"assert report.main(['--runs', {str(finished_run_template.parent)!r}, '--out', {str(tmp_path / 'r')!r}]) "
             "in (0, None)\n"
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('bench.models', 'registry'))))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=hang_guard(300))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]
     assert (tmp_path / "r" / "report.html").exists()

@@ -237,6 +237,21 @@ def _load_config_file(path: str) -> dict:
     return data
 
 
+def as_typed(error: UsageError, argv: list[str]) -> UsageError:
+    """The refusal of a key the user gave under its older name (`--loss`), naming that flag as
+    typed instead of today's name (`--seg-loss`), which the user never wrote."""
+    from bench.config.keys import RENAMED
+
+    text = str(error)
+    for old, new in RENAMED.items():
+        today = "--" + new.replace("_", "-")
+        typed = next((a.split("=")[0] for a in argv if a.split("=")[0] in ("--" + old, "--" + old.replace("_", "-"))),
+                     None)
+        if typed and text.startswith(today + ":") and not any(a.split("=")[0] == today for a in argv):
+            return UsageError(typed + text[len(today):])
+    return error
+
+
 def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
     """Parse flags into raw overrides. Returns (overrides, actions asked for: "list", "print_config")."""
     parser = build_parser(prog)

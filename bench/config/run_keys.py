@@ -100,7 +100,8 @@ class RunKeys:
                                    "clean and corrupted latents); each view is its own fits", choices=["2d", "3d", "noisy"])
     # --- tracking
     runs_dir: str = _opt("runs", "local run store", path=True)
-    name: Optional[str] = _opt(None, "run name (default: generated)")
+    name: Optional[str] = _opt(None, "run name in W&B, tables and figures; the run folder keeps its generated id, and "
+                                          "--resume NAME or bench.evaluate NAME finds the run by this name")
     wandb: Optional[str] = _opt(None, "W&B mode (default: online when logged in, else offline)",
                                 choices=["online", "offline", "disabled"])
     project: str = _opt("aebench", "W&B project")

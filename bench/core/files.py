@@ -121,3 +121,15 @@ def check_plain_name(what: str, name: str) -> str:
         raise UsageError(f"{what} {name!r} is not a plain name; use letters, digits, '.', '_' and '-' "
                          f"(no '/', no '..', at most 200 characters)")
     return name
+
+
+def last_line(path, tail: int = 4096) -> str:
+    """The last non-empty line of a text file (a failed run's log: its error), or ''."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - tail))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")

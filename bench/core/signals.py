@@ -61,3 +61,20 @@ class StopSignals:
             yield self
         finally:
             self.raising = raising
+
+
+def same_command() -> str:
+    """This process's command line as the user can type it again (said on a stop: the same
+    command resumes a sweep or a suite)."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:  # python -m bench.sweep ...
+        head = ["python", "-m", spec.name.removesuffix(".__main__")]
+    elif sys.argv[0].endswith(".py"):
+        head = ["python", sys.argv[0]]
+    else:  # a console script (aebench-sweep)
+        head = [Path(sys.argv[0]).name]
+    return shlex.join(head + sys.argv[1:])

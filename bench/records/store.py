@@ -289,8 +289,26 @@ def find_local_run(ref: str, runs_dir: str = "runs") -> RunDir:
     matches = [m for m in matches if (m / "config.json").exists()]
     if len(matches) == 1:
         return RunDir(matches[0])
+    named = _named(ref, Path(runs_dir))
+    if len(named) == 1:
+        return RunDir(named[0])
+    if len(named) > 1:
+        raise UsageError(f"{len(named)} runs in {runs_dir}/ are named {ref!r} ({', '.join(p.name for p in named[:4])}"
+                         f"{', ...' if len(named) > 4 else ''}); give the run's id")
     raise UsageError(f"no run {ref!r}: not a run directory and not an id in {runs_dir}/ "
                      f"({len(matches)} partial matches)" + _closest(ref, Path(runs_dir)))
+
+
+def _named(name: str, folder: Path) -> list[Path]:
+    """The run folders in `folder` whose run was given `--name NAME` (the folder keeps its id)."""
+    found = []
+    for config in sorted(folder.glob("*/config.json")) if folder.is_dir() else []:
+        try:
+            if json.loads(config.read_text()).get("name") == name:
+                found.append(config.parent)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
 
 
 def _closest(name: str, folder: Path) -> str:

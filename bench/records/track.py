@@ -33,7 +33,8 @@ class Tracker:
 # Summary keys that are bookkeeping of the local store (which process, when, how it was
 # tracked): they stay in summary.json and never clutter the W&B summary.
 BOOKKEEPING = {"pid", "pid_started", "host", "started_at", "updated_at", "finished_at", "heartbeat", "wandb_mode",
-               "sweep_params", "sweep_fixed", "from_best", "run_id", "traceback", "status", "epoch", "wandb_run_id", "wandb_url"}
+               "sweep_params", "sweep_fixed", "from_best", "run_id", "traceback", "status", "epoch", "wandb_run_id", "wandb_url",
+               "wandb_offline_dirs"}
 HIGHER_IS_BETTER = ("acc", "psnr", "ssim", "snr", "dice", "iou")
 LOWER_IS_BETTER = ("mse", "mae")  # and every term named *loss
 
@@ -336,14 +337,19 @@ class Tracking(Tracker):
         """The W&B run's id and page in the local record (an agent's run has its own id)."""
         w = self.trackers[-1].run
         online = self.wandb_mode == "online"  # an offline run has no page (asking W&B warns)
-        run.update_summary(wandb_run_id=w.id, wandb_url=(getattr(w, "url", None) or None) if online else None)
+        extra = {}
+        if not online:  # a resumed run logs into a second offline folder: `wandb sync` needs them all
+            folders = [f for f in run.read_summary().get("wandb_offline_dirs") or [] if isinstance(f, str)]
+            extra["wandb_offline_dirs"] = list(dict.fromkeys(folders + [self.trackers[-1].sync_dir]))
+        run.update_summary(wandb_run_id=w.id, wandb_url=(getattr(w, "url", None) or None) if online else None,
+                           **extra)
 
-    def offline_dir(self) -> str | None:
-        """The W&B offline folder of this run, to `wandb sync` later, if it logged offline."""
-        for t in self.trackers:
-            if isinstance(t, WandbTracker) and t.mode == "offline":
-                return t.sync_dir
-        return None
+    def offline_dirs(self, run) -> list[str]:
+        """The W&B offline folders of this run (one per start of a resumed run), to `wandb
+        sync` later, if it logged offline this time."""
+        if not any(isinstance(t, WandbTracker) and t.mode == "offline" for t in self.trackers):
+            return []
+        return [f for f in run.read_summary().get("wandb_offline_dirs") or [] if isinstance(f, str)]
 
     def log_epoch(self, row, media=None):
         for t in self.trackers:
@@ -371,3 +377,13 @@ class Tracking(Tracker):
     def finish(self, exit_code=0):
         for t in self.trackers:
             t.finish(exit_code)
+
+
+def sync_hint(folders: list[str]) -> str:
+    """The command that uploads offline folders, with what it needs first where W&B has no login."""
+    import shlex
+
+    command = "wandb sync " + " ".join(shlex.quote(f) for f in folders)
+    if wandb_logged_in():
+        return f"  {command}   # upload this run to W&B"
+    return f"  wandb login && {command}   # upload this run to W&B (needs an account: no login here yet)"

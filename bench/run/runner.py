@@ -335,9 +335,10 @@ def next_steps(run, cfg, tracking, model=None, data_kind: str = "") -> str:
              f"   # comparison table",
              *([f"  python -m bench.evaluate {run.path} --what {','.join(usable)}   # latent-space tools"]
                if usable else [])]
-    sync = tracking.offline_dir() if tracking is not None else None
-    if sync:
-        lines.append(f"  wandb sync {sync}   # upload this run to W&B")
+    folders = tracking.offline_dirs(run) if tracking is not None else []
+    if folders:
+        from bench.records.track import sync_hint
+        lines.append(sync_hint(folders))
     return "\n".join(lines)
 
 
@@ -372,7 +373,8 @@ def main(argv=None) -> int:
             return 0
         return execute(argv)
     except UsageError as e:
-        exit_usage("run.py", e)
+        from bench.config.cli import as_typed
+        exit_usage("run.py", as_typed(e, argv))
     except (KeyboardInterrupt, Interrupted) as e:  # before any run existed: nothing to record
         print("interrupted before the run started", file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)

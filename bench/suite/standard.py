@@ -19,7 +19,6 @@ is fixed by its architecture) runs at its own size.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -267,14 +266,22 @@ def _run_suite(args, rest) -> int:
     print(f"suite {args.suite} at scale {args.scale}: {len(models)} families x {len(datasets)} datasets x "
           f"{len(suite.get('seeds') or [0, 1, 2])} seeds; budget: {budget_text(suite, args.scale, datasets)}",
           flush=True)
-    readable = datasets if args.dry_run else _readable(args, suite, datasets, overrides)
+    readable = _readable(args, suite, datasets, overrides)  # --dry-run plans what the run will do
     if args.slurm is not None:
         return _on_slurm(args, rest, readable, _sweep(args, suite, readable[0], models, overrides))
+    from bench.sweep.plan import plan
+
+    sweeps = [_sweep(args, suite, dataset, models, overrides) for dataset in readable]
+    sizes = [len(plan(sweep.cfg, None)) for sweep in sweeps]
     code = 0
-    for dataset in readable:
-        sweep = _sweep(args, suite, dataset, models, overrides)
+    for i, sweep in enumerate(sweeps):
+        sweep.overall = (sum(sizes[:i]), sum(sizes))  # its counter and time left cover the whole suite
         code = max(code, sweep.dry_run() if args.dry_run else sweep.run())
-    if not args.dry_run:
+        if code >= 128:  # stopped by a signal: the sweep said that the same command resumes
+            return code
+    if args.dry_run:
+        print(f"suite {args.suite}: {sum(sizes)} runs in all over {', '.join(readable)}")
+    else:
         print(f"leaderboard: python -m analysis.leaderboard {args.suite} --scale {args.scale} --runs {args.runs_dir}")
     return code
 
@@ -302,9 +309,11 @@ def _plan(args, rest):
 
 def _readable(args, suite: dict, datasets: list[str], overrides: dict) -> list[str]:
     """The datasets whose files can be read here; each other one left out in one line."""
+    from bench.sweep.plan import unavailable
+
     readable = []
     for dataset in datasets:
-        missing = unavailable(dataset, overrides)
+        missing = unavailable(dataset, str(overrides.get("data_root", "./data")))
         if missing:  # one line for this dataset; the others go on
             print(f"suite {args.suite}: {dataset} left out: {missing}", flush=True)
         else:
@@ -345,40 +354,6 @@ def _on_slurm(args, rest: list[str], datasets: list[str], sweep) -> int:
     command += (["--families", args.families] if args.families else []) + rest
     board = f"python -m analysis.leaderboard {args.suite} --scale {args.scale} --runs {args.runs_dir}"
     return slurm.submit(args, sweep, rest, command, table=board)
-
-
-def unavailable(dataset: str, overrides: dict) -> str | None:
-    """Why the dataset's files cannot be read here (its loader's own one line: where to put
-    them), or None: a suite runs on the datasets the user has. Asked in a forked child: loading
-    data starts torch's thread pools, and the sweep runner forks its runs from this process,
-    where a pool started before the fork deadlocks the child (seen: a run that never started)."""
-    root = str(overrides.get("data_root", "./data"))
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: answer through the pipe, exit without running the parent's handlers
-        try:
-            os.close(r)
-            os.write(w, (_probe(dataset, root) or "").encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        answer = f.read().decode()
-    os.waitpid(pid, 0)
-    return answer or None
-
-
-def _probe(dataset: str, root: str) -> str | None:
-    from bench.config.spec import resolve
-    from bench.data import load_data
-
-    try:
-        load_data(resolve({"dataset": dataset, "data_root": root, "limit_train": 2, "limit_test": 1}))
-    except UsageError as e:
-        return " ".join(str(e).split())
-    except Exception as e:  # any other fault reading it: said, and the suite goes on
-        return f"{dataset}: cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
-    return None
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ from bench.config.handoff import FLAG as HANDOFF_FLAG
 from bench.config.handoff import Handoff
 from bench.config.run_keys import FIELDS
 from bench.core.errors import UsageError
-from bench.core.files import atomic_write_text, open_nofollow, refuse_links, try_lock
-from bench.core.signals import StopSignals
+from bench.core.files import atomic_write_text, last_line, open_nofollow, refuse_links, try_lock
+from bench.core.signals import StopSignals, same_command
 from bench.run import stopping
 from bench.sweep import relay
 from bench.sweep.file import config_key, fmt_value, sweep_name, varied
@@ -70,7 +70,9 @@ class Sweep:
         self.workers = args.workers if args.workers != "auto" else auto_workers(self.gpus, free)
         self.threads = num_threads or max(1, available_cores() // self.workers)
         self.pass_threads = num_threads is None  # a --num-threads given by the user is in `fixed`
-        self.collapsed: list[str] = []  # ids of this invocation's finished runs that collapsed
+        self.collapsed: list[str] = []  # ids of the finished runs that collapsed (set at the closing line)
+        self.fail_reasons: list[str] = []  # why each failed run of this invocation failed
+        self.overall: tuple[int, int] | None = None  # a suite's (runs of its datasets before this one, all its runs)
 
     def model_of(self, params) -> str:
         return str(params.get("model") or self.overrides.get("model") or FIELDS["model"].default)
@@ -234,8 +236,9 @@ class Sweep:
             bar.update(1)
             n = len(done) + len(failed)
             per_run = (time.time() - started - relay.one_off_since(self.dir, started)) / max(1, n - before)
-            left = f", ~{per_run * (total - n) / 60:.0f} min left" if total and n < total else ""
-            tqdm.write(f"[{n}/{total}{left}] {line}", file=sys.stdout)  # above the bar, never on its line
+            offset, of = self.overall or (0, total)  # a suite counts over all its datasets' runs
+            left = f", ~{per_run * (of - offset - n) / 60:.0f} min left" if of and offset + n < of else ""
+            tqdm.write(f"[{offset + n}/{of}{left}] {line}", file=sys.stdout)  # above the bar, never on its line
             sys.stdout.flush()
 
         with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
@@ -244,6 +247,9 @@ class Sweep:
         now = self.ledger.existing()
         other = [p for p in elsewhere if now.get(self.run_key(p), (None,))[0] != "finished"]
         stopped = sum(1 for _, _, s in done if s == "stopped")
+        # counted over every finished run the line counts, those of earlier invocations too
+        self.collapsed = [rid for p, *_ in done if (rid := now.get(self.run_key(p), (None, None, None))[2])
+                          and collapse_note(self.ledger.summary(rid))]
         print(f"sweep {self.name}: {len(done) - stopped} finished, "
               + (f"{stopped} stopped early by {self.cfg['early_terminate']['type']} "
                  f"({self.epochs_trained()} epochs trained), " if self.cfg.get("early_terminate") else "")
@@ -251,8 +257,12 @@ class Sweep:
               + (f", {len(self.collapsed)} of the finished collapsed (see the table's `collapsed` column)"
                  if self.collapsed else "")
               + (f", {len(other)} running under another runner" if other else "")
+              + (f"; every run failed: {self.fail_reasons[0]}" if not done and len(set(self.fail_reasons)) == 1
+                 and self.fail_reasons[0] and stop.signum is None else "")
               + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
         if stop.signum is not None:
+            print(f"sweep {self.name}: interrupted; the same command resumes it (finished runs are kept): "
+                  f"{same_command()}", flush=True)
             return 128 + stop.signum
         return 0 if not failed else 1
 
@@ -303,12 +313,11 @@ class Sweep:
         summary = self.ledger.summary(run_id)
         tools = failed_tools(summary)
         collapsed = collapse_note(summary) if status in DONE else None
-        if collapsed:
-            self.collapsed.append(run_id)
         if status in DONE:
             done.append((params, metric, status))
         else:
-            failed.append(params)
+            failed.append(params)  # why: the run's recorded reason, or its log's last line (refused before a run)
+            self.fail_reasons.append(str(summary.get("reason") or "") or last_line(log.name))
         shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
         return (f"{status:<11} {time.time() - t0:6.1f}s  {shown}  "
                 + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())

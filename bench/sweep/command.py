@@ -13,7 +13,7 @@ from bench.core.errors import UsageError, exit_usage
 from bench.sweep import agent
 from bench.sweep.agent import Sweep
 from bench.sweep.file import canonical_key, check_name, fmt_value, load_sweep, sweep_name
-from bench.sweep.plan import parse_workers, pinned, seed_search
+from bench.sweep.plan import missing_data, parse_workers, pinned, seed_search
 
 
 def main(argv=None) -> int:
@@ -55,6 +55,9 @@ def main(argv=None) -> int:
         if args.slurm is not None and not args.wandb_agent and sweep.cfg["method"] != "grid" and args.count is None:
             raise UsageError(f"method {sweep.cfg['method']} proposes runs without end; give --count K (the array's "
                              f"tasks stop once K runs of the sweep folder are done)")
+        missing = None if args.dry_run else missing_data(sweep.cfg, sweep.overrides, sweep.name)
+        if missing:  # refused before the first run, not once per failed run
+            raise UsageError(missing)
         if args.slurm is not None:
             return slurm.submit(args, sweep, rest)
         return sweep.dry_run() if args.dry_run else sweep.run()

@@ -206,3 +206,62 @@ def gpu_count() -> int:
         return torch.cuda.device_count()
     except Exception:
         return 0
+
+
+def datasets_of(cfg: dict, overrides: dict) -> list[str]:
+    """The datasets a sweep's runs read: its `dataset` parameter's values, else the one given
+    for every run, else run.py's default."""
+    from bench.config.run_keys import RunKeys
+    from bench.sweep.file import canonical_key
+
+    spec = next((v for k, v in cfg["parameters"].items() if canonical_key(k) == "dataset"), None)
+    if spec is None:
+        return [str(overrides.get("dataset", RunKeys.dataset))]
+    values = [spec["value"]] if "value" in spec else list(spec.get("values", []))
+    return list(dict.fromkeys(str(v) for v in values))
+
+
+def missing_data(cfg: dict, overrides: dict, name: str) -> str | None:
+    """One line naming the sweep's datasets that cannot be read under its data root (and where
+    it looked), or None: said before the first run, instead of once per failed run."""
+    root = str(overrides.get("data_root", "./data"))
+    missing = [(d, why) for d in datasets_of(cfg, overrides) if (why := unavailable(d, root))]
+    if not missing:
+        return None
+    if len(missing) == 1:
+        return f"sweep {name}: {missing[0][1]}"
+    return (f"sweep {name}: {', '.join(d for d, _ in missing)} cannot be read under --data-root {root} "
+            f"({missing[0][1]})")
+
+
+def unavailable(dataset: str, root: str) -> str | None:
+    """Why the dataset's files cannot be read under `root` (its loader's own one line: where to
+    put them), or None. Asked in a forked child: loading data starts torch's thread pools, and
+    the sweep runner forks its runs from this process, where a pool started before the fork
+    deadlocks the child (seen: a run that never started)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, exit without running the parent's handlers
+        try:
+            os.close(r)
+            os.write(w, (_probe(dataset, root) or "").encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        answer = f.read().decode()
+    os.waitpid(pid, 0)
+    return answer or None
+
+
+def _probe(dataset: str, root: str) -> str | None:
+    from bench.config.spec import resolve
+    from bench.data import load_data
+
+    try:
+        load_data(resolve({"dataset": dataset, "data_root": root, "limit_train": 2, "limit_test": 1}))
+    except UsageError as e:
+        return " ".join(str(e).split())
+    except Exception as e:  # any other fault reading it: said, and the sweep goes on to refuse
+        return f"{dataset}: cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+    return None

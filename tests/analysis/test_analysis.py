@@ -4,7 +4,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import FakeApi, built_once, chromium, fake_runs, run_cli, run_inproc
+from conftest import FakeApi, built_once, chromium, fake_runs, hang_guard, run_cli, run_inproc
 
 from analysis.load import load_runs, load_wandb
 from analysis.tables import main as tables_main
@@ -119,7 +119,7 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
              f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=10000"]
     url = (out / "report.html").resolve().as_uri()
-    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=hang_guard(120)).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
     attrs = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body))
     assert int(attrs["images-total"]) == n_imgs
@@ -127,7 +127,7 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     assert int(attrs["table-rows"]) >= 2 + 4  # comparison rows + one per run
     shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1280,2400", url],
-                   capture_output=True, timeout=120)
+                   capture_output=True, timeout=hang_guard(120))
     assert shot.exists() and shot.stat().st_size > 10_000
 
 
@@ -162,6 +162,20 @@ def test_no_pareto_front_over_equal_sizes_and_no_single_epoch_curves(tmp_path, c
     out = capsys.readouterr().out
     assert "no Pareto plot" in out and "no learning curves" in out
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["test_mse_vs_noise_level.png"]
+
+
+@pytest.mark.parametrize("dims,note", [
+    (["256,128", "512,256", "1024,512"], "its 3 values are not numbers, so they have no x axis; "
+                                         "the table's rows compare them"),
+    (["256,128"] * 3, "mlp_dims takes one value in this selection")])
+def test_a_plot_left_out_says_the_true_reason(tmp_path, capsys, dims, note):
+    from analysis.plots import main as plots_main
+
+    fake_runs(tmp_path / "runs", [({"model": "mlp_ae", "mlp_dims": d, "seed": i}, {"test/mse": 0.02 + i / 100})
+                                   for i, d in enumerate(dims)])
+    assert plots_main(["--runs", str(tmp_path / "runs"), "--x", "mlp_dims", "--group-by", "model,mlp_dims",
+                       "--metrics", "mse", "--out", str(tmp_path / "figs")]) == 0
+    assert f"note: no mlp_dims plot: {note}" in capsys.readouterr().out.splitlines()
 
 
 def test_refused_selection_creates_no_output_folder(tmp_path):
@@ -229,6 +243,20 @@ def test_damaged_run_folders_are_named_and_the_rest_analysed(tmp_path, capsys):
     assert "| ae " in out and "5 unreadable run(s)" in err
     for needle in ("IsADirectoryError", "UnicodeDecodeError", "seed 'zero'", "finished_at 'yesterday'", "pid 'x'"):
         assert needle in err, needle
+
+
+@pytest.mark.parametrize("command", ["analysis.tables", "analysis.plots", "analysis.report"])
+def test_an_unreadable_run_is_one_line_in_every_analysis_command(tmp_path, capsys, command):
+    import importlib
+
+    fake_runs(tmp_path / "runs", [({"model": "ae", "seed": s}, {"test/mse": 0.02 + s / 100}) for s in range(3)])
+    config = sorted((tmp_path / "runs").iterdir())[0] / "config.json"
+    config.unlink()
+    config.mkdir()  # as unreadable as a file of mode 000 is to its non-owner
+    main = importlib.import_module(command).main
+    assert main(["--runs", str(tmp_path / "runs"), "--metrics", "mse", "--out", str(tmp_path / "out")]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "unreadable" in line]
+    assert len(err) == 1 and "1 unreadable run(s)" in err[0], err
 
 
 def test_collapsed_runs_are_flagged_in_the_table_and_a_warning(tmp_path, capsys):

@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import SEEDS, chromium, fake_runs, run_cli, run_inproc
+from conftest import SEEDS, chromium, fake_runs, hang_guard, run_cli, run_inproc
 
 from analysis.blocks import TO_WRITE
 from analysis.templates import TEMPLATES
@@ -159,7 +159,7 @@ def test_generic_report_prints_to_pdf(ae_vae_store, tmp_path):
     pdf = tmp_path / "report.pdf"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     f"--user-data-dir={tmp_path / 'chrome'}", "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
-                    (out / "report.html").resolve().as_uri()], capture_output=True, timeout=120)
+                    (out / "report.html").resolve().as_uri()], capture_output=True, timeout=hang_guard(120))
     data = pdf.read_bytes()
     assert data[:5] == b"%PDF-" and len(re.findall(rb"/Type\s*/Page\b", data)) >= 1
     assert len(data) > 50_000  # the embedded figures are in it
@@ -297,7 +297,7 @@ def test_a_report_sets_code_as_code_puts_long_ids_in_notes_and_fits_a4(tmp_path)
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                           f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=688,1000", "--virtual-time-budget=10000",
                           "--dump-dom", (out / "report.html").resolve().as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
+                         timeout=hang_guard(120)).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
     assert re.search(r'data-overflow-px="0"', body), body
 

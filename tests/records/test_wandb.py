@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, FakeApi, built_once, only_run, quick, run_cli
+from conftest import FakeApi, ROOT, built_once, hang_guard, only_run, quick, run_cli
 from wandb_records import OfflineRun, offline_run
 
 pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
@@ -27,7 +27,7 @@ def agent_run():
         p = subprocess.run([sys.executable, str(ROOT / "run.py"), "--sweep=mysweep", "--model=dae",
                             "--dataset=synthetic", "--epochs=3", "--limit-train=300", "--limit-test=120",
                             "--noise-std=0.2", "--eval=embed", "--embed-points=50", "--wandb=offline"],
-                           cwd=d, env=env, capture_output=True, text=True, timeout=600)
+                           cwd=d, env=env, capture_output=True, text=True, timeout=hang_guard(600))
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
         (d / "stdout.txt").write_text(p.stdout)
 
@@ -188,7 +188,7 @@ def test_the_package_imports_from_anywhere(tmp_path, finished_run_template):
             f"model, cfg = load_run_model({str(run.path)!r})\n"
             "print(cfg['model'], type(model).__name__, sum(p.numel() for p in model.parameters()))")
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=300)
+                       timeout=hang_guard(300))
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split()[0] == "ae" and int(p.stdout.split()[2]) == run.read_summary()["params"]
     assert json.loads((run.path / "config.json").read_text())["model"] == "ae"
@@ -202,8 +202,24 @@ def test_a_resumed_offline_run_goes_on_from_its_last_step(tmp_path):
     first = run_cli(args, cwd=tmp_path, env={"AEBENCH_FAULT": "checkpoint:SIGTERM"})
     assert first.returncode == 143 and "interrupted" in first.stdout, first.stderr
     run = only_run(tmp_path)
-    assert run_cli(["--resume", run.id, "--runs-dir", tmp_path / "runs", "--wandb", "offline"],
-                   cwd=tmp_path).returncode == 0
+    resumed = run_cli(["--resume", run.id, "--runs-dir", tmp_path / "runs", "--wandb", "offline"], cwd=tmp_path,
+                      env={"WANDB_API_KEY": "", "NETRC": str(tmp_path / "no-netrc")})
+    assert resumed.returncode == 0
     folders = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run.id}/run-{run.id}.wandb"))
     steps = [[(h.get("_step"), h.get("epoch")) for h in OfflineRun(f).history] for f in folders]
     assert steps == [[(1, 1)], [(2, 2), (3, 3)]], steps
+    # The closing hint uploads both folders, after the login this machine has not done
+    hint = next(line for line in resumed.stdout.splitlines() if "wandb sync" in line)
+    assert all(f.parent.name in hint for f in folders) and "wandb login &&" in hint, hint
+
+
+def test_the_sync_hint_asks_for_a_login_only_where_there_is_none(monkeypatch, tmp_path):
+    from bench.records.track import sync_hint
+
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
+    assert sync_hint(["wandb/a", "wandb/b"]).split("#")[0].split() == \
+        ["wandb", "login", "&&", "wandb", "sync", "wandb/a", "wandb/b"]
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert sync_hint(["wandb/a"]).split("#")[0].split() == ["wandb", "sync", "wandb/a"]

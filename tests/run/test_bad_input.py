@@ -515,3 +515,28 @@ def test_a_probe_whose_last_batch_holds_one_image_trains(tmp_path, capsys, a_fin
                        tmp_path / "runs", "--wandb", "disabled", "--limit-train", 12, "--batch-size", 10,
                        "--probe-from", run.name])
     assert code == 0, capsys.readouterr().err
+
+
+def test_resume_finds_a_run_by_the_name_it_was_given(tmp_path, finished_run):
+    """`--name` names the run in W&B and the tables; the folder keeps its id, and `--resume
+    NAME` (or bench.evaluate NAME) finds the run by that name: once, or refused when two share it."""
+    import shutil
+
+    from bench.core.errors import UsageError
+    from bench.records.store import find_local_run
+
+    config = json.loads((finished_run.path / "config.json").read_text())
+    (finished_run.path / "config.json").write_text(json.dumps(dict(config, name="resume-demo")))
+    assert find_local_run("resume-demo", str(tmp_path / "runs")).path == finished_run.path
+    shutil.copytree(finished_run.path, tmp_path / "runs" / "ae_synthetic_twin")
+    with pytest.raises(UsageError, match="2 runs in .* are named 'resume-demo'.*give the run's id"):
+        find_local_run("resume-demo", str(tmp_path / "runs"))
+
+
+@pytest.mark.parametrize("flag,needle", [("--loss", "--loss: model ae does not take it"),
+                                         ("--seg-loss", "--seg-loss: model ae does not take it")])
+def test_a_refused_key_is_named_as_the_user_typed_it(tmp_path, capsys, flag, needle):
+    """`--loss` is the older name of `--seg-loss`: its refusal names the flag the user wrote."""
+    code = run_inproc(["--model", "ae", flag, "dice", "--runs-dir", tmp_path / "runs", "--wandb", "disabled"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"run.py: error: {needle}"), err

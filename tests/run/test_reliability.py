@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import ROOT, only_run, quick, run_cli, run_inproc
+from conftest import ROOT, hang_guard, only_run, quick, run_cli, run_inproc
 
 from bench.records.store import RunDir, effective_status, list_runs, read_jsonl
 
@@ -26,7 +26,7 @@ def _spawn(args, cwd):
 
 def _wait_rows(runs_dir, n, proc, timeout=240):
     t0 = time.time()
-    while time.time() - t0 < timeout:
+    while time.time() - t0 < hang_guard(timeout):
         runs = list_runs(str(runs_dir))
         if runs and len(runs[0].read_metrics()) >= n:
             return runs[0]
@@ -70,7 +70,7 @@ def test_signal_marks_interrupted_and_exits_nonzero(tmp_path, sig, code):
     proc = _spawn(ARGS + ["--runs-dir", tmp_path / "runs", "--wandb", "disabled"], cwd=tmp_path)
     run = _wait_rows(tmp_path / "runs", 1, proc)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=hang_guard(120))
     assert proc.returncode == code, err
     s = run.read_summary()
     assert s["status"] == "interrupted" and s["epochs"] >= 1 and "received" in s["reason"]

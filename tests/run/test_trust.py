@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, only_run, quick, run_cli, run_inproc
+from conftest import ROOT, hang_guard, only_run, quick, run_cli, run_inproc
 
 from bench.records.store import list_runs
 
@@ -227,7 +227,7 @@ def test_two_runners_on_one_sweep_run_each_configuration_once(tmp_path):
     y = tmp_path / "g3.yaml"
     y.write_text(GRID3 % 1)
     a, b = _sweep(tmp_path, y), _sweep(tmp_path, y)
-    outs = [p.communicate(timeout=600) for p in (a, b)]
+    outs = [p.communicate(timeout=hang_guard(600)) for p in (a, b)]
     assert a.returncode == 0 and b.returncode == 0, outs
     runs = _sweep_runs(tmp_path, "g3")
     assert len(runs) == 3 and len({k for k, _ in runs}) == 3, runs
@@ -241,19 +241,19 @@ def test_a_restarted_runner_never_relaunches_a_configuration_still_running(tmp_p
     first = _sweep(tmp_path, y, "--limit-train", "3000")
     t0 = time.time()
     while not any(s == "running" for _, s in _sweep_runs(tmp_path, "g1")):
-        assert first.poll() is None and time.time() - t0 < 120, first.communicate()
+        assert first.poll() is None and time.time() - t0 < hang_guard(120), first.communicate()
         time.sleep(0.1)
     first.send_signal(signal.SIGKILL)  # the runner dies; its child goes on
     first.wait()
     second = _sweep(tmp_path, y, "--limit-train", "3000")
-    out, err = second.communicate(timeout=600)
+    out, err = second.communicate(timeout=hang_guard(600))
     assert second.returncode == 0, err
     assert "running under another runner" in out
     assert len(_sweep_runs(tmp_path, "g1")) == 1
     run = list_runs(str(tmp_path / "runs" / "g1"))[0]
     os.kill(run.read_summary()["pid"], signal.SIGTERM)  # stop the orphan; it records itself
     t0 = time.time()
-    while run.read_summary().get("status") == "running" and time.time() - t0 < 60:
+    while run.read_summary().get("status") == "running" and time.time() - t0 < hang_guard(60):
         time.sleep(0.1)
     assert run.read_summary()["status"] == "interrupted"
 
@@ -271,7 +271,7 @@ def test_two_resumes_of_one_run_never_both_train(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen([sys.executable, str(ROOT / "run.py")] + [str(a) for a in resume], cwd=tmp_path,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=hang_guard(600)) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes[0] == 0 and codes[1] == 2, outs
     refused = [err for p, (_, err) in zip(procs, outs) if p.returncode == 2][0]
@@ -424,7 +424,7 @@ def test_evaluate_and_sweep_on_a_full_disk_are_one_line(tmp_path, finished_run, 
             else [str(y), "--runs-dir", "runs", "--wandb", "disabled", "--spawn", "exec"])
     summary = (finished_run.path / "summary.json").read_bytes()
     p = subprocess.run([sys.executable, "-m", tool, *args], cwd=tmp_path, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)), preexec_fn=full_disk, timeout=300)
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), preexec_fn=full_disk, timeout=hang_guard(300))
     line = _one_line(p.stderr)
     assert p.returncode == 2 and "cannot write" in line, line
     assert (finished_run.path / "summary.json").read_bytes() == summary

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, fake_runs, run_cli
+from conftest import ROOT, fake_runs, hang_guard, run_cli
 
 USER_FAMILY = '''"""A family written by a user: one file, nothing else edited."""
 from dataclasses import dataclass
@@ -271,7 +271,7 @@ def test_a_users_family_trains_in_the_tiny_suite_and_reaches_the_leaderboard(tmp
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-m", "bench.suite", "standard", "--scale", "tiny", "--families",
                         "tiny_user_ae,linear_ae", "--datasets", "mnist", "--data-root", "../shared/datasets",
-                        "--wandb", "disabled"], cwd=repo, capture_output=True, text=True, env=env, timeout=900)
+                        "--wandb", "disabled"], cwd=repo, capture_output=True, text=True, env=env, timeout=hang_guard(900))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     p = subprocess.run([sys.executable, "-m", "analysis.leaderboard", "standard", "--scale", "tiny"], cwd=repo,
                        capture_output=True, text=True, env=env)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, built_once
+from conftest import ROOT, built_once, hang_guard
 from formats import write_brain_tumor, write_celeba, write_cifar10, write_mnist, write_stl10
 
 pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
@@ -87,7 +87,7 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
             "--data-root", str(data_root), "--runs-dir", str(runs), "--wandb", "disabled",
             "--limit-train", "300", "--limit-test", "100", "--embed-points", "100", "--embed-views", "2d"] \
         + EXTRA.get(name, [])  # embed's 3-D and noisy views are checked in test_latent
-    p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=hang_guard(900))
     logs = "\n".join(f.read_text()[-1500:] for f in sorted((runs / name / "logs").glob("*.log"))) \
         if (runs / name / "logs").is_dir() else ""
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:] + logs

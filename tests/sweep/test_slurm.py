@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import run_cli
+from conftest import hang_guard, run_cli
 
 
 def _cluster() -> str | None:
@@ -71,7 +71,7 @@ def _configs(runs):
 
 def _queue_empty(job, timeout=180):
     t0 = time.time()
-    while time.time() - t0 < timeout:
+    while time.time() - t0 < hang_guard(timeout):
         out = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout
         if not out.strip():
             return
@@ -106,7 +106,7 @@ def test_a_cancelled_array_resubmitted_completes_without_training_twice(tmp_path
     job = p.stdout.split("submitted Slurm job ")[1].split(":")[0]
     t0 = time.time()
     while not any((r.get("epoch") or 0) >= 2 for r in _runs(tmp_path, "cut")):  # a run is under way
-        assert time.time() - t0 < 120, "no run started"
+        assert time.time() - t0 < hang_guard(120), "no run started"
         time.sleep(0.5)
     subprocess.run(["scancel", job], check=True)
     _queue_empty(job)
@@ -201,10 +201,10 @@ def test_ctrl_c_while_waiting_cancels_the_array_in_one_line(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not list((tmp_path / "runs" / "intr").glob("*/summary.json")):  # the array has started a run
-        assert proc.poll() is None and time.time() - t0 < 120, proc.communicate()
+        assert proc.poll() is None and time.time() - t0 < hang_guard(120), proc.communicate()
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=hang_guard(60))
     assert proc.returncode == 130, out + err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cancelled Slurm job "), err

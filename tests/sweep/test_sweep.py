@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, hang_guard, run_cli
 
 from bench.config.cli import parse_args
 from bench.config.spec import resolve
@@ -112,13 +112,13 @@ def test_four_run_sweep_with_two_workers_and_restart(tmp_path):
                             text=True, start_new_session=True)
     t0 = time.time()
     while len(_finished(tmp_path / "runs")) < 2:
-        assert proc.poll() is None and time.time() - t0 < 300, proc.communicate()
+        assert proc.poll() is None and time.time() - t0 < hang_guard(300), proc.communicate()
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its runs die together
     proc.wait()
     first = _finished(tmp_path / "runs")
     assert 2 <= len(first) < 4
-    p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=hang_guard(600))
     assert p.returncode == 0, p.stdout + p.stderr
     launched = [l for l in p.stdout.splitlines() if l.startswith("[")]
     assert len(launched) == 4 - len(first)  # only the remaining runs ran
@@ -140,6 +140,45 @@ def test_failing_run_is_recorded_and_sweep_goes_on(tmp_path):
     from analysis.load import load_local
     f = load_local(str(tmp_path / "runs"))
     assert sorted(f["status"]) == ["failed", "finished"]
+
+
+def test_a_sweep_whose_every_run_fails_for_one_reason_says_it_once_on_its_closing_line(tmp_path):
+    y = tmp_path / "lr.yaml"
+    y.write_text(SWEEP4.replace("latent_dim: {values: [4, 8]}", "lr: {values: [1.0e6, 9.0e5]}")
+                 .replace("seed: {values: [0, 1]}", "seed: {value: 0}").replace("linear_ae", "mlp_vae") % 1)
+    p = run_cli([y, "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", 300], cwd=tmp_path,
+                script="bench.sweep")
+    assert p.returncode == 1
+    closing = p.stdout.strip().splitlines()[-1]
+    assert "2 failed" in closing and "every run failed: " in closing and "non-finite loss" in closing, p.stdout
+
+
+def test_ctrl_c_on_a_local_sweep_says_that_the_same_command_resumes_it(tmp_path):
+    y = tmp_path / "long.yaml"
+    y.write_text(SWEEP4 % 400)
+    args = [str(y), "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", "300"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.sweep", *args], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not list((tmp_path / "runs" / "s4").glob("*/summary.json")):  # a run has started
+        assert proc.poll() is None and time.time() - t0 < hang_guard(300), proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=hang_guard(300))
+    assert proc.returncode == 130, out + err
+    closing = out.strip().splitlines()[-1]
+    assert "the same command resumes it" in closing and f"python -m bench.sweep {y}" in closing, out
+
+
+def test_a_sweep_without_its_data_is_refused_before_its_first_run(tmp_path):
+    y = tmp_path / "fm.yaml"
+    y.write_text(SWEEP4.replace("synthetic", "fashion_mnist") % 1)
+    p = run_cli([y, "--runs-dir", "runs", "--data-root", tmp_path / "nowhere"], cwd=tmp_path, script="bench.sweep")
+    assert p.returncode == 2 and p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nowhere" in lines[0] and "FashionMNIST" in lines[0], p.stderr
+    assert not (tmp_path / "runs").exists()  # no run was started, no folder written
 
 
 @pytest.mark.parametrize("text,needle", [
