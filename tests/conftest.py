@@ -118,6 +118,25 @@ def built_once(name: str, build) -> Path:
 sys.path.insert(0, str(ROOT))
 
 
+def tiny_datasets() -> Path:
+    """Every dataset as tiny learnable files in its real on-disk format (MNIST's and
+    Fashion-MNIST's idx files too: the real ones serve the real-data tests of test_data and
+    test_families), written once for the session: the sweeps and suites only read them, and
+    their decoded copies in the session's cache serve every worker. Readers set
+    AEBENCH_TRUST_DATA_ROOT to it (torchvision's md5 sums name the real files)."""
+    from formats import write_brain_tumor, write_celeba, write_cifar10, write_mnist, write_stl10
+
+    def build(root):
+        for folder in ("MNIST", "FashionMNIST"):
+            write_mnist(root, folder, n_train=600, n_test=200)
+        write_cifar10(root, n_per_batch=100)
+        write_stl10(root, n_train=100, n_test=60, n_unlabeled=200)
+        write_celeba(root, n=60)
+        write_brain_tumor(root, n=25, size=240)
+
+    return built_once("acceptance_data", build)
+
+
 def real_fashion_root():
     """A data root holding real Fashion-MNIST, or None (with the reason checked by callers)."""
     if (SHARED_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists():

@@ -43,7 +43,8 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     # site-packages, and so the path line to this environment's packages, stay).
     venv = scratch_venv(work / ".venv")
     (tmp_path / "short.yaml").write_text("epochs: 1\nlimit_train: 3000\nlimit_test: 1000\n")
-    env = dict(os.environ, AEBENCH_CONFIG=str(tmp_path / "short.yaml"), AEBENCH_OFFLINE="1",
+    cache = tmp_path / "cache"  # a user's first command: an empty cache
+    env = dict(os.environ, AEBENCH_CONFIG=str(tmp_path / "short.yaml"), AEBENCH_OFFLINE="1", AEBENCH_CACHE=str(cache),
                # no other copy of Fashion-MNIST: the shipped files must serve
                AEBENCH_DEBIAN_FASHION_DIR=str(tmp_path / "no-debian"), HOME=str(tmp_path),
                https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", WANDB_MODE="offline",
@@ -59,7 +60,9 @@ def test_readme_first_command_runs_offline_in_a_scratch_copy(tmp_path):
     p = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=hang_guard(900))
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "status finished" in p.stdout and "next:" in p.stdout and "wandb sync" in p.stdout
-    assert (work / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    # one unpacked copy in the cache serves every working folder: none in ./data
+    assert (cache / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    assert f"unpacked into {cache / 'data' / 'FashionMNIST' / 'raw'}" in p.stdout and not (work / "data").exists()
     assert re.search(r"summary test/mse \d\.\d+", p.stdout)
     # The README's second command after the first, in the same copy: the dataset tests (the
     # ones a filled ./data could mislead; the whole suite would run itself inside itself) pass

@@ -238,8 +238,9 @@ def _load_config_file(path: str) -> dict:
 
 
 def as_typed(error: UsageError, argv: list[str]) -> UsageError:
-    """The refusal of a key the user gave under its older name (`--loss`), naming that flag as
-    typed instead of today's name (`--seg-loss`), which the user never wrote."""
+    """The refusal of a key the user gave under its older name (`--loss`) to a model that does
+    not take it, naming the flag as typed instead of today's name (`--seg-loss`), which the user
+    never wrote. (A bad value is named by today's name: the one to use from now on.)"""
     from bench.config.keys import RENAMED
 
     text = str(error)
@@ -247,7 +248,8 @@ def as_typed(error: UsageError, argv: list[str]) -> UsageError:
         today = "--" + new.replace("_", "-")
         typed = next((a.split("=")[0] for a in argv if a.split("=")[0] in ("--" + old, "--" + old.replace("_", "-"))),
                      None)
-        if typed and text.startswith(today + ":") and not any(a.split("=")[0] == today for a in argv):
+        if typed and text.startswith(today + ":") and "does not take it" in text \
+                and not any(a.split("=")[0] == today for a in argv):  # a bad value is named by today's name
             return UsageError(typed + text[len(today):])
     return error
 

@@ -50,8 +50,8 @@ def _gunzip(path: Path) -> bytes:
 
 def _unpack_fashion(root: str, explicit: bool = False) -> str:
     """The data root to read Fashion-MNIST from, unpacking Debian's or the shipped .gz files
-    into torchvision's layout when `root` has none (and saying so in one line). Returns `root`
-    itself unless it cannot be written. A root the user named (`explicit`) that does not
+    into torchvision's layout when `root` has none (and saying so in one line): into `root`
+    when the user named it (or the cache if it cannot be written), else into the cache. A root the user named (`explicit`) that does not
     exist is refused: it is never silently replaced by another."""
     import hashlib
 
@@ -68,8 +68,12 @@ def _unpack_fashion(root: str, explicit: bool = False) -> str:
         sums = dict(reversed(line.split()) for line in (src / "SHA256SUMS").read_text().splitlines() if line.strip())
     from bench.core.cache import cache_root
 
+    # The default root (./data) is not filled: one unpacked copy in the cache serves every
+    # working folder; a root the user named gets its own, as asked.
     cache = cache_root() / "data"
-    for target in (Path(root), cache):
+    if not explicit and all((cache / "FashionMNIST" / "raw" / f).exists() for f in MNIST_FILES):
+        return str(cache)
+    for target in (Path(root), cache) if explicit else (cache,):
         raw = target / "FashionMNIST" / "raw"
         try:
             raw.mkdir(parents=True, exist_ok=True)

@@ -244,27 +244,31 @@ class Sweep:
         with StopSignals() as stop:  # a signal stops new launches and is passed on to the running ones
             self._launch_all(done, failed, elsewhere, stop, report)
         bar.close()
-        now = self.ledger.existing()
-        other = [p for p in elsewhere if now.get(self.run_key(p), (None,))[0] != "finished"]
-        stopped = sum(1 for _, _, s in done if s == "stopped")
-        # counted over every finished run the line counts, those of earlier invocations too
-        self.collapsed = [rid for p, *_ in done if (rid := now.get(self.run_key(p), (None, None, None))[2])
-                          and collapse_note(self.ledger.summary(rid))]
-        print(f"sweep {self.name}: {len(done) - stopped} finished, "
-              + (f"{stopped} stopped early by {self.cfg['early_terminate']['type']} "
-                 f"({self.epochs_trained()} epochs trained), " if self.cfg.get("early_terminate") else "")
-              + f"{len(failed)} failed or interrupted"
-              + (f", {len(self.collapsed)} of the finished collapsed (see the table's `collapsed` column)"
-                 if self.collapsed else "")
-              + (f", {len(other)} running under another runner" if other else "")
-              + (f"; every run failed: {self.fail_reasons[0]}" if not done and len(set(self.fail_reasons)) == 1
-                 and self.fail_reasons[0] and stop.signum is None else "")
-              + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}", flush=True)
+        print(self._closing(done, failed, elsewhere, stop.signum), flush=True)
         if stop.signum is not None:
             print(f"sweep {self.name}: interrupted; the same command resumes it (finished runs are kept): "
                   f"{same_command()}", flush=True)
             return 128 + stop.signum
         return 0 if not failed else 1
+
+    def _closing(self, done: list, failed: list, elsewhere: list, signum) -> str:
+        """The sweep's closing line: its counts, each over every finished run of these settings
+        (earlier invocations' too), and the one reason where every run failed for it."""
+        now = self.ledger.existing()
+        other = [p for p in elsewhere if now.get(self.run_key(p), (None,))[0] != "finished"]
+        stopped = sum(1 for _, _, s in done if s == "stopped")
+        self.collapsed = [rid for p, *_ in done if (rid := now.get(self.run_key(p), (None, None, None))[2])
+                          and collapse_note(self.ledger.summary(rid))]
+        one_reason = not done and signum is None and len(set(self.fail_reasons)) == 1 and self.fail_reasons[0]
+        return (f"sweep {self.name}: {len(done) - stopped} finished, "
+                + (f"{stopped} stopped early by {self.cfg['early_terminate']['type']} "
+                   f"({self.epochs_trained()} epochs trained), " if self.cfg.get("early_terminate") else "")
+                + f"{len(failed)} failed or interrupted"
+                + (f", {len(self.collapsed)} of the finished collapsed (see the table's `collapsed` column)"
+                   if self.collapsed else "")
+                + (f", {len(other)} running under another runner" if other else "")
+                + (f"; every run failed: {self.fail_reasons[0]}" if one_reason else "")
+                + f"; table: python -m analysis.tables --runs {self.args.runs_dir} --sweep {self.name}")
 
     def _launch_all(self, done: list, failed: list, elsewhere: list, stop, report) -> None:
         """Launch proposed configurations into free worker slots until none is left (or a

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, fake_runs, hang_guard, run_cli
+from conftest import ROOT, fake_runs, hang_guard, run_cli, tiny_datasets
 
 USER_FAMILY = '''"""A family written by a user: one file, nothing else edited."""
 from dataclasses import dataclass
@@ -56,16 +56,31 @@ def tiny_user_ae(cfg):
 '''
 
 
-def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
+@pytest.fixture
+def every_dataset(monkeypatch):
+    """A data root holding each of the suite's datasets in its on-disk format (tiny files):
+    `--dry-run` plans what the run would do, and a dataset that cannot be read is left out."""
+    from formats import trust_files
+    from torchvision.datasets import CIFAR10, CelebA
+
+    root = tiny_datasets()
+    for cls in (CIFAR10, CelebA):  # torchvision's md5 sums name the real files
+        trust_files(monkeypatch, cls, root / cls.base_folder)
+    return str(root)
+
+
+def test_the_standard_suite_runs_every_family_on_one_budget(capsys, every_dataset):
     from bench.suite.standard import main as suite_main
 
-    assert suite_main(["standard", "--scale", "cpu", "--dry-run"]) == 0
+    assert suite_main(["standard", "--scale", "cpu", "--dry-run", "--data-root", every_dataset]) == 0
     out = capsys.readouterr().out.splitlines()
     runs = [line for line in out if "--model=" in line]
     models = {line.split("--model=")[1].split()[0] for line in runs}
     assert len(runs) == len(models) * 5 * 3 and {"ae", "vae", "pool_ae", "mcae", "linear_ae"} <= models
+    assert out[-1].startswith(f"suite standard: {len(runs)} runs in all over "), out[-1]
     budget = "--epochs=4 --batch_size=128 --lr=0.001 --limit_train=6000 --limit_test=1000"
-    assert all(budget in line and "--group=suite_standard_cpu" in line for line in runs)
+    assert all(budget in line and "--group=suite_standard_cpu" in line and f"--data_root={every_dataset}" in line
+               for line in runs)
     for line in runs:
         if "--dataset=binarized_mnist" in line:  # its own tools and keys: the likelihood where it is defined
             likelihood = any(f"--model={m} " in line for m in
@@ -84,16 +99,34 @@ def test_the_standard_suite_runs_every_family_on_one_budget(capsys):
         model, dataset = line.split("--model=")[1].split()[0], line.split("--dataset=")[1].split()[0]
         widths = "[32, 64, 128, 256]" if dataset == "celeba" else "[32, 64, 128]"
         assert (f"'--channels={widths}'" in line) == (model not in own) and line.count("--channels") <= 1, line
-    assert suite_main(["standard", "--scale", "cpu", "--dry-run", "--backbone", "own"]) == 0
+    assert suite_main(["standard", "--scale", "cpu", "--dry-run", "--backbone", "own", "--data-root",
+                       every_dataset]) == 0
     assert "--channels" not in capsys.readouterr().out
 
 
-def test_the_full_scale_is_the_whole_training_set_with_a_datasets_own_budget_where_the_suite_says(capsys):
+def test_a_dry_run_plans_only_the_datasets_the_run_can_read(tmp_path, capsys):
+    from formats import write_mnist
+
+    from bench.suite.standard import main as suite_main
+
+    write_mnist(tmp_path / "data", "FashionMNIST", n_train=60, n_test=20)
+    assert suite_main(["standard", "--families", "ae", "--datasets", "fashion_mnist,cifar10", "--dry-run",
+                       "--data-root", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[1].strip() for line in out if "left out" in line] == ["cifar10 left out"]
+    runs = [line for line in out if "--model=" in line]
+    assert len(runs) == 3 and all("--dataset=fashion_mnist" in line for line in runs)
+    assert out[-1] == "suite standard: 3 runs in all over fashion_mnist"
+
+
+def test_the_full_scale_is_the_whole_training_set_with_a_datasets_own_budget_where_the_suite_says(capsys,
+                                                                                                every_dataset):
     """`full`: every image, 100 epochs at batch 100 and lr 1e-3, and CelebA's own 50 epochs at 1e-4
     (the suite file's `datasets: celeba: scales: full`), said in the header and given to its runs."""
     from bench.suite.standard import main as suite_main
 
-    assert suite_main(["standard", "--scale", "full", "--families", "ae,vae", "--dry-run"]) == 0
+    assert suite_main(["standard", "--scale", "full", "--families", "ae,vae", "--dry-run", "--data-root",
+                       every_dataset]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "budget: epochs 100, batch size 100, lr 0.001; celeba: epochs 50, lr 0.0001" in out[0]
     runs = [line for line in out if "--model=" in line]
@@ -174,8 +207,12 @@ def _scratch_copy(tmp_path):
 def test_a_users_own_family_joins_the_suite_without_editing_it(tmp_path):
     repo = _scratch_copy(tmp_path)
     (repo / "bench" / "models" / "tiny_user.py").write_text(USER_FAMILY)
-    p = subprocess.run([sys.executable, "-m", "bench.suite", "standard", "--dry-run"], cwd=repo,
-                       capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)})
+    data = tiny_datasets()
+    p = subprocess.run([sys.executable, "-m", "bench.suite", "standard", "--dry-run", "--data-root", str(data)],
+                       cwd=repo, capture_output=True, text=True, timeout=hang_guard(300),
+                       env={"PATH": "/usr/bin:/bin", "AEBENCH_TRUST_DATA_ROOT": str(data),
+                            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "acceptance_site"), str(repo)]),
+                            "AEBENCH_CACHE": os.environ["AEBENCH_CACHE"]})
     assert p.returncode == 0, p.stderr
     mine = [line for line in p.stdout.splitlines() if "--model=tiny_user_ae" in line]
     assert len(mine) == 15 and all("--eval=probe,denoise,sample " in line or

@@ -10,8 +10,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, built_once, hang_guard
-from formats import write_brain_tumor, write_celeba, write_cifar10, write_mnist, write_stl10
+from conftest import ROOT, hang_guard, tiny_datasets
 
 pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
 
@@ -38,19 +37,7 @@ EXTRA = {"celeba_models": ["--limit-train", "40", "--limit-test", "20"],
 
 @pytest.fixture(scope="module")
 def data_root():
-    """Every dataset as tiny learnable files in its real on-disk format (MNIST's and
-    Fashion-MNIST's idx files too: the real ones serve the real-data tests of test_data and
-    test_families), written once for the session: the sweeps only read them, and their
-    decoded copies in the session's cache serve every worker."""
-    def build(root):
-        for folder in ("MNIST", "FashionMNIST"):
-            write_mnist(root, folder, n_train=600, n_test=200)
-        write_cifar10(root, n_per_batch=100)
-        write_stl10(root, n_train=100, n_test=60, n_unlabeled=200)
-        write_celeba(root, n=60)
-        write_brain_tumor(root, n=25, size=240)
-
-    return built_once("acceptance_data", build)
+    return tiny_datasets()
 
 
 def expected_keys(cfg: dict, params: dict) -> list[str]:
