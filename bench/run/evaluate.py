@@ -59,6 +59,7 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
     """(test metrics, {figure name: path}) for the model's task."""
     from bench.config.tasks import task
 
+    say_long_evaluation(len(data.test), history)
     t0 = time.perf_counter()
     results = task(model.task).evaluate(model, data, cfg, device)
     results["time/test_eval_seconds"] = time.perf_counter() - t0
@@ -76,6 +77,20 @@ def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> t
         figs["recon_epochs"] = grids.image_rows(rows, run.figures / "recon_epochs.png",
                                                   f"the same test images {what} after selected epochs")
     return results, figs
+
+
+def say_long_evaluation(n_images: int, history: list[dict], over: float = 10.0) -> float | None:
+    """The test evaluation's start, with its estimate, where it would take over `over` seconds:
+    its passes over the test images (the metrics, the model's own terms, a denoiser's noisy
+    inputs) cost about what training on as many images did. Returns the estimate (or None)."""
+    rates = [r["time/images_per_sec"] for r in history if r.get("time/images_per_sec")]
+    if not rates:
+        return None
+    estimate = n_images / (sum(rates) / len(rates))
+    if estimate > over:
+        from bench.core.progress import progress
+        progress(f"test evaluation: {n_images:,} images, about {estimate:.0f} s")
+    return estimate
 
 
 @torch.no_grad()

@@ -9,11 +9,13 @@ progress lines above its bar, each named by the run's configuration.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 
 from bench.core.progress import is_progress
 
+STEP = re.compile(r"\(step \d+ of \d+")  # `bench.core.progress.Steps`: every run's, not one-off work
 _read: dict[str, int] = {}   # log path -> bytes already read
 _next = [0.0]                # when the logs are read next (once a second)
 
@@ -27,7 +29,7 @@ def wait(running: dict, seconds: float = 0.2) -> None:
     _next[0] = time.time() + 1.0
     for params, _proc, log, _t0, _slot in running.values():
         for line in new_lines(log.name):
-            if is_progress(line):
+            if is_progress(line) and not STEP.search(line):  # a tool's steps stay in the run's own log
                 say(f"  [{_name(params)}] {line.strip()}")
 
 

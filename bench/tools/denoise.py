@@ -13,9 +13,13 @@ from bench.tools._latent import images
 @torch.no_grad()
 def denoise(model, data, cfg, run, device):
     """PSNR/SSIM/MSE/MAE on test inputs corrupted at each sigma, vs the noisy input itself."""
+    from bench.core.progress import Steps
+
     rows, numbers, fig_rows = [], {}, []
     x = images(data.test, torch.arange(8), device)
+    step = Steps("denoise", {f"{sigma:g}": 1.0 for sigma in cfg.eval_sigmas})  # one test pass per sigma
     for sigma in cfg.eval_sigmas:
+        step(f"{sigma:g}", f"{len(data.test):,} test images at sigma {sigma:g}")
         m = metrics.reconstruction(model, data.test, device, sigma=sigma, seed=cfg.seed, with_input=True)
         rows.append([sigma] + [m[k] for k in ("mse", "mae", "psnr", "ssim", "input_psnr")])
         for k in ("mse", "mae", "psnr", "ssim"):

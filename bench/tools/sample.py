@@ -25,21 +25,28 @@ def sample(model, data, cfg, run, device):
     from bench.tools._samplers import GaussianSampler, GMMSampler, PriorSampler
     from bench.tools._scores import score_each
 
+    from bench.core.progress import Steps
+
+    step = Steps("sample", {"codes": 2.0, "draw": 1.0, "features": 1.0, "score": 2.0})
     decode = decoder(model, "sample")
     shape = model.encode(images(data.test, torch.arange(1), device)).shape[1:]
+    step("codes", f"encoding {len(data.train):,} training images")
     mu = codes(model, data.train, device)
     samplers = {"prior": PriorSampler(getattr(model, "prior_codes", None))} if model.is_variational else {}
     samplers.update(ex_post=GaussianSampler(), gmm=GMMSampler(10, seed=cfg.seed))
     rng = np.random.default_rng(cfg.seed)
     n_scored = min(N_SAMPLES_SCORED, len(data.test))  # as many samples as real images they are compared with
+    step("draw", f"fitting {', '.join(samplers)} and decoding {n_scored:,} samples of each")
     draws = {name: s.fit(mu).sample(n_scored, rng) for name, s in samplers.items()}
     decoded = {name: torch.cat([decode(torch.from_numpy(zs[i:i + 500]).float().to(device).view(-1, *shape))
                                 for i in range(0, len(zs), 500)]) for name, zs in draws.items()}
+    step("features", "the feature space to score in")
     try:
         features, space = _space(data, device, cfg)
     except UsageError as e:  # no feature space to score in here: the samples are drawn all the same
         return _unscored(decoded, run, " ".join(str(e).split()))
     real = images(data.test, torch.arange(n_scored), device)
+    step("score", f"Frechet distances and their bootstrap intervals over {n_scored:,} images")
     scored = score_each(features, real, decoded, seed=cfg.seed)
     numbers = {}
     for name, sc in scored.items():

@@ -316,3 +316,14 @@ def test_a_one_epoch_run_draws_no_learning_curve(finished_run):
     assert json.loads((finished_run.path / "summary.json").read_text())["epochs"] == 1
     figs = finished_run.path / "figures"
     assert (figs / "reconstructions.png").is_file() and not (figs / "curves.png").exists()
+
+
+def test_a_long_test_evaluation_says_its_start_with_an_estimate(capsys):
+    """Over 10 s (at the training's own speed) the test evaluation's start is said with its
+    estimate; a short one says nothing."""
+    from bench.run.evaluate import say_long_evaluation
+
+    history = [{"time/images_per_sec": 400.0}, {"time/images_per_sec": 600.0}]
+    assert say_long_evaluation(10_000, history) == pytest.approx(20.0)
+    assert capsys.readouterr().out == "  test evaluation: 10,000 images, about 20 s ...\n"
+    assert say_long_evaluation(1_000, history) == pytest.approx(2.0) and capsys.readouterr().out == ""

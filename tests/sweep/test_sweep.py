@@ -382,7 +382,8 @@ def test_the_sweep_line_of_a_collapsed_run_carries_the_flag(tmp_path):
 
 def test_the_sweep_console_relays_its_runs_long_one_off_work(tmp_path, capsys):
     """Progress lines in a running run's log (a feature network, a UMAP compile, a wait on a
-    cache lock) reach the sweep's console once each, named by the run; other lines do not,
+    cache lock) reach the sweep's console once each, named by the run; other lines (a tool's
+    steps, which every run has, included) do not,
     and a line still being written waits for its end."""
     from bench.core.progress import progress
     from bench.sweep import relay
@@ -393,6 +394,7 @@ def test_the_sweep_console_relays_its_runs_long_one_off_work(tmp_path, capsys):
         with contextlib.redirect_stdout(log):
             progress("sample: training feature network seed 0 once for this dataset (epoch 2 of 3, about 9 s left)")
             print("epoch 1/1  train/loss 0.1  val/loss 0.1")
+            progress("denoise: 500 test images at sigma 0.1 (step 2 of 4, about 10 s left)")  # every run's: not relayed
             print("  sample: training feature net", end="")  # a line still being written
         log.flush()
         relay._next[0] = 0.0
