@@ -30,6 +30,13 @@ def with_noisy_input(metrics: list, sub: pd.DataFrame) -> list:
     return metrics[:at] + [(NOISY_INPUT, "noisy input MSE (doing nothing)")] + metrics[at:]
 
 
+def common_sigmas(summary: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The test noise levels at which a table shows the denoising tool's MSE and the runs
+    recorded their noisy input's PSNR: there each model is set against doing nothing."""
+    return [k.split("@", 1)[1] for k in keys if k.startswith("denoise/mse@")
+            and f"denoise/input_psnr@{k.split('@', 1)[1]}" in summary]
+
+
 def versus_input(model_mse: float, input_mse: float) -> str:
     """How a denoiser's output compares with its noisy input: a model that makes it worse is marked."""
     if model_mse != model_mse or input_mse != input_mse or input_mse <= 0:
@@ -59,7 +66,9 @@ def _table_block(frame, block, template) -> tuple[str, object]:
     metrics = with_noisy_input(metrics, sub)
     group_by = [k for k in (block.group_by or varying_keys(sub)) if k in sub] or ["model"]  # keys the runs recorded
     group_by = group_by + [k for k in split_keys(sub, group_by) if k not in group_by]
-    summary = summarise(sub, group_by, [k for k, _ in metrics])
+    shown = [k for k, _ in metrics]
+    inputs = [f"denoise/input_psnr@{k.split('@', 1)[1]}" for k in shown if k.startswith("denoise/mse@")]
+    summary = summarise(sub, group_by, shown + [k for k in inputs if k in sub and k not in shown])
     table = pd.DataFrame({k: summary[k].map(_fmt) for k in group_by})
     table = table.assign(**seed_columns(summary))  # how many seeds (the interval's n), and which
     for k, lab in metrics:
@@ -70,6 +79,10 @@ def _table_block(frame, block, template) -> tuple[str, object]:
     if NOISY_INPUT in summary:
         table["denoised vs its noisy input"] = [versus_input(a, b) for a, b in
                                                 zip(summary[NOISY_OUTPUT], summary[NOISY_INPUT])]
+    for sigma in common_sigmas(summary, [k for k, _ in metrics]):  # the denoising tool's common test noise
+        input_mse = 10 ** (-summary[f"denoise/input_psnr@{sigma}"] / 10)  # PSNR of images in [0, 1]
+        table[f"at sigma {sigma} vs its noisy input"] = [versus_input(a, b) for a, b in
+                                                         zip(summary[f"denoise/mse@{sigma}"], input_mse)]
     if summary["collapsed"].any():
         table["collapsed"] = collapsed_cells(summary)
     if summary["stopped"].any():  # runs the sweep's early termination ended: listed, never averaged

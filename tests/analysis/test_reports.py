@@ -314,3 +314,32 @@ def test_a_report_says_why_a_tool_did_not_score_and_how_to_have_it(tmp_path):
     assert report_main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert md.count(why) == 1 and "sample: not done in 2 run(s)" in md, md
+
+
+def test_denoisers_are_compared_at_one_test_noise_beside_doing_nothing(tmp_path):
+    """000's noise tables score every DAE on the same noisy test images (sigma 0.3) beside the
+    noisy input's own score, mark one that makes its input worse, and keep each run's own
+    training sigma in separate, labelled columns."""
+    import math
+
+    from analysis.report import main as report_main
+
+    input_psnr = 10.5  # the noisy input at sigma 0.3: MSE 10^-1.05 = 0.0891
+    rows = [({"model": "dae", "seed": s, "sweep": "cifar10_dae_noise", "group": "cifar10_dae_noise",
+              "noise_level": level},
+             {"test/mse": 0.01, "best_value": best, "denoise/mse@0.3": mse, "denoise/psnr@0.3": -10 * math.log10(mse),
+              "denoise/input_psnr@0.3": input_psnr, "test_noisy/mse": best, "test_noisy/input_mse": 0.01})
+            for level, best, mse in ((0.1, 0.004, 0.12), (0.5, 0.03, 0.02)) for s in (0, 1, 2)]
+    fake_runs(tmp_path / "runs", rows, dataset="cifar10", epochs=20)
+    out = tmp_path / "rep"
+    assert report_main(["--runs", str(tmp_path / "runs"), "--template", "cifar10_assignment", "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    tuning = md.split("Tuning the DAE's training noise")[1].split("\n\n")[1].splitlines()
+    head = [c.strip() for c in tuning[0].split("|")]
+    assert "test MSE at sigma 0.3" in head and "best val MSE at its own sigma" in head
+    assert "noisy input PSNR (doing nothing)" in head and "at sigma 0.3 vs its noisy input" in head
+    by_level = {float(r.split("|")[1]): r for r in tuning[2:]}
+    assert "WORSE than its input (x1.35 its MSE)" in by_level[0.1]  # 0.12 / 0.0891
+    assert "x0.22 its input's MSE" in by_level[0.5]
+    table = md.split("DAE by training noise")[1].split("\n\n")[1].splitlines()[0]
+    assert "MSE at test sigma 0.3" in table and "noisy MSE at its own sigma" in table
