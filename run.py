@@ -14,5 +14,11 @@ if __name__ == "__main__":
         except UsageError as e:
             exit_usage("run.py", e)
         sys.exit(0)
+    from bench.config.cli import refuse_unknown_flags
+    from bench.core.errors import UsageError, exit_usage
+    try:  # a flag no key has: refused before torch is imported, where this tree's flags are known
+        refuse_unknown_flags(sys.argv[1:])
+    except UsageError as e:
+        exit_usage("run.py", e)
     from bench.run.runner import main
     sys.exit(main())

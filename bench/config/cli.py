@@ -8,6 +8,7 @@ that family's). Precedence: defaults < the file named by $AEBENCH_CONFIG < `--co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -176,9 +177,14 @@ def help_value(argv: list[str], flag: str) -> str | None:
     return None
 
 
-def _unknown_flag_message(args):
+def flag_names() -> list[str]:
+    """Every flag run.py takes (every family's and dataset's keys: the registry is imported)."""
     known = list(key_tables()["FIELDS"]) + list(key_tables()["ALIASES"])
-    names = ["--" + k.replace("_", "-") for k in known] + ["--config", "--list", "--print-config"]
+    return ["--" + k.replace("_", "-") for k in known] + ["--config", "--list", "--print-config"]
+
+
+def _unknown_flag_message(args, names: list[str] | None = None):
+    names = flag_names() if names is None else names
     flags = [a.split("=")[0] for a in args if a.startswith("-")]
     bad = flags[0] if flags else args[0]
     close = difflib.get_close_matches(bad.replace("_", "-"), names, n=3)
@@ -254,9 +260,53 @@ def as_typed(error: UsageError, argv: list[str]) -> UsageError:
     return error
 
 
+def _catalogue() -> Path:
+    """Where the flags of this very source tree are kept (a name from its files' sizes and times)."""
+    import hashlib
+
+    from bench.core.cache import cache_root
+
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for path in sorted([root / "registry.py", *(root / "bench").rglob("*.py")]):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            digest.update(f"{path}:{st.st_mtime_ns}:{st.st_size}\n".encode())
+    return cache_root() / "flags" / f"{digest.hexdigest()[:20]}.json"
+
+
+def refuse_unknown_flags(argv: list[str]) -> None:
+    """A flag that no key has is refused before torch is imported (seconds on a busy machine),
+    from the flags the last full parse of this same source tree wrote to the cache; where
+    there is no such list yet, the full parse refuses it a moment later instead."""
+    try:
+        names = json.loads(_catalogue().read_text())
+    except (OSError, ValueError):
+        return
+    from bench.config.handoff import FLAG as HANDOFF  # a sweep's hand-off, taken before the parse
+
+    given = [a for a in argv if a.startswith("--")]
+    known = set(names) | {HANDOFF}
+    unknown = [a for a in given if a.split("=")[0].replace("_", "-") not in known]  # --noise_level: an agent's
+    if unknown and isinstance(names, list):
+        raise UsageError(_unknown_flag_message(unknown, names))
+
+
+def _remember_flags() -> None:
+    """The flags of this source tree, for `refuse_unknown_flags` of later runs."""
+    from bench.core.files import atomic_write_text
+
+    path = _catalogue()
+    if not path.exists():
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(flag_names()))
+
+
 def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
     """Parse flags into raw overrides. Returns (overrides, actions asked for: "list", "print_config")."""
     parser = build_parser(prog)
+    _remember_flags()
     ns, rest = parser.parse_known_args(argv)
     if rest:
         raise UsageError(_unknown_flag_message(rest))

@@ -540,3 +540,25 @@ def test_a_refused_key_is_named_as_the_user_typed_it(tmp_path, capsys, flag, nee
     code = run_inproc(["--model", "ae", flag, "dice", "--runs-dir", tmp_path / "runs", "--wandb", "disabled"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(f"run.py: error: {needle}"), err
+
+
+def test_a_bad_flag_is_refused_before_torch_is_imported(tmp_path):
+    """Once a run has parsed this source tree's flags (any run, `--print-config` here), a flag
+    that no key has is refused without importing torch: under load that import costs seconds."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, hang_guard
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), AEBENCH_CACHE=str(tmp_path / "cache"))
+    first = run_cli(["--model", "ae", "--dataset", "synthetic", "--print-config"], cwd=tmp_path,
+                    env={"AEBENCH_CACHE": str(tmp_path / "cache")})
+    assert first.returncode == 0, first.stderr
+    for argv, needle in ((["--latnt-dim", "4"], "unknown argument --latnt-dim; did you mean --latent-dim"),
+                         (["--model", "ae", "--noise_level=0.1", "--bogus"], "unknown argument --bogus")):
+        p = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "run.py"), *argv], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=hang_guard(120))
+        imported = {line.split("|")[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+        errors = [line for line in p.stderr.splitlines() if not line.startswith("import time:")]
+        assert p.returncode == 2 and len(errors) == 1 and needle in errors[0], p.stderr[-500:]
+        assert "torch" not in imported and "bench.run.runner" not in imported
