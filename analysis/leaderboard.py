@@ -15,8 +15,9 @@ overlaps the best one's (a tie: the data cannot tell them apart). Families are r
 their mean rank over the ranked columns, each quantity once (PSNR, not MSE too; the GMM
 samples, not the prior's). Only comparable, working families are ranked: one whose runs
 collapsed, or whose code has another size than the suite's, is shown with the reason and no
-rank. Writes `leaderboard.md`, `.csv`, `.tex` and `leaderboard.html` (with a Pareto figure:
-test MSE against parameters) under `--out`.
+rank. A family that cannot generate (no decoder of a code: `pool_ae`) takes the last place of
+the sample column, tied with any other that cannot. Writes `leaderboard.md`, `.csv`, `.tex`
+and `leaderboard.html` (with a Pareto figure: test MSE against parameters) under `--out`.
 """
 from __future__ import annotations
 
@@ -127,13 +128,18 @@ def rank(table: pd.DataFrame) -> pd.DataFrame:
         if vals.notna().sum() == 0:
             table[f"{col}_mark"] = ""
             continue
+        if col == "gen_fd":  # the stated rule: a family that cannot generate takes the last place in the column
+            cannot = ranked & table["notes"].astype(str).str.contains("cannot generate") if "notes" in table else False
+            ranks_of = vals.where(~cannot, math.inf if not higher else -math.inf)
+        else:
+            ranks_of = vals
         best = vals.idxmax() if higher else vals.idxmin()
         lo, hi = vals - table[f"{col}_ci"], vals + table[f"{col}_ci"]
         tied = (lo <= hi[best]) & (hi >= lo[best])
         table[f"{col}_mark"] = ["best" if i == best else "tie" if t and pd.notna(vals[i]) else ""
                                 for i, t in tied.items()]
         if col in RANKED:
-            ranks.append(vals.rank(ascending=not higher, method="average"))
+            ranks.append(ranks_of.rank(ascending=not higher, method="average"))
     table["rank"] = pd.concat(ranks, axis=1).mean(axis=1).where(ranked) if ranks else np.nan
     return table.sort_values(["rank", "family"], na_position="last").reset_index(drop=True)
 
@@ -198,38 +204,48 @@ def to_html_table(table: pd.DataFrame) -> str:
 
 
 def pareto_figure(table: pd.DataFrame, dataset: str, path: Path) -> Path | None:
-    """Test MSE against parameters, one point per family (with its CI); the Pareto front
-    (no other family both smaller and better) joined by a line."""
-    from analysis.plots import plt, spread_labels
+    """Test MSE against parameters, one point per family (with its CI), each family its own
+    marker and colour named in the legend (families of one size set side by side), unranked
+    ones hollow and named so; the Pareto front of the ranked families (no other both smaller
+    and better) joined by a line."""
+    from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
-    t = table.dropna(subset=["params", "test/mse"]).sort_values("params")
+    from analysis.plots import plt
+
+    t = table.dropna(subset=["params", "test/mse"]).sort_values(["params", "test/mse"]).reset_index(drop=True)
     if not len(t):
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.errorbar(t["params"], t["test/mse"], yerr=t["test/mse_ci"], fmt="o", ms=5, capsize=3)
-    labels = []
-    for params, g in t.groupby("params"):  # families of one size (the conv AEs) share one label, best first
-        g = g.sort_values("test/mse")
-        labels.append(ax.annotate("\n".join(g["family"]), (params, g["test/mse"].iloc[0]), fontsize=7, xytext=(5, -2),
-                                  textcoords="offset points", va="top"))
+    ranked = t["ranked"].astype(bool) if "ranked" in t else pd.Series(True, index=t.index)
+    fig, ax = plt.subplots(figsize=(8.2, 4.6))
+    markers, colours = "osD^v<>pPX*h", plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for _, g in t.groupby("params"):  # one size (the conv AEs on the shared backbone): side by side
+        for k, i in enumerate(g.index):
+            t.loc[i, "x"] = t.loc[i, "params"] * 1.06 ** (k - (len(g) - 1) / 2)
+    for i, r in t.iterrows():
+        colour = colours[i % len(colours)]
+        ax.errorbar(r["x"], r["test/mse"], yerr=r["test/mse_ci"], fmt=markers[i % len(markers)], ms=6, capsize=3,
+                    color=colour, mfc=colour if ranked[i] else "none",
+                    label=r["family"] + ("" if ranked[i] else " (unranked)"))
     front, best = [], math.inf
-    for _, r in t.iterrows():
+    for i, r in t[ranked].iterrows():
         if r["test/mse"] < best:
             front.append(r)
             best = r["test/mse"]
-    ax.plot([r["params"] for r in front], [r["test/mse"] for r in front], "-", color="tab:red", lw=1,
-            label="Pareto front")
+    if front:
+        ax.plot([r["x"] for r in front], [r["test/mse"] for r in front], "-", color="tab:red", lw=1,
+                label="Pareto front (ranked)")
     ax.set_xscale("log")
-    from matplotlib.ticker import NullFormatter
-    ax.xaxis.set_minor_formatter(NullFormatter())  # 3x10^4, 4x10^4, ... overlap; decades suffice
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # labels within a decade too
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("parameters")
     ax.set_ylabel("test MSE (lower is better)")
-    ax.set_title(f"{dataset}: reconstruction against size", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_title(f"{dataset}: reconstruction against size (hollow: unranked)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # off the data
     ax.grid(alpha=0.3)
-    ax.margins(x=0.2, y=0.15)
+    ax.margins(x=0.1, y=0.1)
+    ax.set_ylim(bottom=0)  # an MSE is never negative
     fig.tight_layout()
-    spread_labels(fig, ax, labels)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -256,7 +272,9 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
             f"(Student t); beside a sample FD, in brackets, the mean of its runs' own 95% bootstrap intervals (the error "
             f"from the number of images scored). Bold: best of the column; underlined or italic: its interval overlaps the best's (a tie). "
             f"Rank: mean rank over {', '.join(lab for c, lab, _ in QUALITY if c in RANKED)} (each quantity once), "
-            f"among the comparable, working families; the others are shown unranked with the reason. Backbone: "
+            f"among the comparable, working families; the others are shown unranked with the reason. A family "
+            f"that cannot generate takes the last place of the sample column (tied with any other that cannot). "
+            f"Backbone: "
             f"`shared` families build on the same conv encoder and decoder and differ in objective and latent "
             f"head only; `own` marks an architecture of its own (or a family without a conv stack)."
             + (f" {note}" if note else ""))

@@ -86,12 +86,12 @@ def test_the_standard_suite_runs_every_family_on_one_budget(capsys, every_datase
             likelihood = any(f"--model={m} " in line for m in
                              ("vae", "beta_vae", "iwae", "vamp_vae", "mlp_vae", "mlp_iwae", "mlp_vamp_vae"))
             assert "--nll_k=50" in line and "--recon-type=bce" in line or "--recon-type" not in line
-            assert ("--eval=probe,nll " in line) == likelihood and ("--eval=probe " in line) != likelihood, line
+            assert ("--eval=probe,nll,collapse " in line) == likelihood and ("--eval=probe,collapse " in line) != likelihood, line
         elif "--model=pool_ae" in line:  # its code size is fixed by its architecture; it cannot generate
-            assert "--latent-dim" not in line and "--eval=probe,denoise " in line
+            assert "--latent-dim" not in line and "--eval=probe,denoise,collapse " in line
         else:
             latent = {"cifar10": 128, "celeba": 64}.get(line.split("--dataset=")[1].split()[0], 16)
-            assert f"--latent-dim={latent}" in line and "--eval=probe,denoise,sample " in line
+            assert f"--latent-dim={latent}" in line and "--eval=probe,denoise,sample,collapse " in line
     # the shared backbone: one conv stack per input size for every family built on one; the
     # architectures of their own and the families without a conv stack keep theirs
     own = {"mcae", "pool_ae", "stl_ae", "linear_ae", "mlp_ae", "mlp_vae", "mlp_iwae", "mlp_vamp_vae"}
@@ -215,8 +215,8 @@ def test_a_users_own_family_joins_the_suite_without_editing_it(tmp_path):
                             "AEBENCH_CACHE": os.environ["AEBENCH_CACHE"]})
     assert p.returncode == 0, p.stderr
     mine = [line for line in p.stdout.splitlines() if "--model=tiny_user_ae" in line]
-    assert len(mine) == 15 and all("--eval=probe,denoise,sample " in line or
-                                   "--dataset=binarized_mnist" in line and "--eval=probe " in line for line in mine)
+    assert len(mine) == 15 and all("--eval=probe,denoise,sample,collapse " in line or
+                                   "--dataset=binarized_mnist" in line and "--eval=probe,collapse " in line for line in mine)
     assert all("--latent-dim=16" in line for line in mine if "mnist" in line)
     assert all("--latent-dim=128" in line for line in mine if "cifar10" in line)
 
@@ -402,7 +402,7 @@ def test_the_leaderboard_shows_the_test_nll_and_ranks_on_it_among_the_families_t
     assert "**90.10 ± " in body["mlp_iwae"] and "95.10 ± " in body["vae"] and "**95" not in body["vae"]
     ranks = {f: float(line.split("|")[1]) for f, line in body.items()}
     assert ranks["mlp_iwae"] < ranks["vae"]  # the only column that tells them apart
-    assert "cannot generate" not in md  # the suite scores no samples on binarized MNIST
+    assert "cannot generate" not in md.split("## binarized_mnist")[1]  # the suite scores no samples on binarized MNIST
 
 
 def test_the_suite_scores_the_likelihood_on_binarized_mnist_where_a_family_has_one(tmp_path):
@@ -436,3 +436,34 @@ def test_the_suite_scores_the_likelihood_on_binarized_mnist_where_a_family_has_o
     cells = {line.split("|")[2].strip(): line.split("|") for line in lines if line.startswith("| ") and line != lines[0]}
     column = head.index(" test NLL ")
     assert cells["mlp_iwae"][column].strip()[0].isdigit() and cells["ae"][column].strip() == "-"
+
+
+def test_the_leaderboard_unranks_families_no_better_than_doing_nothing_and_ranks_non_generators_by_its_rule(tmp_path):
+    """A family whose test MSE is no better than an all-black image's, or whose posterior
+    collapsed (the suite runs the collapse tool), is shown unranked with the reason; a family
+    that cannot generate is ranked, taking the last place of the sample column by the stated
+    rule instead of being ranked over fewer columns."""
+    from analysis.leaderboard import main as leaderboard_main
+
+    rows = []
+    for model, mse, extra in (("ae", 0.020, {"sample/gmm_fd": 30.0}),
+                              ("dae", 0.010, {}),  # better everywhere, but cannot generate
+                              ("mlp_ae", 0.150, {"sample/gmm_fd": 10.0}),  # worse than an all-black image
+                              ("vae", 0.015, {"sample/gmm_fd": 5.0, "collapse/posterior_collapse": True})):
+        for seed in (0, 1, 2):
+            s = {"test/mse": mse + seed / 10_000, "test/psnr": 20 - 100 * mse, "test/ssim": 0.9 - mse,
+                 "denoise/mse@0.3": mse * 2, "probe/linear_acc": 0.9 - mse, "probe/knn_acc": 0.9 - mse,
+                 "probe/latent_dim": 16, "params": 1000, "train_seconds": 4.0, "epochs": 1, "input_shape": "1x28x28",
+                 "test/black_mse": 0.10, "test/mean_image_mse": 0.06, **extra}
+            rows.append(({"model": model, "seed": seed, "dataset": "mnist", "sweep": "suite_standard_tiny",
+                          "group": "suite_standard_tiny"}, s))
+    fake_runs(tmp_path / "runs", rows)
+    out = tmp_path / "board"
+    assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    md = (out / "leaderboard.md").read_text()
+    assert "cannot generate takes the last place of the sample column" in md
+    rows = {r.split("|")[2].strip(): r.split("|") for r in md.splitlines() if r.startswith("| ") and "family" not in r}
+    assert float(rows["dae"][1]) == round(7 / 6, 2) and float(rows["ae"][1]) == round(11 / 6, 2)  # not 1.00 over 5 columns
+    for family, reason in (("mlp_ae", "collapsed"), ("vae", "collapsed")):
+        assert rows[family][1].strip() == "-" and "unranked" in rows[family][-2], rows[family]
+    assert (out / "pareto_mnist.png").stat().st_size > 0
