@@ -176,6 +176,16 @@ def run_cli(args, cwd, timeout=600, env=None, script="run.py"):
                           text=True, timeout=hang_guard(timeout))
 
 
+def refusal(main, argv, capsys) -> tuple[int, list[str]]:
+    """A command's `main` run in this process on argv that it must refuse (no run starts, so no
+    process of its own is needed): (exit code, its stderr lines)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
 def run_inproc(args, capsys=None):
     """Run run.py's main in this process; returns the exit code (SystemExit is caught)."""
     from bench.run.runner import main

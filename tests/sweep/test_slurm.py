@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import hang_guard, run_cli
+from conftest import hang_guard, refusal, run_cli
 
 
 def _cluster() -> str | None:
@@ -152,10 +152,11 @@ def test_without_sbatch_the_sweep_is_refused_with_the_local_command(tmp_path):
 @pytest.mark.parametrize("extra,needle", [(["--slurm", 0], "--slurm 0: give a number of array tasks >= 1"),
                                           (["--slurm", 2, "--wandb-agent", "x/y"], "give ENTITY/PROJECT/SWEEP_ID"),
                                           (["--slurm", 2, "--time", 0], "--time 0: out of range")])
-def test_bad_slurm_flags_are_one_line(tmp_path, extra, needle):
-    p = run_cli([_grid(tmp_path, "bad"), *extra, "--runs-dir", "runs"], cwd=tmp_path, script="bench.sweep")
-    lines = p.stderr.strip().splitlines()
-    assert p.returncode == 2 and len(lines) == 1 and needle in lines[0], p.stderr
+def test_bad_slurm_flags_are_one_line(tmp_path, capsys, extra, needle):
+    from bench.sweep.command import main
+
+    code, lines = refusal(main, [_grid(tmp_path, "bad"), *extra, "--runs-dir", tmp_path / "runs"], capsys)
+    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
     assert not (tmp_path / "runs").exists()
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, hang_guard, run_cli
+from conftest import ROOT, hang_guard, refusal, run_cli
 
 from bench.config.cli import parse_args
 from bench.config.spec import resolve
@@ -191,13 +191,13 @@ def test_a_sweep_without_its_data_is_refused_before_its_first_run(tmp_path):
     ("program: run.py\nmethod: grid\nparameters:\n  noise_std: {values: [0.1, 7.0]}\n", "out of range"),
     ("program: run.py\nmethod: random\nparameters:\n  lr: {values: [0.1]}\n", "--count"),
 ])
-def test_bad_sweeps_exit_2_with_one_line(tmp_path, text, needle):
+def test_bad_sweeps_exit_2_with_one_line(tmp_path, capsys, text, needle):
+    from bench.sweep.command import main
+
     y = tmp_path / "bad.yaml"
     y.write_text(text)
-    p = run_cli([y, "--dry-run"], cwd=tmp_path, script="bench.sweep")
-    assert p.returncode == 2
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], p.stderr
+    code, lines = refusal(main, [y, "--dry-run"], capsys)
+    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
 
 
 def test_packed_workers_give_the_runs_of_one_by_one(tmp_path):
