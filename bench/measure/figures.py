@@ -43,15 +43,23 @@ def image_grids(panels: list[tuple[str, torch.Tensor]], path: Path, title: str =
     are usually shown (4x4), rather than one long row."""
     from bench.core.tensors import image_grid
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 0.4, 2.9), squeeze=False)
-    for ax, (name, imgs) in zip(axes[0], panels):
+    import textwrap
+
+    width = 2.6 * len(panels) + 0.4  # inches; a 9-point character is about 1/13 inch wide
+    wrap = lambda text, inches: "\n".join(textwrap.fill(line, max(12, int(inches * 12))) or line  # noqa: E731
+                                          for line in text.split("\n"))
+    names = [wrap(name, 2.5) for name, _ in panels]  # each panel's title inside its own column
+    title = wrap(title, width - 0.2) if title else ""
+    lines = max(n.count("\n") for n in names) + 1 + (title.count("\n") + 1 if title else 0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 2.5 + 0.17 * lines), squeeze=False,
+                             layout="constrained")  # makes room for the suptitle above the panels' titles
+    for ax, name, (_, imgs) in zip(axes[0], names, panels):
         im = to_hwc(image_grid(imgs.detach().float().clamp(0, 1).cpu(), nrow=cols, padding=1, pad_value=1.0))
         ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 

@@ -57,14 +57,14 @@ def sample(model, data, cfg, run, device):
     numbers["sample/n_scored"] = n_scored
     numbers.update(space)
     several = len(features.members) > 1
-    label = {name: f"{sc.fd:.2f} [{sc.lo:.2f}, {sc.hi:.2f}]" + (f", networks differ by {sc.spread:.0%}" if several else "")
+    label = {name: f"{sc.fd:.2f} [{sc.lo:.2f}, {sc.hi:.2f}]" + (f"\nnetworks differ by {sc.spread:.0%}" if several else "")
              for name, sc in scored.items()}
     apart = untold(scored)
     if apart:
         print(f"  sample: not told apart by {n_scored} samples (95% intervals overlap): {apart}", flush=True)
     over = f"mean over {len(features.members)} feature networks" if several else "Inception FID"
     print(f"  sample: Frechet distance to test images, {over}: "
-          + ", ".join(f"{name} {text}" for name, text in label.items()), flush=True)
+          + ", ".join(f"{name} {text}".replace("\n", ", ") for name, text in label.items()), flush=True)
     from bench.measure.figures import image_grids  # matplotlib, imported by what draws
     path = image_grids([(f"{name}\nFD {label[name]}", imgs[:N_SAMPLES_SHOWN]) for name, imgs in decoded.items()],
                        run.figures / "samples.png", "samples; Frechet distance to test images, lower is better "

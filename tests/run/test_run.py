@@ -327,3 +327,32 @@ def test_a_long_test_evaluation_says_its_start_with_an_estimate(capsys):
     assert say_long_evaluation(10_000, history) == pytest.approx(20.0)
     assert capsys.readouterr().out == "  test evaluation: 10,000 images, about 20 s ...\n"
     assert say_long_evaluation(1_000, history) == pytest.approx(2.0) and capsys.readouterr().out == ""
+
+
+def test_sample_grid_titles_lie_inside_the_figure_and_apart(tmp_path, monkeypatch):
+    """Three panels with long, two-line FD titles under a long suptitle (samples.png of a VAE):
+    every title is drawn whole inside the figure, and none overlaps another."""
+    import torch
+
+    from bench.measure import figures
+
+    kept = {}
+
+    def keep(fig, path, dpi=100):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        kept["boxes"] = [t.get_window_extent(renderer) for ax in fig.axes for t in [ax.title] if t.get_text()] \
+            + ([fig._suptitle.get_window_extent(renderer)] if fig._suptitle else [])
+        kept["frame"] = fig.bbox
+        return path
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    label = "FD 123.45 [120.01, 130.99], networks differ by 43%"  # wrapped by the figure, not its caller
+    figures.image_grids([(f"{name}\n{label}", torch.rand(16, 1, 28, 28)) for name in ("prior", "ex_post", "gmm")],
+                        tmp_path / "samples.png", "samples; Frechet distance to test images, lower is better "
+                        "(mean over 3 feature networks)")
+    boxes, frame = kept["boxes"], kept["frame"]
+    assert len(boxes) == 4
+    for i, box in enumerate(boxes):
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, i
+        assert not any(box.overlaps(other) for other in boxes[i + 1:]), i
