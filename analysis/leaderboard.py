@@ -32,7 +32,7 @@ import pandas as pd
 
 from analysis.load import load_local, unreadable_note
 from analysis import tables
-from analysis.page import CSS
+from analysis.page import CSS, SELF_CHECK
 from analysis.tables import ci95, collapsed_runs, one_per_seed
 from bench.core.errors import UsageError, exit_usage
 
@@ -295,7 +295,7 @@ def write(tables: dict, suite: dict, scale: str, out: Path, note: str | None) ->
     paths[0].write_text("\n".join(md) + "\n")
     paths[1].write_text(to_csv(tables))
     paths[2].write_text("\n\n".join(tex) + "\n")
-    paths[3].write_text("\n".join(parts) + "</body></html>\n")
+    paths[3].write_text("\n".join(parts) + SELF_CHECK + "</body></html>\n")
     return paths
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px;max-width:100%}
-th,td{border:1px solid #ccc;padding:4px 8px;overflow-wrap:anywhere}code{font-size:90%;background:#f5f5f5}
+table{border-collapse:collapse;margin:1em 0;font-size:13px;max-width:100%;display:block;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:4px 8px;overflow-wrap:normal}code{font-size:90%;background:#f5f5f5}
 th{background:#f3f3f3}img{max-width:100%;box-sizing:border-box;border:1px solid #eee;margin:4px 0}
 .run{border-top:1px solid #ddd;padding-top:.5em}.grid{display:flex;flex-wrap:wrap;gap:8px}
 .grid figure{margin:0;max-width:48%}.grid figure.wide{max-width:100%}figcaption{font-size:12px;color:#555}
@@ -18,7 +18,7 @@ th{background:#f3f3f3}img{max-width:100%;box-sizing:border-box;border:1px solid 
 @page{size:A4;margin:14mm}
 @media print{body{max-width:none;margin:0;font-size:11px}h2{break-after:avoid}
 figure,tr,.towrite,section.runs{break-inside:avoid}.grid figure{max-width:48%}img{max-height:120mm;border:0}
-script{display:none}}"""
+script{display:none}table{display:table}th,td{overflow-wrap:anywhere}}"""
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -99,7 +99,14 @@ SELF_CHECK = ("<script>window.addEventListener('load',function(){var b=document.
               "var w=document.documentElement.clientWidth,r=0;"
               "document.querySelectorAll('table,figure,img').forEach(function(e){"
               "r=Math.max(r,e.getBoundingClientRect().right-w)});"
-              "b.dataset.overflowPx=Math.max(0,Math.ceil(r));});</script>")
+              "b.dataset.overflowPx=Math.max(0,Math.ceil(r));"
+              # words of table cells drawn across two lines ("finishe|d"): a Range per word, two boxes
+              "var n=0;document.querySelectorAll('td,th').forEach(function(c){"
+              "var t=document.createTreeWalker(c,NodeFilter.SHOW_TEXT),x;while((x=t.nextNode())){"
+              "var re=/\\S+/g,m;while((m=re.exec(x.data))){var g=document.createRange();"
+              "g.setStart(x,m.index);g.setEnd(x,m.index+m[0].length);"
+              "var tops=new Set(Array.from(g.getClientRects()).map(function(q){return Math.round(q.top)}));"
+              "if(tops.size>1)n++;}}});b.dataset.brokenWords=n;});</script>")
 
 
 def fd_networks(frame) -> list[str]:

@@ -119,9 +119,11 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
              f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=10000"]
     url = (out / "report.html").resolve().as_uri()
-    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=hang_guard(120)).stdout
+    dom = subprocess.run([browser, *flags, "--window-size=1280,2400", "--dump-dom", url], capture_output=True,
+                         text=True, timeout=hang_guard(120)).stdout
     body = re.search(r"<body([^>]*)>", dom).group(1)
     attrs = dict(re.findall(r'data-([a-z-]+)="(\d+)"', body))
+    assert attrs["broken-words"] == "0" and attrs["overflow-px"] == "0", attrs  # at 1280 px: no "finishe|d"
     assert int(attrs["images-total"]) == n_imgs
     assert int(attrs["images-decoded"]) == n_imgs  # every image decoded: naturalWidth > 0
     assert int(attrs["table-rows"]) >= 2 + 4  # comparison rows + one per run

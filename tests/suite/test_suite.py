@@ -438,13 +438,9 @@ def test_the_suite_scores_the_likelihood_on_binarized_mnist_where_a_family_has_o
     assert cells["mlp_iwae"][column].strip()[0].isdigit() and cells["ae"][column].strip() == "-"
 
 
-def test_the_leaderboard_unranks_families_no_better_than_doing_nothing_and_ranks_non_generators_by_its_rule(tmp_path):
-    """A family whose test MSE is no better than an all-black image's, or whose posterior
-    collapsed (the suite runs the collapse tool), is shown unranked with the reason; a family
-    that cannot generate is ranked, taking the last place of the sample column by the stated
-    rule instead of being ranked over fewer columns."""
-    from analysis.leaderboard import main as leaderboard_main
-
+def _working_and_broken_families(root):
+    """Suite runs of a working family, one that cannot generate, one worse than an all-black
+    image and a VAE whose posterior collapsed (no training)."""
     rows = []
     for model, mse, extra in (("ae", 0.020, {"sample/gmm_fd": 30.0}),
                               ("dae", 0.010, {}),  # better everywhere, but cannot generate
@@ -457,7 +453,39 @@ def test_the_leaderboard_unranks_families_no_better_than_doing_nothing_and_ranks
                  "test/black_mse": 0.10, "test/mean_image_mse": 0.06, **extra}
             rows.append(({"model": model, "seed": seed, "dataset": "mnist", "sweep": "suite_standard_tiny",
                           "group": "suite_standard_tiny"}, s))
-    fake_runs(tmp_path / "runs", rows)
+    fake_runs(root, rows)
+
+
+def test_the_leaderboard_page_reads_at_1280_px_without_a_word_broken(tmp_path):
+    """In Chromium at 1280 px, no table cell breaks a word across lines ("finishe|d") and no table
+    or figure reaches past the page's edge (a wide table scrolls instead)."""
+    import re
+
+    from conftest import chromium
+
+    from analysis.leaderboard import main as leaderboard_main
+
+    browser = chromium()
+    _working_and_broken_families(tmp_path / "runs")
+    assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"), "--out",
+                             str(tmp_path / "board")]) == 0
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+             "--disable-component-update", "--disable-sync", "--disable-quic", f"--user-data-dir={tmp_path / 'chrome'}",
+             "--virtual-time-budget=10000", "--window-size=1280,2000"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", (tmp_path / "board" / "leaderboard.html").resolve().as_uri()],
+                         capture_output=True, text=True, timeout=hang_guard(120)).stdout
+    attrs = dict(re.findall(r'data-([a-z-]+)="(\d+)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert attrs["broken-words"] == "0" and attrs["overflow-px"] == "0" and attrs["images-decoded"] == "1", attrs
+
+
+def test_the_leaderboard_unranks_families_no_better_than_doing_nothing_and_ranks_non_generators_by_its_rule(tmp_path):
+    """A family whose test MSE is no better than an all-black image's, or whose posterior
+    collapsed (the suite runs the collapse tool), is shown unranked with the reason; a family
+    that cannot generate is ranked, taking the last place of the sample column by the stated
+    rule instead of being ranked over fewer columns."""
+    from analysis.leaderboard import main as leaderboard_main
+
+    _working_and_broken_families(tmp_path / "runs")
     out = tmp_path / "board"
     assert leaderboard_main(["standard", "--scale", "tiny", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
     md = (out / "leaderboard.md").read_text()
