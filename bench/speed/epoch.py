@@ -45,6 +45,22 @@ def _pinned(cpu):
     return None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
 
 
+class NoOverlap(RuntimeError):
+    """The bare loop ended before the run's steady epochs began (a start-up slowed by a busy machine)."""
+
+
+def overlapping(data_root: str, epochs: int, extra: int, limit: int, wandb: str, workdir: str, env: dict,
+                cores=(None, None), tries: int = 4) -> dict:
+    """`side_by_side`, the bare loop given twice the extra epochs each time the run's start-up
+    outlasted it (a busy machine slows a start-up more than a loop already running)."""
+    for attempt in range(tries):
+        try:
+            return side_by_side(data_root, epochs, extra * 2 ** attempt, limit, wandb, workdir, env, cores)
+        except NoOverlap:
+            if attempt == tries - 1:
+                raise
+
+
 def side_by_side(data_root: str, epochs: int, extra: int, limit: int, wandb: str, workdir: str, env: dict,
                  cores=(None, None)) -> dict:
     """One run of `epochs` and one bare loop of `epochs + extra`, each a process of its own, at
@@ -74,7 +90,7 @@ def side_by_side(data_root: str, epochs: int, extra: int, limit: int, wandb: str
     lo, hi = max(run_starts[1], bare_starts[1]), min(run_starts[-1], bare_starts[-1])
     run_p, bare_p = _inside(run_starts, lo, hi), _inside(bare_starts, lo, hi)
     if not run_p or not bare_p:
-        raise RuntimeError(f"the run's and the bare loop's epochs did not overlap in {epochs} epochs: give more")
+        raise NoOverlap(f"the run's and the bare loop's epochs did not overlap in {epochs} epochs: give more")
     # how many epochs the bare loop needs beyond the run's to outlast it: its head start, and two
     lead = math.ceil(max(0.0, run_starts[0] - bare_starts[0]) / statistics.median(bare_p)) + 2
     return {"run_epoch_s": statistics.median(run_p), "bare_epoch_s": statistics.median(bare_p), "lead": lead,
@@ -87,7 +103,7 @@ def sitting(data_root: str, epochs: int, extra: int, limit: int, wandb: str, wor
     machine need not be equally fast); the sitting's ratio is the geometric mean of the two."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pairs = [(cpus[0], cpus[1]), (cpus[1], cpus[0])] if len(cpus) >= 2 else [(None, None)] * 2
-    a, b = (side_by_side(data_root, epochs, extra, limit, wandb, workdir, env, cores) for cores in pairs)
+    a, b = (overlapping(data_root, epochs, extra, limit, wandb, workdir, env, cores) for cores in pairs)
     return {"run_epoch_s": (a["run_epoch_s"] + b["run_epoch_s"]) / 2,
             "bare_epoch_s": (a["bare_epoch_s"] + b["bare_epoch_s"]) / 2,
             "ratio": math.sqrt(a["run_epoch_s"] / a["bare_epoch_s"] * b["run_epoch_s"] / b["bare_epoch_s"]),
@@ -106,7 +122,7 @@ def epoch(data_root: str, sittings: int = 5, epochs: int = 6, wandb: str = "offl
         # the warm-up round's bare loop outlasts the run's start-up (a few seconds) however short
         # its epochs: 2 more of the whole set's (4 s each), more the fewer the images
         warm_extra = 2 if not limit else 4 + 60000 // limit
-        extra = side_by_side(data_root, 4, warm_extra, limit, wandb, workdir, env)["lead"]
+        extra = overlapping(data_root, 4, warm_extra, limit, wandb, workdir, env)["lead"]
         rows = []
         for i in range(sittings):
             r = sitting(data_root, epochs, extra, limit, wandb, workdir, env)
