@@ -69,7 +69,8 @@ def scatter(ax, xy, y, title, s=6):
 
 
 def legend(fig, y, classes):
-    """One legend entry per class present, named, in the scatter's colours (tab10 by label)."""
+    """One legend entry per class present, named, in the scatter's colours (tab10 by label), right
+    of the axes and off the points however long the class names are."""
     from matplotlib.lines import Line2D
 
     from bench.measure.figures import plt
@@ -77,5 +78,7 @@ def legend(fig, y, classes):
     names = [str(c) for c in classes]
     handles = [Line2D([], [], marker="o", linestyle="", color=cmap(c % 10),
                       label=names[c] if c < len(names) else str(c)) for c in sorted({int(v) for v in y})]
-    fig.legend(handles=handles, loc="center right", fontsize=7, title="class", title_fontsize=7)
-    fig.subplots_adjust(right=0.86)
+    box = fig.legend(handles=handles, loc="center right", fontsize=7, title="class", title_fontsize=7)
+    fig.canvas.draw()  # the legend's own width (class names differ in length), so the axes end left of it
+    width = box.get_window_extent(fig.canvas.get_renderer()).width / fig.bbox.width
+    fig.subplots_adjust(right=max(0.5, 0.98 - width))

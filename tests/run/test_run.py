@@ -356,3 +356,26 @@ def test_sample_grid_titles_lie_inside_the_figure_and_apart(tmp_path, monkeypatc
     for i, box in enumerate(boxes):
         assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, i
         assert not any(box.overlaps(other) for other in boxes[i + 1:]), i
+
+
+def test_a_class_legend_lies_off_the_points_however_long_the_names(tmp_path):
+    """The embedding figures' class legend (Fashion-MNIST's "T-shirt/top", "Ankle boot") sits
+    right of the axes, overlapping none of them."""
+    import numpy as np
+
+    from bench.measure.figures import plt
+    from bench.tools._latent import legend
+
+    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+               "Ankle boot with a longer name"]
+    fig, axes = plt.subplots(1, 2, figsize=(6, 5))
+    y = np.arange(10)
+    for ax in axes:
+        ax.scatter(np.random.rand(10), np.random.rand(10), c=y, cmap="tab10")
+    legend(fig, y, classes)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.legends[0].get_window_extent(renderer)
+    assert all(not box.overlaps(ax.get_window_extent(renderer)) for ax in axes)
+    assert box.x1 <= fig.bbox.x1
+    plt.close(fig)
