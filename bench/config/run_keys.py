@@ -288,7 +288,10 @@ def validate_value(key: str, value, spec: tuple | None = None):
     values = value if isinstance(value, list) else [value]
     for v in values:
         if meta.get("choices") and v not in meta["choices"]:
-            raise UsageError(f"{flag}: unknown value {v!r}; valid: {', '.join(meta['choices'])}")
+            import difflib
+            near = difflib.get_close_matches(str(v), [str(c) for c in meta["choices"]], n=1, cutoff=0.5)
+            raise UsageError(f"{flag}: unknown value {v!r}" + (f"; did you mean {near[0]}?" if near else "")
+                             + f" (valid: {', '.join(meta['choices'])})")
         lo, hi = meta.get("lo"), meta.get("hi")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if v != v:  # NaN

@@ -562,3 +562,11 @@ def test_a_bad_flag_is_refused_before_torch_is_imported(tmp_path):
         errors = [line for line in p.stderr.splitlines() if not line.startswith("import time:")]
         assert p.returncode == 2 and len(errors) == 1 and needle in errors[0], p.stderr[-500:]
         assert "torch" not in imported and "bench.run.runner" not in imported
+
+
+@pytest.mark.parametrize("flag,value,near", [("--device", "cdua", "cuda"), ("--noise-type", "gausian", "gaussian"),
+                                             ("--wandb", "ofline", "offline"), ("--sample-score", "incepton", "inception")])
+def test_a_misspelt_choice_gets_a_did_you_mean(tmp_path, capsys, flag, value, near):
+    code = run_inproc(["--model", "ae", "--dataset", "synthetic", flag, value, "--runs-dir", tmp_path / "runs"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"unknown value {value!r}; did you mean {near}?" in err[0], err
