@@ -167,15 +167,25 @@ def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
     return pd.DataFrame(rows)
 
 
-def _fmt(v, ci=None) -> str:
+def column_digits(values) -> int:
+    """Decimals for every number of a column, from its largest: 4 under 10, 2 under 1,000,
+    else 0, so that a column never shows "11.68" beside "9.3601"."""
+    finite = [abs(float(v)) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+              and math.isfinite(v)]
+    top = max(finite, default=0.0)
+    return 4 if top < 10 else 2 if top < 1000 else 0
+
+
+def _fmt(v, ci=None, digits: int | None = None) -> str:
+    """A number as a cell (`digits`: the column's, else this value's own); -0.0000 shows as 0.0000."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float):
-        if v != 0 and abs(v) < 1e-3 and ci is None:  # hyperparameters such as lambda = 1e-05
+        if v != 0 and abs(v) < 1e-3 and ci is None and digits is None:  # hyperparameters such as lambda = 1e-05
             return f"{v:.3g}"
-        digits = 4 if abs(v) < 10 else 2 if abs(v) < 1000 else 0
-        s = f"{v:.{digits}f}"
-        return s if ci is None or math.isnan(ci) else f"{s} ± {ci:.{digits}f}"
+        digits = column_digits([v]) if digits is None else digits
+        s = f"{round(v, digits) + 0.0:.{digits}f}"  # + 0.0: no negative zero
+        return s if ci is None or math.isnan(ci) else f"{s} ± {round(ci, digits) + 0.0:.{digits}f}"
     if isinstance(v, tuple):
         return ",".join(str(x) for x in v)
     return str(v)
@@ -216,8 +226,9 @@ def metric_cells(summary: pd.DataFrame, m: str) -> list[str]:
     """A metric's cells: `mean ± CI` over seeds (with the two values where there are two); with
     one seed, a sample FD's own bootstrap interval `[lo, hi]` beside its value."""
     sampling = summary[f"{m}_sampling"] if f"{m}_sampling" in summary else [None] * len(summary)
-    return [_fmt(v, c if c is not None else float("nan")) + seed_values_note(vals)
-            + (f" [{_fmt(b[0])}, {_fmt(b[1])}]" if (c is None or c != c) and b else "")
+    digits = column_digits(summary[m])  # one number format per column
+    return [_fmt(v, c if c is not None else float("nan"), digits) + seed_values_note(vals, digits)
+            + (f" [{_fmt(b[0], digits=digits)}, {_fmt(b[1], digits=digits)}]" if (c is None or c != c) and b else "")
             for v, c, vals, b in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"], sampling)]
 
 
@@ -232,9 +243,9 @@ def sampling_interval(g: pd.DataFrame, metric: str) -> tuple[float, float] | Non
     return (float(both[cols[0]].mean()), float(both[cols[1]].mean())) if len(both) else None
 
 
-def seed_values_note(values) -> str:
+def seed_values_note(values, digits: int | None = None) -> str:
     """The per-seed values beside an interval from fewer than three seeds."""
-    return f" ({', '.join(_fmt(v) for v in values)})" if len(values) == 2 else ""
+    return f" ({', '.join(_fmt(v, digits=digits) for v in values)})" if len(values) == 2 else ""
 
 
 def few_seeds_warning(summary: pd.DataFrame) -> str | None:

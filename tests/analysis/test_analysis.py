@@ -358,3 +358,13 @@ def test_pareto_labels_never_overlap_nor_leave_the_axes(tmp_path):
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
     plt.close(fig)
+
+
+def test_a_column_keeps_one_number_format_and_no_negative_zero():
+    import pandas as pd
+
+    from analysis.tables import metric_cells
+
+    summary = pd.DataFrame({"test/psnr": [11.684, 9.36012, -0.00001], "test/psnr_ci": [float("nan")] * 3,
+                            "test/psnr_values": [[], [], []]})
+    assert metric_cells(summary, "test/psnr") == ["11.68", "9.36", "0.00"]
