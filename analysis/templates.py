@@ -347,7 +347,10 @@ CNN_AE_ASSIGNMENT = Template(
             Discuss("How good are the self-supervised features against supervised training?"),
         )),
         Section("Part 2, Task 3: brain tumour segmentation", (
-            Table("Test Dice and IoU", ("test/dice=Dice", "test/iou=IoU"), "brain_tumor_seg", (), ("loss",)),
+            Table("Test Dice and IoU, beside the share of each image the model marks as tumour and the true "
+                  "share (a model that marks every pixel, or none, scores the same whatever its loss)",
+                  ("test/dice=Dice", "test/iou=IoU", "test/pred_area=predicted area", "test/true_area=true area"),
+                  "brain_tumor_seg", (), ("loss",)),
             Figure("run:reconstructions", "image, mask, prediction", "brain_tumor_seg"),
             Discuss("Dice vs MSE/BCE for segmentation."),
         )),

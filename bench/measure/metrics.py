@@ -152,7 +152,10 @@ def segmentation(model, split, device, batch_size=64, amp="off", channels_last=F
 
     def score(logits, y):
         dice, iou = dice_iou(logits, y.float())
-        return {"dice": dice, "iou": iou}
+        # the share of each image predicted as foreground, and the true share: a model that marks
+        # every pixel (or none) scores a Dice of its own, the same whatever loss trained it
+        return {"dice": dice, "iou": iou, "pred_area": (torch.sigmoid(logits) > 0.5).flatten(1).float().mean(1),
+                "true_area": (y > 0.5).flatten(1).float().mean(1)}
     return _labelled(model, split, device, batch_size, amp, channels_last, score)
 
 

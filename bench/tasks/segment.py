@@ -5,11 +5,30 @@ from __future__ import annotations
 from bench.config.tasks import register_task
 
 
+TRIVIAL_AREA = 0.02  # a predicted area within 2% of all pixels or of none: the mask ignores the image
+
+
 def evaluate(model, data, cfg, device) -> dict:
+    import sys
+
     from bench.measure import metrics
 
-    res = metrics.segmentation(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
-    return {f"test/{k}": v for k, v in res.items()}
+    res = {f"test/{k}": v for k, v in metrics.segmentation(model, data.test, device, amp=cfg.amp,
+                                                            channels_last=cfg.channels_last).items()}
+    res["warning/trivial_mask"] = trivial_mask(res)
+    if res["warning/trivial_mask"]:
+        print(f"warning: {cfg.model} marks {res['test/pred_area']:.0%} of every test image as foreground (the true "
+              f"masks cover {res['test/true_area']:.0%}): its Dice and IoU describe a constant mask, whatever "
+              f"loss trained it; train longer or lower --lr", file=sys.stderr, flush=True)
+    return res
+
+
+def trivial_mask(res: dict) -> bool:
+    """The predicted mask covers (nearly) every pixel or none, while the true masks do neither."""
+    pred, true = res.get("test/pred_area"), res.get("test/true_area")
+    if pred is None or true is None or not TRIVIAL_AREA < true < 1 - TRIVIAL_AREA:
+        return False
+    return pred >= 1 - TRIVIAL_AREA or pred <= TRIVIAL_AREA
 
 
 def figure(model, data, cfg, device, path):

@@ -379,3 +379,32 @@ def test_a_class_legend_lies_off_the_points_however_long_the_names(tmp_path):
     assert all(not box.overlaps(ax.get_window_extent(renderer)) for ax in axes)
     assert box.x1 <= fig.bbox.x1
     plt.close(fig)
+
+
+def test_a_segmenter_that_marks_every_pixel_is_flagged_and_its_areas_recorded():
+    """A model whose mask is every pixel scores a Dice of its own whatever trained it: the
+    evaluation records the predicted and true areas and flags it; a model that follows the
+    true masks is not flagged."""
+    import torch
+
+    from bench.data import Split
+    from bench.measure import metrics
+    from bench.tasks.segment import trivial_mask
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, everywhere):
+            super().__init__()
+            self.everywhere = everywhere
+
+        def forward(self, x, y=None):
+            logits = torch.full_like(x[:, :1], 5.0) if self.everywhere else (y.float() - 0.5) * 10
+            return {"logits": logits}
+
+    y = torch.zeros(8, 1, 16, 16, dtype=torch.uint8)
+    y[:, :, 4:10, 4:10] = 1  # 36 of 256 pixels: 14%
+    split = Split(torch.randint(0, 255, (8, 1, 16, 16), dtype=torch.uint8), y)
+    everything = {f"test/{k}": v for k, v in metrics.segmentation(Fixed(True), split, torch.device("cpu")).items()}
+    assert everything["test/pred_area"] == pytest.approx(1.0) and everything["test/true_area"] == pytest.approx(36 / 256)
+    assert trivial_mask(everything)
+    following = {f"test/{k}": v for k, v in metrics.segmentation(Fixed(False), split, torch.device("cpu")).items()}
+    assert following["test/dice"] == pytest.approx(1.0) and not trivial_mask(following)
