@@ -162,7 +162,20 @@ def best_meanings(frame: pd.DataFrame) -> list[str]:
     if not {"best_metric", "best_value", "model"} <= set(frame.columns):
         return []
     rows = frame[frame["best_value"].notna() & frame["best_metric"].notna()]
-    return sorted({f"{m} ({model})" for m, model in zip(rows["best_metric"].astype(str), rows["model"].astype(str))})
+    return sorted(set(meaning_labels(rows)))
+
+
+def meaning_labels(frame: pd.DataFrame) -> pd.Series:
+    """Each run's meaning of `best_value`: "<metric> (an MSE)" where the loss that chose best.pt
+    is the run's own validation MSE (an AE's and a DAE's alike: one meaning), else
+    "<metric> (<model>)" (a VAE's ELBO, a sparse AE's MSE plus its L1 penalty)."""
+    def label(r) -> str:
+        metric, mse = str(r["best_metric"]), r.get("val/mse")
+        last = r.get(metric)
+        plain = isinstance(mse, (int, float)) and isinstance(last, (int, float)) and \
+            abs(float(last) - float(mse)) <= 1e-9 * max(1.0, abs(float(mse)))
+        return f"{metric} (an MSE)" if plain else f"{metric} ({r['model']})"
+    return frame.apply(label, axis=1) if len(frame) else pd.Series([], dtype=str)
 
 
 def with_best_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -171,7 +184,7 @@ def with_best_columns(frame: pd.DataFrame) -> pd.DataFrame:
     meanings = best_meanings(frame)
     if len(meanings) < 2:
         return frame
-    label = frame["best_metric"].astype(str) + " (" + frame["model"].astype(str) + ")"
+    label = meaning_labels(frame)
     return frame.assign(**{f"best/{m}": frame["best_value"].where(label == m) for m in meanings})
 
 

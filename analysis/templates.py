@@ -246,7 +246,7 @@ CIFAR10_ASSIGNMENT = Template(
         Section("Part II: VAE", (
             Table("VAE vs AE reconstruction", ("test/mse=MSE", "test/mae=MAE", "test/psnr=PSNR", "test/ssim=SSIM"),
                   "cifar10_models", ("ae", "vae")),
-            Figure("side_by_side", "AE vs VAE on the same test images", "cifar10_models"),
+            Figure("side_by_side", "AE, DAE, VAE and MCAE on the same test images", "cifar10_models"),
             Figure("curves", "KL and reconstruction terms over epochs", "cifar10_models", ("vae",)),
             Figure("run:interpolation", "latent interpolation", "cifar10_models", ("vae",)),
             Figure("run:arithmetic", "latent arithmetic", "cifar10_models", ("vae",)),

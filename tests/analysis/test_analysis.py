@@ -368,3 +368,14 @@ def test_a_column_keeps_one_number_format_and_no_negative_zero():
     summary = pd.DataFrame({"test/psnr": [11.684, 9.36012, -0.00001], "test/psnr_ci": [float("nan")] * 3,
                             "test/psnr_values": [[], [], []]})
     assert metric_cells(summary, "test/psnr") == ["11.68", "9.36", "0.00"]
+
+
+def test_an_ae_and_a_dae_whose_loss_is_their_mse_share_one_meaning_of_best_value():
+    import pandas as pd
+
+    from analysis.load import best_meanings
+
+    rows = [{"model": m, "best_metric": "val/loss", "best_value": v, "val/loss": v, "val/mse": mse}
+            for m, v, mse in (("ae", 0.02, 0.02), ("dae", 0.03, 0.03), ("vae", 250.0, 0.04))]
+    assert best_meanings(pd.DataFrame(rows[:2])) == ["val/loss (an MSE)"]
+    assert best_meanings(pd.DataFrame(rows)) == ["val/loss (an MSE)", "val/loss (vae)"]
