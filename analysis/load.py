@@ -234,16 +234,30 @@ def _preferred(frame: pd.DataFrame) -> tuple:
     return ("model", "dataset") + tuple(dict.fromkeys(k for text in named for k in str(text).split(",") if k))
 
 
+def swept_keys(frame: pd.DataFrame) -> set[str]:
+    """The keys a sweep varied in these runs (each run records its swept values, `sweep_params`)."""
+    import json
+
+    swept = set()
+    for text in frame["sweep_params"].dropna() if "sweep_params" in frame else []:
+        try:
+            swept |= set(canonical(json.loads(text)))
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return swept
+
+
 def _drop_implied(frame: pd.DataFrame, keys: list[str]) -> list[str]:
     """Drop keys whose value is fixed by a key already kept (a family's derived keys by
     its shorthand): they add columns, not configurations. model and dataset always stay."""
     preferred = _preferred(frame)
     ordered = [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
     as_text = {k: frame[k].map(repr) for k in ordered}
+    swept = swept_keys(frame)  # a random search draws each run's lr and beta: one "fixes" the other
     kept = []
     for k in ordered:
         implied = any((as_text[k].groupby(as_text[j]).nunique() <= 1).all()
                       for j in kept if j not in ("model", "dataset"))
-        if k in ("model", "dataset") or not implied:
+        if k in ("model", "dataset") or k in swept or not implied:
             kept.append(k)
     return [k for k in keys if k in kept]

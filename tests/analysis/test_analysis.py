@@ -379,3 +379,17 @@ def test_an_ae_and_a_dae_whose_loss_is_their_mse_share_one_meaning_of_best_value
             for m, v, mse in (("ae", 0.02, 0.02), ("dae", 0.03, 0.03), ("vae", 250.0, 0.04))]
     assert best_meanings(pd.DataFrame(rows[:2])) == ["val/loss (an MSE)"]
     assert best_meanings(pd.DataFrame(rows)) == ["val/loss (an MSE)", "val/loss (vae)"]
+
+
+def test_a_random_search_keeps_every_key_it_drew():
+    """Each run of a random search draws its own lr and beta, so either one 'determines' the
+    other; both are what the search varied and both stay columns of its table."""
+    import json
+
+    import pandas as pd
+
+    from analysis.load import varying_keys
+
+    rows = [{"model": "mlp_vae", "lr": lr, "beta": b, "seed": 0, "config_keys": ("model", "lr", "beta", "seed"),
+             "sweep_params": json.dumps({"lr": lr, "beta": b})} for lr, b in ((1e-3, 0.5), (3e-4, 2.0), (2e-3, 1.1))]
+    assert set(varying_keys(pd.DataFrame(rows))) == {"lr", "beta"}
