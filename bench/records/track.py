@@ -164,11 +164,17 @@ def log_tables(tables: dict, *, group: str, name: str, job_type: str, mode: Opti
         mode = "offline"
     run = wandb.init(project="aebench", group=group, job_type=job_type, mode=mode, name=name,
                      settings=wandb.Settings(silent=True),
-                     dir=str(Path.cwd()))  # ./wandb of now, not of the process's first W&B run
+                     dir=wandb_dir())  # ./wandb of now, not of the process's first W&B run
     for key, (columns, rows) in tables.items():
         run.log({key: wandb.Table(columns=columns, data=rows)})
     run.finish()
     return f"W&B ({mode}): group {group}, run {run.id}"
+
+
+def wandb_dir() -> str:
+    """Where W&B writes its folder: $WANDB_DIR where the user set it (W&B's own variable), else
+    the working folder of now (wandb keeps the process's first run's folder otherwise)."""
+    return os.environ.get("WANDB_DIR") or os.getcwd()
 
 
 def agent_sweep() -> str | None:
@@ -197,7 +203,7 @@ class WandbTracker(Tracker):
         self.run = wandb.init(project=cfg.get("project"), entity=cfg.get("entity"), group=cfg.get("group"),
                               tags=list(cfg.get("tags") or []) or None, name=cfg.get("name") or run.id,
                               id=run.id, resume="allow", config=config, mode=mode, settings=settings,
-                              dir=os.getcwd(),  # ./wandb of now: wandb keeps the first run's folder otherwise
+                              dir=wandb_dir(),  # ./wandb of now: wandb keeps the first run's folder otherwise
                               job_type=cfg.get("task") or "train")
         self.run.define_metric("epoch")
         for prefix in ("train/*", "time/*", "media/*", "test/*"):

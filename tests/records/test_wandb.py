@@ -199,13 +199,14 @@ def test_a_resumed_offline_run_goes_on_from_its_last_step(tmp_path):
     id); its rows go on at step 2, 3 (W&B's step is the epoch), so `wandb sync` of both
     folders keeps every row instead of overwriting steps 0, 1."""
     args = quick(tmp_path, "--wandb", "offline", model="linear_ae", epochs=3)
-    first = run_cli(args, cwd=tmp_path, env={"AEBENCH_FAULT": "checkpoint:SIGTERM"})
+    wandb_dir = {"WANDB_DIR": str(tmp_path / "elsewhere")}  # W&B's own variable, honoured
+    first = run_cli(args, cwd=tmp_path, env={"AEBENCH_FAULT": "checkpoint:SIGTERM", **wandb_dir})
     assert first.returncode == 143 and "interrupted" in first.stdout, first.stderr
     run = only_run(tmp_path)
     resumed = run_cli(["--resume", run.id, "--runs-dir", tmp_path / "runs", "--wandb", "offline"], cwd=tmp_path,
-                      env={"WANDB_API_KEY": "", "NETRC": str(tmp_path / "no-netrc")})
-    assert resumed.returncode == 0
-    folders = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run.id}/run-{run.id}.wandb"))
+                      env={"WANDB_API_KEY": "", "NETRC": str(tmp_path / "no-netrc"), **wandb_dir})
+    assert resumed.returncode == 0 and not (tmp_path / "wandb").exists()
+    folders = sorted((tmp_path / "elsewhere" / "wandb").glob(f"offline-run-*-{run.id}/run-{run.id}.wandb"))
     steps = [[(h.get("_step"), h.get("epoch")) for h in OfflineRun(f).history] for f in folders]
     assert steps == [[(1, 1)], [(2, 2), (3, 3)]], steps
     # The closing hint uploads both folders, after the login this machine has not done
@@ -223,3 +224,4 @@ def test_the_sync_hint_asks_for_a_login_only_where_there_is_none(monkeypatch, tm
         ["wandb", "login", "&&", "wandb", "sync", "wandb/a", "wandb/b"]
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert sync_hint(["wandb/a"]).split("#")[0].split() == ["wandb", "sync", "wandb/a"]
+
