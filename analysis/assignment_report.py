@@ -143,8 +143,10 @@ def _template_figure(frame, block, template, out: Path, index: int) -> list[tupl
         return [(p, block.caption)] if p else []
     stem = block.kind.split(":", 1)[1]
     shown = []
-    keyed = sub.assign(_key=sub.apply(lambda r: settings(r, group_by).split(", seed")[0], axis=1))
-    for key, g in keyed.groupby("_key", sort=True):
+    keyed = sub.assign(_key=sub.apply(lambda r: settings(r, group_by).split(", seed")[0], axis=1),
+                       _order=sub.apply(lambda r: tuple(in_order(r.get(k)) for k in group_by), axis=1))
+    # in the tables' order: numbers as numbers (300,5 before 300,35), not as text
+    for key, g in sorted(keyed.groupby("_key"), key=lambda kg: kg[1]["_order"].iloc[0]):
         for _, r in (g.sort_values("seed") if "seed" in g else g).iterrows():
             hit = [p for p in run_figures(str(r["path"])) if p.stem == stem] if r.get("source") == "local" else []
             if hit:
@@ -152,6 +154,14 @@ def _template_figure(frame, block, template, out: Path, index: int) -> list[tupl
                 shown.append((hit[0], f"{block.caption}: {key + ' ' if key else ''}(run {r['run_id']}{seed})"))
                 break
     return shown
+
+
+def in_order(value) -> tuple:
+    """A sort key that orders numbers, and tuples of numbers (hidden sizes 300,5), as numbers."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        return (0, tuple(float(v) for v in items), "")
+    return (1, (), repr(value))
 
 
 def build_template_report(args, template, out: Path) -> tuple[Path, Path]:

@@ -343,3 +343,11 @@ def test_denoisers_are_compared_at_one_test_noise_beside_doing_nothing(tmp_path)
     assert "x0.22 its input's MSE" in by_level[0.5]
     table = md.split("DAE by training noise")[1].split("\n\n")[1].splitlines()[0]
     assert "MSE at test sigma 0.3" in table and "noisy MSE at its own sigma" in table
+
+
+def test_per_run_figures_follow_the_tables_numeric_order():
+    from analysis.assignment_report import in_order
+
+    dims = [(300, 35), (300, 40), (300, 5), (1000, 5)]
+    assert sorted(dims, key=in_order) == [(300, 5), (300, 35), (300, 40), (1000, 5)]
+    assert sorted([0.5, 0.1, "none", 0.3], key=in_order) == [0.1, 0.3, 0.5, "none"]
