@@ -102,7 +102,9 @@ def curves(frame: pd.DataFrame, group_by: list[str], path: Path) -> Path | None:
                 ax.plot(df.index, mean, style, color=color, label=key if split == "val" else None, lw=1.5)
                 if split == "val" and df.shape[1] > 1:
                     band = np.array([ci95(row) or 0.0 for row in df.to_numpy()])
-                    ax.fill_between(df.index, mean - band, mean + band, color=color, alpha=0.15, lw=0)
+                    low = mean - band  # a quantity that is never negative (KL, MSE) keeps its band above 0
+                    low = np.maximum(low, 0.0) if (df.fillna(0) >= 0).all().all() else low
+                    ax.fill_between(df.index, low, mean + band, color=color, alpha=0.15, lw=0)
     for ax, (term, title, _) in zip(axes[0], panels):
         lines = "solid val, dashed train" + (", dotted test" if term in tested else "")
         ax.set_title(f"{title}\n({lines};\nband: 95% CI over seeds)", fontsize=9)
