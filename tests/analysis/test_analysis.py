@@ -393,3 +393,27 @@ def test_a_random_search_keeps_every_key_it_drew():
     rows = [{"model": "mlp_vae", "lr": lr, "beta": b, "seed": 0, "config_keys": ("model", "lr", "beta", "seed"),
              "sweep_params": json.dumps({"lr": lr, "beta": b})} for lr, b in ((1e-3, 0.5), (3e-4, 2.0), (2e-3, 1.1))]
     assert set(varying_keys(pd.DataFrame(rows))) == {"lr", "beta"}
+
+
+def test_a_w_and_b_server_that_never_answers_costs_analysis_seconds(tmp_path, monkeypatch, capsys):
+    """A server that accepts the connection and never answers: `--wandb` is refused in one line
+    within seconds (the 4 s reachability check), not after W&B's own minute of retries."""
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(16)], daemon=True).start()
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    t0 = time.monotonic()
+    with pytest.raises(SystemExit) as e:
+        tables_main(["--wandb", "ent/proj"])
+    took = time.monotonic() - t0
+    server.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "did not answer within 4 s" in err[0], err
+    assert took < 15, took  # a hang guard: the check's own 4 s, never W&B's retries
