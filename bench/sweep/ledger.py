@@ -61,23 +61,36 @@ class Ledger:
     def summaries(self):
         """(run, summary) of each readable run of the folder, oldest first."""
         for run in list_runs(str(self.folder)):
+            summary = self._read(run)
+            if summary is not None:
+                yield run, summary
+
+    def _read(self, run) -> dict | None:
+        """The run's summary, read again only when its size or modification time changed."""
+        try:
+            st = (run.path / "summary.json").stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        held = self._held.get(run.path)
+        if held is None or held[0] != stamp or stamp is None:
             try:
-                st = (run.path / "summary.json").stat()
-                stamp = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                stamp = None
-            held = self._held.get(run.path)
-            if held is None or held[0] != stamp or stamp is None:
-                try:
-                    held = self._held[run.path] = (stamp, run.read_summary())
-                except RecordError:
-                    held = self._held[run.path] = (stamp, None)
-            if held[1] is not None:
-                yield run, held[1]
+                held = self._held[run.path] = (stamp, run.read_summary())
+            except RecordError:
+                held = self._held[run.path] = (stamp, None)
+        return held[1]
 
     def summary(self, run_id: str | None) -> dict:
-        """One run's summary as last read ({} for an unknown or unreadable run)."""
-        return next((s for run, s in self.summaries() if run.id == run_id), {}) if run_id else {}
+        """One run's summary as last read ({} for an unknown or unreadable run): its own folder
+        only, not a scan of the sweep's."""
+        from bench.records.store import RunDir
+
+        if not run_id or "/" in run_id or run_id.startswith("."):  # "?": a run that never made a folder
+            return {}
+        path = self.folder / run_id
+        if not (path / "config.json").is_file():
+            return {}
+        return self._read(RunDir(path)) or {}
 
     def records(self):
         return (r for r in (_record(run, s, self.metric) for run, s in self.summaries()) if r is not None)
