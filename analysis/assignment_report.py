@@ -138,7 +138,7 @@ def _template_figure(frame, block, template, out: Path, index: int) -> list[tupl
         p = plots.side_by_side(sub, group_by, path, n_images=5, title=block.caption)
         return [(p, block.caption)] if p else []
     if block.kind == "denoise":
-        cols = [c for c in sub.columns if c.startswith("denoise/mse@")]
+        cols = [c for c in sub.columns if c.startswith(("denoise/mse@", "denoise/input_psnr@"))]
         p = plots.denoise_heatmap(summarise(sub, group_by, cols), group_by, "mse", path) if cols else None
         return [(p, block.caption)] if p else []
     stem = block.kind.split(":", 1)[1]

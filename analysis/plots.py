@@ -187,9 +187,8 @@ def colour_range(values: np.ndarray, least: float = 0.05) -> dict:
     return {"vmin": mid - span / 2, "vmax": mid + span / 2}
 
 
-def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, path: Path) -> Path | None:
-    """Configurations (rows) x test noise sigma (columns), the denoise tool's `denoise/<metric>@s`
-    averaged over seeds, with a colour bar: clean-vs-noisy performance at a glance."""
+def denoise_rows(summary: pd.DataFrame, group_by: list[str], metric: str):
+    """(row names, sigma columns, values) of the denoising heatmap, or None without numbers."""
     cols = sorted((c for c in summary.columns
                    if c.startswith(f"denoise/{metric}@") and not c.endswith(("_ci", "_values", "_sampling"))),
                   key=lambda c: float(c.split("@")[1]))
@@ -197,9 +196,26 @@ def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, pat
         return None
     grid = summary[cols].astype(float).to_numpy()
     names = [label(r, group_by) for _, r in summary.iterrows()]
+    inputs = [c.replace(f"denoise/{metric}@", "denoise/input_psnr@") for c in cols]
+    if metric in ("mse", "psnr") and all(c in summary for c in inputs):  # the score of doing nothing, first
+        psnr = summary[inputs].astype(float).mean(axis=0).to_numpy()  # of images in [0, 1]
+        grid = np.vstack([psnr if metric == "psnr" else 10 ** (-psnr / 10), grid])
+        names = ["noisy input itself"] + names
+    return names, cols, grid
+
+
+def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, path: Path) -> Path | None:
+    """Configurations (rows) x test noise sigma (columns), the denoise tool's `denoise/<metric>@s`
+    averaged over seeds, with a colour bar: clean-vs-noisy performance at a glance; where the
+    runs recorded their noisy inputs' PSNR, a first row scores the noisy input itself."""
+    rows = denoise_rows(summary, group_by, metric)
+    if rows is None:
+        return None
+    names, cols, grid = rows
     fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 3.5, 0.45 * len(names) + 1.6))
     cmap = "viridis" if metric in HIGHER_IS_BETTER else "viridis_r"
-    im = ax.imshow(grid, cmap=cmap, aspect="auto", **colour_range(grid))
+    scale = grid[1:] if names[0] == "noisy input itself" and len(grid) > 1 else grid  # the models set the colours
+    im = ax.imshow(grid, cmap=cmap, aspect="auto", **colour_range(scale))
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             if np.isfinite(grid[i, j]):

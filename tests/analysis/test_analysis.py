@@ -417,3 +417,16 @@ def test_a_w_and_b_server_that_never_answers_costs_analysis_seconds(tmp_path, mo
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "did not answer within 4 s" in err[0], err
     assert took < 15, took  # a hang guard: the check's own 4 s, never W&B's retries
+
+
+def test_the_denoising_heatmap_scores_the_noisy_input_itself_first():
+    import numpy as np
+    import pandas as pd
+
+    from analysis.plots import denoise_rows
+
+    summary = pd.DataFrame({"model": ["dae", "linear_ae"], "denoise/mse@0.3": [0.02, 0.2], "denoise/mse@0": [0.01, 0.1],
+                            "denoise/input_psnr@0.3": [10.0, 10.0], "denoise/input_psnr@0": [100.0, 100.0]})
+    names, cols, grid = denoise_rows(summary, ["model"], "mse")
+    assert names[0] == "noisy input itself" and cols == ["denoise/mse@0", "denoise/mse@0.3"]
+    assert grid[0] == pytest.approx(np.array([1e-10, 0.1])) and grid[2, 1] > grid[0, 1]  # linear_ae: worse than doing nothing
