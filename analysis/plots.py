@@ -76,8 +76,7 @@ def curves(frame: pd.DataFrame, group_by: list[str], path: Path) -> Path | None:
     # At most three panels a row (four as 2x2): a strip of four is illegible on an A4 page
     cols = len(panels) if len(panels) <= 3 else 2 if len(panels) == 4 else 3
     nrows = -(-len(panels) // cols)
-    # 3.6 inches a panel at 110 dpi: three panels fit the report's 1,200 px unscaled, so 9-point
-    # titles and legends show at 13-14 px, the size of the table text (4.6 inches drew them at 6-10 px)
+    # 3.6-inch panels at 110 dpi: three fit the report's 1,200 px unscaled (9-point text at 13-14 px)
     fig, grid = plt.subplots(nrows, cols, figsize=(3.6 * cols, 3.0 * nrows), squeeze=False)
     for ax in grid.flat[len(panels):]:
         ax.set_visible(False)
@@ -102,8 +101,7 @@ def curves(frame: pd.DataFrame, group_by: list[str], path: Path) -> Path | None:
                 ax.plot(df.index, mean, style, color=color, label=key if split == "val" else None, lw=1.5)
                 if split == "val" and df.shape[1] > 1:
                     band = np.array([ci95(row) or 0.0 for row in df.to_numpy()])
-                    low = mean - band  # a quantity that is never negative (KL, MSE) keeps its band above 0
-                    low = np.maximum(low, 0.0) if (df.fillna(0) >= 0).all().all() else low
+                    low = (mean - band).clip(lower=0.0 if (df.fillna(0) >= 0).all().all() else None)  # KL >= 0
                     ax.fill_between(df.index, low, mean + band, color=color, alpha=0.15, lw=0)
     for ax, (term, title, _) in zip(axes[0], panels):
         lines = "solid val, dashed train" + (", dotted test" if term in tested else "")
@@ -188,7 +186,7 @@ def colour_range(values: np.ndarray, least: float = 0.05) -> dict:
 
 
 def denoise_rows(summary: pd.DataFrame, group_by: list[str], metric: str):
-    """(row names, sigma columns, values) of the denoising heatmap, or None without numbers."""
+    """(row names, sigma columns, values) of the heatmap (None without numbers); first, the noisy input's own."""
     cols = sorted((c for c in summary.columns
                    if c.startswith(f"denoise/{metric}@") and not c.endswith(("_ci", "_values", "_sampling"))),
                   key=lambda c: float(c.split("@")[1]))
@@ -206,8 +204,7 @@ def denoise_rows(summary: pd.DataFrame, group_by: list[str], metric: str):
 
 def denoise_heatmap(summary: pd.DataFrame, group_by: list[str], metric: str, path: Path) -> Path | None:
     """Configurations (rows) x test noise sigma (columns), the denoise tool's `denoise/<metric>@s`
-    averaged over seeds, with a colour bar: clean-vs-noisy performance at a glance; where the
-    runs recorded their noisy inputs' PSNR, a first row scores the noisy input itself."""
+    averaged over seeds, with a colour bar (`denoise_rows`): clean-vs-noisy at a glance."""
     rows = denoise_rows(summary, group_by, metric)
     if rows is None:
         return None
@@ -336,9 +333,8 @@ def make_plots(args, out: Path, notes: list | None = None, frame: pd.DataFrame |
     single-epoch curves) is left out and a one-line note in `notes` says why. `frame` and
     `table`: the runs and `build_table`'s answer where the caller has them (a report)."""
     notes = [] if notes is None else notes
-    if frame is None:
-        frame = load_runs(args.runs, args.wandb, args.sweep)
-        require_runs(frame, args.runs, args.sweep, args.wandb)
+    frame = require_runs(load_runs(args.runs, args.wandb, args.sweep), args.runs, args.sweep, args.wandb) \
+        if frame is None else frame
     summary, group_by, metrics = table or build_table(args, frame)
     summary = summary[summary["runs"] > 0]  # configurations only stopped runs tried have no numbers to draw
     xs = key_list(args.x) if getattr(args, "x", None) else numeric_keys(summary, group_by)
@@ -357,10 +353,9 @@ def make_plots(args, out: Path, notes: list | None = None, frame: pd.DataFrame |
         notes.append("no learning curves: every run has a single epoch")
     for x in xs:
         if pd.to_numeric(summary[x], errors="coerce").nunique() < 2:
-            values = summary[x].dropna().astype(str).nunique()
-            notes.append(f"no {x} plot: {x} takes one value in this selection" if values < 2 else
-                         f"no {x} plot: its {values} values are not numbers, so they have no x axis; "
-                         f"the table's rows compare them")
+            n = summary[x].dropna().astype(str).nunique()
+            notes.append(f"no {x} plot: " + (f"{x} takes one value in this selection" if n < 2 else
+                         f"its {n} values are not numbers, so they have no x axis; the table's rows compare them"))
             continue
         for m in metrics:
             figs[f"{m}_vs_{x}"] = metric_vs(summary, x, m, group_by, out / f"{m.replace('/', '_')}_vs_{x}.png")

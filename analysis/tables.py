@@ -14,6 +14,7 @@ import difflib
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,11 +169,9 @@ def summarise(frame: pd.DataFrame, group_by: list[str], metrics: list[str]) -> p
 
 
 def column_digits(values) -> int:
-    """Decimals for every number of a column, from its largest: 4 under 10, 2 under 1,000,
-    else 0, so that a column never shows "11.68" beside "9.3601"."""
-    finite = [abs(float(v)) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
-              and math.isfinite(v)]
-    top = max(finite, default=0.0)
+    """Decimals for a whole column from its largest number (never "11.68" beside "9.3601")."""
+    top = max((abs(float(v)) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and math.isfinite(v)), default=0.0)
     return 4 if top < 10 else 2 if top < 1000 else 0
 
 
@@ -273,9 +272,7 @@ def to_markdown(df: pd.DataFrame) -> str:
     through pandas' `to_latex` (`to_latex` below)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(md_cell(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(md_cell(r[c]) for c in cols) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(md_cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()])
 
 
 def to_latex(df: pd.DataFrame, escape: bool = True) -> str:
@@ -289,9 +286,7 @@ def render(summary, group_by, metrics, fmt: str) -> str:
     if fmt == "csv":  # one value per cell: the per-seed values are in the json
         return summary[[c for c in summary.columns if not c.endswith("_values")]].to_csv(index=False)
     table = display(summary, group_by, metrics)
-    if fmt == "latex":
-        return to_latex(table)
-    return to_markdown(table)
+    return to_latex(table) if fmt == "latex" else to_markdown(table)
 
 
 def split_keys(frame: pd.DataFrame, group_by: list[str]) -> list[str]:
@@ -312,8 +307,7 @@ def split_keys(frame: pd.DataFrame, group_by: list[str]) -> list[str]:
 
 
 def build_table(args, frame: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """(the configurations' summary table, its group keys, its metrics) of the selected runs
-    (`frame`: already loaded by the caller, so their warnings are said once)."""
+    """(summary table, group keys, metrics) of the runs (`frame`: loaded by the caller: one warning)."""
     if frame is None:
         frame = load_runs(args.runs, args.wandb, args.sweep)
         require_runs(frame, args.runs, args.sweep, args.wandb)
@@ -386,14 +380,12 @@ def main(argv=None) -> int:
     if summary["duplicates"].any():
         print(f"warning: {int(summary['duplicates'].sum())} run(s) repeat a seed of their configuration; "
               f"each seed is counted once (the latest run)", file=sys.stderr)
-    for warning in (few_seeds_warning(summary), collapse_warning(summary)):
-        if warning:
-            print(warning, file=sys.stderr)
+    for warning in filter(None, (few_seeds_warning(summary), collapse_warning(summary))):
+        print(warning, file=sys.stderr)
     text = render(summary, group_by, metrics, args.format)
     if args.out:
         try:
-            with open(args.out, "w") as f:
-                f.write(text + "\n")
+            Path(args.out).write_text(text + "\n")
         except OSError as e:
             exit_usage(p.prog, UsageError(f"--out {args.out}: cannot write ({e.strerror or type(e).__name__})"))
         print(f"wrote {args.out} ({len(summary)} configurations)")
