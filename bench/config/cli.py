@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import typing
@@ -260,8 +261,10 @@ def as_typed(error: UsageError, argv: list[str]) -> UsageError:
     return error
 
 
+@functools.lru_cache(maxsize=1)
 def _catalogue() -> Path:
-    """Where the flags of this very source tree are kept (a name from its files' sizes and times)."""
+    """Where the flags of this very source tree are kept (a name from its files' sizes and times),
+    worked out once per process: run.py's early check and the full parse both ask."""
     import hashlib
 
     from bench.core.cache import cache_root

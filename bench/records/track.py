@@ -345,8 +345,7 @@ class Tracking(Tracker):
         online = self.wandb_mode == "online"  # an offline run has no page (asking W&B warns)
         extra = {}
         if not online:  # a resumed run logs into a second offline folder: `wandb sync` needs them all
-            folders = [f for f in run.read_summary().get("wandb_offline_dirs") or [] if isinstance(f, str)]
-            extra["wandb_offline_dirs"] = list(dict.fromkeys(folders + [self.trackers[-1].sync_dir]))
+            extra["wandb_offline_dirs"] = list(dict.fromkeys(_offline_dirs(run) + [self.trackers[-1].sync_dir]))
         run.update_summary(wandb_run_id=w.id, wandb_url=(getattr(w, "url", None) or None) if online else None,
                            **extra)
 
@@ -355,7 +354,7 @@ class Tracking(Tracker):
         sync` later, if it logged offline this time."""
         if not any(isinstance(t, WandbTracker) and t.mode == "offline" for t in self.trackers):
             return []
-        return [f for f in run.read_summary().get("wandb_offline_dirs") or [] if isinstance(f, str)]
+        return _offline_dirs(run)
 
     def log_epoch(self, row, media=None):
         for t in self.trackers:
@@ -383,6 +382,11 @@ class Tracking(Tracker):
     def finish(self, exit_code=0):
         for t in self.trackers:
             t.finish(exit_code)
+
+
+def _offline_dirs(run) -> list[str]:
+    """The W&B offline folders a run's summary records (`wandb_offline_dirs`), oldest first."""
+    return [f for f in run.read_summary().get("wandb_offline_dirs") or [] if isinstance(f, str)]
 
 
 def sync_hint(folders: list[str]) -> str:

@@ -126,12 +126,17 @@ def test_four_run_sweep_with_two_workers_and_restart(tmp_path):
     assert len(final) == 4 and set(first) <= set(final)
 
 
-def test_failing_run_is_recorded_and_sweep_goes_on(tmp_path):
+def _lr_sweep(tmp_path, lrs: str):
+    """A one-epoch MLP VAE sweep over the learning rates `lrs` (an lr of 1e6 diverges), run."""
     y = tmp_path / "lr.yaml"
-    y.write_text(SWEEP4.replace("latent_dim: {values: [4, 8]}", "lr: {values: [1.0e6, 1.0e-3]}")
+    y.write_text(SWEEP4.replace("latent_dim: {values: [4, 8]}", f"lr: {{values: [{lrs}]}}")
                  .replace("seed: {values: [0, 1]}", "seed: {value: 0}").replace("linear_ae", "mlp_vae") % 1)
-    p = run_cli([y, "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", 300], cwd=tmp_path,
-                script="bench.sweep")
+    return run_cli([y, "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", 300], cwd=tmp_path,
+                   script="bench.sweep")
+
+
+def test_failing_run_is_recorded_and_sweep_goes_on(tmp_path):
+    p = _lr_sweep(tmp_path, "1.0e6, 1.0e-3")
     assert p.returncode == 1
     assert "failed" in p.stdout and "finished" in p.stdout
     failed_line = next(line for line in p.stdout.splitlines() if line.startswith("[") and " failed " in line)
@@ -143,11 +148,7 @@ def test_failing_run_is_recorded_and_sweep_goes_on(tmp_path):
 
 
 def test_a_sweep_whose_every_run_fails_for_one_reason_says_it_once_on_its_closing_line(tmp_path):
-    y = tmp_path / "lr.yaml"
-    y.write_text(SWEEP4.replace("latent_dim: {values: [4, 8]}", "lr: {values: [1.0e6, 9.0e5]}")
-                 .replace("seed: {values: [0, 1]}", "seed: {value: 0}").replace("linear_ae", "mlp_vae") % 1)
-    p = run_cli([y, "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", 300], cwd=tmp_path,
-                script="bench.sweep")
+    p = _lr_sweep(tmp_path, "1.0e6, 9.0e5")
     assert p.returncode == 1
     closing = p.stdout.strip().splitlines()[-1]
     assert "2 failed" in closing and "every run failed: " in closing and "non-finite loss" in closing, p.stdout
