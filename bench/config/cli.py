@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.config.keys import canonical, older_name
+from bench.config.keys import bare, canonical, older_name, scope_of
 from bench.config.run_keys import RUN_FIELDS, RunKeys, base_type, default_of, key_tables
 from bench.core.errors import UsageError, yaml_problem
 
@@ -110,7 +110,9 @@ def build_parser(prog="run.py", families=True, model: str | None = None,
     a W&B agent passes (`--noise_level=0.1`) is accepted and not listed twice. With
     `families=False` only the run keys (no torch import: `run.py --help`); with `model` or
     `dataset`, the run keys and that family's or dataset's keys (`run.py --help --model vae`)."""
-    parser = _Parser(prog=prog, description="Train, evaluate and log one autoencoder run.",
+    parser = _Parser(prog=prog, description="Train, evaluate and log one autoencoder run. A model family's key given as "
+                     "--MODEL.KEY (--dae.noise-level 0.316) applies to that model's runs alone: a sweep over "
+                     "several models sets it for one of them.",
                      argument_default=argparse.SUPPRESS, allow_abbrev=False)
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file of keys; flags override it")
     parser.add_argument("--list", action="store_true", help="list models and datasets and exit")
@@ -236,7 +238,7 @@ def _load_config_file(path: str) -> dict:
         raise UsageError(f"--config: {path} must hold a mapping of keys to values, got {type(data).__name__}")
     data = canonical({str(k).replace("-", "_"): v for k, v in data.items()})
     fields = key_tables()["FIELDS"]
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(k for k in set(data) - set(fields) if bare(k) not in fields)  # `dae.noise_level`: for_model checks
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(fields), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -290,7 +292,8 @@ def refuse_unknown_flags(argv: list[str]) -> None:
 
     given = [a for a in argv if a.startswith("--")]
     known = set(names) | {HANDOFF}
-    unknown = [a for a in given if a.split("=")[0].replace("_", "-") not in known]  # --noise_level: an agent's
+    unknown = [a for a in given if a.split("=")[0].replace("_", "-") not in known  # --noise_level: an agent's
+               and "--" + bare(a[2:].split("=")[0]).replace("_", "-") not in known]  # --dae.noise-level
     if unknown and isinstance(names, list):
         raise UsageError(_unknown_flag_message(unknown, names))
 
@@ -310,6 +313,7 @@ def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
     """Parse flags into raw overrides. Returns (overrides, actions asked for: "list", "print_config")."""
     parser = build_parser(prog)
     _remember_flags()
+    argv, scoped = _scoped_flags(argv)
     ns, rest = parser.parse_known_args(argv)
     if rest:
         raise UsageError(_unknown_flag_message(rest))
@@ -321,4 +325,26 @@ def parse_args(argv: list[str], prog="run.py") -> tuple[dict, set]:
     if "config" in raw:
         merged.update(load_config_file(raw.pop("config")))
     merged.update(raw)
+    merged.update(scoped)
     return merged, actions
+
+
+def _scoped_flags(argv: list[str]) -> tuple[list[str], dict]:
+    """(argv without its keys given for one model, those keys): `--dae.noise-level 0.316` or
+    `--dae.noise_level=0.316` (a W&B agent's spelling) sets dae's noise level in dae's runs
+    alone; `bench.config.spec.for_model` checks the model and the key."""
+    rest, scoped, i = [], {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg[2:].partition("=")
+        if not (arg.startswith("--") and scope_of(name)[0]):
+            rest.append(arg)
+        elif eq:
+            scoped[name.replace("-", "_")] = value
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            scoped[name.replace("-", "_")] = argv[i + 1]
+            i += 1
+        else:  # `--dae.batchnorm` alone, as `--batchnorm` alone means true
+            scoped[name.replace("-", "_")] = "true"
+        i += 1
+    return rest, canonical(scoped)

@@ -21,8 +21,27 @@ RENAMED = {"noise_std": "noise_level", "kl_weight": "beta", "recon_loss": "recon
 
 
 def canonical(values: dict) -> dict:
-    """Flat keys with older names replaced by today's (`noise_std` -> `noise_level`)."""
-    return {RENAMED.get(k, k): v for k, v in values.items()}
+    """Flat keys with older names replaced by today's (`noise_std` -> `noise_level`), a key
+    given for one model too (`dae.noise_std` -> `dae.noise_level`)."""
+    return {_today(k): v for k, v in values.items()}
+
+
+def _today(name: str) -> str:
+    model, key = scope_of(name)
+    return RENAMED.get(key, key) if model is None else f"{model}.{RENAMED.get(key, key)}"
+
+
+def scope_of(name: str) -> tuple[str | None, str]:
+    """(model, key) of a family key given for one model only, `dae.noise_level` -> ("dae",
+    "noise_level"): a sweep over several models sets it for that model's runs alone, where
+    `noise_level` would make every model a denoiser. (None, name) for a plain key."""
+    model, dot, key = name.partition(".")
+    return (model, key.replace("-", "_")) if dot and model and key else (None, name)
+
+
+def bare(name: str) -> str:
+    """The key itself, without the model it is scoped to (`dae.noise_level` -> `noise_level`)."""
+    return scope_of(name)[1]
 
 
 def older_name(key_name: str) -> str | None:

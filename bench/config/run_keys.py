@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from bench.config.keys import RENAMED
+from bench.config.keys import RENAMED, bare
 from bench.config.tasks import names as task_names
 from bench.core.errors import UsageError
 
@@ -238,7 +238,7 @@ def coerce(key: str, value, spec: tuple | None = None):
     """Convert a raw value (flag text, YAML/JSON value) to the key's declared type. `spec`:
     (field, type hint) of the chosen family's declaration (default: the catalogue's)."""
     t = key_tables()
-    f, hint = spec or (t["FIELDS"][key], t["hints"][key])
+    f, hint = spec or (t["FIELDS"][bare(key)], t["hints"][bare(key)])
     tp = base_type(hint)
     nullable = f.default is None
     if value is None or (nullable and _is_null(value)):
@@ -274,12 +274,12 @@ def coerce(key: str, value, spec: tuple | None = None):
 
 
 def meta_default(key: str, spec: tuple | None = None):
-    return (spec[0] if spec else key_tables()["FIELDS"][key]).default
+    return (spec[0] if spec else key_tables()["FIELDS"][bare(key)]).default
 
 
 def validate_value(key: str, value, spec: tuple | None = None):
     """Range and choice checks declared on the field; one-line UsageError on failure."""
-    meta = (spec[0] if spec else key_tables()["FIELDS"][key]).metadata
+    meta = (spec[0] if spec else key_tables()["FIELDS"][bare(key)]).metadata
     flag = "--" + key.replace("_", "-")
     if value is None:
         return

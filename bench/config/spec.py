@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config.keys import canonical, cli_keys
+from bench.config.keys import canonical, cli_keys, scope_of
 from bench.config.run_keys import RUN_FIELDS, RunKeys, coerce, copy_value, key_tables, validate_value
 from bench.config.tasks import TASKS, same_kind
 from bench.core.errors import UsageError
@@ -66,10 +66,12 @@ def resolve(overrides: dict, environ: dict | None = None) -> RunSpec:
     import registry
 
     overrides = canonical(overrides)
-    run_values, other = _run_values(overrides)
+    scoped = {k: v for k, v in overrides.items() if scope_of(k)[0]}
+    run_values, other = _run_values({k: v for k, v in overrides.items() if k not in scoped})
     if "model" not in overrides:
         run_values["model"] = _implied_model(other) or RunKeys.model
     keys = RunKeys(**run_values)
+    other.update(for_model(scoped, keys.model))
     mentry, dentry = registry.model_entry(keys.model), registry.dataset_entry(keys.dataset)
     dataset_keys = set(cli_keys(dentry.config_cls)) | key_tables()["DATASET_KEYS"]  # another dataset's: refused
     data = dentry.config(_checked(dentry.config_cls, {k: v for k, v in other.items() if k in dataset_keys},
@@ -99,6 +101,33 @@ def _run_values(overrides: dict) -> tuple[dict, dict]:
         values[key] = coerce(key, raw, spec)
         validate_value(key, values[key], spec)
     return values, other
+
+
+def for_model(values: dict, model: str) -> dict:
+    """`values` with each key given for one model (`dae.noise_level`) checked, and those for
+    `model` as its plain keys, which they override; those for other models are left out."""
+    import registry
+
+    plain, mine = {}, {}
+    for name, raw in values.items():
+        owner, key = scope_of(name)
+        if owner is None:
+            plain[name] = raw
+            continue
+        flag = "--" + name.replace("_", "-")
+        try:
+            entry = registry.model_entry(owner)
+        except UsageError as e:
+            raise UsageError(f"{flag}: {e}") from None
+        fields = cli_keys(entry.config_cls)
+        if key not in fields:
+            raise UsageError(f"{flag}: a key given for one model is one of that model's own keys; "
+                             f"{owner}'s: {', '.join('--' + k.replace('_', '-') for k in sorted(fields)) or 'none'}")
+        spec = (fields[key], typing.get_type_hints(entry.config_cls)[key])
+        validate_value(name, coerce(name, raw, spec), spec)
+        if owner == model:
+            mine[key] = raw
+    return dict(plain, **mine)
 
 
 def _implied_model(values: dict) -> str | None:
@@ -182,4 +211,4 @@ def from_record(record: dict) -> dict:
     return {k: v for k, v in values.items() if k not in dataset_keys or k in own}
 
 
-__all__ = ["RunSpec", "resolve", "from_record", "RUN_FIELDS"]
+__all__ = ["RunSpec", "resolve", "for_model", "from_record", "RUN_FIELDS"]

@@ -9,7 +9,7 @@ import time
 import torch
 
 from bench.config.keys import canonical
-from bench.config.spec import RunSpec, from_record, resolve
+from bench.config.spec import RunSpec, for_model, from_record, resolve
 from bench.core.errors import UsageError
 
 
@@ -59,7 +59,8 @@ def resolve_run(overrides: dict) -> tuple[RunSpec, object]:
     saved = from_record(run.read_config())
     # One resolution: the record, with the keys given again and those that may change; each key
     # given again must resolve to the recorded value.
-    given = {k: v for k, v in canonical(overrides).items() if k not in RESUME_FREE_KEYS and k in saved}
+    given = {k: v for k, v in for_model(canonical(overrides), saved.get("model", "")).items()
+             if k not in RESUME_FREE_KEYS and k in saved}
     may_change = {k: v for k, v in overrides.items() if k in RESUME_FREE_KEYS and k != "config"}
     spec = resolve(dict(saved, **given, **may_change))
     mine = spec.to_dict()

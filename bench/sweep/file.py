@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.config.keys import canonical
+from bench.config.keys import bare, canonical, scope_of
 from bench.config.run_keys import FIELDS, coerce, validate_value
 from bench.config.tasks import TASKS
 from bench.core.errors import UsageError, yaml_problem
@@ -75,7 +75,7 @@ def _check_parameters(path: str, params: dict) -> None:
     """Each parameter is a run.py key, and each of its values (and bounds) one it accepts."""
     for name, spec in params.items():
         key = canonical_key(name)  # noise_std is noise_level
-        if key not in FIELDS:
+        if bare(key) not in FIELDS:
             close = difflib.get_close_matches(key, list(FIELDS), n=1)
             raise UsageError(f"{path}: unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                              + "; run.py keys: see `python run.py --help`")
@@ -114,6 +114,7 @@ def check_against_registry(path: str, params: dict) -> None:
 
     params = {canonical_key(k): spec for k, spec in params.items()}
     values = _values_of(params)
+    _check_scoped(path, params, [str(m) for m in values("model")])
     for m in values("model"):
         entry = registry.model_entry(str(m))
         taken = set(cli_keys(entry.config_cls))
@@ -133,6 +134,25 @@ def check_against_registry(path: str, params: dict) -> None:
         if spec.get("distribution") in ("normal", "q_normal") and bounded:
             raise UsageError(f"{path}: parameter {key!r}: a normal distribution draws values outside its range; "
                              f"use uniform or log_uniform_values between bounds")
+
+
+def _check_scoped(path: str, params: dict, models: list[str]) -> None:
+    """A key given for one model (`dae.noise_level`) names a model the sweep runs, and each of
+    its values is one that model takes."""
+    from bench.config.spec import for_model
+
+    for key, spec in params.items():
+        owner = scope_of(key)[0]
+        if owner is None:
+            continue
+        if owner not in models:
+            raise UsageError(f"{path}: parameter {key!r}: model {owner} is not among this sweep's models "
+                             f"({', '.join(models)})")
+        for v in list(spec.get("values", [spec["value"]] if "value" in spec else [])):
+            try:
+                for_model({key: v}, owner)
+            except UsageError as e:
+                raise UsageError(f"{path}: parameter {key!r}: {e}") from None
 
 
 def _check_metric(path: str, params: dict, metric: str) -> None:

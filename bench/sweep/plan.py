@@ -10,6 +10,7 @@ import math
 import os
 import warnings
 
+from bench.config.keys import bare
 from bench.config.run_keys import FIELDS, coerce, validate_value
 from bench.core.errors import UsageError
 from bench.sweep.file import check_name, config_key
@@ -105,7 +106,7 @@ def fixed_identity(overrides: dict) -> str:
 
 def pinned(key: str, raw) -> dict:
     """The sweep parameter spec for a value given on the command line."""
-    if isinstance(raw, str) and "," in raw and "list" not in str(FIELDS[key].type):
+    if isinstance(raw, str) and "," in raw and "list" not in str(FIELDS[bare(key)].type):
         values = [coerce(key, part) for part in raw.split(",") if part.strip()]
         for v in values:
             validate_value(key, v)

@@ -75,6 +75,9 @@ RUN_CASES = [
     ("select on test for an AE", lambda t: ["--select-on", "test"], "only classifiers"),
     ("empty runs dir", lambda t: ["--runs-dir", ""], "--runs-dir: empty"),
     ("empty data root", lambda t: ["--data-root", " "], "--data-root: empty"),
+    ("a key for an unknown model", lambda t: ["--dea.noise-level", "0.3"], "--dea.noise-level: unknown model 'dea'"),
+    ("a run key for one model", lambda t: ["--dae.lr", "0.1"], "--dae.lr: a key given for one model is one of"),
+    ("a key for one model out of range", lambda t: ["--dae.noise_level=3"], "--dae.noise-level: 3.0 is out of range"),
 ]
 
 
@@ -256,6 +259,12 @@ SWEEP_CASES = [
     (HEAD + "parameters:\n  model: {value: cnn_classifier}\n  dataset: {value: synthetic_seg}\n", [],
      "needs a dataset with labels"),
     (HEAD + "parameters:\n  eval: {value: [probe, magic]}\n", [], "unknown evaluation"),
+    (HEAD + "parameters:\n  model: {values: [ae, vae]}\n  dae.noise_level: {value: 0.3}\n", [],
+     "model dae is not among this sweep's models (ae, vae)"),
+    (HEAD + "parameters:\n  model: {values: [ae, dae]}\n  dae.noise_level: {values: [0.3, 2]}\n", [],
+     "parameter 'dae.noise_level': --dae.noise-level: 2.0 is out of range"),
+    (HEAD + "parameters:\n  model: {values: [ae, dae]}\n  dae.nose_level: {value: 0.3}\n", [],
+     "unknown parameter 'dae.nose_level'"),
     ("method: random\nparameters:\n  lr: {distribution: normal, mu: -1, sigma: 1}\n", ["--count", "2"],
      "a normal distribution draws values outside its range"),
     ("method: grid\nparameters:\n  lr: {min: 0.001, max: 0.01}\n", [], "method grid needs a list of values"),

@@ -61,6 +61,22 @@ def test_flag_forms_and_config_file(tmp_path):
     assert saved["batchnorm"] is False
 
 
+def test_a_key_given_for_one_model_sets_it_in_that_models_runs_alone(tmp_path):
+    from bench.config.cli import parse_args
+    from bench.config.spec import resolve
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dae.noise_std: 0.25\n")  # an older name, scoped too
+    for model, flags, level in [("dae", ["--dae.noise-level", "0.316"], 0.316),
+                                ("dae", ["--noise-level=0.1", "--dae.noise_level=0.316"], 0.316),  # the scoped wins
+                                ("ae", ["--dae.noise_level=0.316"], 0.0),
+                                ("dae", ["--config", str(cfg)], 0.25)]:
+        spec = resolve(parse_args(["--model", model, *flags])[0])
+        assert (spec.family.noise_level, spec.task) == (level, "denoise" if level else "reconstruct"), (model, flags)
+    assert run_inproc(quick(tmp_path, "--dae.noise-level", "0.3", model="dae")) == 0
+    assert only_run(tmp_path).read_config()["noise_level"] == 0.3
+
+
 def test_a_key_the_model_does_not_take_is_refused_not_recorded(tmp_path, capsys):
     base = ["--dataset=synthetic", "--runs-dir", tmp_path / "runs", "--wandb", "disabled", "--limit-train", "200",
             "--epochs", "1"]

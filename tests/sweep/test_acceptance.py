@@ -95,6 +95,8 @@ def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_roo
             assert isinstance(s["warning/output_collapsed"], bool), run.id
         if name == "stl10_ssl":  # pretrained on unlabeled images, probed on the labelled split
             assert c["train_split"] == "unlabeled" and s["probe/train_size"] == 100
+        if name == "cifar10_models":  # the dae alone trains at the assignment's noise (variance 0.1)
+            assert c.get("noise_level", 0) == (0.316 if c["model"] == "dae" else 0), (c["model"], c.get("noise_level"))
         if name == "celeba_models" and "arith" in (c.get("eval") or []):
             assert s["arith/attribute"] == "Eyeglasses"
         if c["dataset"] == "celeba" and "sample" in (c.get("eval") or []):  # says how many images the recipe
