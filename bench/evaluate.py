@@ -73,14 +73,14 @@ def _evaluate_locked(args, run) -> int:
             overrides[key] = getattr(args, key)
     if args.nll_grey:
         overrides["nll_grey"] = True
-    cfg = resolve(overrides)
+    spec = resolve(overrides)
     device = torch.device("cuda" if args.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
-    data = load_data(cfg, model.task).to(device)
-    names = tools.applicable([w for w in args.what.split(",") if w], model, data.kind, data, cfg)
+    data = load_data(spec, model.task).to(device)
+    names = tools.applicable([w for w in args.what.split(",") if w], model, data.kind, data, spec)
     model.to(device)
     tracking = Tracking(dict(saved, wandb=args.wandb), run)
     try:
-        summary = run_extra(names, model, data, cfg, run, device, tracking,
+        summary = run_extra(names, model, data, spec, run, device, tracking,
                             suffix=None if args.checkpoint == "best" else args.checkpoint)
     finally:
         tracking.finish(0)

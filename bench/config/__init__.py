@@ -1,4 +1,9 @@
 """A run's configuration: how a key is declared (`keys`), the run keys and the catalogue of
 every key (`run_keys`), the task kinds (`tasks`), the one resolution of a run into a frozen
 `RunSpec` (`spec`) and the command line of `run.py` (`cli`). The registry (`registry.py`) is
-the name lookup these read; nothing here imports data, models or training."""
+the name lookup these read; nothing here imports data, models or training.
+
+One name, one meaning, across the package: `spec` is a run's RunSpec; `cfg` is a model
+family's Config (what a family file receives); `spec.dataset_keys` is the dataset's own
+Config; `sweep_config` is a sweep YAML as read; `record` is a run's flat config.json; `data`
+is the DataBundle of loaded splits."""

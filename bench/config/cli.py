@@ -124,20 +124,20 @@ def build_parser(prog="run.py", families=True, model: str | None = None,
         tables = key_tables()
         fields, hints = tables["FIELDS"], tables["hints"]
         everything = families and not (model or dataset)
-        fam = key_groups(registry.MODELS, "model", registry.model_entry(model) if model else None) \
+        family_groups = key_groups(registry.MODELS, "model", registry.model_entry(model) if model else None) \
             if everything or model else []
-        data = key_groups(registry.DATASETS, "dataset", registry.dataset_entry(dataset) if dataset else None) \
+        dataset_groups = key_groups(registry.DATASETS, "dataset", registry.dataset_entry(dataset) if dataset else None) \
             if everything or dataset else []
     else:  # run keys only: nothing of the model families (nor torch) is imported
         fields = {f.name: f for f in dataclasses.fields(RunKeys)}
         hints = typing.get_type_hints(RunKeys)
-        fam = [("model keys", "each model family takes keys of its own; list them with "
+        family_groups = [("model keys", "each model family takes keys of its own; list them with "
                 "`python run.py --help --model NAME` (names: `python run.py --list`)", [])]
-        data = [("dataset keys", "some datasets take keys of their own (colored_mnist, stl10, celeba); list them "
+        dataset_groups = [("dataset keys", "some datasets take keys of their own (colored_mnist, stl10, celeba); list them "
                  "with `python run.py --help --dataset NAME`", [])]
     grouped = {k for _, keys in HELP_GROUPS for k in keys}
-    groups = [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[:2]] + data \
-        + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[2:3]] + fam \
+    groups = [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[:2]] + dataset_groups \
+        + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[2:3]] + family_groups \
         + [(t, "", [(k, dataclasses.MISSING) for k in keys]) for t, keys in HELP_GROUPS[3:]] \
         + [("other", "", [(k, dataclasses.MISSING) for k in sorted(RUN_FIELDS) if k not in grouped])]
     for title, note, keys in groups:
@@ -224,7 +224,7 @@ def _load_config_file(path: str) -> dict:
     except UnicodeDecodeError as e:
         raise UsageError(f"--config: {path} is not UTF-8 text (byte {e.start})") from None
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        values = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise UsageError(f"--config: {path} is not valid {kind}: {yaml_problem(e)}") from None
     except ValueError as e:
@@ -232,18 +232,18 @@ def _load_config_file(path: str) -> dict:
         raise UsageError(f"--config: {path} is not valid {kind}: {first}") from None
     except RecursionError:
         raise UsageError(f"--config: {path} is nested too deeply to be a config file") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UsageError(f"--config: {path} must hold a mapping of keys to values, got {type(data).__name__}")
-    data = canonical({str(k).replace("-", "_"): v for k, v in data.items()})
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UsageError(f"--config: {path} must hold a mapping of keys to values, got {type(values).__name__}")
+    values = canonical({str(k).replace("-", "_"): v for k, v in values.items()})
     fields = key_tables()["FIELDS"]
-    unknown = sorted(k for k in set(data) - set(fields) if bare(k) not in fields)  # `dae.noise_level`: for_model checks
+    unknown = sorted(k for k in set(values) - set(fields) if bare(k) not in fields)  # `dae.noise_level`: for_model checks
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(fields), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UsageError(f"--config: unknown key {unknown[0]!r} in {path}{hint}")
-    return data
+    return values
 
 
 def as_typed(error: UsageError, argv: list[str]) -> UsageError:

@@ -28,7 +28,7 @@ from bench.core.errors import UsageError
 class RunSpec:
     keys: RunKeys
     family: object  # the model family's Config (bench.config.keys.FamilyConfig)
-    data: object  # the dataset's Config (bench.config.keys.DatasetConfig)
+    dataset_keys: object  # the dataset's own Config (bench.config.keys.DatasetConfig)
     task: str  # what the model trains: reconstruct, denoise, classify or segment
     input_shape: tuple  # (C, H, W) of the images the model takes
     num_classes: int
@@ -40,7 +40,7 @@ class RunSpec:
         """A key reads flat (`spec.lr`, `spec.latent_dim`, `spec.color_mode`) from whichever
         level declares it; lists read as lists, as in the record."""
         if not name.startswith("_"):
-            for part in ("keys", "family", "data"):
+            for part in ("keys", "family", "dataset_keys"):
                 held = self.__dict__.get(part)
                 if held is not None and hasattr(held, name):
                     return copy_value(getattr(held, name))
@@ -49,7 +49,7 @@ class RunSpec:
     def to_dict(self) -> dict:
         """The flat record: run keys (with the task decided), the dataset's keys, the family's."""
         out = {f.name: copy_value(getattr(self.keys, f.name)) for f in dataclasses.fields(RunKeys)}
-        out.update(self.data.to_dict())
+        out.update(self.dataset_keys.to_dict())
         out.update(self.family.to_dict())
         return dict(out, task=self.task)
 
@@ -73,15 +73,15 @@ def resolve(overrides: dict, environ: dict | None = None) -> RunSpec:
     keys = RunKeys(**run_values)
     other.update(for_model(scoped, keys.model))
     mentry, dentry = registry.model_entry(keys.model), registry.dataset_entry(keys.dataset)
-    dataset_keys = set(cli_keys(dentry.config_cls)) | key_tables()["DATASET_KEYS"]  # another dataset's: refused
-    data = dentry.config(_checked(dentry.config_cls, {k: v for k, v in other.items() if k in dataset_keys},
+    for_dataset = set(cli_keys(dentry.config_cls)) | key_tables()["DATASET_KEYS"]  # another dataset's: refused
+    dataset_keys = dentry.config(_checked(dentry.config_cls, {k: v for k, v in other.items() if k in for_dataset},
                                   f"dataset {keys.dataset}"))
     shape = dentry.input_shape(keys.image_size)
-    family_values = _checked(mentry.config_cls, {k: v for k, v in other.items() if k not in dataset_keys},
+    family_values = _checked(mentry.config_cls, {k: v for k, v in other.items() if k not in for_dataset},
                              f"model {keys.model}")
     family = mentry.config(dict(family_values, runs_dir=keys.runs_dir), shape, dentry.num_classes)
     task = _task(keys, mentry.task_of(family), dentry)
-    spec = RunSpec(keys, family, data, task, shape, dentry.num_classes, mentry, dentry)
+    spec = RunSpec(keys, family, dataset_keys, task, shape, dentry.num_classes, mentry, dentry)
     return _for_agent(spec, overrides, os.environ if environ is None else environ)
 
 

@@ -24,10 +24,10 @@ class Task:
     targets: str | None  # the data kind its targets come from: "labels", "masks", or None (the images)
     test_keys: frozenset  # the test numbers a run records (`test/<key>`)
     autoencoder: bool  # a reconstruction of its input: the latent-space tools apply
-    evaluate: Callable  # (model, data, cfg, device) -> {"test/<key>": value, ...} on the test split
+    evaluate: Callable  # (model, data, spec, device) -> {"test/<key>": value, ...} on the test split
     output: Callable  # (x, num_classes) -> (forward output key, its shape): what the generated tests check
     example_target: Callable = lambda x, num_classes: None  # a random target batch for the generated tests
-    figure: Callable | None = None  # (model, data, cfg, device, path) -> path of its test figure
+    figure: Callable | None = None  # (model, data, spec, device, path) -> path of its test figure
     selects_on_test: bool = False  # may pick best.pt by a test metric recorded every epoch (`--select-on test`)
     corrupted: str | None = None  # the task this one becomes on corrupted inputs (reconstruct -> denoise)
     in_suite: bool = False  # the standard benchmark compares the models of this task

@@ -123,39 +123,39 @@ def check_split(dataset: str, name: str, split: Split, entry) -> None:
 def load_data(spec, task: str | None = None) -> DataBundle:
     """Load, limit, split and resize the dataset of a run's spec (`bench.config.spec.RunSpec`), for
     its task (or `task`: a run's model on another run's data)."""
-    cfg, entry = spec, spec.dataset_entry
-    src: Source = entry.fn(cfg, task or spec.task)
-    g = torch.Generator().manual_seed(cfg.split_seed)
+    entry = spec.dataset_entry
+    src: Source = entry.fn(spec, task or spec.task)
+    g = torch.Generator().manual_seed(spec.split_seed)
     train, test = src.train, src.test
     if len(train) == 0 or len(test) == 0:
-        raise UsageError(f"{cfg.dataset}: the dataset is empty (train {len(train)}, test {len(test)} images)")
+        raise UsageError(f"{spec.dataset}: the dataset is empty (train {len(train)}, test {len(test)} images)")
     for name, split in (("train", train), ("test", test), ("labelled", src.labelled), ("val", src.val)):
         if split is not None:
-            check_split(cfg.dataset, name, split, entry)
+            check_split(spec.dataset, name, split, entry)
     perm = torch.randperm(len(train), generator=g)
-    if cfg.limit_train is not None:
-        perm = perm[: cfg.limit_train]
-    if cfg.limit_test is not None:
-        test = test.take(torch.arange(min(cfg.limit_test, len(test))))
+    if spec.limit_train is not None:
+        perm = perm[: spec.limit_train]
+    if spec.limit_test is not None:
+        test = test.take(torch.arange(min(spec.limit_test, len(test))))
     if src.val is not None:  # the dataset's own validation split: --val-fraction does not apply
-        val = src.val if cfg.limit_test is None else src.val.take(torch.arange(min(cfg.limit_test, len(src.val))))
+        val = src.val if spec.limit_test is None else src.val.take(torch.arange(min(spec.limit_test, len(src.val))))
         train_split, val_split = train.take(perm), val
     else:
-        n_val = max(1, int(round(cfg.val_fraction * len(perm))))
+        n_val = max(1, int(round(spec.val_fraction * len(perm))))
         if len(perm) - n_val < 1:
-            raise UsageError(f"{cfg.dataset}: {len(perm)} training images leave none for training after "
+            raise UsageError(f"{spec.dataset}: {len(perm)} training images leave none for training after "
                              f"holding out {n_val} for validation; raise --limit-train (valid: >= 2)")
         train_split, val_split = train.take(perm[n_val:]), train.take(perm[:n_val])
         if train.bernoulli:  # held-out images: one draw that every run shares, whichever images they are
             val_split = fixed_draw(train, FIXED_DRAW_SEED).take(perm[:n_val])
     labelled = src.labelled
-    if labelled is not None and cfg.limit_train is not None:
-        labelled = labelled.take(torch.arange(min(cfg.limit_train, len(labelled))))
-    if cfg.image_size is not None:
-        train_split, val_split, test = (resize(s, cfg.image_size, entry.kind)
+    if labelled is not None and spec.limit_train is not None:
+        labelled = labelled.take(torch.arange(min(spec.limit_train, len(labelled))))
+    if spec.image_size is not None:
+        train_split, val_split, test = (resize(s, spec.image_size, entry.kind)
                                         for s in (train_split, val_split, test))
-        labelled = None if labelled is None else resize(labelled, cfg.image_size, entry.kind)
-    return DataBundle(cfg.dataset, entry.kind, train_split, val_split, test, src.classes, src.attr_names,
+        labelled = None if labelled is None else resize(labelled, spec.image_size, entry.kind)
+    return DataBundle(spec.dataset, entry.kind, train_split, val_split, test, src.classes, src.attr_names,
                       labelled)
 
 

@@ -33,10 +33,10 @@ def _mnist_files(root, patch):
 
 
 @register_dataset(shape=(1, 28, 28), fixture=_mnist_files)
-def binarized_mnist(cfg, task):
+def binarized_mnist(spec, task):
     """Dynamically binarized MNIST, 1x28x28 in {0,1}, 60k/10k: a fresh Bernoulli draw per training epoch,
     fixed draws for validation and test (the IWAE and VampPrior papers' MNIST)."""
-    src = idx_dataset("MNIST", "mnist", cfg)
+    src = idx_dataset("MNIST", "mnist", spec)
     train = Split(src.train.x, src.train.y, None, bernoulli=True)
     return Source(train, fixed_draw(src.test, TEST_DRAW_SEED), src.classes)
 
@@ -90,14 +90,14 @@ def _static_files(root, patch):
 
 
 @register_dataset(shape=(1, 28, 28), kind="unlabeled", num_classes=1, fixture=_static_files)
-def binarized_mnist_static(cfg, task):
+def binarized_mnist_static(spec, task):
     """Statically binarized MNIST (Larochelle & Murray 2011), 1x28x28 in {0,1}, 50k/10k/10k from
     binarized_mnist_{train,valid,test}.amat under <data-root>/BinarizedMNIST/; no labels."""
-    folder = static_folder(cfg.data_root)
+    folder = static_folder(spec.data_root)
     missing = [f for f in STATIC_FILES.values() if not (folder / f).is_file()]
     if missing:
         raise UsageError(f"binarized_mnist_static: {', '.join(missing)} not found in {folder} (put Larochelle and "
-                         f"Murray's files under {Path(cfg.data_root) / STATIC_FOLDER}/); or use binarized_mnist, "
+                         f"Murray's files under {Path(spec.data_root) / STATIC_FOLDER}/); or use binarized_mnist, "
                          f"dynamically binarized from the MNIST files")
     x = {s: read_amat(folder / f) for s, f in STATIC_FILES.items()}
     return Source(Split(x["train"]), Split(x["test"]), [], val=Split(x["valid"]))

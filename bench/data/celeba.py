@@ -105,15 +105,15 @@ def _celeba_split(root, split, n, size):
 
 
 @register_dataset(shape=(3, 64, 64), num_classes=2, config=CelebAConfig, fixture=_files)
-def celeba(cfg, task):
+def celeba(spec, task):
     """CelebA faces resized+cropped to 64x64, 30k/5k subset, label = --label-attr (40 attrs)."""
-    n_train = cfg.limit_train or CELEBA_SUBSET[0]
-    n_test = cfg.limit_test or CELEBA_SUBSET[1]
-    tr = _celeba_split(cfg.data_root, "train", n_train, CELEBA_SIZE)
-    te = _celeba_split(cfg.data_root, "test", n_test, CELEBA_SIZE)
+    n_train = spec.limit_train or CELEBA_SUBSET[0]
+    n_test = spec.limit_test or CELEBA_SUBSET[1]
+    tr = _celeba_split(spec.data_root, "train", n_train, CELEBA_SIZE)
+    te = _celeba_split(spec.data_root, "test", n_test, CELEBA_SIZE)
     names = tr["names"]
-    if cfg.label_attr not in names:
-        raise UsageError(f"celeba: unknown --label-attr {cfg.label_attr!r}; valid: {', '.join(names)}")
-    k = names.index(cfg.label_attr)
+    if spec.label_attr not in names:
+        raise UsageError(f"celeba: unknown --label-attr {spec.label_attr!r}; valid: {', '.join(names)}")
+    k = names.index(spec.label_attr)
     return Source(Split(tr["x"], tr["attrs"][:, k], tr["attrs"]), Split(te["x"], te["attrs"][:, k], te["attrs"]),
-                  [f"not {cfg.label_attr}", cfg.label_attr], names)
+                  [f"not {spec.label_attr}", spec.label_attr], names)

@@ -40,9 +40,9 @@ def _files(root, patch):
 
 
 @register_dataset(shape=(3, 32, 32), fixture=_files)
-def cifar10(cfg, task):
+def cifar10(spec, task):
     """CIFAR-10, 3x32x32, 50k/10k, 10 classes (torchvision python pickle files)."""
-    return decoded("cifar10", Path(cfg.data_root) / "cifar-10-batches-py", "", lambda: _decode_cifar10(cfg.data_root))
+    return decoded("cifar10", Path(spec.data_root) / "cifar-10-batches-py", "", lambda: _decode_cifar10(spec.data_root))
 
 
 def _decode_cifar10(root) -> Source:

@@ -67,9 +67,9 @@ def _files(root, patch):
 
 
 @register_dataset(shape=(1, SIZE, SIZE), kind="masks", num_classes=1, fixture=_files)
-def brain_tumor(cfg, task):
+def brain_tumor(spec, task):
     """Brain MRI slices + binary tumour masks (brain_tumor/images, brain_tumor/masks), 240x240."""
-    root = Path(cfg.data_root) / "brain_tumor"
+    root = Path(spec.data_root) / "brain_tumor"
     images, masks = root / "images", root / "masks"
     if not images.is_dir() or not masks.is_dir():
         raise UsageError(f"brain_tumor: expected folders {images} and {masks} "
@@ -81,8 +81,8 @@ def brain_tumor(cfg, task):
         raise UsageError(f"brain_tumor: no mask in {masks} for {missing[0]} (and {len(missing) - 1} more)")
     if len(pairs) < 2:
         raise UsageError(f"brain_tumor: need at least 2 image/mask pairs in {root}, found {len(pairs)}")
-    if cfg.limit_train is not None:
-        pairs = pairs[: cfg.limit_train + max(1, len(pairs) // 5)]
+    if spec.limit_train is not None:
+        pairs = pairs[: spec.limit_train + max(1, len(pairs) // 5)]
     x = torch.from_numpy(np.stack([_read(p, SIZE, False) for p, _ in pairs])).unsqueeze(1)
     y = torch.from_numpy(np.stack([_read(m, SIZE, True) for _, m in pairs]) > 0).unsqueeze(1).to(torch.uint8)
     n_test = max(1, len(pairs) // 5)

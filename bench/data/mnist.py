@@ -92,12 +92,12 @@ def _unpack_fashion(root: str, explicit: bool = False) -> str:
     return root
 
 
-def idx_dataset(folder: str, name: str, cfg, root: str | None = None) -> Source:
+def idx_dataset(folder: str, name: str, spec, root: str | None = None) -> Source:
     """A dataset of idx files in torchvision's layout, `<root>/<folder>/raw/`, where `folder`
     is the torchvision class that reads it (MNIST, FashionMNIST, KMNIST, ...): the base of
     every MNIST-shaped dataset. A new one is a registered function that returns
-    `idx_dataset("KMNIST", "kmnist", cfg)`. Decoded once into the user cache."""
-    root = root or cfg.data_root
+    `idx_dataset("KMNIST", "kmnist", spec)`. Decoded once into the user cache."""
+    root = root or spec.data_root
     return decoded(name, Path(root) / folder, "", lambda: _decode_idx(folder, name, root))
 
 
@@ -160,16 +160,16 @@ def _fashion_files(root, patch):
 
 
 @register_dataset(shape=(1, 28, 28), fixture=_mnist_files)
-def mnist(cfg, task):
+def mnist(spec, task):
     """MNIST handwritten digits, 1x28x28, 60k/10k, 10 classes (torchvision)."""
-    return idx_dataset("MNIST", "mnist", cfg)
+    return idx_dataset("MNIST", "mnist", spec)
 
 
 @register_dataset(shape=(1, 28, 28), fixture=_fashion_files)
-def fashion_mnist(cfg, task):
+def fashion_mnist(spec, task):
     """Fashion-MNIST clothing, 1x28x28, 60k/10k, 10 classes (torchvision; Debian's or the shipped files)."""
-    return idx_dataset("FashionMNIST", "fashion_mnist", cfg,
-                       _unpack_fashion(cfg.data_root, explicit=Path(cfg.data_root) != Path("data")))
+    return idx_dataset("FashionMNIST", "fashion_mnist", spec,
+                       _unpack_fashion(spec.data_root, explicit=Path(spec.data_root) != Path("data")))
 
 
 PALETTE = torch.tensor([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -195,9 +195,9 @@ class ColoredConfig(DatasetConfig):
 
 
 @register_dataset(shape=(3, 28, 28), config=ColoredConfig, fixture=_mnist_files)
-def colored_mnist(cfg, task):
+def colored_mnist(spec, task):
     """MNIST digits coloured per class or per image (--color-mode), 3x28x28 (the coloured-MNIST assignment)."""
-    src = mnist(cfg, task)
-    tr = Split(colorize(src.train.x, src.train.y, cfg.color_mode, cfg.split_seed), src.train.y)
-    te = Split(colorize(src.test.x, src.test.y, cfg.color_mode, cfg.split_seed + 1), src.test.y)
+    src = mnist(spec, task)
+    tr = Split(colorize(src.train.x, src.train.y, spec.color_mode, spec.split_seed), src.train.y)
+    te = Split(colorize(src.test.x, src.test.y, spec.color_mode, spec.split_seed + 1), src.test.y)
     return Source(tr, te, src.classes)

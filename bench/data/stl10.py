@@ -48,19 +48,19 @@ def _files(root, patch):
 
 
 @register_dataset(shape=(3, 96, 96), config=STL10Config, fixture=_files)
-def stl10(cfg, task):
+def stl10(spec, task):
     """STL-10, 3x96x96, splits train (5k) / test (8k) / unlabeled (100k) (torchvision)."""
     from bench.config.tasks import TASKS
 
     labelled = TASKS[task].targets == "labels"
-    split = cfg.train_split or ("train" if labelled else "unlabeled")
+    split = spec.train_split or ("train" if labelled else "unlabeled")
     if split not in ("train", "unlabeled", "train+unlabeled"):
         raise UsageError(f"stl10: unknown --train-split {split!r}; valid: train, unlabeled, train+unlabeled")
     if labelled and split != "train":
         raise UsageError(f"stl10: a classifier trains on labels; --train-split {split} has unlabeled images "
                          f"(valid here: train)")
     # Not cached: its binary files are uint8 arrays already, and a copy of 100k unlabeled images is 2.7 GB.
-    return _decode_stl10(cfg.data_root, split)
+    return _decode_stl10(spec.data_root, split)
 
 
 def _decode_stl10(root, split) -> Source:

@@ -44,7 +44,7 @@ def shapes(n: int, size: int, channels: int, seed: int):
     return x, labels, mask.unsqueeze(1).to(torch.uint8)
 
 
-def _source(cfg, size, channels, masks=False):
+def _source(spec, size, channels, masks=False):
     xs, ys, ms = shapes(N_TRAIN + N_TEST, size, channels, seed=1234)
     y = ms if masks else ys
     classes = [] if masks else [f"{s}-{b}" for b in ("dim", "bright")
@@ -53,18 +53,18 @@ def _source(cfg, size, channels, masks=False):
 
 
 @register_dataset(shape=(1, 28, 28))
-def synthetic(cfg, task):
+def synthetic(spec, task):
     """Generated shapes, 10 classes, 1x28x28, 2000/500 images (tests, smoke runs)."""
-    return _source(cfg, 28, 1)
+    return _source(spec, 28, 1)
 
 
 @register_dataset(shape=(3, 32, 32))
-def synthetic_rgb(cfg, task):
+def synthetic_rgb(spec, task):
     """Generated tinted shapes, 10 classes, 3x32x32, 2000/500 images (tests, smoke runs)."""
-    return _source(cfg, 32, 3)
+    return _source(spec, 32, 3)
 
 
 @register_dataset(shape=(1, 64, 64), kind="masks", num_classes=1)
-def synthetic_seg(cfg, task):
+def synthetic_seg(spec, task):
     """Generated blobs with binary masks, 1x64x64, 2000/500 images (segmentation tests)."""
-    return _source(cfg, 64, 1, masks=True)
+    return _source(spec, 64, 1, masks=True)

@@ -19,13 +19,13 @@ CELL = 84          # pixels per image side, at least: small images are upscaled 
 FONT_SIZE = 13
 
 
-def run_title(cfg) -> str:
+def run_title(spec) -> str:
     """A run named by what its sweep varies, so a figure says which setting it shows:
     `dae (batchnorm=True, noise_level=0.3) seed 0 on colored_mnist`."""
-    handoff = getattr(cfg, "handoff", None)  # what the sweep runner handed the run (bench.config.handoff)
+    handoff = getattr(spec, "handoff", None)  # what the sweep runner handed the run (bench.config.handoff)
     shown = handoff.shown_settings() if handoff is not None else {}
     settings = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(shown.items()))
-    return f"{cfg.model}" + (f" ({settings})" if settings else "") + f" seed {cfg.seed} on {cfg.dataset}"
+    return f"{spec.model}" + (f" ({settings})" if settings else "") + f" seed {spec.seed} on {spec.dataset}"
 
 
 def _font(size: int = FONT_SIZE):

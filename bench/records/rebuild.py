@@ -8,13 +8,13 @@ from bench.core.errors import UsageError
 from bench.records.checkpoint import load, load_weights
 
 
-def check_record(cfg: dict, run_id: str) -> None:
+def check_record(record: dict, run_id: str) -> None:
     """Every known key of a run's saved config has a value of its type and range: a damaged
     config.json is named in one line, not met as a traceback deep in a model."""
     from bench.config.run_keys import FIELDS, coerce, validate_value
     from bench.records.store import RecordError
 
-    for key, value in cfg.items():
+    for key, value in record.items():
         if key in FIELDS and value is not None:
             try:
                 validate_value(key, coerce(key, value))
@@ -28,16 +28,16 @@ def load_run_model(ref: str, runs_dir: str = "runs", which: str = "best"):
     from registry import create_model
 
     run = find_run(ref, runs_dir)
-    cfg = run.read_config()
+    record = run.read_config()
     path = run.ckpt(which) if run.ckpt(which).exists() else run.ckpt("last")
     if not path.exists():
         raise UsageError(f"run {run.id} has no checkpoint yet ({run.path})")
     state = load(path)
-    check_record(cfg, run.id)
+    check_record(record, run.id)
     try:
-        model = create_model(cfg["model"], tuple(state["in_shape"]), state["num_classes"], **cfg)
+        model = create_model(record["model"], tuple(state["in_shape"]), state["num_classes"], **record)
     except (TypeError, ValueError) as e:
         raise UsageError(f"run {run.id}: its config.json and {path.name} do not build a model "
                          f"({' '.join(str(e).split())[:160]})") from None
     load_weights(model, state, path)
-    return model.eval(), cfg
+    return model.eval(), record

@@ -128,8 +128,8 @@ class RunDir:
     def ckpt(self, which: str) -> Path:
         return self.path / f"{which}.pt"
 
-    def write_config(self, cfg: dict) -> None:
-        atomic_write_json(self.path / "config.json", cfg)
+    def write_config(self, record: dict) -> None:
+        atomic_write_json(self.path / "config.json", record)
 
     def _read_record(self, name: str, missing_ok: bool) -> dict:
         p = self.path / name
@@ -160,11 +160,11 @@ class RunDir:
         return data
 
     def read_config(self) -> dict:
-        cfg = self._read_record("config.json", missing_ok=False)
+        record = self._read_record("config.json", missing_ok=False)
         for key in ("model", "dataset"):
-            if not isinstance(cfg.get(key), str):
+            if not isinstance(record.get(key), str):
                 raise RecordError(f"run {self.id}: config.json has no {key} name")
-        return cfg
+        return record
 
     def append_metrics(self, row: dict) -> None:
         line = json.dumps(row, sort_keys=True, default=jsonable) + "\n"

@@ -187,24 +187,24 @@ class WandbTracker(Tracker):
     with its summary direction, the selection metric as `best/...`, reconstructions of fixed
     test images per snapshot epoch, tables with images, checkpoints as a `model` artifact."""
 
-    def __init__(self, cfg: dict, run: RunDir, mode: str):
+    def __init__(self, record: dict, run: RunDir, mode: str):
         import wandb  # lazy: only tracking code imports wandb
 
         self.wandb = wandb
         self.mode = mode
-        quiet = not cfg.get("wandb_system", True)
+        quiet = not record.get("wandb_system", True)
         # W&B's own banner and footer only with --verbose: our lines say where the run is
         settings = wandb.Settings(init_timeout=float(os.environ.get("AEBENCH_WANDB_INIT_TIMEOUT", 10)),
                                   console="off" if quiet else "auto", x_disable_stats=quiet,
-                                  silent=quiet or not cfg.get("verbose", False))
-        config = {k: v for k, v in cfg.items() if k not in ("wandb_system", "verbose")}
+                                  silent=quiet or not record.get("verbose", False))
+        config = {k: v for k, v in record.items() if k not in ("wandb_system", "verbose")}
         if agent_sweep():
             config["sweep_id"] = agent_sweep()
-        self.run = wandb.init(project=cfg.get("project"), entity=cfg.get("entity"), group=cfg.get("group"),
-                              tags=list(cfg.get("tags") or []) or None, name=cfg.get("name") or run.id,
+        self.run = wandb.init(project=record.get("project"), entity=record.get("entity"), group=record.get("group"),
+                              tags=list(record.get("tags") or []) or None, name=record.get("name") or run.id,
                               id=run.id, resume="allow", config=config, mode=mode, settings=settings,
                               dir=wandb_dir(),  # ./wandb of now: wandb keeps the first run's folder otherwise
-                              job_type=cfg.get("task") or "train")
+                              job_type=record.get("task") or "train")
         self.run.define_metric("epoch")
         for prefix in ("train/*", "time/*", "media/*", "test/*"):
             self.run.define_metric(prefix, step_metric="epoch")
@@ -305,9 +305,9 @@ class WandbTracker(Tracker):
 class Tracking(Tracker):
     """Every tracker of a run; W&B joins only if it starts."""
 
-    def __init__(self, cfg: dict, run: RunDir):
+    def __init__(self, record: dict, run: RunDir):
         self.trackers: list[Tracker] = [LocalTracker(run)]
-        self.wandb_mode = resolve_wandb_mode(cfg.get("wandb"))
+        self.wandb_mode = resolve_wandb_mode(record.get("wandb"))
         if self.wandb_mode == "disabled":
             return
         # W&B gets the runs, not wandb's own error reports (WANDB_ERROR_REPORTING=true keeps
@@ -317,7 +317,7 @@ class Tracking(Tracker):
         try:
             if unreachable:
                 raise ConnectionError(unreachable)
-            self.trackers.append(WandbTracker(cfg, run, self.wandb_mode))
+            self.trackers.append(WandbTracker(record, run, self.wandb_mode))
             self._note(run)
             return
         except Exception as e:
@@ -326,7 +326,7 @@ class Tracking(Tracker):
             try:  # keep a W&B record anyway, to upload when the server is back
                 import wandb
                 wandb.teardown()  # a failed online start still holds the run id in wandb's service
-                offline = WandbTracker(cfg, run, "offline")
+                offline = WandbTracker(record, run, "offline")
                 self.trackers.append(offline)
                 self.wandb_mode = "offline"
                 self._note(run)

@@ -55,24 +55,24 @@ def save_recon_arrays(path, rows) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def test_evaluation(model, data, cfg, run, device, history, snapshots=None) -> tuple[dict, dict]:
+def test_evaluation(model, data, spec, run, device, history, snapshots=None) -> tuple[dict, dict]:
     """(test metrics, {figure name: path}) for the model's task."""
     from bench.config.tasks import task
 
     say_long_evaluation(len(data.test), history)
     t0 = time.perf_counter()
-    results = task(model.task).evaluate(model, data, cfg, device)
+    results = task(model.task).evaluate(model, data, spec, device)
     results["time/test_eval_seconds"] = time.perf_counter() - t0
     figs = {}
     if len(history) > 1:  # one epoch is a dot, not a curve
         from bench.measure import figures  # matplotlib: only for what it draws
-        figs["curves"] = figures.curves(history, run.figures / "curves.png", grids.run_title(cfg))
+        figs["curves"] = figures.curves(history, run.figures / "curves.png", grids.run_title(spec))
     draw = task(model.task).figure
     if draw is not None:
-        figs["reconstructions"] = draw(model, data, cfg, device, run.figures / "reconstructions.png")
+        figs["reconstructions"] = draw(model, data, spec, device, run.figures / "reconstructions.png")
     if snapshots:
         from bench.run.train import snapshot_rows
-        rows = snapshot_rows(model, data, cfg.seed, snapshots)
+        rows = snapshot_rows(model, data, spec.seed, snapshots)
         what = "denoised" if model.noise_level > 0 else "reconstructed"
         figs["recon_epochs"] = grids.image_rows(rows, run.figures / "recon_epochs.png",
                                                   f"the same test images {what} after selected epochs")
@@ -94,12 +94,12 @@ def say_long_evaluation(n_images: int, history: list[dict], over: float = 10.0) 
 
 
 @torch.no_grad()
-def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[list]]:
+def image_table(model, data, spec, device, n: int = 32) -> tuple[list[str], list[list]]:
     """The whole test set ranked by per-image MSE, keeping the n/2 worst and the n/2 best
     reconstructions: each with its index, input, corrupted input (denoisers), reconstruction
     and MSE / PSNR / SSIM (a W&B table; `test_images.csv` locally)."""
     model.eval()
-    mse = torch.cat([m["mse"].cpu() for _, _, _, m in _test_passes(model, data, cfg, device)])
+    mse = torch.cat([m["mse"].cpu() for _, _, _, m in _test_passes(model, data, spec, device)])
     order = torch.argsort(mse, descending=True)
     half = min(n // 2, len(order) // 2 or 1)
     chosen = {int(i): f"worst {k + 1}" for k, i in enumerate(order[:half])}
@@ -111,7 +111,7 @@ def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[
     corrupted = model.noise_level > 0
     cols = ["rank", "index", "input"] + (["corrupted"] if corrupted else []) + ["reconstruction", "mse", "psnr", "ssim"]
     rows, start = {}, 0
-    for x, noisy, recon, m in _test_passes(model, data, cfg, device):  # the same noise as the ranking pass
+    for x, noisy, recon, m in _test_passes(model, data, spec, device):  # the same noise as the ranking pass
         for j in range(len(x)):
             if start + j in chosen:
                 ssim = float(m["ssim"][j]) if "ssim" in m else float("nan")  # SSIM needs 11x11 images or more
@@ -123,10 +123,10 @@ def image_table(model, data, cfg, device, n: int = 32) -> tuple[list[str], list[
     return cols, ranked
 
 
-def _test_passes(model, data, cfg, device, batch_size: int = 500):
+def _test_passes(model, data, spec, device, batch_size: int = 500):
     """(clean, model input, reconstruction, per-image metrics) per test batch; a denoiser's
     input is corrupted with noise fixed by the seed, the same on every pass."""
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    g = torch.Generator(device=device).manual_seed(spec.seed)
     for xb, _ in batches(data.test, batch_size):
         x = xb.to(device)
         noisy = model.corrupt(x, g) if model.noise_level > 0 else x
@@ -150,7 +150,7 @@ def _tool_failed(name, e, run) -> dict:
     return {f"{name}/failed": reason}
 
 
-def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_each=None, suffix=None) -> dict:
+def run_extra(names: list[str], model, data, spec, run, device, tracking, before_each=None, suffix=None) -> dict:
     """Latent-space tools by name, each guarded; returns the numbers they add to the summary
     (each key as `KEY@suffix` when a suffix names other weights than the run's best).
 
@@ -169,7 +169,7 @@ def run_extra(names: list[str], model, data, cfg, run, device, tracking, before_
         t0 = time.perf_counter()
         print(f"eval {name} ...", flush=True)
         try:
-            out = registered[name].fn(model, data, cfg, run, device)
+            out = registered[name].fn(model, data, spec, run, device)
         except UsageError as e:  # not applicable to this model or data: say so, go on
             print(f"eval {name} skipped: {e}", flush=True)
             numbers = {f"{name}/skipped": " ".join(str(e).split())}

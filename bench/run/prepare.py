@@ -105,7 +105,7 @@ def build(spec: RunSpec, seconds: dict | None = None):
     return model, data, device, n_params
 
 
-def check_size(cfg) -> None:
+def check_size(spec) -> None:
     """Refuse a model too large for memory before allocating it: it is first built on the
     meta device (no memory, no random numbers drawn) and its parameters counted.
 
@@ -119,20 +119,20 @@ def check_size(cfg) -> None:
 
     try:
         with on_meta():
-            n = count_params(build_model(cfg.model_entry, cfg.family, cfg.task))
+            n = count_params(build_model(spec.model_entry, spec.family, spec.task))
     except UsageError:
         raise
     except Exception:  # a family that cannot be built on meta (pretrained weights): built for real
         return
-    limit = cfg.max_memory if cfg.max_memory is not None else 0.8 * psutil.virtual_memory().available / 2 ** 30
+    limit = spec.max_memory if spec.max_memory is not None else 0.8 * psutil.virtual_memory().available / 2 ** 30
     need = n * 16 / 2 ** 30  # float32 weights, gradients, Adam's two moments
     if need > limit:
-        raise UsageError(f"{cfg.model} has {n:,} parameters: about {need:.3g} GiB for weights, gradients and "
-                         f"Adam state, over {'--max-memory' if cfg.max_memory is not None else 'the free memory'} "
+        raise UsageError(f"{spec.model} has {n:,} parameters: about {need:.3g} GiB for weights, gradients and "
+                         f"Adam state, over {'--max-memory' if spec.max_memory is not None else 'the free memory'} "
                          f"({limit:.3g} GiB); choose smaller widths")
 
 
-def dry_forward(model, data, cfg) -> None:
+def dry_forward(model, data, spec) -> None:
     """One forward pass on two training images (no gradients, eval mode, no random numbers):
     a configuration its input cannot pass through (a stack that shrinks the image to
     nothing) is refused here, not as a traceback in the middle of training."""
@@ -146,7 +146,7 @@ def dry_forward(model, data, cfg) -> None:
             model.eval()(x, y)
     except (RuntimeError, ValueError) as e:
         first = " ".join(str(e).split())[:160]
-        raise UsageError(f"{cfg.model} cannot take {cfg.dataset}'s {'x'.join(map(str, data.shape))} images with "
+        raise UsageError(f"{spec.model} cannot take {spec.dataset}'s {'x'.join(map(str, data.shape))} images with "
                          f"this configuration: {first}") from None
     finally:
         model.train(was_training)

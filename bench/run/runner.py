@@ -140,7 +140,7 @@ def execute(argv: list[str], log=print, started=None) -> int:
 
 def _supervised(job: Job, phases: Phases, log) -> int:
     """Everything that happens to an existing run; whatever stops it, its status is recorded."""
-    run, cfg = job.run, job.spec
+    run, spec = job.run, job.spec
     exit_code, status, last = 0, "finished", None
     try:
         _train_and_evaluate(job, phases, log)
@@ -159,7 +159,7 @@ def _supervised(job: Job, phases: Phases, log) -> int:
         exit_code, status = 128 + signum, "interrupted"
         job.extra.update(reason=reason, epochs=job.epochs_done())
         last = (f"run {run.id} interrupted ({reason}) after {job.epochs_done()} finished epochs; "
-                f"continue with: python run.py --resume {run.id} --runs-dir {cfg.runs_dir}")
+                f"continue with: python run.py --resume {run.id} --runs-dir {spec.runs_dir}")
     except OSError as e:  # full or unwritable storage: recorded where possible, one line, exit 2
         exit_code, status = 2, "failed"
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
@@ -181,12 +181,12 @@ def _supervised(job: Job, phases: Phases, log) -> int:
     if status in ("finished", "stopped"):
         log(summary_line(job.extra))
     log(f"status {status}  run dir {run.path}"
-        + (f"  (early termination after epoch {job.extra['stopped_epoch']}/{cfg.epochs}: {job.extra['stop_reason']})"
+        + (f"  (early termination after epoch {job.extra['stopped_epoch']}/{spec.epochs}: {job.extra['stop_reason']})"
            if status == "stopped" else ""))
     if last:
         print(last, file=sys.stderr)
     if status in ("finished", "stopped"):
-        log(next_steps(run, cfg, job.tracking, job.model, job.data.kind))
+        log(next_steps(run, spec, job.tracking, job.model, job.data.kind))
         from bench.records.health import collapse_words
 
         if collapse_words(job.extra):  # the very last line, where the eye lands
@@ -243,20 +243,20 @@ def _train_and_evaluate(job: Job, phases: Phases, log) -> None:
 
 def _start(job: Job, log) -> None:
     """config.json (a new run only), the run's first summary and its opening log lines."""
-    run, cfg, model, data = job.run, job.spec, job.model, job.data
+    run, spec, model, data = job.run, job.spec, job.model, job.data
     if not job.resumed:
         run.write_config(job.record)
-    log(settings_line(job.record, cfg))
+    log(settings_line(job.record, spec))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"run {run.id}  model {cfg.model} ({job.n_params:,} params, {trainable:,} trainable)  data {cfg.dataset} "
+    log(f"run {run.id}  model {spec.model} ({job.n_params:,} params, {trainable:,} trainable)  data {spec.dataset} "
         f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}  device {job.device}")
     run.mark_running()
     run.update_summary(n_train=len(data.train), n_val=len(data.val), n_test=len(data.test),
                        input_shape="x".join(map(str, data.shape)), device_used=str(job.device),
-                       params=job.n_params, trainable_params=trainable, model=cfg.model, dataset=cfg.dataset,
-                       run_id=run.id, sweep=cfg.sweep, group=cfg.group,
-                       **sweep_record(cfg.handoff),
-                       shorthand_keys=",".join(shorthand_keys(cfg.family)))
+                       params=job.n_params, trainable_params=trainable, model=spec.model, dataset=spec.dataset,
+                       run_id=run.id, sweep=spec.sweep, group=spec.group,
+                       **sweep_record(spec.handoff),
+                       shorthand_keys=",".join(shorthand_keys(spec.family)))
     if job.resumed:
         # The checkpoint's history is the truth: drop rows of an epoch that never checkpointed.
         history = (job.resume or {}).get("state", {}).get("history", [])
@@ -283,19 +283,19 @@ def shorthand_keys(family) -> list[str]:
 def _setup(job: Job, log):
     """Model and data on the device, mixed precision chosen, the step compiled: returns
     the callable a training step runs."""
-    cfg, model, run = job.spec, job.model, job.run
+    spec, model, run = job.spec, job.model, job.run
     model.to(job.device)
-    if cfg.channels_last:
+    if spec.channels_last:
         model.to(memory_format=torch.channels_last)
     job.data = job.data.to(job.device)
-    if cfg.amp == "auto":  # chosen once per run: a resumed run keeps its first choice
+    if spec.amp == "auto":  # chosen once per run: a resumed run keeps its first choice
         from bench.run.train import choose_amp
         amp = run.read_summary().get("amp_chosen") if job.resumed else None
-        amp = amp or choose_amp(model, job.data.train, cfg.batch_size, job.device, cfg.channels_last)
+        amp = amp or choose_amp(model, job.data.train, spec.batch_size, job.device, spec.channels_last)
         run.update_summary(amp_chosen=amp)
         log(f"--amp auto: {amp}")
-        job.spec = cfg.with_keys(amp=amp)  # what training runs with; the record keeps what was asked
-    return torch.compile(model) if cfg.compile else model
+        job.spec = spec.with_keys(amp=amp)  # what training runs with; the record keeps what was asked
+    return torch.compile(model) if spec.compile else model
 
 
 def _test_evaluation(job: Job, state, log) -> None:
@@ -319,7 +319,7 @@ def _test_evaluation(job: Job, state, log) -> None:
         log(summary_line(results))
 
 
-def next_steps(run, cfg, tracking, model=None, data_kind: str = "") -> str:
+def next_steps(run, spec, tracking, model=None, data_kind: str = "") -> str:
     """What to run after a finished run: its report, a table, the latent-space tools this model
     and data can serve (none are suggested that would be refused), and the W&B upload if offline."""
     from bench import tools
@@ -327,11 +327,11 @@ def next_steps(run, cfg, tracking, model=None, data_kind: str = "") -> str:
     usable = [t for t in ("probe", "embed", "sample")
               if model is None or not tools.missing_needs(t, model, data_kind)]
     # The report of this run alone (a run folder is a store of one), or of its whole sweep
-    report = (f"--runs {cfg.runs_dir} --sweep {cfg.sweep} --out reports/{cfg.sweep}" if cfg.sweep
+    report = (f"--runs {spec.runs_dir} --sweep {spec.sweep} --out reports/{spec.sweep}" if spec.sweep
               else f"--runs {run.path} --out reports/{run.id}")
     lines = ["next:",
              f"  python -m analysis.report {report}   # HTML + markdown report",
-             f"  python -m analysis.tables --runs {cfg.runs_dir}{' --sweep ' + cfg.sweep if cfg.sweep else ''}"
+             f"  python -m analysis.tables --runs {spec.runs_dir}{' --sweep ' + spec.sweep if spec.sweep else ''}"
              f"   # comparison table",
              *([f"  python -m bench.evaluate {run.path} --what {','.join(usable)}   # latent-space tools"]
                if usable else [])]

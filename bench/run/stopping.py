@@ -23,17 +23,17 @@ STATES = {"running": "running", "finished": "finished", "stopped": "killed", "fa
           "crashed": "crashed", "interrupted": "preempted"}
 
 
-def check_rule(cfg: dict, where: str) -> None:
+def check_rule(sweep_config: dict, where: str) -> None:
     """Refuse an `early_terminate` the local runner cannot honour, in one line: a type other
     than hyperband, no metric, a metric not logged every epoch, or bands that come out empty."""
-    et = cfg.get("early_terminate")
+    et = sweep_config.get("early_terminate")
     if et is None:
         return
     kind = et.get("type") if isinstance(et, dict) else None
     if kind not in TYPES:
         raise UsageError(f"{where}: early_terminate type {kind!r} is not implemented by the local runner; "
                          f"valid: {', '.join(TYPES)} (or remove early_terminate)")
-    metric = cfg.get("metric") if isinstance(cfg.get("metric"), dict) else {}
+    metric = sweep_config.get("metric") if isinstance(sweep_config.get("metric"), dict) else {}
     name = str(metric.get("name") or "")
     if not name:
         raise UsageError(f"{where}: early_terminate needs a metric to compare runs by, "
@@ -47,7 +47,7 @@ def check_rule(cfg: dict, where: str) -> None:
     from jsonschema.exceptions import ValidationError
 
     try:
-        bands(cfg)
+        bands(sweep_config)
     except ValidationError as e:  # the `sweeps` schema's own words, e.g. "0 is less than the minimum of 1"
         field = "/".join(map(str, e.path)) or "early_terminate"
         raise UsageError(f"{where}: early_terminate {field}: {' '.join(e.message.split())[:160]}") from None
@@ -55,7 +55,7 @@ def check_rule(cfg: dict, where: str) -> None:
         raise UsageError(f"{where}: early_terminate: {' '.join(str(e).split())[:160]}") from None
 
 
-def bands(cfg: dict) -> list[int]:
+def bands(sweep_config: dict) -> list[int]:
     """The epochs at which hyperband compares runs, as `sweeps` computes them: its rule is asked
     about one run that has trained nothing, and reports the bands it would compare at."""
     with warnings.catch_warnings():
@@ -63,7 +63,7 @@ def bands(cfg: dict) -> list[int]:
         from sweeps import RunState, SweepRun, stop_runs
         probe = SweepRun(name="bands", state=RunState.running, history=[])
         try:
-            stop_runs(cfg, [probe])
+            stop_runs(sweep_config, [probe])
         except ValueError as e:
             if str(e).startswith("Bands must"):  # sweeps: "Bands must be an array of length at least 1"
                 raise ValueError("no band is at least one epoch: raise max_iter, or lower eta or s") from None
@@ -95,38 +95,38 @@ def sweep_runs(folder: Path, fixed: str) -> list:
     return out
 
 
-def decide(cfg: dict, runs: list) -> dict[str, str]:
+def decide(sweep_config: dict, runs: list) -> dict[str, str]:
     """Run name -> why the rule stops it, for the running runs that `sweeps.stop_runs` names."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from sweeps import stop_runs
-        stopped = stop_runs(cfg, runs)
-    return {r.name: reason(cfg, r) for r in stopped}
+        stopped = stop_runs(sweep_config, runs)
+    return {r.name: reason(sweep_config, r) for r in stopped}
 
 
-def reason(cfg: dict, run) -> str:
+def reason(sweep_config: dict, run) -> str:
     """The rule's decision as one sentence: the band, the run's value and the threshold."""
     info = getattr(run, "early_terminate_info", None) or {}
-    metric = cfg["metric"]["name"]
-    sign = -1.0 if cfg["metric"].get("goal") == "maximize" else 1.0
+    metric = sweep_config["metric"]["name"]
+    sign = -1.0 if sweep_config["metric"].get("goal") == "maximize" else 1.0
     history = [sign * v for v in run.metric_history(metric, filter_invalid=True)]
     reached = [(b, t) for b, t in zip(info.get("bands", []), info.get("thresholds", [])) if b <= len(history)]
     if not reached:
         return f"hyperband: {metric} behind the other runs"
     band, threshold = reached[-1]
-    strict = bool((cfg.get("early_terminate") or {}).get("strict"))
+    strict = bool((sweep_config.get("early_terminate") or {}).get("strict"))
     value = history[band - 1] if strict else min(history)
     which = f"{metric} at epoch {band}" if strict else f"best {metric} so far"
     return (f"hyperband: {which}, {sign * value:.6g}, is {'above' if sign > 0 else 'below'} the threshold "
-            f"{sign * threshold:.6g} that the top 1/{(cfg.get('early_terminate') or {}).get('eta', 3):g} of runs "
+            f"{sign * threshold:.6g} that the top 1/{(sweep_config.get('early_terminate') or {}).get('eta', 3):g} of runs "
             f"reached at epoch {band}")
 
 
 class EarlyStop:
     """The rule, asked by a run of a sweep at each epoch boundary: `()` -> a reason, or None."""
 
-    def __init__(self, cfg: dict, folder: Path, run_id: str, fixed: str):
-        self.cfg, self.folder, self.run_id, self.fixed = cfg, folder, run_id, fixed
+    def __init__(self, sweep_config: dict, folder: Path, run_id: str, fixed: str):
+        self.sweep_config, self.folder, self.run_id, self.fixed = sweep_config, folder, run_id, fixed
 
     @classmethod
     def of(cls, handoff, run) -> EarlyStop | None:
@@ -136,4 +136,4 @@ class EarlyStop:
         return cls(handoff.early_terminate, run.path.parent, run.id, handoff.fixed or "{}")
 
     def __call__(self) -> str | None:
-        return decide(self.cfg, sweep_runs(self.folder, self.fixed)).get(self.run_id)
+        return decide(self.sweep_config, sweep_runs(self.folder, self.fixed)).get(self.run_id)

@@ -136,7 +136,7 @@ def better(value, best, mode):
     return value < best if mode == "min" else value > best
 
 
-def read_resumable(path, model, cfg) -> dict:
+def read_resumable(path, model, spec) -> dict:
     """`last.pt` of a stopped run, checked against this model and config: weights loaded
     into `model`, optimiser state and training state proven loadable. Anything wrong with
     the file (unreadable, foreign, another architecture) is bad input, raised before the
@@ -144,7 +144,7 @@ def read_resumable(path, model, cfg) -> dict:
     ck = checkpoint.load(path)
     checkpoint.load_weights(model, ck, path)
     try:
-        _optimizer(model, cfg).load_state_dict(ck["optimizer"])
+        _optimizer(model, spec).load_state_dict(ck["optimizer"])
         TrainState(**ck["state"])
         checkpoint.set_rng_state(ck["rng"], torch.Generator())
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -153,9 +153,9 @@ def read_resumable(path, model, cfg) -> dict:
     return ck
 
 
-def _optimizer(model, cfg):
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            eps=getattr(cfg, "adam_eps", 1e-8))
+def _optimizer(model, spec):
+    return torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay,
+                            eps=getattr(spec, "adam_eps", 1e-8))
 
 
 IWAE_STAGES = 8  # Burda et al. 2016, section 5: stage i (0..7) lasts 3^i epochs at lr * 10^(-i/7)
@@ -176,13 +176,13 @@ class Trainer:
     compiled form), `early_stop` the sweep's early-termination rule (`bench.run.stopping.EarlyStop`),
     asked after each epoch but the last."""
 
-    def __init__(self, model, data: DataBundle, cfg, run, tracking, device, log=print, *,
+    def __init__(self, model, data: DataBundle, spec, run, tracking, device, log=print, *,
                  record: dict | None = None, resume: dict | None = None, step_fn=None, early_stop=None):
-        self.model, self.data, self.cfg, self.run = model, data, cfg, run
+        self.model, self.data, self.spec, self.run = model, data, spec, run
         self.tracking, self.device, self.log = tracking, device, log
-        self.opt = _optimizer(model, cfg)
-        self.shuffle = torch.Generator().manual_seed(cfg.seed)
-        self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and cfg.amp == "fp16" else None
+        self.opt = _optimizer(model, spec)
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+        self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and spec.amp == "fp16" else None
         self.state = TrainState()
         self.step_fn = step_fn or model
         self.early_stop = early_stop
@@ -191,7 +191,7 @@ class Trainer:
         self.costs: list[dict[str, float]] = [{}]  # per epoch of this process: seconds of each work beside training
         self.starts = []
         self.ckpt_meta = {"in_shape": list(data.shape), "num_classes": data.num_classes,
-                          "config": record if record is not None else cfg.to_dict()}
+                          "config": record if record is not None else spec.to_dict()}
         if resume is not None:
             self.opt.load_state_dict(resume["optimizer"])
             if self.scaler and resume.get("scaler"):
@@ -227,21 +227,21 @@ class Trainer:
 
     # -- one epoch
     def train_epoch(self, epoch: int, stop: StopSignals) -> dict:
-        model, cfg, dev = self.model, self.cfg, self.device
+        model, spec, dev = self.model, self.spec, self.device
         model.train()
-        model.set_epoch(epoch, cfg.epochs)
-        schedule = getattr(cfg, "lr_schedule", "constant")
+        model.set_epoch(epoch, spec.epochs)
+        schedule = getattr(spec, "lr_schedule", "constant")
         for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(schedule, epoch)
+            group["lr"] = spec.lr * lr_factor(schedule, epoch)
         sums, n, t0 = {}, 0, time.perf_counter()
-        bar = epoch_bar(len(self.data.train), cfg.batch_size, f"epoch {epoch + 1}/{cfg.epochs}")
-        for step, (x, y) in enumerate(batches(self.data.train, cfg.batch_size, shuffle=True,
+        bar = epoch_bar(len(self.data.train), spec.batch_size, f"epoch {epoch + 1}/{spec.epochs}")
+        for step, (x, y) in enumerate(batches(self.data.train, spec.batch_size, shuffle=True,
                                               generator=self.shuffle)):
             stop.check(f"epoch {epoch + 1}")
-            x = prepare(x.to(dev, non_blocking=True), cfg.channels_last)
+            x = prepare(x.to(dev, non_blocking=True), spec.channels_last)
             y = None if y is None else y.to(dev, non_blocking=True)
             t_step = time.perf_counter()
-            with autocast(dev, cfg.amp):
+            with autocast(dev, spec.amp):
                 out = self.step_fn(x, y)
             loss = out["loss"]
             self.opt.zero_grad(set_to_none=True)
@@ -257,7 +257,7 @@ class Trainer:
                     if "overflow" not in str(e):
                         raise
                     raise Diverged(epoch + 1, step, "overflow in the optimiser step") from None
-            if epoch == self.state.epoch and step == 0 and cfg.compile:
+            if epoch == self.state.epoch and step == 0 and spec.compile:
                 self.state.compile_seconds = time.perf_counter() - t_step
             if step % self.check_every == 0 and not math.isfinite(loss.item()):
                 raise Diverged(epoch + 1, step, loss.item())
@@ -277,11 +277,11 @@ class Trainer:
 
     @torch.no_grad()
     def snapshot(self, epoch: int, n_images: int = 8):
-        if not self.model.reconstructs or epoch not in snapshot_epochs(self.cfg.epochs):
+        if not self.model.reconstructs or epoch not in snapshot_epochs(self.spec.epochs):
             return
         self.model.eval()
-        _, given = snapshot_inputs(self.model, self.data, self.cfg.seed, n_images)
-        recon = self.model(prepare(given, self.cfg.channels_last))["recon"]
+        _, given = snapshot_inputs(self.model, self.data, self.spec.seed, n_images)
+        recon = self.model(prepare(given, self.spec.channels_last))["recon"]
         self.state.snapshots[epoch] = to_uint8(recon)
 
     def snapshot_media(self, epoch: int) -> dict:
@@ -291,7 +291,7 @@ class Trainer:
         if epoch not in self.state.snapshots:
             return {}
         recon = self.state.snapshots[epoch]
-        rows = snapshot_rows(self.model, self.data, self.cfg.seed, {epoch: recon})
+        rows = snapshot_rows(self.model, self.data, self.spec.seed, {epoch: recon})
         grid = image_grid(torch.cat([to_uint8(r.cpu()) for _, r in rows]), nrow=len(recon), padding=1)
         grid = grid.permute(1, 2, 0).numpy()
         grid = grid[..., 0] if grid.shape[2] == 1 else grid  # grey images as (H, W)
@@ -307,10 +307,10 @@ class Trainer:
     def evaluate(self, split: str) -> dict:
         """Every scalar term over a split, seen the way the model validates (a denoiser on
         inputs corrupted as in training), so the best checkpoint measures what it learns."""
-        cfg = self.cfg
-        with self.model.validation(cfg.seed + 1, self.device):
-            return evaluate_loss(self.model, getattr(self.data, split), max(cfg.batch_size, 256), self.device,
-                                 cfg.amp, cfg.channels_last)
+        spec = self.spec
+        with self.model.validation(spec.seed + 1, self.device):
+            return evaluate_loss(self.model, getattr(self.data, split), max(spec.batch_size, 256), self.device,
+                                 spec.amp, spec.channels_last)
 
     def fit(self) -> TrainState:
         """Train the remaining epochs; returns with every checkpoint on disk, however it ends."""
@@ -339,14 +339,14 @@ class Trainer:
         return out
 
     def _fit(self) -> TrainState:
-        cfg, st = self.cfg, self.state
+        spec, st = self.spec, self.state
         key, mode = self.model.best_metric
-        if cfg.select_on == "test":
+        if spec.select_on == "test":
             key = "test/" + key.split("/", 1)[1]
         if st.history:  # resumed: the summary is the checkpoint's, whatever the last one written says
             self.log_progress(key)
         with StopSignals() as stop:  # SIGINT/SIGTERM stop the loop between steps
-            for epoch in range(st.epoch, st.epoch if st.stopped else cfg.epochs):
+            for epoch in range(st.epoch, st.epoch if st.stopped else spec.epochs):
                 t_epoch = time.perf_counter()
                 self.starts.append(t_epoch)
                 self.costs.append({})
@@ -366,7 +366,7 @@ class Trainer:
                     st.best_value, st.best_epoch = row.get(key, row["val/loss"]), epoch + 1
                     self.timed("best_checkpoint", self.save_best)
                 self.timed("snapshot", self.snapshot, epoch + 1)
-                if st.epoch in (getattr(cfg, "keep_epochs", None) or ()):
+                if st.epoch in (getattr(spec, "keep_epochs", None) or ()):
                     self.timed("kept_checkpoint", self.save_weights, f"epoch-{st.epoch}")
                 # What an epoch costs: training, validation, best.pt, snapshot; taken before last.pt
                 # is written so that the checkpoint (and a resumed run's history) holds it.
@@ -375,13 +375,13 @@ class Trainer:
                 self.timed("tracking", self.tracking.log_epoch, row, self.snapshot_media(epoch + 1))
                 faults.point(f"logged@{st.epoch}")
                 self.timed("tracking", self.log_progress, key)
-                self.log(format_row(row, cfg.epochs, self.model.quiet_terms()))
+                self.log(format_row(row, spec.epochs, self.model.quiet_terms()))
                 stop.check(f"epoch {epoch + 1}")
-                if self.early_stop is not None and st.epoch < cfg.epochs:
+                if self.early_stop is not None and st.epoch < spec.epochs:
                     st.stopped = self.early_stop()
                     if st.stopped:
                         self.save()  # the decision is part of the run's state: a resume does not train on
-                        self.log(f"stopped early after epoch {st.epoch}/{cfg.epochs}: {st.stopped}")
+                        self.log(f"stopped early after epoch {st.epoch}/{spec.epochs}: {st.stopped}")
                         break
         return st
 

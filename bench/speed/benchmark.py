@@ -218,9 +218,9 @@ def measure(case, args, device, workdir, amp="off") -> dict:
     task = registry.model_entry(case["model"]).task
     dataset, size = resolve_case(case, args)
     limit = args.limit_train or case.get("limit")
-    cfg = resolve({"dataset": dataset, "data_root": args.data_root, "seed": args.seed, "image_size": size,
+    spec = resolve({"dataset": dataset, "data_root": args.data_root, "seed": args.seed, "image_size": size,
                    "limit_train": limit})
-    data = load_data(cfg, task)
+    data = load_data(spec, task)
     n = len(data.train)
     n_full = len(load_data(resolve({"dataset": dataset, "data_root": args.data_root, "seed": args.seed}),
                            task).train)

@@ -165,7 +165,7 @@ def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
     from bench import tools
     from bench.sweep.best import Choice
 
-    data = registry.dataset_entry(dataset)
+    dentry = registry.dataset_entry(dataset)
     own_eval = dataset_entry_of(suite, dataset).get("eval")
     wanted = list(suite.get("eval") or []) if own_eval is None else list(own_eval)
     own_keys = dict(dataset_entry_of(suite, dataset).get("family_keys") or {})
@@ -175,8 +175,8 @@ def tool_choices(suite: dict, dataset: str, models: list[str]) -> list:
         try:
             keys = {k: v for k, v in own_keys.items() if k in entry.config_keys()}
             with registry.on_meta():
-                model = registry.build_model(entry, entry.config(keys, data.shape, data.num_classes))
-            chosen = [t for t in wanted if not tools.missing_needs(t, model, data.kind)
+                model = registry.build_model(entry, entry.config(keys, dentry.shape, dentry.num_classes))
+            chosen = [t for t in wanted if not tools.missing_needs(t, model, dentry.kind)
                       and not tools.refusal(t, model, None, None)]
         except UsageError:
             chosen = list(wanted)
@@ -272,7 +272,7 @@ def _run_suite(args, rest) -> int:
     from bench.sweep.plan import plan
 
     sweeps = [_sweep(args, suite, dataset, models, overrides) for dataset in readable]
-    sizes = [len(plan(sweep.cfg, None)) for sweep in sweeps]
+    sizes = [len(plan(sweep.sweep_config, None)) for sweep in sweeps]
     code = 0
     for i, sweep in enumerate(sweeps):
         sweep.overall = (sum(sizes[:i]), sum(sizes))  # its counter and time left cover the whole suite
@@ -333,13 +333,13 @@ def _sweep(args, suite: dict, dataset: str, models: list[str], overrides: dict):
     overrides = dict(overrides, **budget_flags(suite, args.scale, dataset))
     fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
 
-    cfg = sweep_for(suite, args.scale, dataset, models)
-    check_against_registry(f"suite {args.suite}", cfg["parameters"])
+    sweep_config = sweep_for(suite, args.scale, dataset, models)
+    check_against_registry(f"suite {args.suite}", sweep_config["parameters"])
     carried = [latent_choice(suite, dataset, models), family_keys(suite, models, dataset)] + \
         tool_choices(suite, dataset, models)
     if args.backbone == "shared":
         carried.append(backbone_choice(suite, dataset, models, overrides))
-    return Sweep(f"{args.suite}.yaml", cfg, args, fixed, None, overrides, carried)
+    return Sweep(f"{args.suite}.yaml", sweep_config, args, fixed, None, overrides, carried)
 
 
 def _on_slurm(args, rest: list[str], datasets: list[str], sweep) -> int:

@@ -53,13 +53,13 @@ class Sweep:
     it exits, and a configuration is re-checked after its lock is taken, so no
     configuration ever runs twice."""
 
-    def __init__(self, path, cfg, args, fixed, num_threads=None, overrides=None, carried=None):
-        self.cfg, self.args, self.fixed = cfg, args, fixed
+    def __init__(self, path, sweep_config, args, fixed, num_threads=None, overrides=None, carried=None):
+        self.sweep_config, self.args, self.fixed = sweep_config, args, fixed
         self.overrides = dict(overrides or {})
         self.carried = [c for c in (carried if isinstance(carried, (list, tuple)) else [carried]) if c is not None]
-        self.name = sweep_name(cfg, path)
+        self.name = sweep_name(sweep_config, path)
         self.dir = Path(args.runs_dir) / self.name
-        self.metric = cfg.get("metric", {}).get("name")
+        self.metric = sweep_config.get("metric", {}).get("name")
         self.ledger = Ledger(self.dir, self.metric)  # the folder's records, each summary read once per change
         self.fork = getattr(args, "spawn", "exec") == "fork"
         if self.fork:  # the runner itself never initialises CUDA: its children could not use it
@@ -111,9 +111,9 @@ class Sweep:
         """What the run is handed besides its flags: its swept values, the result-changing flags,
         what the sweep varies, where carried values came from, and the early-termination rule
         (each run asks W&B's rule at its epoch boundaries, `bench.run.stopping`)."""
-        rule = {k: self.cfg[k] for k in ("method", "metric", "early_terminate")} if self.cfg.get("early_terminate") \
+        rule = {k: self.sweep_config[k] for k in ("method", "metric", "early_terminate")} if self.sweep_config.get("early_terminate") \
             else None
-        return Handoff(json.loads(config_key(params)), self.identity(params), tuple(varied(self.cfg)),
+        return Handoff(json.loads(config_key(params)), self.identity(params), tuple(varied(self.sweep_config)),
                        self.carried_reason(params) or None, rule)
 
     def lock_path(self, params) -> Path:
@@ -160,13 +160,13 @@ class Sweep:
     def dry_run(self) -> int:
         """Print each run's command line and the count; nothing is written. A bayes sweep has
         no plan: each run is chosen from the results of the runs before it."""
-        if self.cfg["method"] == "bayes":
+        if self.sweep_config["method"] == "bayes":
             print(f"sweep {self.name}: method bayes chooses each run from the finished runs' {self.metric}, one "
                   f"at a time, so there is no plan to print; it will make at most {self.args.count} runs"
                   + self._early_note())
             return 0
         self.say_size()
-        runs = plan(self.cfg, self.args.count)
+        runs = plan(self.sweep_config, self.args.count)
         before = self.ledger.existing() if self.dir.is_dir() else {}
         skipped = 0
         for i, params in enumerate(runs, 1):
@@ -180,9 +180,9 @@ class Sweep:
 
     def say_size(self) -> None:
         """A grid's size, said before it is planned when it is large (refused past MAX_GRID)."""
-        if self.cfg["method"] != "grid":
+        if self.sweep_config["method"] != "grid":
             return
-        n = check_grid(self.cfg, self.name)
+        n = check_grid(self.sweep_config, self.name)
         if n >= SAY_GRID:
             count = self.args.count
             print(f"sweep {self.name}: a grid of {n:,} configurations"
@@ -190,33 +190,33 @@ class Sweep:
                   + " (a flag naming a swept key pins it)", flush=True)
 
     def _early_note(self) -> str:
-        et = self.cfg.get("early_terminate")
+        et = self.sweep_config.get("early_terminate")
         if not et:
             return ""
-        spec = self.cfg["parameters"].get("epochs", {})
+        spec = self.sweep_config["parameters"].get("epochs", {})
         epochs = int(spec.get("value", max(spec.get("values") or [0]))) or None  # bands at or past it never act
-        bands = [b for b in stopping.bands(self.cfg) if epochs is None or b < epochs][:6]
+        bands = [b for b in stopping.bands(self.sweep_config) if epochs is None or b < epochs][:6]
         return (f"; early_terminate {et['type']}: runs behind at epochs {', '.join(map(str, bands)) or '(none)'}"
                 f" by {self.metric} are stopped there")
 
     def run(self) -> int:
         from tqdm import tqdm
 
-        if self.cfg["method"] != "grid" and self.args.count is None:  # W&B's agents would run without end
-            raise UsageError(f"method {self.cfg['method']} proposes runs without end; give --count K")
+        if self.sweep_config["method"] != "grid" and self.args.count is None:  # W&B's agents would run without end
+            raise UsageError(f"method {self.sweep_config['method']} proposes runs without end; give --count K")
         if self.dir.is_symlink():
             refuse_links(f"sweep {self.name}", self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         for own in (self.dir / "sweep.yaml", self.dir / "logs", self.dir / "locks"):
             if os.path.lexists(own):
                 refuse_links(f"sweep {self.name}", own)
-        atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.cfg, sort_keys=False))
+        atomic_write_text(self.dir / "sweep.yaml", yaml.safe_dump(self.sweep_config, sort_keys=False))
         prior = self.ledger.existing()
         finished = [(json.loads(k.split("\n")[0]), k, m, s) for k, (s, m, _) in prior.items() if s in DONE]
-        done = [(p, m, s) for p, k, m, s in finished if in_space(p, self.cfg) and k == self.run_key(p)]
+        done = [(p, m, s) for p, k, m, s in finished if in_space(p, self.sweep_config) and k == self.run_key(p)]
         other = sum(1 for p, k, *_ in finished if k != self.run_key(p))
         self.say_size()
-        total = len(plan(self.cfg, self.args.count)) if self.cfg["method"] == "grid" else self.args.count
+        total = len(plan(self.sweep_config, self.args.count)) if self.sweep_config["method"] == "grid" else self.args.count
         print(f"sweep {self.name}: {len(done)} finished already, {total} in all, "
               f"{self.workers} worker(s) x {self.threads} thread(s) -> {self.dir}", flush=True)
         if other > 0:
@@ -224,7 +224,7 @@ class Sweep:
                   f"(e.g. --limit-train); they are kept but not counted for these settings", flush=True)
         if self.fork:
             from bench.sweep.forked import prewarm
-            evals = json.dumps([v for k, v in self.cfg["parameters"].items() if k == "eval"]) \
+            evals = json.dumps([v for k, v in self.sweep_config["parameters"].items() if k == "eval"]) \
                 + " ".join(f for f in self.fixed if f.startswith("--eval="))
             prewarm(tools=evals.strip("[] ") != "", embed="embed" in evals or "all" in evals)
         bar = tqdm(total=total, initial=len(done), desc=self.name, unit="run", file=sys.stderr,
@@ -261,8 +261,8 @@ class Sweep:
                           and collapse_note(self.ledger.summary(rid))]
         one_reason = not done and signum is None and len(set(self.fail_reasons)) == 1 and self.fail_reasons[0]
         return (f"sweep {self.name}: {len(done) - stopped} finished, "
-                + (f"{stopped} stopped early by {self.cfg['early_terminate']['type']} "
-                   f"({self.epochs_trained()} epochs trained), " if self.cfg.get("early_terminate") else "")
+                + (f"{stopped} stopped early by {self.sweep_config['early_terminate']['type']} "
+                   f"({self.epochs_trained()} epochs trained), " if self.sweep_config.get("early_terminate") else "")
                 + f"{len(failed)} failed or interrupted"
                 + (f", {len(self.collapsed)} of the finished collapsed (see the table's `collapsed` column)"
                    if self.collapsed else "")
@@ -275,11 +275,11 @@ class Sweep:
         signal arrives: the running ones are then passed SIGINT); each finished run is
         appended to `done` or `failed` and reported as one line."""
         running, slots = {}, list(range(self.workers))
-        grid = self._grid_left(done) if self.cfg["method"] == "grid" else None
+        grid = self._grid_left(done) if self.sweep_config["method"] == "grid" else None
         while True:
             while slots and stop.signum is None:
                 params = next(grid, None) if grid is not None else \
-                    propose(self.cfg, done, self.args.count, [p for p, *_ in running.values()] + failed + elsewhere)
+                    propose(self.sweep_config, done, self.args.count, [p for p, *_ in running.values()] + failed + elsewhere)
                 if params is None:
                     break
                 claimed = self.claim(params)
@@ -309,7 +309,7 @@ class Sweep:
         configurations, enumerates the whole grid at every call). What this invocation launches
         is behind the cursor, so nothing is proposed twice."""
         finished = {config_key(p) for p, *_ in done}
-        return (p for p in plan(self.cfg, self.args.count) if config_key(p) not in finished)
+        return (p for p in plan(self.sweep_config, self.args.count) if config_key(p) not in finished)
 
     def _outcome(self, params, proc, log, t0, done: list, failed: list) -> str:
         """Record a finished process's run as done or failed; its one-line summary."""

@@ -33,14 +33,14 @@ class Choice:
         """One sentence, recorded by each run that takes the values."""
         return f"{self.why} (for {', '.join(sorted(self.models))})" if self.why else ""
 
-    def into(self, cfg: dict) -> "Choice":
-        """The choice as the new sweep file `cfg` takes it. A chosen key that file sets itself is
+    def into(self, sweep_config: dict) -> "Choice":
+        """The choice as the new sweep file `sweep_config` takes it. A chosen key that file sets itself is
         asked for by the file: it is replaced there, for every model of the new sweep (task c of
         the Fashion-MNIST assignment turns task b's best `mlp_dims` into a VAE and a plain AE).
         A key the file does not set goes only to the models the chosen sweep trained (an AE takes
         `l1_lambda` too, but it is not the lambda sweep's sparse AE)."""
         from bench.sweep.file import canonical_key
-        params = cfg["parameters"]
+        params = sweep_config["parameters"]
         named = {canonical_key(k): k for k in params}
         asked = [k for k in self.values if k in named]
         if not asked:
@@ -70,11 +70,11 @@ def from_best(runs_dir: str, name: str, within: float = 0.0) -> Choice:
     """The chosen configuration of the finished sweep `name` under `runs_dir` (see the module)."""
     folder = Path(runs_dir) / check_plain_name("--from-best", name)
     try:
-        cfg = yaml.safe_load((folder / "sweep.yaml").read_text())
+        sweep_config = yaml.safe_load((folder / "sweep.yaml").read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         raise UsageError(f"--from-best {name}: no sweep {name} in {runs_dir}/ (run `python -m bench.sweep "
                          f"sweeps/{name}.yaml` first)") from None
-    metric = (cfg.get("metric") or {}) if isinstance(cfg, dict) else {}
+    metric = (sweep_config.get("metric") or {}) if isinstance(sweep_config, dict) else {}
     if not metric.get("name"):
         raise UsageError(f"--from-best {name}: that sweep names no metric to choose by")
     models: set = set()

@@ -52,10 +52,10 @@ def main(argv=None) -> int:
         sweep = _sweep_from(args, rest)
         if args.search_seed is not None:
             seed_search(args.search_seed + int(os.environ.get("SLURM_ARRAY_TASK_ID") or 0))
-        if args.slurm is not None and not args.wandb_agent and sweep.cfg["method"] != "grid" and args.count is None:
-            raise UsageError(f"method {sweep.cfg['method']} proposes runs without end; give --count K (the array's "
+        if args.slurm is not None and not args.wandb_agent and sweep.sweep_config["method"] != "grid" and args.count is None:
+            raise UsageError(f"method {sweep.sweep_config['method']} proposes runs without end; give --count K (the array's "
                              f"tasks stop once K runs of the sweep folder are done)")
-        missing = None if args.dry_run else missing_data(sweep.cfg, sweep.overrides, sweep.name)
+        missing = None if args.dry_run else missing_data(sweep.sweep_config, sweep.overrides, sweep.name)
         if missing:  # refused before the first run, not once per failed run
             raise UsageError(missing)
         if args.slurm is not None:
@@ -71,11 +71,11 @@ def _sweep_from(args, rest: list[str]) -> Sweep:
     """The runner for the parsed command line: the sweep file checked, the run.py flags in `rest`
     validated and pinned into it, and the carried choice of `--from-best`."""
     overrides, _ = parse_args(rest, prog="bench.sweep")  # run.py flags for every run: validated now
-    cfg = load_sweep(args.yaml)
+    sweep_config = load_sweep(args.yaml)
     if not (agent.ROOT / "run.py").is_file():
         raise UsageError(f"run.py is not beside the installed package ({agent.ROOT}): a plain `pip install .` "
                          f"copies the library only; install from a clone with `pip install -e .`")
-    swept = {canonical_key(k) for k in cfg["parameters"]}
+    swept = {canonical_key(k) for k in sweep_config["parameters"]}
     for k, v in overrides.items():
         if k not in swept:
             v = coerce(k, v)
@@ -83,9 +83,9 @@ def _sweep_from(args, rest: list[str]) -> Sweep:
             check_name(k, v)
     # Other flags are appended to every run. A flag naming a swept parameter pins it, typed as run.py reads it; a comma list
     # for a scalar key (`--seed 1,2`) replaces the parameter's values (adds seeds to a grid).
-    params = {canonical_key(k): k for k in cfg["parameters"]}
+    params = {canonical_key(k): k for k in sweep_config["parameters"]}
     for k in [k for k in overrides if k in params]:
-        cfg["parameters"][params[k]] = pinned(k, overrides.pop(k))
+        sweep_config["parameters"][params[k]] = pinned(k, overrides.pop(k))
     num_threads = coerce("num_threads", overrides["num_threads"]) if "num_threads" in overrides else None
     fixed = [f"--{k}={fmt_value(v)}" for k, v in overrides.items()]
     carried = None
@@ -93,6 +93,6 @@ def _sweep_from(args, rest: list[str]) -> Sweep:
         from bench.sweep.best import from_best
         if not 0 <= args.within < 100:
             raise UsageError(f"--within {args.within:g}: give a percentage in [0, 100)")
-        carried = from_best(args.runs_dir, args.from_best, args.within).into(cfg)
-        print(f"sweep {sweep_name(cfg, args.yaml)}: carrying {carried.reason}", flush=True)
-    return Sweep(args.yaml, cfg, args, fixed, num_threads, overrides, carried)
+        carried = from_best(args.runs_dir, args.from_best, args.within).into(sweep_config)
+        print(f"sweep {sweep_name(sweep_config, args.yaml)}: carrying {carried.reason}", flush=True)
+    return Sweep(args.yaml, sweep_config, args, fixed, num_threads, overrides, carried)

@@ -25,7 +25,7 @@ def load_sweep(path: str) -> dict:
         import sweeps
     try:
         text = Path(path).read_text(encoding="utf-8")
-        cfg = yaml.safe_load(text)
+        sweep_config = yaml.safe_load(text)
     except OSError as e:
         raise UsageError(f"cannot read sweep file {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
@@ -34,9 +34,9 @@ def load_sweep(path: str) -> dict:
         raise UsageError(f"{path} is not valid YAML: {yaml_problem(e)}") from None
     except RecursionError:
         raise UsageError(f"{path} is nested too deeply to be a sweep file") from None
-    if not isinstance(cfg, dict):
+    if not isinstance(sweep_config, dict):
         raise UsageError(f"{path}: a sweep config is a mapping with method, metric and parameters")
-    params = cfg.get("parameters")
+    params = sweep_config.get("parameters")
     if not isinstance(params, dict) or not params:
         raise UsageError(f"{path}: invalid sweep config: 'parameters' must be a mapping of run.py keys to "
                          f"{{values: [...]}}, {{value: ...}} or {{distribution, min, max}}")
@@ -44,16 +44,16 @@ def load_sweep(path: str) -> dict:
         if not isinstance(spec, dict):
             raise UsageError(f"{path}: invalid sweep config: parameter {name!r} must be a mapping such as {{values: [...]}}, "
                              f"got {type(spec).__name__}")
-    stopping.check_rule(cfg, path)  # before the schema: an early_terminate type is refused with the valid ones
+    stopping.check_rule(sweep_config, path)  # before the schema: an early_terminate type is refused with the valid ones
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        violations = sweeps.schema_violations_from_proposed_config(cfg)
+        violations = sweeps.schema_violations_from_proposed_config(sweep_config)
     if violations:
         raise UsageError(f"{path}: invalid sweep config: {' '.join(str(violations[0]).split())[:200]}")
-    if "name" in cfg:
-        check_plain_name(f"{path}: sweep name", str(cfg["name"]))
-    method = cfg.get("method")
-    metric = cfg.get("metric")
+    if "name" in sweep_config:
+        check_plain_name(f"{path}: sweep name", str(sweep_config["name"]))
+    method = sweep_config.get("method")
+    metric = sweep_config.get("metric")
     if method == "grid":
         ranged = [name for name, spec in params.items() if "values" not in spec and "value" not in spec]
         if ranged:
@@ -68,7 +68,7 @@ def load_sweep(path: str) -> dict:
     check_against_registry(path, params)
     if isinstance(metric, dict) and metric.get("name"):
         _check_metric(path, params, str(metric["name"]))
-    return cfg
+    return sweep_config
 
 
 def _check_parameters(path: str, params: dict) -> None:
@@ -169,8 +169,8 @@ def _check_metric(path: str, params: dict, metric: str) -> None:
     for m in values("model"):
         entry = registry.model_entry(str(m))
         for d in values("dataset"):
-            data = registry.dataset_entry(str(d))
-            terms = registry.forward_terms(entry, data.shape, data.num_classes)
+            dentry = registry.dataset_entry(str(d))
+            terms = registry.forward_terms(entry, dentry.shape, dentry.num_classes)
             if terms is None and TASKS[entry.task].targets == "labels":  # a pretrained classifier: no dry pass
                 terms = TASKS[entry.task].test_keys
             if terms is None:
@@ -197,8 +197,8 @@ def check_name(key: str, value) -> None:
         (model_entry if key == "model" else dataset_entry)(str(value))
 
 
-def sweep_name(cfg: dict, path: str) -> str:
-    return check_plain_name("sweep name", str(cfg.get("name") or Path(path).stem))
+def sweep_name(sweep_config: dict, path: str) -> str:
+    return check_plain_name("sweep name", str(sweep_config.get("name") or Path(path).stem))
 
 
 def fmt_value(v) -> str:
@@ -206,10 +206,10 @@ def fmt_value(v) -> str:
     return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 
-def varied(cfg: dict) -> list[str]:
+def varied(sweep_config: dict) -> list[str]:
     """The sweep's parameters that take more than one value (what tells its runs apart)."""
     out = []
-    for k, spec in (cfg.get("parameters") or {}).items():
+    for k, spec in (sweep_config.get("parameters") or {}).items():
         if isinstance(spec, dict) and ("distribution" in spec or len(spec.get("values") or []) > 1):
             out.append(k)
     return sorted(out)

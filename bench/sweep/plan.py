@@ -16,7 +16,7 @@ from bench.core.errors import UsageError
 from bench.sweep.file import check_name, config_key
 
 
-def propose(cfg: dict, done: list, count: int | None, pending: list | None = None):
+def propose(sweep_config: dict, done: list, count: int | None, pending: list | None = None):
     """The engine's next run (params dict) given finished and pending runs, or None.
 
     `pending` holds runs in flight and runs that failed in this invocation (so the
@@ -30,7 +30,7 @@ def propose(cfg: dict, done: list, count: int | None, pending: list | None = Non
         r = SweepRun(config={k: {"value": v} for k, v in params.items()},
                      state=RunState.killed if status == ["stopped"] else RunState.finished)
         if metric is not None:
-            name = cfg.get("metric", {}).get("name")
+            name = sweep_config.get("metric", {}).get("name")
             r.summary_metrics = {name: metric}
             r.history = [{name: metric}]
         runs.append(r)
@@ -40,7 +40,7 @@ def propose(cfg: dict, done: list, count: int | None, pending: list | None = Non
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = next_run(cfg, runs, validate=False)
+        run = next_run(sweep_config, runs, validate=False)
     return None if run is None else {k: v["value"] for k, v in run.config.items()}
 
 
@@ -48,16 +48,16 @@ MAX_GRID = 100_000  # configurations a local grid may have; past it, refused at 
 SAY_GRID = 1_000    # from here on, the runner says how many runs a grid makes before it plans
 
 
-def grid_size(cfg: dict) -> int:
+def grid_size(sweep_config: dict) -> int:
     """Configurations of a grid, counted without enumerating them (values listed twice count twice)."""
-    return math.prod(len(spec["values"]) if "values" in spec else 1 for spec in cfg["parameters"].values())
+    return math.prod(len(spec["values"]) if "values" in spec else 1 for spec in sweep_config["parameters"].values())
 
 
-def check_grid(cfg: dict, name: str) -> int:
+def check_grid(sweep_config: dict, name: str) -> int:
     """A grid's size, refused in one line past MAX_GRID (with what makes it large)."""
-    n = grid_size(cfg)
+    n = grid_size(sweep_config)
     if n > MAX_GRID:
-        sizes = sorted(((len(spec["values"]), k) for k, spec in cfg["parameters"].items() if "values" in spec),
+        sizes = sorted(((len(spec["values"]), k) for k, spec in sweep_config["parameters"].items() if "values" in spec),
                        reverse=True)
         shown = " x ".join(f"{k} {m}" for m, k in sizes[:6]) + (" x ..." if len(sizes) > 6 else "")
         raise UsageError(f"sweep {name}: a grid of {n:,} configurations ({shown}) is over the {MAX_GRID:,} a sweep "
@@ -66,16 +66,16 @@ def check_grid(cfg: dict, name: str) -> int:
     return n
 
 
-def plan(cfg: dict, count: int | None) -> list[dict]:
+def plan(sweep_config: dict, count: int | None) -> list[dict]:
     """Every run the engine proposes up front (grid), or the first `count` (random/bayes)."""
-    if cfg["method"] != "grid" and count is None:
-        raise UsageError(f"method {cfg['method']!r} proposes runs without end; give --count K")
-    if cfg["method"] == "grid":  # every combination once, in one pass: linear in the grid's size
-        check_grid(cfg, str(cfg.get("name") or "grid"))
+    if sweep_config["method"] != "grid" and count is None:
+        raise UsageError(f"method {sweep_config['method']!r} proposes runs without end; give --count K")
+    if sweep_config["method"] == "grid":  # every combination once, in one pass: linear in the grid's size
+        check_grid(sweep_config, str(sweep_config.get("name") or "grid"))
         import itertools
 
-        names = list(cfg["parameters"])
-        choices = [spec["values"] if "values" in spec else [spec["value"]] for spec in cfg["parameters"].values()]
+        names = list(sweep_config["parameters"])
+        choices = [spec["values"] if "values" in spec else [spec["value"]] for spec in sweep_config["parameters"].values()]
         seen, out = set(), []
         for combo in itertools.product(*choices):
             key = json.dumps(combo, sort_keys=True, default=str)
@@ -85,7 +85,7 @@ def plan(cfg: dict, count: int | None) -> list[dict]:
         return out[:count]
     out = []
     while True:
-        p = propose(cfg, [(q, None) for q in out], count)
+        p = propose(sweep_config, [(q, None) for q in out], count)
         if p is None:
             return out
         out.append(p)
@@ -139,9 +139,9 @@ def stop_note(summary: dict) -> str:
     return f"after epoch {summary.get('stopped_epoch')}: {summary.get('stop_reason')}"
 
 
-def in_space(params: dict, cfg: dict) -> bool:
+def in_space(params: dict, sweep_config: dict) -> bool:
     """Whether a recorded run's params lie in this sweep's (possibly pinned) parameter space."""
-    for name, spec in cfg["parameters"].items():
+    for name, spec in sweep_config["parameters"].items():
         if name not in params:
             return False
         v = params[name]
@@ -209,24 +209,24 @@ def gpu_count() -> int:
         return 0
 
 
-def datasets_of(cfg: dict, overrides: dict) -> list[str]:
+def datasets_of(sweep_config: dict, overrides: dict) -> list[str]:
     """The datasets a sweep's runs read: its `dataset` parameter's values, else the one given
     for every run, else run.py's default."""
     from bench.config.run_keys import RunKeys
     from bench.sweep.file import canonical_key
 
-    spec = next((v for k, v in cfg["parameters"].items() if canonical_key(k) == "dataset"), None)
+    spec = next((v for k, v in sweep_config["parameters"].items() if canonical_key(k) == "dataset"), None)
     if spec is None:
         return [str(overrides.get("dataset", RunKeys.dataset))]
     values = [spec["value"]] if "value" in spec else list(spec.get("values", []))
     return list(dict.fromkeys(str(v) for v in values))
 
 
-def missing_data(cfg: dict, overrides: dict, name: str) -> str | None:
+def missing_data(sweep_config: dict, overrides: dict, name: str) -> str | None:
     """One line naming the sweep's datasets that cannot be read under its data root (and where
     it looked), or None: said before the first run, instead of once per failed run."""
     root = str(overrides.get("data_root", "./data"))
-    missing = [(d, why) for d in datasets_of(cfg, overrides) if (why := unavailable(d, root))]
+    missing = [(d, why) for d in datasets_of(sweep_config, overrides) if (why := unavailable(d, root))]
     if not missing:
         return None
     if len(missing) == 1:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from bench.config.tasks import register_task
 
 
-def evaluate(model, data, cfg, device) -> dict:
+def evaluate(model, data, spec, device) -> dict:
     from bench.measure import metrics
 
-    res = metrics.classification(model, data.test, device, amp=cfg.amp, channels_last=cfg.channels_last)
+    res = metrics.classification(model, data.test, device, amp=spec.amp, channels_last=spec.channels_last)
     return {f"test/{k}": v for k, v in res.items()}
 
 

@@ -56,13 +56,13 @@ def inpaint_ae(cfg):
     return InpaintAE(cfg)
 
 
-def evaluate(model, data, cfg, device) -> dict:
+def evaluate(model, data, spec, device) -> dict:
     import torch
 
     from bench.data import batches
     from bench.tasks.reconstruct import evaluate as whole_image
 
-    res = whole_image(model, data, cfg, device)  # the reconstruction numbers, the model's terms, the collapse rule
+    res = whole_image(model, data, spec, device)  # the reconstruction numbers, the model's terms, the collapse rule
     mse = []
     with torch.no_grad():
         for xb, _ in batches(data.test, 500):
@@ -76,7 +76,7 @@ def evaluate(model, data, cfg, device) -> dict:
     return res
 
 
-def figure(model, data, cfg, device, path):
+def figure(model, data, spec, device, path):
     import torch
 
     from bench.core.tensors import to_float
@@ -88,7 +88,7 @@ def figure(model, data, cfg, device, path):
         x = to_float(data.test.x[shown_images(len(data.test)).to(data.test.x.device)].to(device))
         m = hole_mask(x, model.cfg.hole)
         rows = [("original", x), ("masked input", x * (1 - m) + HOLE_FILL * m), ("inpainted", model(x)["recon"])]
-    return grids.image_rows(rows, path, grids.run_title(cfg))
+    return grids.image_rows(rows, path, grids.run_title(spec))
 
 
 register_task("inpaint", targets=None, test_keys=frozenset({"mse", "mae", "psnr", "ssim", "snr", "hole_mse",

@@ -8,16 +8,16 @@ from bench.config.tasks import register_task
 TRIVIAL_AREA = 0.02  # a predicted area within 2% of all pixels or of none: the mask ignores the image
 
 
-def evaluate(model, data, cfg, device) -> dict:
+def evaluate(model, data, spec, device) -> dict:
     import sys
 
     from bench.measure import metrics
 
-    res = {f"test/{k}": v for k, v in metrics.segmentation(model, data.test, device, amp=cfg.amp,
-                                                            channels_last=cfg.channels_last).items()}
+    res = {f"test/{k}": v for k, v in metrics.segmentation(model, data.test, device, amp=spec.amp,
+                                                            channels_last=spec.channels_last).items()}
     res["warning/trivial_mask"] = trivial_mask(res)
     if res["warning/trivial_mask"]:
-        print(f"warning: {cfg.model} marks {res['test/pred_area']:.0%} of every test image as foreground (the true "
+        print(f"warning: {spec.model} marks {res['test/pred_area']:.0%} of every test image as foreground (the true "
               f"masks cover {res['test/true_area']:.0%}): its Dice and IoU describe a constant mask, whatever "
               f"loss trained it; train longer or lower --lr", file=sys.stderr, flush=True)
     return res
@@ -31,7 +31,7 @@ def trivial_mask(res: dict) -> bool:
     return pred >= 1 - TRIVIAL_AREA or pred <= TRIVIAL_AREA
 
 
-def figure(model, data, cfg, device, path):
+def figure(model, data, spec, device, path):
     import torch
 
     from bench.core.tensors import to_float
@@ -44,7 +44,7 @@ def figure(model, data, cfg, device, path):
     mask = data.test.y[:8].float().to(device)
     return grids.image_rows([("image", x), ("true mask (red)", overlay(x, mask, (1.0, 0.1, 0.1))),
                              ("predicted (green)", overlay(x, pred, (0.1, 0.9, 0.1))),
-                             ("white: both, grey: one", pred * 0.5 + mask * 0.5)], path, grids.run_title(cfg))
+                             ("white: both, grey: one", pred * 0.5 + mask * 0.5)], path, grids.run_title(spec))
 
 
 def overlay(x, mask, rgb):

@@ -4,9 +4,9 @@ A tool registers itself with `@register_tool(needs=..., rank=...)`: what it need
 model and the data ("labels", "autoencoder", "decoder"), and where it runs in `--eval
 all` (cheap and numeric first, figures after). `--eval` checks those needs against the
 model's declared capabilities before training starts. A tool is
-`tool(model, data, cfg, run, device) -> {"numbers", "figures", "tables"}`; its numbers
+`tool(model, data, spec, run, device) -> {"numbers", "figures", "tables"}`; its numbers
 land in summary.json under `<tool>/<name>` keys (a test-set measure under `test/<name>`). A tool
-whose conditions go beyond those needs registers `check(model, data, cfg) -> reason or None`,
+whose conditions go beyond those needs registers `check(model, data, spec) -> reason or None`,
 asked before training as well. A new tool is one new file here: it is
 listed in `--help`, runs in `--eval all`, and gets a generated test.
 """
@@ -24,7 +24,7 @@ class Tool:
     fn: Callable
     needs: frozenset[str]
     rank: int
-    check: Callable | None = None  # (model, data, cfg) -> why the tool cannot run here, or None
+    check: Callable | None = None  # (model, data, spec) -> why the tool cannot run here, or None
 
 
 _TOOLS: dict[str, Tool] = {}
@@ -76,26 +76,26 @@ def missing_needs(name: str, model, data_kind: str) -> list[str]:
     return sorted(tool(name).needs - has)
 
 
-def refusal(name: str, model, data, cfg) -> str | None:
+def refusal(name: str, model, data, spec) -> str | None:
     """Why a tool's own check refuses this model, data and config (None: it can run, or it has no
     check). With `data` None (a plan made before any data is read) only the model is checked."""
     check = tool(name).check
-    return None if check is None else check(model, data, cfg)
+    return None if check is None else check(model, data, spec)
 
 
-def applicable(chosen_names, model, data_kind: str, data=None, cfg=None) -> list[str]:
+def applicable(chosen_names, model, data_kind: str, data=None, spec=None) -> list[str]:
     """The tools to run. A tool named explicitly that cannot work on this model or data is bad
     input, refused before training; `all` means every tool that applies."""
     chosen = expand(chosen_names)
     if "all" in [n.strip() for n in chosen_names]:
-        return [n for n in chosen if not missing_needs(n, model, data_kind) and not refusal(n, model, data, cfg)]
+        return [n for n in chosen if not missing_needs(n, model, data_kind) and not refusal(n, model, data, spec)]
     for n in chosen:
         lack = missing_needs(n, model, data_kind)
         if lack:
             ok = [t for t in tools() if not missing_needs(t, model, data_kind)]
             raise UsageError(f"--eval {n}: needs {' and '.join(lack)}, which {type(model).__name__} on "
                              f"{data_kind} data lacks; valid here: {', '.join(ok) or 'none'}")
-        why = refusal(n, model, data, cfg)
+        why = refusal(n, model, data, spec)
         if why:
             raise UsageError(f"--eval {n}: {why}")
     return chosen

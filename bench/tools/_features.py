@@ -103,15 +103,15 @@ def _targets(data, train):
     return train
 
 
-def _full_training_set(data, cfg):
+def _full_training_set(data, spec):
     """The labelled training images of the whole dataset, whatever part of it the run used: the
     feature network is the dataset's, so every run on it (any --limit-train, any seed) shares one."""
     from bench.core.errors import UsageError
     from bench.data import load_data
 
-    if cfg is None or cfg.limit_train is None:
+    if spec is None or spec.limit_train is None:
         return data.labelled_train
-    full = cfg.with_keys(limit_train=None, limit_test=1, split_seed=FEATURE_SEEDS[0])
+    full = spec.with_keys(limit_train=None, limit_test=1, split_seed=FEATURE_SEEDS[0])
     try:
         return load_data(full).labelled_train
     except UsageError as e:  # the whole split is not there (CelebA's subset asked of a smaller copy)
@@ -123,18 +123,18 @@ def _full_training_set(data, cfg):
                          f"inception") from None
 
 
-def feature_networks(data, device, cfg=None, shipped: bool = True) -> FeatureNetworks:
+def feature_networks(data, device, spec=None, shipped: bool = True) -> FeatureNetworks:
     """The feature networks for this dataset: the ones shipped with the project (MNIST and
     Fashion-MNIST at 28x28), else loaded from the cache, or trained and cached.
 
-    With the run's `cfg` they are trained on the dataset's first FEATURE_MAX_TRAIN labelled
+    With the run's `spec` they are trained on the dataset's first FEATURE_MAX_TRAIN labelled
     training images whatever the run's own limits, so they serve every run on the dataset. A
     file lock per network makes concurrent runs (a sweep's workers) train each once."""
     if shipped:
         ready = shipped_networks(data, device)
         if ready is not None:
             return ready
-    train = _targets(data, _full_training_set(data, cfg))
+    train = _targets(data, _full_training_set(data, spec))
     train = train.take(torch.arange(min(len(train), FEATURE_MAX_TRAIN), device=train.x.device))
     base = _identity(data, train, device)
     return FeatureNetworks([_member(data, train, device, seed, f"{base}-s{seed}") for seed in FEATURE_SEEDS],

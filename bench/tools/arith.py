@@ -23,7 +23,7 @@ def _class_means(model, split, device):
 
 @register_tool(needs={"labels", "decoder"}, rank=4)
 @torch.no_grad()
-def arith(model, data, cfg, run, device):
+def arith(model, data, spec, run, device):
     """Class-mean arithmetic (dog - cat + bird) and attribute directions z + alpha v."""
     decode = decoder(model, "arith")
     if data.kind != "labels":

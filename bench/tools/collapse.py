@@ -13,7 +13,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E[z|x]) > 0.01
 
 @register_tool(needs={"autoencoder"}, rank=7)
 @torch.no_grad()
-def collapse(model, data, cfg, run, device):
+def collapse(model, data, spec, run, device):
     """Active units (Burda et al. 2015: Var_x E[z_u|x] > 0.01), for any autoencoder; for a
     VAE also the KL per latent dim and the posterior-collapse flag, which only a stochastic
     encoder gets (a sparse code with few active units is what a sparse AE asks for). One

@@ -36,21 +36,21 @@ def projections(z: np.ndarray, seed: int, dims=2) -> dict[str, np.ndarray]:
 
 
 @register_tool(needs={"labels"}, rank=1)
-def embed(model, data, cfg, run, device):
+def embed(model, data, spec, run, device):
     """PCA / t-SNE / UMAP of test latents, 3-D view, clean vs noisy, decision regions.
 
     Each method is fitted once per point set and view: 2-D and 3-D of the clean latents,
     and one t-SNE of clean and noisy latents together; `--embed-points` caps the points."""
     from bench.measure.figures import plt, save_figure  # matplotlib, imported by what draws
     labels_required(data, "embed")
-    views = set(cfg.embed_views) or {"2d"}
-    z, y = latents(model, data.test, device, cfg.embed_points)
+    views = set(spec.embed_views) or {"2d"}
+    z, y = latents(model, data.test, device, spec.embed_points)
     proj, proj3, figs, numbers = {}, {}, {}, {"embed/points": len(z)}
     step = Steps("embed", _costs(views))
     if "2d" in views:
         for m in METHODS:
             step(f"2d {m}", f"2-D {m} of {len(z)} points")
-            proj[m] = project(m, z, cfg.seed)
+            proj[m] = project(m, z, spec.seed)
         fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
         for ax, (name, xy) in zip(axes, proj.items()):
             scatter(ax, xy, y, f"{name.upper()} of test latents (n={len(z)})")
@@ -64,11 +64,11 @@ def embed(model, data, cfg, run, device):
     if "3d" in views:
         for m in METHODS:
             step(f"3d {m}", f"3-D {m}")
-            proj3[m] = project(m, z, cfg.seed, dims=3)
+            proj3[m] = project(m, z, spec.seed, dims=3)
         figs["embed_3d"] = _figure_3d(proj3, y, data, run.figures / "embed_3d.png")
     if "noisy" in views:
         step("noisy", "t-SNE of clean and noisy latents")
-        figs["embed_clean_vs_noisy"] = _clean_vs_noisy(model, data, cfg, device, z, y,
+        figs["embed_clean_vs_noisy"] = _clean_vs_noisy(model, data, spec, device, z, y,
                                                        run.figures / "embed_clean_vs_noisy.png")
     cols = ["image", "label", "class"] + [f"{p}_{a}" for p in proj for a in ("x", "y")] \
         + [f"{p}3d_{a}" for p in proj3 for a in ("x", "y", "z")]
@@ -108,13 +108,13 @@ def _figure_3d(proj3: dict, y, data, path):
     return save_figure(fig, path)
 
 
-def _clean_vs_noisy(model, data, cfg, device, z, y, path):
+def _clean_vs_noisy(model, data, spec, device, z, y, path):
     """One t-SNE fitted on clean and corrupted latents together (the model's own noise
     level, else 0.3), shown side by side."""
     from bench.measure.figures import plt, save_figure  # matplotlib, imported by what draws
     sigma = model.noise_level if model.noise_level > 0 else 0.3
-    zn, _ = latents(model, data.test, device, cfg.embed_points, sigma=sigma, seed=cfg.seed)
-    both = project("tsne", np.concatenate([z, zn]), cfg.seed)
+    zn, _ = latents(model, data.test, device, spec.embed_points, sigma=sigma, seed=spec.seed)
+    both = project("tsne", np.concatenate([z, zn]), spec.seed)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharex=True, sharey=True)
     scatter(axes[0], both[: len(z)], y, "clean inputs (t-SNE fitted on both)")
     scatter(axes[1], both[len(z):], y, f"{model.noise_type} noise, level {sigma:g}")

@@ -17,7 +17,7 @@ def _two_classes(split):
 
 @register_tool(needs={"decoder"}, rank=3)
 @torch.no_grad()
-def interp(model, data, cfg, run, device, steps=10):
+def interp(model, data, spec, run, device, steps=10):
     """Decode (1-t) z_a + t z_b between two test images of different classes."""
     decode = decoder(model, "interp")
     model.eval()

@@ -59,7 +59,7 @@ def estimate(model, x: torch.Tensor, k: int, generator: torch.Generator, rows: i
     return Estimate(log_px.float(), (mean_w / k).float(), (rel.clamp(min=0) / k).float())
 
 
-def refusal(model, data, cfg) -> str | None:
+def refusal(model, data, spec) -> str | None:
     """Why the estimate is not defined here, or None: checked before a run trains (`data` None:
     the model alone, as a plan made before any data is read)."""
     gap = getattr(model, "likelihood_gap", None)
@@ -72,7 +72,7 @@ def refusal(model, data, cfg) -> str | None:
         return None
     x = data.test.x
     binary = bool(((x == 0) | (x == 255)).all())
-    if not binary and not getattr(cfg, "nll_grey", False):
+    if not binary and not getattr(spec, "nll_grey", False):
         return (f"{data.name}'s test images are grey levels, not binary: a Bernoulli decoder's -log p(x) is defined "
                 f"on binary images; use binarized_mnist (or binarized_mnist_static), or --nll-grey to score them "
                 f"anyway")
@@ -81,15 +81,15 @@ def refusal(model, data, cfg) -> str | None:
 
 @register_tool(needs={"autoencoder"}, rank=3, check=refusal)
 @torch.no_grad()
-def nll(model, data, cfg, run, device):
+def nll(model, data, spec, run, device):
     """Test negative log-likelihood by importance sampling (k = --nll-k per image, 5,000 as the papers),
     with its standard error, and -ELBO beside it."""
     from bench.core.progress import epoch_bar
 
-    why = refusal(model, data, cfg)
+    why = refusal(model, data, spec)
     if why:
         raise UsageError(f"--eval nll: {why}")
-    k = int(getattr(cfg, "nll_k", 5000))
+    k = int(getattr(spec, "nll_k", 5000))
     model.eval()
     n = len(data.test)
     print(f"  nll: {n} test images x {k} samples ...", flush=True)

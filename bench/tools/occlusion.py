@@ -11,7 +11,7 @@ from bench.tools._latent import images
 
 @register_tool(needs={"autoencoder"}, rank=6)
 @torch.no_grad()
-def occlusion(model, data, cfg, run, device, n_images=4):
+def occlusion(model, data, spec, run, device, n_images=4):
     """Rise in reconstruction error when a gray patch hides each region (what matters);
     for masked models also reconstruction error against the feature-mask ratio."""
     model.eval()

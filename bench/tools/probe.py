@@ -16,7 +16,7 @@ PROBE_MAX_TRAIN = 20000  # the probe trains on at most this many training latent
 
 
 @register_tool(needs={"labels"}, rank=0)
-def probe(model, data, cfg, run, device, epochs=100):
+def probe(model, data, spec, run, device, epochs=100):
     """Frozen encoder + nn.Linear (cross-entropy) and scikit-learn LogisticRegression, and a
     5-nearest-neighbour classifier on the same standardised codes."""
     from sklearn.linear_model import LogisticRegression
@@ -30,10 +30,10 @@ def probe(model, data, cfg, run, device, epochs=100):
     scaler = StandardScaler().fit(ztr)
     ztr_s, zte_s = scaler.transform(ztr).astype(np.float32), scaler.transform(zte).astype(np.float32)
     n_classes = int(max(ytr.max(), yte.max())) + 1
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(spec.seed)
     head = nn.Linear(ztr.shape[1], n_classes)
     with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(spec.seed)
         head.reset_parameters()
     opt = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-4)
     xt, yt = torch.from_numpy(ztr_s), torch.from_numpy(ytr).long()

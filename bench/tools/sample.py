@@ -18,7 +18,7 @@ N_SAMPLES_SCORED = 2000
 
 @register_tool(needs={"labels", "decoder"}, rank=5)
 @torch.no_grad()
-def sample(model, data, cfg, run, device):
+def sample(model, data, spec, run, device):
     """Decoded samples and their Frechet distance to test images: from a Gaussian fitted to
     the training codes and from a 10-component GMM (ex-post density estimation, Ghosh et al.
     arXiv 1903.12436, for any autoencoder), and for a VAE also from its prior N(0, I)."""
@@ -33,8 +33,8 @@ def sample(model, data, cfg, run, device):
     step("codes", f"encoding {len(data.train):,} training images")
     mu = codes(model, data.train, device)
     samplers = {"prior": PriorSampler(getattr(model, "prior_codes", None))} if model.is_variational else {}
-    samplers.update(ex_post=GaussianSampler(), gmm=GMMSampler(10, seed=cfg.seed))
-    rng = np.random.default_rng(cfg.seed)
+    samplers.update(ex_post=GaussianSampler(), gmm=GMMSampler(10, seed=spec.seed))
+    rng = np.random.default_rng(spec.seed)
     n_scored = min(N_SAMPLES_SCORED, len(data.test))  # as many samples as real images they are compared with
     step("draw", f"fitting {', '.join(samplers)} and decoding {n_scored:,} samples of each")
     draws = {name: s.fit(mu).sample(n_scored, rng) for name, s in samplers.items()}
@@ -42,12 +42,12 @@ def sample(model, data, cfg, run, device):
                                 for i in range(0, len(zs), 500)]) for name, zs in draws.items()}
     step("features", "the feature space to score in")
     try:
-        features, space = _space(data, device, cfg)
+        features, space = _space(data, device, spec)
     except UsageError as e:  # no feature space to score in here: the samples are drawn all the same
         return _unscored(decoded, run, " ".join(str(e).split()))
     real = images(data.test, torch.arange(n_scored), device)
     step("score", f"Frechet distances and their bootstrap intervals over {n_scored:,} images")
-    scored = score_each(features, real, decoded, seed=cfg.seed)
+    scored = score_each(features, real, decoded, seed=spec.seed)
     numbers = {}
     for name, sc in scored.items():
         numbers.update({f"sample/{name}_fd": sc.fd, f"sample/{name}_fd_spread": sc.spread,
@@ -82,12 +82,12 @@ def _unscored(decoded: dict, run, why: str) -> dict:
     return {"numbers": {"sample/skipped": why}, "figures": {"samples": path}}
 
 
-def _space(data, device, cfg):
+def _space(data, device, spec):
     """(feature space, what the record says of it): InceptionV3 where asked and its weights can
     be had, else the dataset's small networks, with the reason said in one line."""
     from bench.tools._features import feature_networks
 
-    asked = getattr(cfg, "sample_score", "small")
+    asked = getattr(spec, "sample_score", "small")
     if asked == "inception":
         from bench.tools._inception import inception_space
         space, why = inception_space()
@@ -95,8 +95,8 @@ def _space(data, device, cfg):
             return space, {"sample/score_space": "inception"}
         print(f"  sample: --sample-score inception: {why}; scoring with the dataset's small networks instead",
               flush=True)
-        return feature_networks(data, device, cfg), {"sample/score_space": "small", "sample/score_fallback": why}
-    return feature_networks(data, device, cfg), {"sample/score_space": "small"}
+        return feature_networks(data, device, spec), {"sample/score_space": "small", "sample/score_fallback": why}
+    return feature_networks(data, device, spec), {"sample/score_space": "small"}
 
 
 def untold(scored: dict) -> str:

@@ -58,7 +58,7 @@ def test_a_dataset_on_files_has_a_fixture_and_its_keys_are_its_own():
         assert entry.fixture is not None or name.startswith("synthetic"), name
     with pytest.raises(UsageError, match="dataset mnist does not take it"):
         resolve({"dataset": "mnist", "color_mode": "random"})
-    assert resolve({"dataset": "colored_mnist", "color_mode": "random"}).data.color_mode == "random"
+    assert resolve({"dataset": "colored_mnist", "color_mode": "random"}).dataset_keys.color_mode == "random"
 
 
 def test_mnist_idx_files(tmp_path):
