@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.load import load_runs, varying_keys
+from analysis.load import in_order, load_runs, varying_keys
 from analysis.page import (CI_NOTE, CSS, SELF_CHECK, _wide, fd_note, html_table, img_tag, notes_html, notes_md, prose,
                            run_figures, settings, status_table, tool_failures, tool_skips)
 from analysis.tables import budget, collapse_warning, few_seeds_warning, md_cell, summarise, to_markdown
@@ -154,14 +154,6 @@ def _template_figure(frame, block, template, out: Path, index: int) -> list[tupl
                 shown.append((hit[0], f"{block.caption}: {key + ' ' if key else ''}(run {r['run_id']}{seed})"))
                 break
     return shown
-
-
-def in_order(value) -> tuple:
-    """A sort key that orders numbers, and tuples of numbers (hidden sizes 300,5), as numbers."""
-    items = value if isinstance(value, (tuple, list)) else (value,)
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
-        return (0, tuple(float(v) for v in items), "")
-    return (1, (), repr(value))
 
 
 def build_template_report(args, template, out: Path) -> tuple[Path, Path]:

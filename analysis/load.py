@@ -261,3 +261,11 @@ def _drop_implied(frame: pd.DataFrame, keys: list[str]) -> list[str]:
         if k in ("model", "dataset") or k in swept or not implied:
             kept.append(k)
     return [k for k in keys if k in kept]
+
+
+def in_order(value) -> tuple:
+    """A sort key that orders numbers, and tuples of numbers (hidden sizes 300,5), as numbers."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        return (0, tuple(float(v) for v in items), "")
+    return (1, (), repr(value))

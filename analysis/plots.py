@@ -6,12 +6,10 @@
 - curves.png: train (dashed) and val (solid) curves per configuration, mean over seeds
   with a 95% CI band; like with like per panel (per-pixel MSE for every autoencoder, a
   VAE's ELBO terms apart, accuracy, Dice).
-- side_by_side.png: the same test images reconstructed by each configuration.
+- side_by_side.png: the same test images reconstructed by each configuration, in the tables' order.
 - denoise_<metric>.png: configurations x test noise sigma heatmap (the denoise tool).
-- <metric>_vs_<x>.png: metric against a numeric hyperparameter (noise_level,
-  mask_ratio, l1_lambda, latent_dim, ...), mean and 95% CI over seeds.
-- pareto_<metric>.png: metric against parameter count, the Pareto front highlighted.
-"""
+- <metric>_vs_<x>.png: metric against a numeric hyperparameter (noise_level, mask_ratio, ...), mean and 95% CI.
+- pareto_<metric>.png: metric against parameter count, the Pareto front highlighted."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.load import load_runs, require_runs  # noqa: E402
+from analysis.load import in_order, load_runs, require_runs  # noqa: E402
 from analysis.tables import _fmt, add_common, build_table, key_list, resolve_group  # noqa: E402
 from bench.core.errors import UsageError, exit_usage  # noqa: E402
 
@@ -37,6 +35,14 @@ HIGHER_IS_BETTER = ("psnr", "ssim", "snr", "acc", "dice", "iou")
 
 def label(row, group_by) -> str:
     return ", ".join(f"{k}={_fmt(row[k])}" for k in group_by)
+
+
+def configurations(frame: pd.DataFrame, group_by: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(label, runs) per configuration, in the tables' order: numbers as numbers (300,5 first)."""
+    if not len(frame):
+        return []
+    keyed = frame.assign(_key=frame.apply(lambda r: label(r, group_by), axis=1))
+    return sorted(keyed.groupby("_key"), key=lambda kg: [in_order(kg[1].iloc[0].get(k)) for k in group_by])
 
 
 def _panels(frame: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
@@ -83,8 +89,7 @@ def curves(frame: pd.DataFrame, group_by: list[str], path: Path) -> Path | None:
     axes = grid.reshape(1, -1)[:, :len(panels)]
     tested = set()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    keyed = frame.assign(_key=frame.apply(lambda r: label(r, group_by), axis=1))
-    for ci, (key, g) in enumerate(keyed.groupby("_key", sort=True)):
+    for ci, (key, g) in enumerate(configurations(frame, group_by)):
         color = colors[ci % len(colors)]
         for ax, (term, _, which) in zip(axes[0], panels):
             g_here = g[which.reindex(g.index, fill_value=False)]
@@ -126,8 +131,7 @@ def side_by_side(frame: pd.DataFrame, group_by: list[str], path: Path, n_images:
 
     done = frame[(frame["status"] == "finished") & (frame["source"] == "local")] if len(frame) else frame
     rows, top = [], None
-    keyed = done.assign(_key=done.apply(lambda r: label(r, group_by), axis=1)) if len(done) else done
-    for key, g in (keyed.groupby("_key", sort=True) if len(done) else []):
+    for key, g in configurations(done, group_by):
         g = g.sort_values("seed") if "seed" in g else g
         for _, r in g.iterrows():
             arrays = _recon_arrays(Path(r["path"]) / RunDir.RECON_ARRAYS)
@@ -346,10 +350,8 @@ def make_plots(args, out: Path, notes: list | None = None, frame: pd.DataFrame |
         raise UsageError(f"--out {out}: cannot create it ({e.strerror or type(e).__name__})") from None
     figs = {}
     finished = frame[frame["status"] == "finished"]
-    p = curves(finished, resolve_group(frame, group_by), out / "curves.png") if len(finished) else None
-    if p:
-        figs["curves"] = p
-    else:
+    figs["curves"] = curves(finished, resolve_group(frame, group_by), out / "curves.png") if len(finished) else None
+    if not figs["curves"]:
         notes.append("no learning curves: every run has a single epoch")
     for x in xs:
         if pd.to_numeric(summary[x], errors="coerce").nunique() < 2:
@@ -359,13 +361,11 @@ def make_plots(args, out: Path, notes: list | None = None, frame: pd.DataFrame |
             continue
         for m in metrics:
             figs[f"{m}_vs_{x}"] = metric_vs(summary, x, m, group_by, out / f"{m.replace('/', '_')}_vs_{x}.png")
-    p = side_by_side(finished, resolve_group(frame, group_by), out / "side_by_side.png") if len(finished) else None
-    if p:
-        figs["side_by_side"] = p
+    figs["side_by_side"] = side_by_side(finished, resolve_group(frame, group_by), out / "side_by_side.png") \
+        if len(finished) else None
     for m in ("mse", "psnr"):
-        p = denoise_heatmap(_with_denoise(summary, finished, group_by), group_by, m, out / f"denoise_{m}.png")
-        if p:
-            figs[f"denoise_{m}"] = p
+        figs[f"denoise_{m}"] = denoise_heatmap(_with_denoise(summary, finished, group_by), group_by, m,
+                                               out / f"denoise_{m}.png")
     for m in metrics[:2]:
         p = pareto(summary, m, group_by, out / f"pareto_{m.replace('/', '_')}.png")
         if p:
@@ -373,7 +373,7 @@ def make_plots(args, out: Path, notes: list | None = None, frame: pd.DataFrame |
         else:
             notes.append(f"no Pareto plot of {m}: every configuration has the same parameter count")
             break
-    return figs
+    return {name: p for name, p in figs.items() if p}  # a figure that was not drawn is left out
 
 
 def main(argv=None) -> int:

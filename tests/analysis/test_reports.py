@@ -346,8 +346,15 @@ def test_denoisers_are_compared_at_one_test_noise_beside_doing_nothing(tmp_path)
 
 
 def test_per_run_figures_follow_the_tables_numeric_order():
-    from analysis.assignment_report import in_order
+    from analysis.load import in_order
 
     dims = [(300, 35), (300, 40), (300, 5), (1000, 5)]
     assert sorted(dims, key=in_order) == [(300, 5), (300, 35), (300, 40), (1000, 5)]
     assert sorted([0.5, 0.1, "none", 0.3], key=in_order) == [0.1, 0.3, 0.5, "none"]
+    import pandas as pd
+
+    from analysis.plots import configurations  # the curves' legend and the side-by-side rows
+
+    frame = pd.DataFrame({"mlp_dims": [list(d) for d in dims], "seed": 0})
+    assert [key for key, _ in configurations(frame, ["mlp_dims"])] == \
+        ["mlp_dims=300,5", "mlp_dims=300,35", "mlp_dims=300,40", "mlp_dims=1000,5"]
