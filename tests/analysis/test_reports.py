@@ -355,6 +355,6 @@ def test_per_run_figures_follow_the_tables_numeric_order():
 
     from analysis.plots import configurations  # the curves' legend and the side-by-side rows
 
-    frame = pd.DataFrame({"mlp_dims": [list(d) for d in dims], "seed": 0})
+    frame = pd.DataFrame({"mlp_dims": dims, "seed": 0})  # as load_runs holds lists: tuples
     assert [key for key, _ in configurations(frame, ["mlp_dims"])] == \
         ["mlp_dims=300,5", "mlp_dims=300,35", "mlp_dims=300,40", "mlp_dims=1000,5"]
