@@ -39,6 +39,12 @@ def scope_of(name: str) -> tuple[str | None, str]:
     return (model, key.replace("-", "_")) if dot and model and key else (None, name)
 
 
+def own_keys(params: dict) -> dict:
+    """A run's parameters without the keys given for another model (`dae.noise_level` in a vae's
+    run, which ignores it): what its console line shows."""
+    return {k: v for k, v in params.items() if scope_of(k)[0] in (None, params.get("model"))}
+
+
 def bare(name: str) -> str:
     """The key itself, without the model it is scoped to (`dae.noise_level` -> `noise_level`)."""
     return scope_of(name)[1]

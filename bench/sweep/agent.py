@@ -26,6 +26,7 @@ import yaml
 
 from bench.config.handoff import FLAG as HANDOFF_FLAG
 from bench.config.handoff import Handoff
+from bench.config.keys import own_keys
 from bench.config.run_keys import FIELDS
 from bench.core.errors import UsageError
 from bench.core.files import atomic_write_text, last_line, open_nofollow, refuse_links, try_lock
@@ -324,7 +325,7 @@ class Sweep:
             self.fail_reasons.append(str(summary.get("reason") or "") or last_line(log.name))
         shown = f"{self.metric}={metric:.4g}" if isinstance(metric, float) else f"exit {proc.returncode}"
         return (f"{status:<11} {time.time() - t0:6.1f}s  {shown}  "
-                + " ".join(f"{k}={fmt_value(v)}" for k, v in params.items())
+                + " ".join(f"{k}={fmt_value(v)}" for k, v in own_keys(params).items())
                 + (f"  ({stop_note(summary)})" if status == "stopped" else "")
                 + (f"  {collapsed}" if collapsed else "")
                 + (f"  eval failed: {', '.join(tools)}" if tools else "")

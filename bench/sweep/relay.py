@@ -13,6 +13,7 @@ import re
 import sys
 import time
 
+from bench.config.keys import own_keys
 from bench.core.progress import is_progress
 
 STEP = re.compile(r"\(step \d+ of \d+")  # `bench.core.progress.Steps`: every run's, not one-off work
@@ -53,7 +54,7 @@ def say(line: str) -> None:
 
 
 def _name(params: dict) -> str:
-    shown = {k: v for k, v in params.items() if k not in ("dataset", "eval")}
+    shown = {k: v for k, v in own_keys(params).items() if k not in ("dataset", "eval")}
     return " ".join(f"{k}={v}" for k, v in shown.items())
 
 
