@@ -180,8 +180,8 @@ def _fmt(v, ci=None, digits: int | None = None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float):
-        if v != 0 and abs(v) < 1e-3 and ci is None and digits is None:  # hyperparameters such as lambda = 1e-05
-            return f"{v:.3g}"
+        if ci is None and digits is None:  # a configuration's value as given: 0.1, lambda = 1e-05 (not 0.1000)
+            return f"{v + 0.0:g}"
         digits = column_digits([v]) if digits is None else digits
         s = f"{round(v, digits) + 0.0:.{digits}f}"  # + 0.0: no negative zero
         return s if ci is None or math.isnan(ci) else f"{s} ± {round(ci, digits) + 0.0:.{digits}f}"

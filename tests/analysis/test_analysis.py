@@ -368,6 +368,12 @@ def test_a_column_keeps_one_number_format_and_no_negative_zero():
     summary = pd.DataFrame({"test/psnr": [11.684, 9.36012, -0.00001], "test/psnr_ci": [float("nan")] * 3,
                             "test/psnr_values": [[], [], []]})
     assert metric_cells(summary, "test/psnr") == ["11.68", "9.36", "0.00"]
+    from analysis.plots import label
+    from analysis.tables import display
+
+    keys = pd.DataFrame({"noise_level": [0.0, 0.1, 0.316], "l1_lambda": [1e-5, 1e-4, 0.0], "runs": 1})
+    assert display(keys, ["noise_level", "l1_lambda"], [])["noise_level"].tolist() == ["0", "0.1", "0.316"]
+    assert label(keys.iloc[0], ["noise_level", "l1_lambda"]) == "noise_level=0, l1_lambda=1e-05"  # a key as given
 
 
 def test_an_ae_and_a_dae_whose_loss_is_their_mse_share_one_meaning_of_best_value():

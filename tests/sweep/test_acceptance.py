@@ -2,6 +2,11 @@
 seed asks for. Scaled down (seed 0, 1 epoch, small subsets) but otherwise untouched: the
 local sweep runner, `run.py` processes, and tiny learnable MNIST / Fashion-MNIST / CIFAR-10 /
 STL-10 / CelebA / brain-tumour files in their exact on-disk formats.
+
+The sweeps of one assignment run one after another in one fresh process, each through
+`bench.sweep`'s own `main` with the argv a user types, as `bench.suite` runs its sweeps: a
+runner imports torch, torchvision, torchmetrics, scikit-learn and the model families once
+(about 7 CPU-seconds), so 24 processes cost minutes of imports where 7 cost seconds.
 """
 import json
 import os
@@ -15,6 +20,30 @@ from conftest import ROOT, hang_guard, tiny_datasets
 pytestmark = pytest.mark.embeds  # UMAP: see conftest.pytest_collection_modifyitems
 
 YAMLS = sorted((ROOT / "sweeps").glob("*.yaml"))
+
+
+def _group(path) -> str:
+    """The assignment a shipped sweep belongs to (its report's template), else its kind."""
+    from analysis.templates import for_sweep
+
+    template = for_sweep(path.stem)
+    return template.name if template else "likelihood" if path.stem.startswith("likelihood") else "other"
+
+
+GROUPS = {g: [p for p in YAMLS if _group(p) == g] for g in sorted({_group(p) for p in YAMLS})}
+
+# One process, the group's sweeps in turn: each `bench.sweep` main as `python -m bench.sweep ARGS` calls it.
+DRIVER = """
+import json, sys
+from bench.sweep.command import main
+for name, argv in json.loads(sys.argv[1]):
+    print("=== sweep " + name, flush=True)
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    print("=== exit %s %s" % (name, code), flush=True)
+"""
 
 # What each evaluation tool must leave in summary.json.
 TOOL_KEYS = {"probe": ["probe/linear_acc", "probe/logistic_acc"], "embed": ["embed/knn2d_acc"],
@@ -62,27 +91,44 @@ def expected_keys(cfg: dict, params: dict) -> list[str]:
     return keys
 
 
-@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
-def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_root, path):
+@pytest.fixture(scope="module")
+def sweep_env(data_root):
+    # The session's cache (conftest): feature networks, decoded data and compiled UMAP code made once
+    return dict(os.environ, AEBENCH_TRUST_DATA_ROOT=str(data_root),
+                PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "acceptance_site"), str(ROOT)]))
+
+
+def _argv(path, runs, data_root) -> list[str]:
+    name = yaml.safe_load(path.read_text()).get("name") or path.stem
+    return [str(path), "--seed", "0", "--epochs", "1", "--workers", "2", "--data-root", str(data_root),
+            "--runs-dir", str(runs), "--wandb", "disabled", "--limit-train", "300", "--limit-test", "100",
+            "--embed-points", "100", "--embed-views", "2d"] + EXTRA.get(name, [])  # embed's 3-D views: test_latent
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=str)
+def test_every_shipped_sweep_finishes_and_records_its_metrics(tmp_path, data_root, sweep_env, group):
+    paths = GROUPS[group]
+    plan = [(p.stem, _argv(p, tmp_path / p.stem / "runs", data_root)) for p in paths]
+    p = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(plan)], cwd=tmp_path, env=sweep_env,
+                       capture_output=True, text=True, timeout=hang_guard(300 * len(paths)))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for path in paths:
+        out = p.stdout.split(f"=== sweep {path.stem}\n")[1].split(f"=== exit {path.stem} ")
+        _check_sweep(path, tmp_path / path.stem, out[0], out[1].split("\n")[0], p.stderr)
+
+
+def _check_sweep(path, tmp_path, stdout: str, code: str, stderr: str):
     cfg = yaml.safe_load(path.read_text())
     name = cfg.get("name") or path.stem
     runs = tmp_path / "runs"
-    # The session's cache (conftest): feature networks, decoded data and compiled UMAP code made once
-    env = dict(os.environ, AEBENCH_TRUST_DATA_ROOT=str(data_root),
-               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "acceptance_site"), str(ROOT)]))
-    args = [sys.executable, "-m", "bench.sweep", str(path), "--seed", "0", "--epochs", "1", "--workers", "2",
-            "--data-root", str(data_root), "--runs-dir", str(runs), "--wandb", "disabled",
-            "--limit-train", "300", "--limit-test", "100", "--embed-points", "100", "--embed-views", "2d"] \
-        + EXTRA.get(name, [])  # embed's 3-D and noisy views are checked in test_latent
-    p = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=hang_guard(900))
     logs = "\n".join(f.read_text()[-1500:] for f in sorted((runs / name / "logs").glob("*.log"))) \
         if (runs / name / "logs").is_dir() else ""
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:] + logs
+    assert code in ("0", "None"), (name, code, stdout[-3000:] + stderr[-2000:] + logs)
     from bench.records.store import list_runs
 
     recorded = list_runs(str(runs / name))
-    planned = [line for line in p.stdout.splitlines() if line.startswith("[")]
-    assert recorded and len(recorded) == len(planned), p.stdout
+    planned = [line for line in stdout.splitlines() if line.startswith("[")]
+    assert recorded and len(recorded) == len(planned), stdout
     for run in recorded:
         s, c = run.read_summary(), run.read_config()
         params = dict(json.loads(s["sweep_params"]), dataset=c["dataset"], eval=c.get("eval"))
