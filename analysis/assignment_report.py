@@ -212,10 +212,31 @@ def _template_lead(mine, template) -> str:
     collapsed = collapse_warning(mine_summary)
     if collapsed:  # first: every number after it may describe a constant image
         lead = "Warning: " + collapsed.removeprefix("warning: ") + ". " + lead
+    trivial = _trivial_masks(mine)
+    if trivial:
+        lead += " " + trivial
     few = few_seeds_warning(mine_summary)
     if few:
         lead += " " + few.removeprefix("warning: ")[0].upper() + few.removeprefix("warning: ")[1:] + "."
     return lead
+
+
+def _trivial_masks(mine) -> str:
+    """A warning naming the segmenters that mark every pixel (or none) as foreground, from the
+    runs' `warning/trivial_mask`: their Dice and IoU are the same whatever loss trained them."""
+    from bench.tasks.segment import trivial_mask  # the rule, on the recorded areas (older runs too)
+
+    col, areas = "warning/trivial_mask", ["test/pred_area", "test/true_area"]
+    if col not in mine and not all(a in mine for a in areas):
+        return ""
+    flagged = mine[mine.apply(lambda r: r.get(col) is True or r.get(col) == 1 or trivial_mask(
+        {a: r[a] for a in areas if a in r and r[a] == r[a]}), axis=1)]
+    if not len(flagged):
+        return ""
+    names = ", ".join(sorted({f"{r['model']} ({r.get('seg_loss', '')})".replace(" ()", "") for _, r in flagged.iterrows()}))
+    return (f"Warning: {len(flagged)} of {int(mine[areas[0]].notna().sum())} segmentation runs mark every pixel or none as "
+            f"foreground ({names}; see the predicted and true areas): their Dice and IoU describe a constant mask, "
+            f"whatever loss trained them; train longer or lower --lr.")
 
 
 def _template_markdown(template, lead: str, filled: dict, short: bool) -> str:

@@ -316,6 +316,26 @@ def test_a_report_says_why_a_tool_did_not_score_and_how_to_have_it(tmp_path):
     assert md.count(why) == 1 and "sample: not done in 2 run(s)" in md, md
 
 
+def test_a_segmenter_that_marks_every_pixel_is_named_in_the_assignments_report(tmp_path):
+    """002's Dice table cannot show by itself that dice and dice_bce agree because both models
+    mark the whole image: the lead names them, from the recorded areas (runs recorded before
+    the flag too), and leaves a segmenter that follows the masks alone."""
+    from analysis.report import main as report_main
+    from conftest import fake_runs
+
+    fake_runs(tmp_path / "runs", [({"model": "seg_ae", "seg_loss": loss, "sweep": "brain_tumor_seg",
+                                    "group": "brain_tumor_seg"},
+                                   {"test/dice": dice, "test/iou": dice / 2, "test/pred_area": pred,
+                                    "test/true_area": 0.0076}) for loss, pred, dice in
+                                  (("dice", 1.0, 0.0152), ("dice_bce", 1.0, 0.0152), ("bce", 0.007, 0.61))],
+              dataset="brain_tumor")
+    assert report_main(["--runs", str(tmp_path / "runs"), "--template", "cnn_ae_assignment",
+                        "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Warning: 2 of 3 segmentation runs mark every pixel or none as foreground (seg_ae (dice), " \
+           "seg_ae (dice_bce);" in md, md[:2000]
+
+
 def test_denoisers_are_compared_at_one_test_noise_beside_doing_nothing(tmp_path):
     """000's noise tables score every DAE on the same noisy test images (sigma 0.3) beside the
     noisy input's own score, mark one that makes its input worse, and keep each run's own

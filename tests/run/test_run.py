@@ -424,3 +424,7 @@ def test_a_segmenter_that_marks_every_pixel_is_flagged_and_its_areas_recorded():
     assert trivial_mask(everything)
     following = {f"test/{k}": v for k, v in metrics.segmentation(Fixed(False), split, torch.device("cpu")).items()}
     assert following["test/dice"] == pytest.approx(1.0) and not trivial_mask(following)
+    # a small tumour (the brain-tumour files' 0.8% of the image) marked everywhere, or nowhere
+    assert trivial_mask({"test/pred_area": 1.0, "test/true_area": 0.0076})
+    assert trivial_mask({"test/pred_area": 0.0, "test/true_area": 0.0076})
+    assert not trivial_mask({"test/pred_area": 0.006, "test/true_area": 0.0076})
