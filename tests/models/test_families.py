@@ -138,6 +138,7 @@ def test_wae_pulls_the_codes_onto_the_prior(tmp_path, mnist_root):
     assert mmd[-1] < 0.8 * mmd[0], mmd
 
 
+@pytest.mark.slow(reason="trains an IWAE and a VAE on real MNIST to compare their bounds (a paper's claim)")
 def test_iwae_bound_is_tighter_than_the_elbo_on_the_same_test_images(tmp_path, mnist_root):
     """IWAE (Burda et al. 2016): its k-sample bound beats the ELBO of the same samples, and
     the ELBO of a VAE trained alike, on the same MNIST test images (losses are -bounds)."""
@@ -154,6 +155,7 @@ def test_beta_vae_is_the_vae_with_a_heavier_kl():
     assert MODELS["beta_vae"].config({"beta": 8.0}).beta == 8.0
 
 
+@pytest.mark.slow(reason="trains an RAE and a VAE on real MNIST and scores their samples (a paper's claim)")
 def test_rae_gmm_samples_beat_a_vaes_prior_samples(tmp_path, mnist_root):
     """RAE (Ghosh et al. 2020) on MNIST at small scale: its ex-post GMM samples score better
     (a lower FD, the intervals apart) than a VAE's prior samples, both at latent size 16."""

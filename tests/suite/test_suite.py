@@ -347,6 +347,7 @@ def test_the_leaderboard_ranks_only_comparable_working_families_each_quantity_on
     assert "**25.00" in vae and "**20.00**" in vae  # the best GMM FD (25 against ae's 30), and the prior's own column
 
 
+@pytest.mark.slow(reason="the tiny suite on CIFAR-10-format files: three seeds, every tool")
 def test_the_suite_runs_on_the_datasets_the_user_has_and_leaves_out_the_others_in_one_line(tmp_path):
     """CIFAR-10 in its real on-disk format is there, CelebA is not: CelebA is left out in one
     line that says where its files go, and CIFAR-10's runs train at the suite's latent size.
@@ -405,6 +406,7 @@ def test_the_leaderboard_shows_the_test_nll_and_ranks_on_it_among_the_families_t
     assert "cannot generate" not in md.split("## binarized_mnist")[1]  # the suite scores no samples on binarized MNIST
 
 
+@pytest.mark.slow(reason="the tiny suite on binarized MNIST: six runs with the likelihood tool")
 def test_the_suite_scores_the_likelihood_on_binarized_mnist_where_a_family_has_one(tmp_path):
     """The suite's binarized MNIST, run as users run it: its own tools (probe and nll), the
     Bernoulli decoder for the families that take recon_type; the NLL reaches the leaderboard."""

@@ -96,6 +96,7 @@ def test_a_grid_as_an_array_runs_each_configuration_once(tmp_path):
     assert not subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip()
 
 
+@pytest.mark.slow(reason="a Slurm array cancelled while it trains, then submitted again")
 @pytest.mark.slurm
 @needs_slurm
 def test_a_cancelled_array_resubmitted_completes_without_training_twice(tmp_path):
@@ -237,6 +238,7 @@ def test_the_suite_as_an_array_is_a_script_whose_tasks_run_the_suite(tmp_path):
     assert p.returncode == 2 and len(lines) == 1 and "python -m bench.suite standard --scale tiny" in lines[0], p.stderr
 
 
+@pytest.mark.slow(reason="the tiny suite as a Slurm job array: every family, seed and dataset")
 @pytest.mark.slurm
 @needs_slurm
 def test_the_suite_as_an_array_runs_every_family_seed_and_dataset_once(tmp_path):
