@@ -225,7 +225,7 @@ def metric_cells(summary: pd.DataFrame, m: str) -> list[str]:
     """A metric's cells: `mean ± CI` over seeds (with the two values where there are two); with
     one seed, a sample FD's own bootstrap interval `[lo, hi]` beside its value."""
     sampling = summary[f"{m}_sampling"] if f"{m}_sampling" in summary else [None] * len(summary)
-    digits = column_digits(summary[m])  # one number format per column
+    digits = 1 if m.endswith("seconds") or m.startswith("time/") else column_digits(summary[m])  # one per column
     return [_fmt(v, c if c is not None else float("nan"), digits) + seed_values_note(vals, digits)
             + (f" [{_fmt(b[0], digits=digits)}, {_fmt(b[1], digits=digits)}]" if (c is None or c != c) and b else "")
             for v, c, vals, b in zip(summary[m], summary[f"{m}_ci"], summary[f"{m}_values"], sampling)]

@@ -368,6 +368,8 @@ def test_a_column_keeps_one_number_format_and_no_negative_zero():
     summary = pd.DataFrame({"test/psnr": [11.684, 9.36012, -0.00001], "test/psnr_ci": [float("nan")] * 3,
                             "test/psnr_values": [[], [], []]})
     assert metric_cells(summary, "test/psnr") == ["11.68", "9.36", "0.00"]
+    seconds = summary.rename(columns=lambda c: c.replace("test/psnr", "train_seconds"))
+    assert metric_cells(seconds, "train_seconds") == ["11.7", "9.4", "0.0"]  # a time to a tenth of a second
     from analysis.plots import label
     from analysis.tables import display
 
