@@ -112,6 +112,6 @@ def budget_sentence(frame: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------- the CelebA assignment (CelebA)
 
 
-def metric_spec(spec: str) -> tuple[str, str]:
-    key, _, label = spec.partition("=")
+def metric_spec(text: str) -> tuple[str, str]:
+    key, _, label = text.partition("=")
     return key, label or key

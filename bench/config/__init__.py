@@ -10,5 +10,6 @@ loads, and only `spec` asks the registry, which imports every family.
 
 One name, one meaning, across the package: `spec` is a run's RunSpec; `cfg` is a model
 family's Config (what a family file receives); `spec.dataset_keys` is the dataset's own
-Config; `sweep_config` is a sweep YAML as read; `record` is a run's flat config.json; `data`
-is the DataBundle of loaded splits."""
+Config; `sweep_config` is a sweep YAML as read, `param` one of its parameters ({values: [...]});
+`declared` is a key's declaration (its field and type); `record` is a run's flat config.json;
+`data` is the DataBundle of loaded splits."""

@@ -3,7 +3,7 @@
 Run keys are declared in `bench.config.run_keys`; every model family declares its own keys in its
 config dataclass with `key(...)`, and `bench.config.run_keys` builds the command line, config-file
 and sweep-YAML keys from those declarations, so a family's keys live in its own file.
-Specs shared by several families (conv widths, input corruption) are defined once here.
+Declarations shared by several families (conv widths, input corruption) are defined once here.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def key(default=None, help="", choices=None, lo=None, hi=None, lo_open=False, hi
     return field(default=default, metadata=meta)
 
 
-# Shared specs: the same key means the same thing, with the same range, in every family.
+# Shared declarations: the same key means the same thing, with the same range, in every family.
 CHANNELS = dict(help="conv widths per stage, e.g. 32,64,128", lo=1, hi=65536)
 LATENT_DIM = dict(help="size of the latent code z", lo=1, hi=65536)
 HIDDEN_DIMS = dict(help="MLP hidden widths, e.g. 400 or 400,100", lo=1, hi=65536)

@@ -126,7 +126,7 @@ def copy_value(value):
 
 def _declared_fields(table: dict) -> dict:
     """Every model family's (or dataset's) user-settable keys, one field per name (a key several
-    families declare shares one spec from bench.config.keys; the first family's is kept): the catalogue
+    families declare shares one declaration from bench.config.keys; the first family's is kept): the catalogue
     that flags, config files and sweep YAMLs are checked against before a model is known."""
     from bench.config.keys import cli_keys
 
@@ -234,11 +234,11 @@ def _is_null(value) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("none", "null")
 
 
-def coerce(key: str, value, spec: tuple | None = None):
-    """Convert a raw value (flag text, YAML/JSON value) to the key's declared type. `spec`:
+def coerce(key: str, value, declared: tuple | None = None):
+    """Convert a raw value (flag text, YAML/JSON value) to the key's declared type. `declared`:
     (field, type hint) of the chosen family's declaration (default: the catalogue's)."""
     t = key_tables()
-    f, hint = spec or (t["FIELDS"][bare(key)], t["hints"][bare(key)])
+    f, hint = declared or (t["FIELDS"][bare(key)], t["hints"][bare(key)])
     tp = base_type(hint)
     nullable = f.default is None
     if value is None or (nullable and _is_null(value)):
@@ -273,18 +273,18 @@ def coerce(key: str, value, spec: tuple | None = None):
         raise UsageError(f"--{key.replace('_', '-')}: expected {name}, got {value!r}") from None
 
 
-def meta_default(key: str, spec: tuple | None = None):
-    return (spec[0] if spec else key_tables()["FIELDS"][bare(key)]).default
+def meta_default(key: str, declared: tuple | None = None):
+    return (declared[0] if declared else key_tables()["FIELDS"][bare(key)]).default
 
 
-def validate_value(key: str, value, spec: tuple | None = None):
+def validate_value(key: str, value, declared: tuple | None = None):
     """Range and choice checks declared on the field; one-line UsageError on failure."""
-    meta = (spec[0] if spec else key_tables()["FIELDS"][bare(key)]).metadata
+    meta = (declared[0] if declared else key_tables()["FIELDS"][bare(key)]).metadata
     flag = "--" + key.replace("_", "-")
     if value is None:
         return
     if meta.get("path") and isinstance(value, str) and not value.strip():
-        raise UsageError(f"{flag}: empty; give a folder (or leave the flag out for {meta_default(key, spec)!r})")
+        raise UsageError(f"{flag}: empty; give a folder (or leave the flag out for {meta_default(key, declared)!r})")
     values = value if isinstance(value, list) else [value]
     for v in values:
         if meta.get("choices") and v not in meta["choices"]:

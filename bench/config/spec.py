@@ -97,9 +97,9 @@ def _run_values(overrides: dict) -> tuple[dict, dict]:
                 validate_value(key, coerce(key, raw))
             other[key] = raw
             continue
-        spec = (run_keys[key], hints[key])
-        values[key] = coerce(key, raw, spec)
-        validate_value(key, values[key], spec)
+        declared = (run_keys[key], hints[key])
+        values[key] = coerce(key, raw, declared)
+        validate_value(key, values[key], declared)
     return values, other
 
 
@@ -123,8 +123,8 @@ def for_model(values: dict, model: str) -> dict:
         if key not in fields:
             raise UsageError(f"{flag}: a key given for one model is one of that model's own keys; "
                              f"{owner}'s: {', '.join('--' + k.replace('_', '-') for k in sorted(fields)) or 'none'}")
-        spec = (fields[key], typing.get_type_hints(entry.config_cls)[key])
-        validate_value(name, coerce(name, raw, spec), spec)
+        declared = (fields[key], typing.get_type_hints(entry.config_cls)[key])
+        validate_value(name, coerce(name, raw, declared), declared)
         if owner == model:
             mine[key] = raw
     return dict(plain, **mine)
@@ -147,11 +147,11 @@ def _checked(config_cls, values: dict, owner: str) -> dict:
     for key, raw in values.items():
         if key not in fields:
             raise UsageError(_foreign_key_message(key, owner, fields))
-        spec = (fields[key], hints[key])
-        checked[key] = coerce(key, raw, spec)
+        declared = (fields[key], hints[key])
+        checked[key] = coerce(key, raw, declared)
         if checked[key] == []:  # a family's list keys (widths, dims) always need a value
             raise UsageError(f"--{key.replace('_', '-')}: give at least one value, e.g. 32,64")
-        validate_value(key, checked[key], spec)
+        validate_value(key, checked[key], declared)
     return checked
 
 

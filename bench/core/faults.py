@@ -15,10 +15,10 @@ import threading
 
 
 def point(phase: str) -> None:
-    spec = os.environ.get("AEBENCH_FAULT")
-    if not spec:
+    fault = os.environ.get("AEBENCH_FAULT")
+    if not fault:
         return
-    match = re.fullmatch(r"(.+?):(SIG[A-Z]+)(?::([0-9.]+))?", spec)
+    match = re.fullmatch(r"(.+?):(SIG[A-Z]+)(?::([0-9.]+))?", fault)
     if not match or match.group(1) != phase:
         return
     signum, delay = getattr(signal, match.group(2)), match.group(3)

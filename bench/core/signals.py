@@ -70,9 +70,9 @@ def same_command() -> str:
     import sys
     from pathlib import Path
 
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if spec is not None and spec.name:  # python -m bench.sweep ...
-        head = ["python", "-m", spec.name.removesuffix(".__main__")]
+    module = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if module is not None and module.name:  # python -m bench.sweep ...
+        head = ["python", "-m", module.name.removesuffix(".__main__")]
     elif sys.argv[0].endswith(".py"):
         head = ["python", sys.argv[0]]
     else:  # a console script (aebench-sweep)

@@ -194,8 +194,8 @@ class Sweep:
         et = self.sweep_config.get("early_terminate")
         if not et:
             return ""
-        spec = self.sweep_config["parameters"].get("epochs", {})
-        epochs = int(spec.get("value", max(spec.get("values") or [0]))) or None  # bands at or past it never act
+        param = self.sweep_config["parameters"].get("epochs", {})
+        epochs = int(param.get("value", max(param.get("values") or [0]))) or None  # bands at or past it never act
         bands = [b for b in stopping.bands(self.sweep_config) if epochs is None or b < epochs][:6]
         return (f"; early_terminate {et['type']}: runs behind at epochs {', '.join(map(str, bands)) or '(none)'}"
                 f" by {self.metric} are stopped there")

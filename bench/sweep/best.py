@@ -47,8 +47,8 @@ class Choice:
             return self
         for k in asked:
             params[named[k]] = {"value": self.values[k]}
-        spec = params.get(named.get("model", "model")) or {}
-        new = spec.get("values") or ([spec["value"]] if "value" in spec else [])
+        param = params.get(named.get("model", "model")) or {}
+        new = param.get("values") or ([param["value"]] if "value" in param else [])
         rest = {k: v for k, v in self.values.items() if k not in asked}  # the rest still goes to the chosen sweep's models
         return Choice(rest, self.why, self.models | frozenset(map(str, new)))
 

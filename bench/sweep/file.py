@@ -40,10 +40,10 @@ def load_sweep(path: str) -> dict:
     if not isinstance(params, dict) or not params:
         raise UsageError(f"{path}: invalid sweep config: 'parameters' must be a mapping of run.py keys to "
                          f"{{values: [...]}}, {{value: ...}} or {{distribution, min, max}}")
-    for name, spec in params.items():
-        if not isinstance(spec, dict):
+    for name, param in params.items():
+        if not isinstance(param, dict):
             raise UsageError(f"{path}: invalid sweep config: parameter {name!r} must be a mapping such as {{values: [...]}}, "
-                             f"got {type(spec).__name__}")
+                             f"got {type(param).__name__}")
     stopping.check_rule(sweep_config, path)  # before the schema: an early_terminate type is refused with the valid ones
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -55,7 +55,7 @@ def load_sweep(path: str) -> dict:
     method = sweep_config.get("method")
     metric = sweep_config.get("metric")
     if method == "grid":
-        ranged = [name for name, spec in params.items() if "values" not in spec and "value" not in spec]
+        ranged = [name for name, param in params.items() if "values" not in param and "value" not in param]
         if ranged:
             raise UsageError(f"{path}: method grid needs a list of values for {ranged[0]!r} (a grid cannot "
                              f"enumerate a range); use values: [...], or method random/bayes with --count")
@@ -73,16 +73,16 @@ def load_sweep(path: str) -> dict:
 
 def _check_parameters(path: str, params: dict) -> None:
     """Each parameter is a run.py key, and each of its values (and bounds) one it accepts."""
-    for name, spec in params.items():
+    for name, param in params.items():
         key = canonical_key(name)  # noise_std is noise_level
         if bare(key) not in FIELDS:
             close = difflib.get_close_matches(key, list(FIELDS), n=1)
             raise UsageError(f"{path}: unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                              + "; run.py keys: see `python run.py --help`")
-        if "values" in spec and not spec["values"]:
+        if "values" in param and not param["values"]:
             raise UsageError(f"{path}: parameter {name!r} has an empty list of values")
-        values = list(spec.get("values", [spec["value"]] if "value" in spec else []))
-        values += [spec[b] for b in ("min", "max") if b in spec]
+        values = list(param.get("values", [param["value"]] if "value" in param else []))
+        values += [param[b] for b in ("min", "max") if b in param]
         for v in values:
             try:
                 v = coerce(key, v)
@@ -90,16 +90,16 @@ def _check_parameters(path: str, params: dict) -> None:
                 check_name(key, v)
             except UsageError as e:
                 raise UsageError(f"{path}: parameter {name!r}: {e}") from None
-        if "min" in spec and "max" in spec and not float(spec["min"]) < float(spec["max"]):
-            raise UsageError(f"{path}: parameter {name!r}: min {spec['min']} must be below max {spec['max']}")
+        if "min" in param and "max" in param and not float(param["min"]) < float(param["max"]):
+            raise UsageError(f"{path}: parameter {name!r}: min {param['min']} must be below max {param['max']}")
 
 
 def _values_of(params: dict):
     """key -> the list of values a sweep's parameters (canonical names) give it: its `values`,
     its `value`, or the key's default when the sweep does not set it."""
     def values(key):
-        spec = params.get(key, {"value": FIELDS[key].default})
-        return list(spec.get("values", [spec["value"]] if "value" in spec else []))
+        param = params.get(key, {"value": FIELDS[key].default})
+        return list(param.get("values", [param["value"]] if "value" in param else []))
     return values
 
 
@@ -112,7 +112,7 @@ def check_against_registry(path: str, params: dict) -> None:
     from bench.config.keys import cli_keys
     from bench.config.run_keys import FIELDS, MODEL_KEYS
 
-    params = {canonical_key(k): spec for k, spec in params.items()}
+    params = {canonical_key(k): param for k, param in params.items()}
     values = _values_of(params)
     _check_scoped(path, params, [str(m) for m in values("model")])
     for m in values("model"):
@@ -128,10 +128,10 @@ def check_against_registry(path: str, params: dict) -> None:
                                  f"{registry.dataset_entry(str(d)).kind}")
     for chosen in values("eval") if "eval" in params else []:
         tools.expand([chosen] if isinstance(chosen, str) else list(chosen or []))
-    for key, spec in params.items():
+    for key, param in params.items():
         meta = FIELDS[key].metadata if key in FIELDS else {}
         bounded = meta.get("lo") is not None or meta.get("hi") is not None
-        if spec.get("distribution") in ("normal", "q_normal") and bounded:
+        if param.get("distribution") in ("normal", "q_normal") and bounded:
             raise UsageError(f"{path}: parameter {key!r}: a normal distribution draws values outside its range; "
                              f"use uniform or log_uniform_values between bounds")
 
@@ -141,14 +141,14 @@ def _check_scoped(path: str, params: dict, models: list[str]) -> None:
     its values is one that model takes."""
     from bench.config.spec import for_model
 
-    for key, spec in params.items():
+    for key, param in params.items():
         owner = scope_of(key)[0]
         if owner is None:
             continue
         if owner not in models:
             raise UsageError(f"{path}: parameter {key!r}: model {owner} is not among this sweep's models "
                              f"({', '.join(models)})")
-        for v in list(spec.get("values", [spec["value"]] if "value" in spec else [])):
+        for v in list(param.get("values", [param["value"]] if "value" in param else [])):
             try:
                 for_model({key: v}, owner)
             except UsageError as e:
@@ -165,7 +165,7 @@ def _check_metric(path: str, params: dict, metric: str) -> None:
     split = metric.partition("/")[0]
     if metric in ("best_value", "best_epoch") or split in ("time", "test_noisy", "warning") or split in tools.names():
         return
-    values = _values_of({canonical_key(k): spec for k, spec in params.items()})
+    values = _values_of({canonical_key(k): param for k, param in params.items()})
     for m in values("model"):
         entry = registry.model_entry(str(m))
         for d in values("dataset"):
@@ -209,8 +209,8 @@ def fmt_value(v) -> str:
 def varied(sweep_config: dict) -> list[str]:
     """The sweep's parameters that take more than one value (what tells its runs apart)."""
     out = []
-    for k, spec in (sweep_config.get("parameters") or {}).items():
-        if isinstance(spec, dict) and ("distribution" in spec or len(spec.get("values") or []) > 1):
+    for k, param in (sweep_config.get("parameters") or {}).items():
+        if isinstance(param, dict) and ("distribution" in param or len(param.get("values") or []) > 1):
             out.append(k)
     return sorted(out)
 

@@ -50,14 +50,14 @@ SAY_GRID = 1_000    # from here on, the runner says how many runs a grid makes b
 
 def grid_size(sweep_config: dict) -> int:
     """Configurations of a grid, counted without enumerating them (values listed twice count twice)."""
-    return math.prod(len(spec["values"]) if "values" in spec else 1 for spec in sweep_config["parameters"].values())
+    return math.prod(len(param["values"]) if "values" in param else 1 for param in sweep_config["parameters"].values())
 
 
 def check_grid(sweep_config: dict, name: str) -> int:
     """A grid's size, refused in one line past MAX_GRID (with what makes it large)."""
     n = grid_size(sweep_config)
     if n > MAX_GRID:
-        sizes = sorted(((len(spec["values"]), k) for k, spec in sweep_config["parameters"].items() if "values" in spec),
+        sizes = sorted(((len(param["values"]), k) for k, param in sweep_config["parameters"].items() if "values" in param),
                        reverse=True)
         shown = " x ".join(f"{k} {m}" for m, k in sizes[:6]) + (" x ..." if len(sizes) > 6 else "")
         raise UsageError(f"sweep {name}: a grid of {n:,} configurations ({shown}) is over the {MAX_GRID:,} a sweep "
@@ -75,7 +75,7 @@ def plan(sweep_config: dict, count: int | None) -> list[dict]:
         import itertools
 
         names = list(sweep_config["parameters"])
-        choices = [spec["values"] if "values" in spec else [spec["value"]] for spec in sweep_config["parameters"].values()]
+        choices = [param["values"] if "values" in param else [param["value"]] for param in sweep_config["parameters"].values()]
         seen, out = set(), []
         for combo in itertools.product(*choices):
             key = json.dumps(combo, sort_keys=True, default=str)
@@ -105,7 +105,7 @@ def fixed_identity(overrides: dict) -> str:
 
 
 def pinned(key: str, raw) -> dict:
-    """The sweep parameter spec for a value given on the command line."""
+    """The sweep parameter for a value given on the command line, as the YAML would write it."""
     if isinstance(raw, str) and "," in raw and "list" not in str(FIELDS[bare(key)].type):
         values = [coerce(key, part) for part in raw.split(",") if part.strip()]
         for v in values:
@@ -141,13 +141,13 @@ def stop_note(summary: dict) -> str:
 
 def in_space(params: dict, sweep_config: dict) -> bool:
     """Whether a recorded run's params lie in this sweep's (possibly pinned) parameter space."""
-    for name, spec in sweep_config["parameters"].items():
+    for name, param in sweep_config["parameters"].items():
         if name not in params:
             return False
         v = params[name]
-        if "value" in spec and v != spec["value"]:
+        if "value" in param and v != param["value"]:
             return False
-        if "values" in spec and v not in spec["values"]:
+        if "values" in param and v not in param["values"]:
             return False
     return True
 
@@ -215,10 +215,10 @@ def datasets_of(sweep_config: dict, overrides: dict) -> list[str]:
     from bench.config.run_keys import RunKeys
     from bench.sweep.file import canonical_key
 
-    spec = next((v for k, v in sweep_config["parameters"].items() if canonical_key(k) == "dataset"), None)
-    if spec is None:
+    param = next((v for k, v in sweep_config["parameters"].items() if canonical_key(k) == "dataset"), None)
+    if param is None:
         return [str(overrides.get("dataset", RunKeys.dataset))]
-    values = [spec["value"]] if "value" in spec else list(spec.get("values", []))
+    values = [param["value"]] if "value" in param else list(param.get("values", []))
     return list(dict.fromkeys(str(v) for v in values))
 
 
