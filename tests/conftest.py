@@ -92,6 +92,7 @@ def pytest_unconfigure(config):
                 os.kill(int(pid.read_text()), signal.SIGKILL)  # done long ago, or no longer needed
             except (OSError, ValueError):
                 pass
+            pid.unlink()  # a later session on the same folders (CI's second command) never kills that number again
         for own in (_OWN_CACHE, _OWN_SHARED):
             if own:
                 shutil.rmtree(own, ignore_errors=True)
