@@ -4,7 +4,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import FakeApi, built_once, chromium, fake_runs, hang_guard, run_cli, run_inproc
+from conftest import FakeApi, built_once, chromium, fake_runs, hang_guard, run_inproc, run_main
 
 from analysis.load import load_runs, load_wandb
 from analysis.tables import main as tables_main
@@ -49,12 +49,12 @@ def test_markdown_table_shows_ci_only_with_seeds(store, capsys):
     (["--sweep", "nope"], "no runs of sweep 'nope'"),
 ])
 def test_bad_analysis_input_exits_2(store, tmp_path, args, needle):
-    p = run_cli(["--runs", store / "runs", *args], cwd=tmp_path, script="analysis.tables")
+    p = run_main(["--runs", store / "runs", *args], cwd=tmp_path, script="analysis.tables")
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, p.stderr
 
 
 def test_no_runs_exits_2(tmp_path):
-    p = run_cli(["--runs", tmp_path / "empty"], cwd=tmp_path, script="analysis.tables")
+    p = run_main(["--runs", tmp_path / "empty"], cwd=tmp_path, script="analysis.tables")
     assert p.returncode == 2 and "no runs found" in p.stderr
 
 
@@ -93,7 +93,7 @@ def test_wandb_sweep_selected_by_name_or_id_and_best_metric_named():
 
 
 def test_plots_are_pngs(store, tmp_path):
-    p = run_cli(["--runs", store / "runs", "--out", tmp_path / "figs"], cwd=tmp_path, script="analysis.plots")
+    p = run_main(["--runs", store / "runs", "--out", tmp_path / "figs"], cwd=tmp_path, script="analysis.plots")
     assert p.returncode == 0, p.stderr
     pngs = list((tmp_path / "figs").glob("*.png"))
     assert (tmp_path / "figs" / "curves.png") in pngs and any("pareto" in p.name for p in pngs)
@@ -103,7 +103,7 @@ def test_plots_are_pngs(store, tmp_path):
 
 def test_report_renders_in_headless_chromium(store, tmp_path):
     out = tmp_path / "rep"
-    p = run_cli(["--runs", store / "runs", "--out", out, "--max-chars", 2500], cwd=tmp_path, script="analysis.report")
+    p = run_main(["--runs", store / "runs", "--out", out, "--max-chars", 2500], cwd=tmp_path, script="analysis.report")
     assert p.returncode == 0, p.stderr
     md = (out / "report.md").read_text()
     assert len(md) <= 2500 and "![" not in md and "| ae |" in md
@@ -314,11 +314,11 @@ def test_a_table_never_puts_an_aes_mse_and_a_vaes_elbo_in_one_column(tmp_path):
     fake_runs(tmp_path / "runs", [({"model": m, "seed": s}, {"best_metric": "val/loss", "best_value": v + s,
                                                               "test/mse": 0.01 * (s + 1)})
                                   for m, v in (("ae", 0.0065), ("vae", 254.0)) for s in (0, 1)])
-    p = run_cli(["--runs", tmp_path / "runs", "--format", "csv"], cwd=tmp_path, script="analysis.tables")
+    p = run_main(["--runs", tmp_path / "runs", "--format", "csv"], cwd=tmp_path, script="analysis.tables")
     assert p.returncode == 0, p.stderr
     assert "best_value" not in p.stdout and "note: best_value left out" in p.stderr
     assert "val/loss (ae), val/loss (vae)" in p.stderr
-    p = run_cli(["--runs", tmp_path / "runs", "--metrics", "best_value", "--format", "csv"], cwd=tmp_path,
+    p = run_main(["--runs", tmp_path / "runs", "--metrics", "best_value", "--format", "csv"], cwd=tmp_path,
                 script="analysis.tables")
     assert p.returncode == 0, p.stderr
     import io

@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import SEEDS, chromium, fake_runs, hang_guard, run_cli, run_inproc
+from conftest import SEEDS, chromium, fake_runs, hang_guard, run_inproc, run_main
 
 from analysis.blocks import TO_WRITE
 from analysis.templates import TEMPLATES
@@ -45,7 +45,7 @@ def _celeba_store(root, with_lambda=True):
 def test_celeba_assignment_report_has_exactly_its_five_sections_filled_from_the_runs(tmp_path):
     recorded = _celeba_store(tmp_path / "runs")
     out = tmp_path / "rep"
-    p = run_cli(["--runs", tmp_path / "runs", "--sweep", "celeba_models", "--out", out], cwd=tmp_path,
+    p = run_main(["--runs", tmp_path / "runs", "--sweep", "celeba_models", "--out", out], cwd=tmp_path,
                 script="analysis.report")
     assert p.returncode == 0, p.stderr
     assert "template celeba_assignment" in p.stdout and "left for your text" in p.stdout
@@ -78,7 +78,7 @@ def test_celeba_assignment_report_has_exactly_its_five_sections_filled_from_the_
 
 def test_a_sweep_not_yet_run_is_named_with_its_command(tmp_path):
     _celeba_store(tmp_path / "runs", with_lambda=False)
-    p = run_cli(["--runs", tmp_path / "runs", "--template", "celeba_assignment", "--out", tmp_path / "rep"], cwd=tmp_path,
+    p = run_main(["--runs", tmp_path / "runs", "--template", "celeba_assignment", "--out", tmp_path / "rep"], cwd=tmp_path,
                 script="analysis.report")
     assert p.returncode == 0, p.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
@@ -89,7 +89,7 @@ def test_a_sweep_not_yet_run_is_named_with_its_command(tmp_path):
 
 def test_template_without_its_runs_exits_2(tmp_path):
     _celeba_store(tmp_path / "runs", with_lambda=False)
-    p = run_cli(["--runs", tmp_path / "runs", "--template", "seed004", "--out", tmp_path / "rep"], cwd=tmp_path,  # the older name
+    p = run_main(["--runs", tmp_path / "runs", "--template", "seed004", "--out", tmp_path / "rep"], cwd=tmp_path,  # the older name
                 script="analysis.report")
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "fashion_vae_depth" in p.stderr and not (tmp_path / "rep").exists()
@@ -151,7 +151,7 @@ def test_cross_run_figures_compare_like_with_like(ae_vae_store, tmp_path):
 
 def test_generic_report_prints_to_pdf(ae_vae_store, tmp_path):
     out = tmp_path / "rep"
-    p = run_cli(["--runs", ae_vae_store / "runs", "--out", out], cwd=tmp_path, script="analysis.report")
+    p = run_main(["--runs", ae_vae_store / "runs", "--out", out], cwd=tmp_path, script="analysis.report")
     assert p.returncode == 0, p.stderr
     html = (out / "report.html").read_text()
     assert "side_by_side" in html and "@media print" in html
@@ -208,7 +208,7 @@ def test_a_report_of_collapsed_runs_says_so_first_and_names_each_missing_figure(
             for m in ("ae", "vae") for s in (0, 1, 2)]
     fake_runs(tmp_path / "runs", rows, dataset="colored_mnist", epochs=3)
     out = tmp_path / "rep"
-    p = run_cli(["--runs", tmp_path / "runs", "--template", "colored_mnist_assignment", "--out", out], cwd=tmp_path,
+    p = run_main(["--runs", tmp_path / "runs", "--template", "colored_mnist_assignment", "--out", out], cwd=tmp_path,
                 script="analysis.report")
     assert p.returncode == 0, p.stderr
     html = (out / "report.html").read_text()
@@ -242,15 +242,14 @@ def test_the_fashion_report_over_runs_without_sizes_says_so(tmp_path):
     """Runs of the (h, z) sweep that recorded no mlp_dims (made by hand, or older) still give
     a report: task b's best configuration is said to be unnameable, not a pandas traceback."""
     for seed in (0, 1):
-        p = run_cli(["--model", "mlp_vae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 128,
-                     "--limit-test", 64, "--wandb", "disabled", "--sweep", "fashion_vae_dims", "--runs-dir",
-                     tmp_path / "runs" / "fashion_vae_dims", "--seed", seed], cwd=tmp_path)
-        assert p.returncode == 0, p.stderr
+        assert run_inproc(["--model", "mlp_vae", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 128,
+                           "--limit-test", 64, "--wandb", "disabled", "--sweep", "fashion_vae_dims", "--runs-dir",
+                           tmp_path / "runs" / "fashion_vae_dims", "--seed", seed]) == 0
     for cfg in (tmp_path / "runs").rglob("config.json"):
         record = json.loads(cfg.read_text())
         record.pop("mlp_dims", None)
         cfg.write_text(json.dumps(record))
-    p = run_cli(["--runs", tmp_path / "runs", "--out", tmp_path / "rep", "--template", "fashion_vae_assignment"],
+    p = run_main(["--runs", tmp_path / "runs", "--out", tmp_path / "rep", "--template", "fashion_vae_assignment"],
                 cwd=tmp_path, script="analysis.report")
     assert p.returncode == 0, p.stderr
     assert "recorded no (h, z) sizes" in (tmp_path / "rep" / "report.md").read_text()
@@ -279,7 +278,7 @@ def test_a_report_sets_code_as_code_puts_long_ids_in_notes_and_fits_a4(tmp_path)
                                     "sample/gmm_fd": 50.0 + s})
                                   for dims in ([400, 20], [300, 5]) for s in (0, 1)], epochs=2)
     out = tmp_path / "rep"
-    p = run_cli(["--runs", tmp_path / "runs", "--template", "fashion_vae_assignment", "--out", out], cwd=tmp_path,
+    p = run_main(["--runs", tmp_path / "runs", "--template", "fashion_vae_assignment", "--out", out], cwd=tmp_path,
                 script="analysis.report")
     assert p.returncode == 0, p.stderr
     page = (out / "report.html").read_text()
