@@ -3,7 +3,7 @@ import json
 import time
 
 import pytest
-from conftest import only_run, quick, run_cli, run_inproc
+from conftest import only_run, quick, run_cli, run_inproc, run_main
 
 
 def test_finished_run_record_is_complete(tmp_path):
@@ -88,7 +88,7 @@ def test_a_key_the_model_does_not_take_is_refused_not_recorded(tmp_path, capsys)
 
 
 def test_list_shows_models_and_datasets(tmp_path):
-    p = run_cli(["--list"], cwd=tmp_path)
+    p = run_main(["--list"], cwd=tmp_path, script="bench.run.runner")
     assert p.returncode == 0
     listed = {line.split()[0] for line in p.stdout.splitlines() if line.startswith("  ")}
     for name in ("ae", "linear_ae", "vae", "pool_ae", "fashion_mnist", "cifar10", "synthetic"):
@@ -237,14 +237,15 @@ def test_collapse_is_judged_relative_to_the_data(tmp_path, monkeypatch):
 
 def test_next_steps_suggest_only_tools_the_run_can_serve(tmp_path):
     """A classifier has no decoder: its `next:` lines never suggest sampling, which would be refused."""
-    p = run_cli(["--model", "cnn_classifier", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 128,
-                 "--limit-test", 64, "--runs-dir", tmp_path / "runs", "--wandb", "disabled"], cwd=tmp_path)
+    p = run_main(["--model", "cnn_classifier", "--dataset", "synthetic", "--epochs", 1, "--limit-train", 128,
+                  "--limit-test", 64, "--runs-dir", tmp_path / "runs", "--wandb", "disabled"], cwd=tmp_path,
+                 script="bench.run.runner")
     assert p.returncode == 0, p.stderr
     line = next(l for l in p.stdout.splitlines() if "bench.evaluate" in l)
     suggested = line.split("--what ")[1].split()[0].split(",")
     assert "sample" not in suggested and suggested
     run = line.split("bench.evaluate ")[1].split()[0]
-    q = run_cli([run, "--what", ",".join(suggested)], cwd=tmp_path, script="bench.evaluate")
+    q = run_main([run, "--what", ",".join(suggested)], cwd=tmp_path, script="bench.evaluate")
     assert q.returncode == 0, q.stderr
 
 
@@ -261,7 +262,7 @@ def test_progress_lines_in_a_log_hold_no_terminal_escapes():
 @pytest.mark.parametrize("model,shown,quiet", [("ae", [], ["mse", "l1", "near_zero"]),
                                                ("sparse_ae", ["mse", "l1", "near_zero"], [])])
 def test_epoch_lines_show_each_term_the_model_uses_once(tmp_path, model, shown, quiet):
-    p = run_cli(quick(tmp_path, model=model, epochs=1), cwd=tmp_path)
+    p = run_main(quick(tmp_path, model=model, epochs=1), cwd=tmp_path, script="bench.run.runner")
     assert p.returncode == 0, p.stderr
     line = next(l for l in p.stdout.splitlines() if l.startswith("epoch 1/1"))
     names = [w for w in line.split() if "/" in w and not w[0].isdigit()]
@@ -284,11 +285,11 @@ def test_print_config_shows_the_wandb_mode_the_run_would_use(tmp_path):
 def test_the_suggested_report_covers_this_run_alone(tmp_path):
     """`next:` suggests a report of the run that printed it, not of every run in the store."""
     for model in ("ae", "mlp_vae"):
-        p = run_cli(quick(tmp_path, model=model, epochs=1), cwd=tmp_path)
+        p = run_main(quick(tmp_path, model=model, epochs=1), cwd=tmp_path, script="bench.run.runner")
         assert p.returncode == 0, p.stderr
     line = next(l for l in p.stdout.splitlines() if "analysis.report" in l)
     args = line.split("analysis.report ")[1].split("#")[0].split()
-    q = run_cli(args, cwd=tmp_path, script="analysis.report")
+    q = run_main(args, cwd=tmp_path, script="analysis.report")
     assert q.returncode == 0, q.stderr
     out = tmp_path / args[args.index("--out") + 1] / "report.md"
     md = out.read_text()

@@ -3,7 +3,7 @@ import json
 import math
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_main
 
 
 @pytest.mark.slow(reason="the speed benchmark's three loops on real Fashion-MNIST")
@@ -58,7 +58,7 @@ def test_epoch_benchmark_sets_the_runs_epochs_beside_the_bare_loops(tmp_path, fa
 
 @pytest.mark.parametrize("flag", ["--sittings", "--pairs", "--repeats"])
 def test_a_count_below_one_is_refused_in_one_line(tmp_path, flag):
-    p = run_cli(["--epoch", flag, 0], cwd=tmp_path, script="bench.speed")
+    p = run_main(["--epoch", flag, 0], cwd=tmp_path, script="bench.speed.benchmark")
     assert p.returncode == 2 and not (tmp_path / "speed.json").exists()
     assert f"argument {flag}: '0': give a whole number of at least 1" in p.stderr.strip().splitlines()[-1]
 
