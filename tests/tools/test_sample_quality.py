@@ -183,14 +183,14 @@ def test_the_fd_interval_is_scipys_basic_bootstrap_interval():
     import numpy as np
     from scipy.stats import bootstrap
 
-    from bench.tools._scores import basic_interval
+    from bench.tools._scores import basic_interval, resamples
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(0.0, 1.0, 400), rng.normal(0.5, 2.0, 300)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     value = float(b.mean() - a.mean())
-    ours = basic_interval(lambda i, j: tb[j].mean() - ta[i].mean(), value, len(a), len(b), 4000,
-                          torch.Generator().manual_seed(0))
+    i, j = resamples(len(a), len(b), 4000, torch.Generator().manual_seed(0))
+    ours = basic_interval(tb[j].mean(1) - ta[i].mean(1), value)
     theirs = bootstrap((a, b), lambda x, y: y.mean() - x.mean(), method="basic", n_resamples=4000,
                        vectorized=False, paired=False, random_state=1).confidence_interval
     width = theirs.high - theirs.low
@@ -252,6 +252,25 @@ def test_a_shipped_network_that_does_not_match_its_hash_is_refused(fashion, tmp_
     monkeypatch.setattr(sample_quality, "SHIPPED", copy)
     with pytest.raises(UsageError, match=r"fashion_mnist-s1.pt does not match the SHA-256"):
         sample_quality.feature_networks(fashion, torch.device("cpu"))
+
+
+def test_each_resamples_distance_is_the_distance_of_its_rows(monkeypatch):
+    """The bootstrap's moments from draw counts give each resample the Frechet distance that
+    `frechet_distance` gives its resampled rows: narrow features by one matrix product (rows
+    far from zero, more rows than dims and fewer), wide ones one resample at a time."""
+    from bench.tools import _scores
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    for n_a, n_b, d in ((300, 250, 16), (40, 50, 64)):
+        a, b = torch.rand(n_a, d, dtype=torch.float64) ** 2 + 3, torch.rand(n_b, d, dtype=torch.float64)
+        ia, ib = _scores.resamples(n_a, n_b, 5, g)
+        each = [_scores.frechet_distance(a[i], b[j]) for i, j in zip(ia, ib)]
+        assert len(set(each)) == 5
+        assert _scores.resampled_distances(a, b, ia, ib).tolist() == pytest.approx(each, rel=1e-6)
+        monkeypatch.setattr(_scores, "MOMENTS_MAX", 0)  # as for Inception's 2,048 dims
+        assert _scores.resampled_distances(a, b, ia, ib).tolist() == each
+        monkeypatch.undo()
 
 
 def test_the_fast_fd_and_kid_equal_torchmetrics_own_formulas():
