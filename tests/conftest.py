@@ -201,6 +201,14 @@ def run_main(args, cwd, script, env=None):
     return subprocess.CompletedProcess(argv, code or 0, out.getvalue(), err.getvalue())
 
 
+def with_sigint_ignored(cmd: list) -> list:
+    """`cmd` as a script's background job starts it: with SIGINT ignored (bash does that when
+    job control is off), which the command's own handlers must override: a `kill -INT`, or
+    Ctrl-C, still stops it as it stops a command in the foreground."""
+    return [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "os.execv(sys.argv[1], sys.argv[1:])", *map(str, cmd)]
+
+
 def refusal(main, argv, capsys) -> tuple[int, list[str]]:
     """A command's `main` run in this process on argv that it must refuse (no run starts, so no
     process of its own is needed): (exit code, its stderr lines)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import shutil
 import subprocess
 import sys
@@ -144,31 +145,41 @@ def submit(args, sweep, rest: list[str], command: list[str] | None = None, table
 
 
 def follow(job: str, sweep) -> int:
-    """One line per run as it ends, until no task of the array is left; Ctrl-C cancels the array."""
-    from bench.sweep.ledger import DONE, existing
+    """One line per run as it ends, until no task of the array is left; Ctrl-C (or SIGTERM)
+    cancels the array. The handlers are this process's own, as the local runner's are: a
+    command started with SIGINT ignored (in the background of a script) stops the same way."""
+    from bench.core.signals import Interrupted, StopSignals
+    from bench.sweep.ledger import existing
 
     started, seen = time.time(), {}
     before = {run_id: status for status, _, run_id in existing(sweep.dir, sweep.metric).values()}
     try:
-        while True:
-            queued = _lines(["squeue", "-h", "-j", job, "-o", "%i"])
-            for key, (status, metric, run_id) in sorted(existing(sweep.dir, sweep.metric).items()):
-                if status in DONE + ("failed",) and seen.get(run_id) != status and before.get(run_id) != status:
-                    seen[run_id] = status
-                    params = json.loads(key.split("\n")[0])
-                    shown = f"{sweep.metric}={metric:.4g}" if isinstance(metric, float) else ""
-                    print(f"[{time.time() - started:6.0f}s] {status:<9} {shown}  "
-                          + " ".join(f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}"
-                                     for k, v in params.items()), flush=True)
-            if not queued:  # the array has left the queue (or the controller forgot it)
-                break
-            time.sleep(2.0)
-    except KeyboardInterrupt:
+        with StopSignals(raising=True, where=lambda: f"the wait on Slurm job {job}"):
+            _follow(job, sweep, started, seen, before)
+    except (Interrupted, KeyboardInterrupt) as e:
         subprocess.run(["scancel", job], capture_output=True)
         print(f"cancelled Slurm job {job}: its running runs are recorded interrupted; submit the same command "
               f"again to resume them", file=sys.stderr, flush=True)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
     return closing(sweep)
+
+
+def _follow(job: str, sweep, started: float, seen: dict, before: dict) -> None:
+    from bench.sweep.ledger import DONE, existing
+
+    while True:
+        queued = _lines(["squeue", "-h", "-j", job, "-o", "%i"])
+        for key, (status, metric, run_id) in sorted(existing(sweep.dir, sweep.metric).items()):
+            if status in DONE + ("failed",) and seen.get(run_id) != status and before.get(run_id) != status:
+                seen[run_id] = status
+                params = json.loads(key.split("\n")[0])
+                shown = f"{sweep.metric}={metric:.4g}" if isinstance(metric, float) else ""
+                print(f"[{time.time() - started:6.0f}s] {status:<9} {shown}  "
+                      + " ".join(f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}"
+                                 for k, v in params.items()), flush=True)
+        if not queued:  # the array has left the queue (or the controller forgot it)
+            return
+        time.sleep(2.0)
 
 
 def closing(sweep) -> int:

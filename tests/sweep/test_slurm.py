@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import hang_guard, refusal, run_cli
+from conftest import hang_guard, refusal, run_cli, with_sigint_ignored
 
 
 def _cluster() -> str | None:
@@ -198,9 +198,9 @@ def test_ctrl_c_while_waiting_cancels_the_array_in_one_line(tmp_path):
 
     y = _grid(tmp_path, "intr", epochs=400)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "bench.sweep", str(y), "--slurm", "2", "--wait", "--runs-dir", "runs",
-                             *map(str, FLAGS)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(with_sigint_ignored([sys.executable, "-m", "bench.sweep", y, "--slurm", 2, "--wait",
+                                                 "--runs-dir", "runs", *FLAGS]), cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not list((tmp_path / "runs" / "intr").glob("*/summary.json")):  # the array has started a run
         assert proc.poll() is None and time.time() - t0 < hang_guard(120), proc.communicate()

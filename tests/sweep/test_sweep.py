@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, hang_guard, refusal, run_cli
+from conftest import ROOT, hang_guard, refusal, run_cli, with_sigint_ignored
 
 from bench.config.cli import parse_args
 from bench.config.spec import resolve
@@ -160,7 +160,7 @@ def test_ctrl_c_on_a_local_sweep_says_that_the_same_command_resumes_it(tmp_path)
     y = tmp_path / "long.yaml"
     y.write_text(SWEEP4 % 400)
     args = [str(y), "--runs-dir", "runs", "--wandb", "disabled", "--limit-train", "300"]
-    proc = subprocess.Popen([sys.executable, "-m", "bench.sweep", *args], cwd=tmp_path,
+    proc = subprocess.Popen(with_sigint_ignored([sys.executable, "-m", "bench.sweep", *args]), cwd=tmp_path,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     t0 = time.time()
