@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import shutil
 import subprocess
 import sys
@@ -149,24 +148,23 @@ def follow(job: str, sweep) -> int:
     cancels the array. The handlers are this process's own, as the local runner's are: a
     command started with SIGINT ignored (in the background of a script) stops the same way."""
     from bench.core.signals import Interrupted, StopSignals
-    from bench.sweep.ledger import existing
 
-    started, seen = time.time(), {}
-    before = {run_id: status for status, _, run_id in existing(sweep.dir, sweep.metric).values()}
     try:
         with StopSignals(raising=True, where=lambda: f"the wait on Slurm job {job}"):
-            _follow(job, sweep, started, seen, before)
-    except (Interrupted, KeyboardInterrupt) as e:
+            _follow(job, sweep)
+    except Interrupted as e:
         subprocess.run(["scancel", job], capture_output=True)
         print(f"cancelled Slurm job {job}: its running runs are recorded interrupted; submit the same command "
               f"again to resume them", file=sys.stderr, flush=True)
-        return 128 + getattr(e, "signum", signal.SIGINT)
+        return 128 + e.signum
     return closing(sweep)
 
 
-def _follow(job: str, sweep, started: float, seen: dict, before: dict) -> None:
+def _follow(job: str, sweep) -> None:
     from bench.sweep.ledger import DONE, existing
 
+    started, seen = time.time(), {}
+    before = {run_id: status for status, _, run_id in existing(sweep.dir, sweep.metric).values()}
     while True:
         queued = _lines(["squeue", "-h", "-j", job, "-o", "%i"])
         for key, (status, metric, run_id) in sorted(existing(sweep.dir, sweep.metric).items()):
